@@ -1,0 +1,65 @@
+"""The export pipeline as one call: float graph + calibration images + bits -> IR graph
+(and the `.aqz` when a path is given). Used by aq-export, the demo and the tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import AqError
+from .auto_bits import auto_bits
+from .bits_spec import BitsPlan, load_bits_json, plan_to_json, resolve_bits
+from .calibrate import Ranges, calibrate, per_tensor
+from .float_graph import FloatGraph
+from .integerize import integerize
+from .ir import Graph
+
+
+def calibrate_ranges(fg: FloatGraph, images: np.ndarray, method: str = "minmax",
+                     granularity: str = "tensor") -> Ranges:
+    """Activation ranges; per tensor by default (per-channel min/max from a few photos clips
+    unseen photos badly: see docs/SEMANTICS.md)."""
+    if granularity not in ("tensor", "channel"):
+        raise AqError(f"unknown range granularity {granularity!r} (tensor or channel)")
+    r = calibrate(fg, images, method=method)
+    return per_tensor(r) if granularity == "tensor" else r
+
+
+def plan_bits(fg: FloatGraph, bits: str | int | dict, images: np.ndarray, ranges: Ranges,
+              budget: float = 1.0, progress: bool = True) -> tuple[BitsPlan, dict[str, Any]]:
+    """Resolve `bits` ('auto', an int, a JSON path or a dict) into a plan and a report."""
+    if bits == "auto":
+        return auto_bits(fg, images, ranges, budget, progress=progress)
+    if isinstance(bits, str):
+        if bits.isdigit():
+            bits = int(bits)
+        else:
+            bits = load_bits_json(bits)
+    return resolve_bits(fg, bits), {}
+
+
+def export_graph(fg: FloatGraph, images: np.ndarray, bits: str | int | dict = 8,
+                 budget: float = 1.0, method: str = "minmax", granularity: str = "tensor",
+                 ranges: Ranges | None = None, progress: bool = True) -> Graph:
+    """Calibrate (unless `ranges` is given), plan bits and integerize."""
+    if len(images) == 0:
+        raise AqError("no calibration images")
+    if ranges is None:
+        ranges = calibrate_ranges(fg, images, method, granularity)
+    plan, report = plan_bits(fg, bits, images, ranges, budget, progress)
+    meta = {"calibration": {"method": method, "granularity": granularity,
+                            "images": int(len(images))},
+            "bits_plan": plan_to_json(fg, plan)}
+    if report:
+        meta["auto_bits"] = {k: v for k, v in report.items() if k != "bits"}
+    return integerize(fg, ranges, plan[0], plan[1], plan[2], meta=meta)
+
+
+def export_to_file(fg: FloatGraph, images: np.ndarray, out: str | Path, **kw: Any) -> Graph:
+    from ..format import write_aqz
+
+    g = export_graph(fg, images, **kw)
+    write_aqz(g, out)
+    return g

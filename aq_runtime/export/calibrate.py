@@ -1,0 +1,54 @@
+"""Post-training calibration: per-channel ranges of every tensor of a float graph on
+calibration images, by min/max or by a percentile of |values| per side (subsampled)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .float_exec import run_float_graph
+from .float_graph import FloatGraph
+
+Ranges = dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def calibrate(fg: FloatGraph, images: np.ndarray, method: str = "minmax",
+              percentile: float = 99.99, max_samples: int = 4096, seed: int = 0) -> Ranges:
+    """Per-channel (lo, hi) float64 of every tensor. `percentile` clips both tails per channel
+    using up to `max_samples` values per channel and batch, the ranges then averaged over
+    batches weighted by size (min/max are exact over all images)."""
+    if method not in ("minmax", "percentile"):
+        raise ValueError(f"unknown calibration method {method!r}")
+    stats: dict[str, list] = {}
+    gen = torch.Generator().manual_seed(seed)
+
+    def hook(name: str, t: torch.Tensor) -> None:
+        c = t.shape[1]
+        flat = t.detach().transpose(0, 1).reshape(c, -1).double()
+        if method == "minmax":
+            lo, hi = flat.min(dim=1).values, flat.max(dim=1).values
+        else:
+            if flat.shape[1] > max_samples:
+                idx = torch.randint(flat.shape[1], (max_samples,), generator=gen)
+                flat = flat[:, idx]
+            q = torch.tensor([1 - percentile / 100, percentile / 100], dtype=torch.float64)
+            lo, hi = torch.quantile(flat, q, dim=1)
+        stats.setdefault(name, []).append((lo.numpy(), hi.numpy(), t.shape[0]))
+
+    run_float_graph(fg, images, hook=hook)
+    out: Ranges = {}
+    for name, items in stats.items():
+        los = np.stack([a for a, _, _ in items])
+        his = np.stack([b for _, b, _ in items])
+        if method == "minmax":
+            out[name] = (los.min(axis=0), his.max(axis=0))
+        else:
+            w = np.array([n for _, _, n in items], np.float64)[:, None]
+            out[name] = ((los * w).sum(0) / w.sum(), (his * w).sum(0) / w.sum())
+    return out
+
+
+def per_tensor(ranges: Ranges) -> Ranges:
+    """One range per tensor (the union over its channels), broadcast back to every channel."""
+    return {k: (np.full_like(lo, lo.min()), np.full_like(hi, hi.max()))
+            for k, (lo, hi) in ranges.items()}

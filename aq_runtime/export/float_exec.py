@@ -1,0 +1,73 @@
+"""Run a float graph in PyTorch (float32 by default) on uint8 NHWC images, with a hook that
+sees every tensor (calibration) and optional per-node weight overrides (sensitivity)."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .float_graph import FloatGraph, FloatNode
+
+Hook = Callable[[str, torch.Tensor], None]
+
+
+def normalize_input(images: np.ndarray, fg: FloatGraph, dtype=torch.float32) -> torch.Tensor:
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).to(dtype)
+    m = torch.tensor(fg.pixel_mean, dtype=dtype).view(1, -1, 1, 1)
+    s = torch.tensor(fg.pixel_std, dtype=dtype).view(1, -1, 1, 1)
+    return (x - m) / s
+
+
+def apply_node(n: FloatNode, ins: list[torch.Tensor], weight: torch.Tensor | None = None,
+               bias: torch.Tensor | None = None) -> torch.Tensor:
+    """One float op; conv pads with zeros (real zero), ReLU/ReLU6 fused."""
+    if n.op == "conv":
+        t, b, l, r = n.attrs["pad"]
+        x = F.pad(ins[0], (l, r, t, b)) if (t or b or l or r) else ins[0]
+        y = F.conv2d(x, weight, bias, stride=n.attrs["stride"], groups=n.attrs["groups"])
+        act = n.attrs.get("act", "none")
+        if act == "relu":
+            y = F.relu(y)
+        elif act == "relu6":
+            y = F.relu6(y)
+        return y
+    if n.op == "add":
+        return ins[0] + ins[1]
+    if n.op == "mul":
+        return ins[0] * ins[1]
+    if n.op == "gap":
+        return ins[0].mean(dim=(2, 3), keepdim=True)
+    if n.op == "swish":
+        return F.silu(ins[0])
+    if n.op == "sigmoid":
+        return torch.sigmoid(ins[0])
+    if n.op == "hswish":
+        return F.hardswish(ins[0])
+    raise ValueError(f"unknown float op {n.op!r}")
+
+
+@torch.no_grad()
+def run_float_graph(fg: FloatGraph, images: np.ndarray, hook: Hook | None = None,
+                    weights: dict[str, np.ndarray] | None = None, batch: int = 32,
+                    dtype=torch.float32) -> np.ndarray:
+    """Float logits (N, classes) as float64 numpy; `weights` overrides conv weights by name."""
+    params = {}
+    for n in fg.conv_nodes():
+        w = (weights or {}).get(n.name, n.weight)
+        params[n.name] = (torch.from_numpy(np.asarray(w)).to(dtype),
+                          torch.from_numpy(n.bias).to(dtype))
+    outs = []
+    for i in range(0, len(images), batch):
+        env = {fg.input: normalize_input(images[i:i + batch], fg, dtype)}
+        if hook:
+            hook(fg.input, env[fg.input])
+        for n in fg.nodes:
+            w, b = params.get(n.name, (None, None))
+            env[n.output] = apply_node(n, [env[t] for t in n.inputs], w, b)
+            if hook:
+                hook(n.output, env[n.output])
+        outs.append(env[fg.output].reshape(env[fg.output].shape[0], -1).double().numpy())
+    return np.concatenate(outs)

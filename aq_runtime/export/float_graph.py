@@ -1,0 +1,61 @@
+"""The float graph: a model after BatchNorm folding, as a list of nodes over named tensors
+(conv with fused ReLU/ReLU6, add, mul, gap, and elementwise nonlinearities). Models build it;
+calibration, the fake-quant model and integerization consume it. No torch here."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+ACTIVATIONS = ("none", "relu", "relu6")
+NONLINEAR = ("swish", "sigmoid", "hswish")
+
+
+@dataclass
+class FloatNode:
+    op: str  # conv | add | mul | gap | swish | sigmoid | hswish
+    name: str
+    inputs: list[str]
+    output: str
+    attrs: dict[str, Any] = field(default_factory=dict)  # conv: stride, pad, groups, act
+    weight: np.ndarray | None = None  # float64 (O, C/groups, kh, kw), BN folded
+    bias: np.ndarray | None = None  # float64 (O,)
+
+
+@dataclass
+class FloatGraph:
+    name: str
+    input: str
+    output: str
+    input_shape: tuple[int, int, int]  # (C, H, W)
+    pixel_mean: list[float]  # per channel, in pixel units: x = (p - mean) / std
+    pixel_std: list[float]
+    nodes: list[FloatNode]
+    labels: list[str] = field(default_factory=list)
+    preprocess: dict[str, Any] = field(default_factory=dict)  # resize / crop for files
+
+    def conv_nodes(self) -> list[FloatNode]:
+        return [n for n in self.nodes if n.op == "conv"]
+
+
+def fold_bn(w: np.ndarray, b: np.ndarray | None, gamma: np.ndarray, beta: np.ndarray,
+            mean: np.ndarray, var: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Fold y = gamma * (conv(x) + b - mean) / sqrt(var + eps) + beta into (w', b')."""
+    f = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
+    w2 = np.asarray(w, np.float64) * f.reshape(-1, *([1] * (w.ndim - 1)))
+    b0 = np.zeros_like(f) if b is None else np.asarray(b, np.float64)
+    return w2, (b0 - np.asarray(mean, np.float64)) * f + np.asarray(beta, np.float64)
+
+
+def same_pad(size: int, k: int, stride: int) -> tuple[int, int]:
+    """TensorFlow "SAME" padding (before, after) along one axis: asymmetric at stride 2."""
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + k - size, 0)
+    return total // 2, total - total // 2
+
+
+def conv_out(size: int, k: int, stride: int, before: int, after: int) -> int:
+    return (size + before + after - k) // stride + 1

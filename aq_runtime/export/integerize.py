@@ -1,0 +1,188 @@
+"""Integerization (DESIGN §3): float graph + calibrated ranges + bits -> integer IR.
+Per-input-channel activation scales are folded into the weights, weights are quantized per
+output channel at their own bits, zero-point corrections go into the int32 bias, and every
+requantization gets its fixed-point (m, n). LUTs are built here, in float64."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import AqError
+from ..quant import (act_params_from_range, quantize_multiplier, quantize_multiplier_pair,
+                     quantize_ternary, quantize_weights, round_half_up)
+from ..quant.bits import LOGIT_BITS, act_code_range
+from .calibrate import Ranges
+from .float_graph import NONLINEAR, FloatGraph, FloatNode, conv_out
+from .ir import Graph, Node, TensorSpec, canonical
+from .validate import validate_graph
+
+LOGIT_RANGE_BITS = 20  # the largest calibrated |logit| maps to about 2^20
+BIAS_CODE_LIMIT = float(1 << 24)  # |round(B/sw)| stays below this: room for the int32 proof
+
+
+def nonlinear_fn(op: str, x: np.ndarray) -> np.ndarray:
+    """The float64 definition of each table-driven nonlinearity."""
+    if op == "swish":
+        return x / (1.0 + np.exp(-x))
+    if op == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-x))
+    if op == "hswish":
+        return x * np.clip(x + 3.0, 0.0, 6.0) / 6.0
+    raise ValueError(op)
+
+
+def tensor_shapes(fg: FloatGraph) -> dict[str, tuple[int, int, int]]:
+    shapes = {fg.input: tuple(fg.input_shape)}
+    for n in fg.nodes:
+        s = shapes[n.inputs[0]]
+        if n.op == "conv":
+            o, _, kh, kw = n.weight.shape
+            t, b, l, r = n.attrs["pad"]
+            sh, sw = n.attrs["stride"]
+            shapes[n.output] = (o, conv_out(s[1], kh, sh, t, b), conv_out(s[2], kw, sw, l, r))
+        elif n.op == "gap":
+            shapes[n.output] = (s[0], 1, 1)
+        else:
+            shapes[n.output] = s
+    return shapes
+
+
+def lut_inputs(fg: FloatGraph) -> set[str]:
+    return {n.inputs[0] for n in fg.nodes if n.op in NONLINEAR}
+
+
+def _act_range(n: FloatNode, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    act = n.attrs.get("act", "none") if n.op == "conv" else "none"
+    if act in ("relu", "relu6"):
+        lo = np.zeros_like(lo)
+        hi = np.minimum(hi, 6.0) if act == "relu6" else hi
+    if n.op == "sigmoid":
+        lo, hi = np.zeros_like(lo), np.minimum(hi, 1.0)
+    return lo, hi
+
+
+def _clamp_bounds(n: FloatNode, spec: TensorSpec) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.array([act_code_range(int(b)) for b in spec.bits], dtype=np.int64).reshape(-1, 2)
+    lo, hi = rng[:, 0].copy(), rng[:, 1].copy()
+    act = n.attrs.get("act", "none") if n.op == "conv" else "none"
+    if act in ("relu", "relu6"):
+        lo = np.maximum(lo, spec.zero_point)
+    if act == "relu6":
+        hi = np.minimum(hi, spec.zero_point + round_half_up(6.0 / spec.scale))
+    return lo, hi
+
+
+def integerize(fg: FloatGraph, ranges: Ranges, wbits: dict[str, np.ndarray],
+               abits: dict[str, np.ndarray], ternary: dict[str, float] | None = None,
+               meta: dict | None = None) -> Graph:
+    """Build the integer graph. `wbits[node]` (O,), `abits[tensor]` (C,) per channel;
+    `ternary[node] = threshold` makes that conv TTQ-ternary. Raises AqError on refusal."""
+    ternary = ternary or {}
+    shapes = tensor_shapes(fg)
+    luts = lut_inputs(fg)
+    tensors: dict[str, TensorSpec] = {}
+    c_in = fg.input_shape[0]
+    tensors[fg.input] = TensorSpec(
+        fg.input, shapes[fg.input], 1.0 / np.asarray(fg.pixel_std, np.float64),
+        round_half_up(np.asarray(fg.pixel_mean, np.float64)), np.full(c_in, 8, np.int64))
+    logit_lo, logit_hi = ranges[fg.output]
+    s_logit = max(float(np.abs(logit_lo).max()), float(np.abs(logit_hi).max()), 1e-6) / (
+        1 << LOGIT_RANGE_BITS)
+    nodes: list[Node] = []
+    for n in fg.nodes:
+        c = shapes[n.output][0]
+        if n.output == fg.output:
+            spec = TensorSpec(n.output, shapes[n.output], np.full(c, s_logit),
+                              np.zeros(c, np.int64), np.full(c, LOGIT_BITS, np.int64))
+        else:
+            bits = np.asarray(abits.get(n.output, np.full(c, 8)), np.int64)
+            if n.output in luts:
+                bits = np.full(c, 8, np.int64)  # table inputs are 8-bit codes
+            if bits.shape != (c,):
+                raise AqError(f"activation bits of {n.output!r}: expected {c} channels, "
+                              f"got {bits.shape[0] if bits.ndim else 1}")
+            lo, hi = _act_range(n, *ranges[n.output])
+            s, z = act_params_from_range(lo, hi, bits)
+            spec = TensorSpec(n.output, shapes[n.output], s, z, bits)
+        tensors[n.output] = spec
+        ins = [tensors[t] for t in n.inputs]
+        try:
+            nodes.append(_int_node(n, ins, spec, wbits, ternary))
+        except (ValueError, KeyError) as e:
+            raise AqError(f"cannot integerize {n.name!r}: {e}") from None
+    graph = Graph(fg.input, fg.output, tensors, nodes, dict(meta or {}))
+    graph.meta.setdefault("model", fg.name)
+    graph.meta["labels"] = list(fg.labels)
+    graph.meta["input"] = {"layout": "NHWC", "dtype": "uint8",
+                           "shape": [fg.input_shape[1], fg.input_shape[2], fg.input_shape[0]],
+                           "pixel_mean": list(fg.pixel_mean), "pixel_std": list(fg.pixel_std),
+                           **fg.preprocess}
+    graph.meta["logit_scale"] = s_logit
+    try:
+        validate_graph(graph)
+    except ValueError as e:
+        raise AqError(f"exporter refuses the model: {e}") from None
+    return graph
+
+
+def _int_node(n: FloatNode, ins: list[TensorSpec], out: TensorSpec,
+              wbits: dict[str, np.ndarray], ternary: dict[str, float]) -> Node:
+    if n.op == "conv":
+        return _int_conv(n, ins[0], out, wbits, ternary)
+    lo, hi = _clamp_bounds(n, out)
+    if n.op == "add":
+        m1, m2, sh = quantize_multiplier_pair(ins[0].scale / out.scale, ins[1].scale / out.scale)
+        arrays = dict(mult_a=m1, mult_b=m2, shift=sh)
+    elif n.op == "mul":
+        m, sh = quantize_multiplier(ins[0].scale * ins[1].scale / out.scale)
+        arrays = dict(mult=m, shift=sh)
+    elif n.op == "gap":
+        _, h, w = ins[0].shape
+        m, sh = quantize_multiplier(ins[0].scale / (out.scale * h * w))
+        arrays = dict(mult=m, shift=sh)
+    elif n.op in NONLINEAR:
+        q = np.arange(256, dtype=np.float64)[None, :]
+        x = ins[0].scale[:, None] * (q - ins[0].zero_point[:, None])
+        y = nonlinear_fn(n.op, x)
+        table = np.clip(round_half_up(y / out.scale[:, None]) + out.zero_point[:, None],
+                        0, ((1 << out.bits) - 1)[:, None])
+        return Node("lut", n.name, list(n.inputs), n.output, {"fn": n.op},
+                    {"table": canonical("table", table)})
+    else:
+        raise ValueError(f"unsupported op {n.op!r}")
+    arrays.update(lo=lo, hi=hi)
+    return Node(n.op, n.name, list(n.inputs), n.output, {},
+                {k: canonical(k, v) for k, v in arrays.items()})
+
+
+def _int_conv(n: FloatNode, t_in: TensorSpec, out: TensorSpec, wbits: dict[str, np.ndarray],
+              ternary: dict[str, float]) -> Node:
+    w = n.weight
+    o, cg, kh, kw = w.shape
+    groups = n.attrs["groups"]
+    og = o // groups
+    ch = (np.arange(o) // og)[:, None] * cg + np.arange(cg)[None, :]  # input channel of (o, c)
+    we = (w * t_in.scale[ch][:, :, None, None]).reshape(o, -1)
+    zk = np.repeat(t_in.zero_point[ch].astype(np.int64), kh * kw, axis=1)  # z_a per (o, c, k)
+    lo, hi = _clamp_bounds(n, out)
+    attrs = dict(stride=list(n.attrs["stride"]), pad=list(n.attrs["pad"]), groups=groups,
+                 weight_shape=[o, cg, kh, kw])
+    if n.name in ternary:
+        q, wp, wn = quantize_ternary(we, ternary[n.name])
+        m_p, m_n, sh = quantize_multiplier_pair(wp / out.scale, wn / out.scale)
+        arrays = dict(weight=q.reshape(w.shape), wbits=np.full(o, 2), wscale=wp, wscale_n=wn,
+                      bias=round_half_up(n.bias / wp) - (zk * (q == 1)).sum(1),
+                      bias_n=-(zk * (q == -1)).sum(1), mult=m_p, mult_n=m_n, shift=sh)
+        attrs["mode"] = "ternary"
+    else:
+        bits = np.asarray(wbits.get(n.name, np.full(o, 8)), np.int64)
+        if bits.shape != (o,):
+            raise ValueError(f"weight bits: expected {o} channels")
+        q, sw = quantize_weights(we, bits, np.abs(n.bias) / BIAS_CODE_LIMIT)
+        m, sh = quantize_multiplier(sw / out.scale)
+        arrays = dict(weight=q.reshape(w.shape), wbits=bits, wscale=sw,
+                      bias=round_half_up(n.bias / sw) - (zk * q).sum(1), mult=m, shift=sh)
+        attrs["mode"] = "int"
+    arrays.update(lo=lo, hi=hi)
+    return Node("conv", n.name, list(n.inputs), n.output, attrs,
+                {k: canonical(k, v) for k, v in arrays.items()})

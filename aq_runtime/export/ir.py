@@ -1,0 +1,102 @@
+"""The integer graph (IR): activation tensors with per-channel quant params, and nodes whose
+integer arrays follow DESIGN §3. Layout-free (NCHW shapes are logical, not a memory layout).
+
+Ops and their arrays (O = output channels, C = input channels):
+  conv   weight (O, C/groups, kh, kw) int codes, wbits (O,), bias (O,), mult (O,), shift (O,),
+         lo (O,), hi (O,); ternary mode adds bias_n (O,), mult_n (O,).
+         attrs: stride [sh, sw], pad [top, bottom, left, right], groups, mode "int"|"ternary".
+  add    mult_a (C,), mult_b (C,), shift (C,), lo (C,), hi (C,)
+  mul    mult (C,), shift (C,), lo (C,), hi (C,)           (second input is N x C x 1 x 1)
+  gap    mult (C,), shift (C,), lo (C,), hi (C,)           (global average pool)
+  lut    table (C, 256) codes indexed by the input code
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+OPS = ("conv", "add", "mul", "gap", "lut")
+
+# Canonical dtype of every array key, in memory and on disk (weights are packed on disk).
+ARRAY_DTYPES: dict[str, str] = {
+    "weight": "int16", "wbits": "uint8", "wscale": "float64", "wscale_n": "float64",
+    "bias": "int32", "bias_n": "int32", "mult": "int32", "mult_n": "int32",
+    "mult_a": "int32", "mult_b": "int32", "shift": "uint8", "lo": "int32", "hi": "int32",
+    "table": "int16",
+}
+TENSOR_DTYPES: dict[str, str] = {"scale": "float64", "zero_point": "int32", "bits": "uint8"}
+OP_ARRAYS: dict[str, tuple[str, ...]] = {
+    "conv": ("weight", "wbits", "wscale", "bias", "mult", "shift", "lo", "hi"),
+    "add": ("mult_a", "mult_b", "shift", "lo", "hi"),
+    "mul": ("mult", "shift", "lo", "hi"),
+    "gap": ("mult", "shift", "lo", "hi"),
+    "lut": ("table",),
+}
+TERNARY_ARRAYS = ("bias_n", "mult_n", "wscale_n")
+
+
+def canonical(key: str, a: np.ndarray) -> np.ndarray:
+    """Cast an IR array to its canonical dtype, refusing values that do not fit."""
+    dt = np.dtype(ARRAY_DTYPES.get(key) or TENSOR_DTYPES[key])
+    a = np.asarray(a)
+    if dt.kind in "iu" and a.size:
+        info = np.iinfo(dt)
+        if a.min() < info.min or a.max() > info.max:
+            raise ValueError(f"array {key!r} has values outside {dt}")
+    return np.ascontiguousarray(a.astype(dt))
+
+
+@dataclass
+class TensorSpec:
+    """Quant params of one activation tensor: real = scale[c] * (q - zero_point[c])."""
+    name: str
+    shape: tuple[int, int, int]  # (C, H, W)
+    scale: np.ndarray  # float64 (C,)
+    zero_point: np.ndarray  # int64 (C,)
+    bits: np.ndarray  # int64 (C,), 1..8, or 32 for int32 logits
+
+
+@dataclass
+class Node:
+    op: str
+    name: str
+    inputs: list[str]
+    output: str
+    attrs: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
+class Graph:
+    input: str
+    output: str
+    tensors: dict[str, TensorSpec]
+    nodes: list[Node]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise KeyError(name)
+
+    def weight_nodes(self) -> list[Node]:
+        return [n for n in self.nodes if n.op == "conv"]
+
+    def digest(self) -> str:
+        """SHA-256 over node structure and every integer array: identifies a model."""
+        h = hashlib.sha256()
+        for n in self.nodes:
+            h.update(f"{n.op}|{n.name}|{n.inputs}|{n.output}|{sorted(n.attrs.items())}".encode())
+            for k in sorted(n.arrays):
+                h.update(k.encode())
+                h.update(np.ascontiguousarray(n.arrays[k]).tobytes())
+        for t in sorted(self.tensors):
+            s = self.tensors[t]
+            for a in (s.scale, s.zero_point, s.bits):
+                h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()

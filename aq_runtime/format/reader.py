@@ -1,0 +1,218 @@
+"""Read and validate a `.aqz` before anything runs: container (stored zip, safe member names,
+size caps checked before allocation), graph.json (format, version), every array (declared
+dtype/shape, SHA-256, no pickle), then the graph itself (export.validate). Any violation raises
+AqError with one line naming the file and the field."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from .. import AqError
+from ..export.ir import ARRAY_DTYPES, OP_ARRAYS, TENSOR_DTYPES, TERNARY_ARRAYS, Graph, Node, TensorSpec
+from ..export.validate import validate_graph
+from ..quant.packing import packed_size, unpack_codes
+from .schema import (ALLOWED_DTYPES, ARRAY_DIR, FORMAT_NAME, FORMAT_VERSION, GRAPH_MEMBER,
+                     MAX_GRAPH_BYTES, MAX_MEMBER_BYTES, MAX_MEMBERS, MAX_TOTAL_BYTES)
+
+
+class _Bad(Exception):
+    pass
+
+
+def _safe_name(name: str) -> bool:
+    p = PurePosixPath(name)
+    return not (name.startswith(("/", "\\")) or "\\" in name or ".." in p.parts
+                or (len(name) > 1 and name[1] == ":") or name == "")
+
+
+def _load_npy(data: bytes, ref: str, spec: dict) -> np.ndarray:
+    buf = io.BytesIO(data)
+    try:
+        major, _ = np.lib.format.read_magic(buf)
+        if major == 1:
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(buf)
+        elif major in (2, 3):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(buf)
+        else:
+            raise _Bad(f"array {ref}: unsupported .npy version {major}")
+    except _Bad:
+        raise
+    except Exception as e:  # malformed header
+        raise _Bad(f"array {ref}: not a valid .npy member ({e})") from None
+    if dtype.hasobject:
+        raise _Bad(f"array {ref}: holds Python objects (a pickle); refused")
+    if str(dtype) != spec["dtype"] or dtype.byteorder not in ("=", "<", "|"):
+        raise _Bad(f"array {ref}: dtype {dtype} differs from declared {spec['dtype']}")
+    if list(shape) != list(spec["shape"]) or fortran:
+        raise _Bad(f"array {ref}: shape {list(shape)} differs from declared {spec['shape']}")
+    expected = buf.tell() + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if expected != len(data):
+        raise _Bad(f"array {ref}: member holds {len(data)} bytes, header says {expected}")
+    return np.load(io.BytesIO(data), allow_pickle=False)
+
+
+def _check_spec(ref: str, spec: Any) -> None:
+    if not isinstance(spec, dict) or set(spec) != {"file", "dtype", "shape", "sha256"}:
+        raise _Bad(f"arrays.{ref}: entry must have file, dtype, shape, sha256")
+    if spec["dtype"] not in ALLOWED_DTYPES:
+        raise _Bad(f"arrays.{ref}.dtype: {spec['dtype']!r} not allowed")
+    shp = spec["shape"]
+    if (not isinstance(shp, list) or len(shp) > 4
+            or not all(isinstance(d, int) and 0 <= d < (1 << 31) for d in shp)):
+        raise _Bad(f"arrays.{ref}.shape: invalid {shp!r}")
+    size = int(np.prod(shp, dtype=np.int64)) * np.dtype(spec["dtype"]).itemsize
+    if size > MAX_MEMBER_BYTES:
+        raise _Bad(f"arrays.{ref}.shape: {size} bytes exceeds the cap")
+    if not isinstance(spec["file"], str) or not spec["file"].startswith(ARRAY_DIR):
+        raise _Bad(f"arrays.{ref}.file: must lie under {ARRAY_DIR}")
+
+
+def _parse(z: zipfile.ZipFile) -> Graph:
+    infos = z.infolist()
+    if len(infos) > MAX_MEMBERS:
+        raise _Bad(f"{len(infos)} members exceed the cap of {MAX_MEMBERS}")
+    names: dict[str, zipfile.ZipInfo] = {}
+    total = 0
+    for info in infos:
+        if not _safe_name(info.filename):
+            raise _Bad(f"member name {info.filename!r} is absolute or climbs out with '..'")
+        if info.filename in names:
+            raise _Bad(f"member {info.filename!r} appears twice")
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise _Bad(f"member {info.filename!r} is compressed; .aqz members are stored")
+        if info.file_size > MAX_MEMBER_BYTES:
+            raise _Bad(f"member {info.filename!r} is larger than the cap")
+        total += info.file_size
+        names[info.filename] = info
+    if total > MAX_TOTAL_BYTES:
+        raise _Bad("archive content exceeds the size cap")
+    if GRAPH_MEMBER not in names:
+        raise _Bad(f"no {GRAPH_MEMBER} member (not an .aqz model)")
+    if names[GRAPH_MEMBER].file_size > MAX_GRAPH_BYTES:
+        raise _Bad(f"{GRAPH_MEMBER} is larger than the cap")
+    try:
+        doc = json.loads(z.read(GRAPH_MEMBER).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise _Bad(f"{GRAPH_MEMBER}: not valid JSON ({e.__class__.__name__})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
+        raise _Bad(f"{GRAPH_MEMBER}.format: expected {FORMAT_NAME!r}")
+    if doc.get("version") != FORMAT_VERSION:
+        raise _Bad(f"{GRAPH_MEMBER}.version: {doc.get('version')!r} is not supported "
+                   f"(this reader reads version {FORMAT_VERSION})")
+    for key, typ in (("arrays", dict), ("tensors", list), ("nodes", list), ("meta", dict),
+                     ("input", str), ("output", str)):
+        if not isinstance(doc.get(key), typ):
+            raise _Bad(f"{GRAPH_MEMBER}.{key}: missing or not a {typ.__name__}")
+    declared = {GRAPH_MEMBER}
+    for ref, spec in doc["arrays"].items():
+        _check_spec(ref, spec)
+        declared.add(spec["file"])
+        if spec["file"] not in names:
+            raise _Bad(f"arrays.{ref}: member {spec['file']!r} is missing")
+    extra = sorted(set(names) - declared)
+    if extra:
+        raise _Bad(f"unexpected member {extra[0]!r}")
+    cache: dict[str, np.ndarray] = {}
+
+    def get(ref: Any, field: str, key: str) -> np.ndarray:
+        if not isinstance(ref, str) or ref not in doc["arrays"]:
+            raise _Bad(f"{field}: unresolved array reference {ref!r}")
+        if ref not in cache:
+            spec = doc["arrays"][ref]
+            data = z.read(spec["file"])
+            if hashlib.sha256(data).hexdigest() != spec["sha256"]:
+                raise _Bad(f"arrays.{ref} ({spec['file']}): SHA-256 mismatch (corrupted)")
+            cache[ref] = _load_npy(data, ref, spec)
+        a = cache[ref]
+        want = ARRAY_DTYPES.get(key) or TENSOR_DTYPES.get(key) or "uint8"
+        if str(a.dtype) != want:
+            raise _Bad(f"{field}: dtype {a.dtype}, expected {want}")
+        return a
+
+    tensors: dict[str, TensorSpec] = {}
+    for i, t in enumerate(doc["tensors"]):
+        f = f"tensors[{i}]"
+        if not isinstance(t, dict) or not isinstance(t.get("name"), str):
+            raise _Bad(f"{f}.name: missing")
+        shp = t.get("shape")
+        if (not isinstance(shp, list) or len(shp) != 3
+                or not all(isinstance(d, int) and 1 <= d < (1 << 20) for d in shp)):
+            raise _Bad(f"{f}.shape: invalid {shp!r}")
+        tensors[t["name"]] = TensorSpec(
+            t["name"], tuple(shp), get(t.get("scale"), f"{f}.scale", "scale"),
+            get(t.get("zero_point"), f"{f}.zero_point", "zero_point"),
+            get(t.get("bits"), f"{f}.bits", "bits"))
+    nodes = []
+    for i, n in enumerate(doc["nodes"]):
+        f = f"nodes[{i}]"
+        if not isinstance(n, dict):
+            raise _Bad(f"{f}: not an object")
+        op = n.get("op")
+        if op not in OP_ARRAYS:
+            raise _Bad(f"{f}.op: unknown op {op!r}")
+        if not isinstance(n.get("inputs"), list) or not all(isinstance(x, str) for x in n["inputs"]):
+            raise _Bad(f"{f}.inputs: must be a list of tensor names")
+        if not isinstance(n.get("output"), str) or not isinstance(n.get("name"), str):
+            raise _Bad(f"{f}: name and output must be strings")
+        attrs = n.get("attrs", {})
+        refs = n.get("arrays")
+        if not isinstance(attrs, dict) or not isinstance(refs, dict):
+            raise _Bad(f"{f}: attrs and arrays must be objects")
+        arrays: dict[str, np.ndarray] = {}
+        for key, ref in refs.items():
+            if key == "weight_packed":
+                continue
+            if key not in ARRAY_DTYPES:
+                raise _Bad(f"{f}.arrays.{key}: unknown array")
+            arrays[key] = get(ref, f"{f}.arrays.{key}", key)
+        if op == "conv":
+            ws = attrs.get("weight_shape")
+            if (not isinstance(ws, list) or len(ws) != 4
+                    or not all(isinstance(d, int) and 1 <= d < (1 << 16) for d in ws)):
+                raise _Bad(f"{f}.attrs.weight_shape: invalid {ws!r}")
+            wbits = arrays.get("wbits")
+            if wbits is None or wbits.shape != (ws[0],):
+                raise _Bad(f"{f}.arrays.wbits: missing or not ({ws[0]},)")
+            if wbits.min() < 1 or wbits.max() > 16:
+                raise _Bad(f"{f}.arrays.wbits: bits outside 1..16")
+            k = ws[1] * ws[2] * ws[3]
+            packed = get(refs.get("weight_packed"), f"{f}.arrays.weight_packed", "weight_packed")
+            if packed.ndim != 1 or packed.shape[0] != packed_size(k, wbits):
+                raise _Bad(f"{f}.arrays.weight_packed: {packed.size} bytes, expected "
+                           f"{packed_size(k, wbits)} from the channel bits")
+            arrays["weight"] = unpack_codes(packed, wbits, k).reshape(ws)
+        nodes.append(Node(op, n["name"], list(n["inputs"]), n["output"], attrs, arrays))
+    graph = Graph(doc["input"], doc["output"], tensors, nodes, doc["meta"])
+    try:
+        validate_graph(graph)
+    except ValueError as e:
+        raise _Bad(str(e)) from None
+    return graph
+
+
+def read_aqz(path: str | Path) -> Graph:
+    """Read, verify and validate a `.aqz` file; raises AqError (one line) on any problem."""
+    p = Path(path)
+    if not p.exists():
+        raise AqError(f"{p}: no such file")
+    if not p.is_file():
+        raise AqError(f"{p}: not a file")
+    if p.stat().st_size == 0:
+        raise AqError(f"{p}: empty file (0 bytes), not an .aqz model")
+    try:
+        with zipfile.ZipFile(p) as z:
+            return _parse(z)
+    except _Bad as e:
+        raise AqError(f"{p}: {e}") from None
+    except zipfile.BadZipFile as e:
+        raise AqError(f"{p}: not a valid zip archive, or truncated ({e})") from None
+    except (EOFError, zlib.error, OSError, ValueError, KeyError, TypeError, OverflowError) as e:
+        raise AqError(f"{p}: corrupt or truncated archive ({e.__class__.__name__}: {e})") from None

@@ -1,0 +1,17 @@
+"""The one definition of the integer semantics (DESIGN §3): rounding, rshift, requantization,
+fixed-point multipliers, code ranges per bit-width, bit packing and the MicroNet cost model.
+Imported by every other part; never imports torch."""
+
+from .rounding import round_half_up, rshift
+from .requant import (requantize, finish, quantize_multiplier, quantize_multiplier_pair,
+                      MAX_SHIFT, MULT_LIMIT)
+from .bits import weight_code_range, act_code_range, WEIGHT_BITS_MAX, ACT_BITS_MAX
+from .weights import quantize_weights, quantize_ternary
+from .activation import act_params_from_range
+from .packing import pack_codes, unpack_codes, packed_size
+
+__all__ = [
+    "round_half_up", "rshift", "requantize", "finish", "quantize_multiplier_pair", "quantize_multiplier", "MAX_SHIFT", "MULT_LIMIT",
+    "weight_code_range", "act_code_range", "WEIGHT_BITS_MAX", "ACT_BITS_MAX", "quantize_weights", "quantize_ternary",
+    "act_params_from_range", "pack_codes", "unpack_codes", "packed_size",
+]

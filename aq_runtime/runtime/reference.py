@@ -1,0 +1,114 @@
+"""Reference backend: every op of DESIGN §3 as plain numpy int64 math, one function per op.
+Tensors are NCHW int64 codes. This is the definition every other backend is compared to.
+
+Convolution sums are exact: GEMMs run in float64 BLAS only when the bound
+max|x| * max|w| * K < 2^53 holds (every partial sum is then an exactly representable integer),
+otherwise in int64. The exporter proves the tighter int32 bound for every conv anyway."""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..export.ir import Node
+from ..quant import finish, requantize
+
+_EXACT_F64 = float(1 << 53)
+
+
+def pad_with_zero_points(x: np.ndarray, pad: list[int], zp: np.ndarray) -> np.ndarray:
+    """Pad NCHW codes by (top, bottom, left, right) with each channel's zero point (real 0)."""
+    t, b, l, r = pad
+    if not (t or b or l or r):
+        return x
+    n, c, h, w = x.shape
+    out = np.empty((n, c, h + t + b, w + l + r), dtype=np.int64)
+    out[...] = np.asarray(zp, dtype=np.int64)[None, :, None, None]
+    out[:, :, t:t + h, l:l + w] = x
+    return out
+
+
+def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Exact int64 a @ b; float64 BLAS when no partial sum can exceed 2^53."""
+    if a.size == 0 or b.size == 0:
+        return np.zeros(a.shape[:-1] + b.shape[-1:], dtype=np.int64)
+    bound = float(np.abs(a).max()) * float(np.abs(b).max()) * a.shape[-1]
+    if bound < _EXACT_F64:
+        return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+    return a.astype(np.int64) @ b.astype(np.int64)
+
+
+def conv_sum(x: np.ndarray, w: np.ndarray, stride: list[int], groups: int) -> np.ndarray:
+    """acc[n,o,y,x] = sum_{c,i,j} w[o,c,i,j] * x[n, g*Cg + c, y*sh + i, x*sw + j] (padded x)."""
+    n, c, h, wd = x.shape
+    o, cg, kh, kw = w.shape
+    sh, sw = stride
+    win = sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]  # N,C,Ho,Wo,kh,kw
+    ho, wo = win.shape[2], win.shape[3]
+    w = w.astype(np.int64)
+    if groups == c and cg == 1 and o == c:  # depthwise: a sum over kh*kw taps per channel
+        acc = np.zeros((n, c, ho, wo), dtype=np.int64)
+        for i in range(kh):
+            for j in range(kw):
+                acc += win[..., i, j] * w[:, 0, i, j][None, :, None, None]
+        return acc
+    og = o // groups
+    acc = np.empty((n, o, ho, wo), dtype=np.int64)
+    for g in range(groups):
+        xs = win[:, g * cg:(g + 1) * cg]  # N,Cg,Ho,Wo,kh,kw
+        cols = xs.transpose(0, 2, 3, 1, 4, 5).reshape(n, ho * wo, cg * kh * kw)
+        wg = w[g * og:(g + 1) * og].reshape(og, cg * kh * kw)
+        acc[:, g * og:(g + 1) * og] = int_matmul(cols, wg.T).transpose(0, 2, 1).reshape(
+            n, og, ho, wo)
+    return acc
+
+
+def _ch(a: np.ndarray) -> np.ndarray:
+    return np.asarray(a, dtype=np.int64)[None, :, None, None]
+
+
+def conv(node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray) -> np.ndarray:
+    """Conv / depthwise / dense with the zero-point-corrected bias and fused requantization."""
+    a = node.arrays
+    xp = pad_with_zero_points(x, node.attrs["pad"], z_in)
+    stride, groups = node.attrs["stride"], node.attrs["groups"]
+    w = a["weight"].astype(np.int64)
+    if node.attrs.get("mode", "int") == "ternary":
+        acc_p = conv_sum(xp, (w == 1).astype(np.int64), stride, groups)
+        acc_n = conv_sum(xp, (w == -1).astype(np.int64), stride, groups)
+        p = (acc_p + _ch(a["bias"])) * _ch(a["mult"]) - (acc_n + _ch(a["bias_n"])) * _ch(a["mult_n"])
+        return finish(p, _ch(a["shift"]), _ch(z_out), _ch(a["lo"]), _ch(a["hi"]))
+    acc = conv_sum(xp, w, stride, groups)
+    return requantize(acc + _ch(a["bias"]), _ch(a["mult"]), _ch(a["shift"]), _ch(z_out),
+                      _ch(a["lo"]), _ch(a["hi"]))
+
+
+def add(node: Node, x1: np.ndarray, z1: np.ndarray, x2: np.ndarray, z2: np.ndarray,
+        z_out: np.ndarray) -> np.ndarray:
+    """Residual add: clamp(z3 + rshift((q1-z1)*m1 + (q2-z2)*m2, n), lo, hi)."""
+    a = node.arrays
+    p = (x1 - _ch(z1)) * _ch(a["mult_a"]) + (x2 - _ch(z2)) * _ch(a["mult_b"])
+    return finish(p, _ch(a["shift"]), _ch(z_out), _ch(a["lo"]), _ch(a["hi"]))
+
+
+def mul(node: Node, x1: np.ndarray, z1: np.ndarray, x2: np.ndarray, z2: np.ndarray,
+        z_out: np.ndarray) -> np.ndarray:
+    """Gating multiply (x2 is N x C x 1 x 1): clamp(z3 + rshift((q1-z1)*(q2-z2)*m, n), lo, hi)."""
+    a = node.arrays
+    return requantize((x1 - _ch(z1)) * (x2 - _ch(z2)), _ch(a["mult"]), _ch(a["shift"]),
+                      _ch(z_out), _ch(a["lo"]), _ch(a["hi"]))
+
+
+def gap(node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray) -> np.ndarray:
+    """Global average pool: clamp(z + rshift(sum_hw(q - z_in) * m, n), lo, hi), N x C x 1 x 1."""
+    a = node.arrays
+    s = (x - _ch(z_in)).sum(axis=(2, 3), keepdims=True)
+    return requantize(s, _ch(a["mult"]), _ch(a["shift"]), _ch(z_out), _ch(a["lo"]), _ch(a["hi"]))
+
+
+def lut(node: Node, x: np.ndarray) -> np.ndarray:
+    """Per-channel table lookup T[c][q_in] -> q_out on 8-bit codes."""
+    table = node.arrays["table"].astype(np.int64)
+    c = table.shape[0]
+    idx = x + (np.arange(c, dtype=np.int64) * table.shape[1])[None, :, None, None]
+    return table.reshape(-1)[idx]

@@ -1,0 +1,50 @@
+"""`Session(path, backend)`: load and validate a `.aqz`, pick a backend, run uint8 images
+(N x H x W x C, already resized/cropped) to int32 logits (N x classes)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .. import AqError
+from ..export.ir import Graph
+from ..format.reader import read_aqz
+from .backends import get_backend, available_backends
+from .executor import execute
+
+__all__ = ["Session", "available_backends"]
+
+
+class Session:
+    """A loaded model bound to one backend."""
+
+    def __init__(self, model: str | Path | Graph, backend: str = "auto", batch_size: int = 16):
+        self.graph = model if isinstance(model, Graph) else read_aqz(model)
+        self.backend_name, self.ops = get_backend(backend, self.graph)
+        self.batch_size = batch_size
+        c, h, w = self.graph.tensors[self.graph.input].shape
+        self.input_shape = (h, w, c)
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.graph.meta.get("labels", []))
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        """uint8 N x H x W x C images -> int32 logits N x classes."""
+        images = np.asarray(images)
+        if images.dtype != np.uint8:
+            raise AqError(f"images must be uint8, got {images.dtype}")
+        if images.ndim == 3:
+            images = images[None]
+        if images.shape[1:] != self.input_shape:
+            raise AqError(f"images must be N x {' x '.join(map(str, self.input_shape))}, "
+                          f"got {' x '.join(map(str, images.shape))}")
+        outs = []
+        for i in range(0, images.shape[0], self.batch_size):
+            x = images[i:i + self.batch_size].transpose(0, 3, 1, 2).astype(np.int64)
+            y = execute(self.graph, self.ops, x)
+            outs.append(y.reshape(y.shape[0], -1).astype(np.int32))
+        if not outs:
+            return np.zeros((0, self.graph.tensors[self.graph.output].shape[0]), np.int32)
+        return np.concatenate(outs)
