@@ -170,7 +170,7 @@ def _int_conv(n: FloatNode, t_in: TensorSpec, out: TensorSpec, wbits: dict[str, 
     if n.name in ternary:
         q, wp, wn = quantize_ternary(we, ternary[n.name])
         m_p, m_n, sh = quantize_multiplier_pair(wp / out.scale, wn / out.scale)
-        arrays = dict(weight=q.reshape(w.shape), wbits=np.full(o, 2), wscale=wp, wscale_n=wn,
+        arrays = dict(weight=q.reshape(w.shape), wbits=np.full(o, 2),
                       bias=round_half_up(n.bias / wp) - (zk * (q == 1)).sum(1),
                       bias_n=-(zk * (q == -1)).sum(1), mult=m_p, mult_n=m_n, shift=sh)
         attrs["mode"] = "ternary"
@@ -180,7 +180,7 @@ def _int_conv(n: FloatNode, t_in: TensorSpec, out: TensorSpec, wbits: dict[str, 
             raise ValueError(f"weight bits: expected {o} channels")
         q, sw = quantize_weights(we, bits, np.abs(n.bias) / BIAS_CODE_LIMIT)
         m, sh = quantize_multiplier(sw / out.scale)
-        arrays = dict(weight=q.reshape(w.shape), wbits=bits, wscale=sw,
+        arrays = dict(weight=q.reshape(w.shape), wbits=bits,
                       bias=round_half_up(n.bias / sw) - (zk * q).sum(1), mult=m, shift=sh)
         attrs["mode"] = "int"
     arrays.update(lo=lo, hi=hi)

@@ -23,20 +23,20 @@ OPS = ("conv", "add", "mul", "gap", "lut")
 
 # Canonical dtype of every array key, in memory and on disk (weights are packed on disk).
 ARRAY_DTYPES: dict[str, str] = {
-    "weight": "int16", "wbits": "uint8", "wscale": "float64", "wscale_n": "float64",
+    "weight": "int16", "wbits": "uint8",
     "bias": "int32", "bias_n": "int32", "mult": "int32", "mult_n": "int32",
     "mult_a": "int32", "mult_b": "int32", "shift": "uint8", "lo": "int32", "hi": "int32",
     "table": "int16",
 }
 TENSOR_DTYPES: dict[str, str] = {"scale": "float64", "zero_point": "int32", "bits": "uint8"}
 OP_ARRAYS: dict[str, tuple[str, ...]] = {
-    "conv": ("weight", "wbits", "wscale", "bias", "mult", "shift", "lo", "hi"),
+    "conv": ("weight", "wbits", "bias", "mult", "shift", "lo", "hi"),
     "add": ("mult_a", "mult_b", "shift", "lo", "hi"),
     "mul": ("mult", "shift", "lo", "hi"),
     "gap": ("mult", "shift", "lo", "hi"),
     "lut": ("table",),
 }
-TERNARY_ARRAYS = ("bias_n", "mult_n", "wscale_n")
+TERNARY_ARRAYS = ("bias_n", "mult_n")
 
 
 def canonical(key: str, a: np.ndarray) -> np.ndarray:

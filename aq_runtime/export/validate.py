@@ -164,7 +164,7 @@ def _validate_conv(f: str, n: Node, t_in: TensorSpec, out: TensorSpec) -> None:
     if mode not in ("int", "ternary"):
         raise ValueError(f"{f}.attrs.mode: unknown {mode!r}")
     bits = a["wbits"].astype(np.int64)
-    for k in ("wbits", "wscale", "bias"):
+    for k in ("wbits", "bias"):
         if a[k].shape != (o,):
             raise ValueError(f"{f}.{k}: shape must be ({o},)")
     wi = w.astype(np.int64).reshape(o, -1)

@@ -20,7 +20,8 @@ from ..export.ir import ARRAY_DTYPES, OP_ARRAYS, TENSOR_DTYPES, TERNARY_ARRAYS, 
 from ..export.validate import validate_graph
 from ..quant.packing import packed_size, unpack_codes
 from .schema import (ALLOWED_DTYPES, ARRAY_DIR, FORMAT_NAME, FORMAT_VERSION, GRAPH_MEMBER,
-                     MAX_GRAPH_BYTES, MAX_MEMBER_BYTES, MAX_MEMBERS, MAX_TOTAL_BYTES)
+                     MAX_GRAPH_BYTES, MAX_MEMBER_BYTES, MAX_MEMBERS, MAX_TOTAL_BYTES,
+                     WEIGHT_POOL)
 
 
 class _Bad(Exception):
@@ -59,20 +60,46 @@ def _load_npy(data: bytes, ref: str, spec: dict) -> np.ndarray:
     return np.load(io.BytesIO(data), allow_pickle=False)
 
 
-def _check_spec(ref: str, spec: Any) -> None:
-    if not isinstance(spec, dict) or set(spec) != {"file", "dtype", "shape", "sha256"}:
-        raise _Bad(f"arrays.{ref}: entry must have file, dtype, shape, sha256")
+def _check_shape(where: str, shp: Any, itemsize: int) -> int:
+    if (not isinstance(shp, list) or len(shp) > 4
+            or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < (1 << 31)
+                       for d in shp)):
+        raise _Bad(f"{where}: invalid {shp!r}")
+    size = int(np.prod(shp, dtype=np.int64))
+    if size * itemsize > MAX_MEMBER_BYTES:
+        raise _Bad(f"{where}: {size * itemsize} bytes exceeds the cap")
+    return size
+
+
+def _check_pool(name: str, spec: Any) -> None:
+    if not isinstance(spec, dict) or set(spec) != {"file", "dtype", "length", "sha256"}:
+        raise _Bad(f"pools.{name}: entry must have file, dtype, length, sha256")
+    if spec["dtype"] not in ALLOWED_DTYPES:
+        raise _Bad(f"pools.{name}.dtype: {spec['dtype']!r} not allowed")
+    _check_shape(f"pools.{name}.length", [spec["length"]], np.dtype(spec["dtype"]).itemsize)
+    if spec["file"] != f"{ARRAY_DIR}{name}.npy":
+        raise _Bad(f"pools.{name}.file: must be {ARRAY_DIR}{name}.npy")
+
+
+def _check_spec(ref: str, spec: Any, pools: dict) -> None:
+    if not isinstance(spec, dict) or set(spec) not in ({"pool", "offset", "dtype", "shape"},
+                                                         {"dtype", "shape", "fill"}):
+        raise _Bad(f"arrays.{ref}: entry must have pool, offset, dtype, shape (or a fill)")
     if spec["dtype"] not in ALLOWED_DTYPES:
         raise _Bad(f"arrays.{ref}.dtype: {spec['dtype']!r} not allowed")
-    shp = spec["shape"]
-    if (not isinstance(shp, list) or len(shp) > 4
-            or not all(isinstance(d, int) and 0 <= d < (1 << 31) for d in shp)):
-        raise _Bad(f"arrays.{ref}.shape: invalid {shp!r}")
-    size = int(np.prod(shp, dtype=np.int64)) * np.dtype(spec["dtype"]).itemsize
-    if size > MAX_MEMBER_BYTES:
-        raise _Bad(f"arrays.{ref}.shape: {size} bytes exceeds the cap")
-    if not isinstance(spec["file"], str) or not spec["file"].startswith(ARRAY_DIR):
-        raise _Bad(f"arrays.{ref}.file: must lie under {ARRAY_DIR}")
+    size = _check_shape(f"arrays.{ref}.shape", spec["shape"], np.dtype(spec["dtype"]).itemsize)
+    if "fill" in spec:
+        if not isinstance(spec["fill"], (int, float)) or isinstance(spec["fill"], bool):
+            raise _Bad(f"arrays.{ref}.fill: must be a number")
+        return
+    pool = pools.get(spec["pool"]) if isinstance(spec["pool"], str) else None
+    if pool is None:
+        raise _Bad(f"arrays.{ref}.pool: unknown pool {spec['pool']!r}")
+    if pool["dtype"] != spec["dtype"]:
+        raise _Bad(f"arrays.{ref}.dtype: differs from its pool's {pool['dtype']}")
+    off = spec["offset"]
+    if not isinstance(off, int) or isinstance(off, bool) or off < 0 or off + size > pool["length"]:
+        raise _Bad(f"arrays.{ref}.offset: slice outside pool {spec['pool']!r}")
 
 
 def _parse(z: zipfile.ZipFile) -> Graph:
@@ -86,8 +113,8 @@ def _parse(z: zipfile.ZipFile) -> Graph:
             raise _Bad(f"member name {info.filename!r} is absolute or climbs out with '..'")
         if info.filename in names:
             raise _Bad(f"member {info.filename!r} appears twice")
-        if info.compress_type != zipfile.ZIP_STORED:
-            raise _Bad(f"member {info.filename!r} is compressed; .aqz members are stored")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise _Bad(f"member {info.filename!r} uses an unsupported compression")
         if info.file_size > MAX_MEMBER_BYTES:
             raise _Bad(f"member {info.filename!r} is larger than the cap")
         total += info.file_size
@@ -107,34 +134,55 @@ def _parse(z: zipfile.ZipFile) -> Graph:
     if doc.get("version") != FORMAT_VERSION:
         raise _Bad(f"{GRAPH_MEMBER}.version: {doc.get('version')!r} is not supported "
                    f"(this reader reads version {FORMAT_VERSION})")
-    for key, typ in (("arrays", dict), ("tensors", list), ("nodes", list), ("meta", dict),
-                     ("input", str), ("output", str)):
+    for key, typ in (("arrays", dict), ("pools", dict), ("tensors", list), ("nodes", list),
+                     ("meta", dict), ("input", str), ("output", str)):
         if not isinstance(doc.get(key), typ):
             raise _Bad(f"{GRAPH_MEMBER}.{key}: missing or not a {typ.__name__}")
     declared = {GRAPH_MEMBER}
-    for ref, spec in doc["arrays"].items():
-        _check_spec(ref, spec)
-        declared.add(spec["file"])
+    for name, spec in doc["pools"].items():
+        _check_pool(name, spec)
         if spec["file"] not in names:
-            raise _Bad(f"arrays.{ref}: member {spec['file']!r} is missing")
+            raise _Bad(f"pools.{name}: member {spec['file']!r} is missing")
+        if name == WEIGHT_POOL and names[spec["file"]].compress_type != zipfile.ZIP_STORED:
+            raise _Bad(f"pools.{name}: the weight pool must be stored uncompressed")
+        declared.add(spec["file"])
+    for ref, spec in doc["arrays"].items():
+        _check_spec(ref, spec, doc["pools"])
     extra = sorted(set(names) - declared)
     if extra:
         raise _Bad(f"unexpected member {extra[0]!r}")
+    pools: dict[str, np.ndarray] = {}
     cache: dict[str, np.ndarray] = {}
+
+    def pool(name: str) -> np.ndarray:
+        if name not in pools:
+            spec = doc["pools"][name]
+            data = z.read(spec["file"])
+            if hashlib.sha256(data).hexdigest() != spec["sha256"]:
+                raise _Bad(f"pools.{name} ({spec['file']}): SHA-256 mismatch (corrupted)")
+            pools[name] = _load_npy(data, f"pools.{name}",
+                                    {"dtype": spec["dtype"], "shape": [spec["length"]]})
+        return pools[name]
 
     def get(ref: Any, field: str, key: str) -> np.ndarray:
         if not isinstance(ref, str) or ref not in doc["arrays"]:
             raise _Bad(f"{field}: unresolved array reference {ref!r}")
+        spec = doc["arrays"][ref]
         if ref not in cache:
-            spec = doc["arrays"][ref]
-            data = z.read(spec["file"])
-            if hashlib.sha256(data).hexdigest() != spec["sha256"]:
-                raise _Bad(f"arrays.{ref} ({spec['file']}): SHA-256 mismatch (corrupted)")
-            cache[ref] = _load_npy(data, ref, spec)
+            if "fill" in spec:
+                cache[ref] = np.full(spec["shape"], spec["fill"], dtype=spec["dtype"])
+            else:
+                size = int(np.prod(spec["shape"], dtype=np.int64))
+                cache[ref] = pool(spec["pool"])[spec["offset"]:spec["offset"] + size].reshape(
+                    spec["shape"])
         a = cache[ref]
-        want = ARRAY_DTYPES.get(key) or TENSOR_DTYPES.get(key) or "uint8"
-        if str(a.dtype) != want:
-            raise _Bad(f"{field}: dtype {a.dtype}, expected {want}")
+        want = np.dtype(ARRAY_DTYPES.get(key) or TENSOR_DTYPES.get(key) or "uint8")
+        if a.dtype != want:
+            if a.dtype.kind not in "iu" or want.kind not in "iu" or not np.can_cast(a.dtype, want):
+                raise _Bad(f"{field}: stored as {a.dtype}, which does not fit {want}")
+            a = a.astype(want)
+        if "fill" in spec and a.size and a.flat[0] != spec["fill"]:
+            raise _Bad(f"{field}: fill value {spec['fill']!r} does not fit {want}")
         return a
 
     tensors: dict[str, TensorSpec] = {}

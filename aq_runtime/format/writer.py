@@ -1,5 +1,7 @@
-"""Write an IR graph as a `.aqz`: weights bit-packed per output channel, every array a .npy
-member with its SHA-256 in graph.json, written to a temp file then renamed (atomic)."""
+"""Write an IR graph as a `.aqz`: weights bit-packed per output channel, arrays gathered into a
+few 1-D .npy pools (one per storage dtype; the packed weights stored uncompressed so they can
+be memory-mapped, the small per-channel parameters deflated), each pool with its SHA-256 in
+graph.json; written to a temp file then renamed (atomic)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ import numpy as np
 from .. import __version__
 from ..export.ir import Graph, canonical
 from ..quant.packing import pack_codes
-from .schema import ARRAY_DIR, FORMAT_NAME, FORMAT_VERSION, GRAPH_MEMBER
+from .schema import (ARRAY_DIR, FORMAT_NAME, FORMAT_VERSION, GRAPH_MEMBER, STORAGE_ORDER,
+                     WEIGHT_POOL)
 
 
 def _npy_bytes(a: np.ndarray) -> bytes:
@@ -25,42 +28,64 @@ def _npy_bytes(a: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def graph_to_members(graph: Graph) -> tuple[dict, dict[str, bytes]]:
-    """The graph.json document and the array members (name -> .npy bytes)."""
-    members: dict[str, bytes] = {}
+def storage_form(a: np.ndarray) -> np.ndarray:
+    """Integer arrays are stored in the smallest dtype that holds their values exactly."""
+    if a.dtype.kind not in "iu" or a.size == 0:
+        return a
+    lo, hi = int(a.min()), int(a.max())
+    for dt in STORAGE_ORDER:
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return a.astype(dt) if np.dtype(dt).itemsize < a.dtype.itemsize else a
+    return a
+
+
+def graph_to_members(graph: Graph) -> tuple[dict, dict[str, tuple[bytes, int]]]:
+    """The graph.json document and the pool members (name -> (.npy bytes, zip compression))."""
+    pools: dict[str, list[np.ndarray]] = {}
+    sizes: dict[str, int] = {}
     arrays: dict[str, dict] = {}
 
-    def put(key: str, a: np.ndarray) -> str:
-        ref = f"a{len(arrays):05d}"
-        data = _npy_bytes(a)
-        fname = f"{ARRAY_DIR}{ref}.npy"
-        members[fname] = data
-        arrays[ref] = {"file": fname, "dtype": str(a.dtype), "shape": list(a.shape),
-                       "sha256": hashlib.sha256(data).hexdigest()}
+    def put(a: np.ndarray, pool: str | None = None) -> str:
+        ref = f"a{len(arrays)}"
+        if a.size > 1 and np.all(a == a.flat[0]):  # a constant: no pool entry, value inline
+            arrays[ref] = {"dtype": str(a.dtype), "shape": list(a.shape), "fill": a.flat[0].item()}
+            return ref
+        a = storage_form(a)
+        name = pool or f"params_{a.dtype}"
+        pools.setdefault(name, []).append(a.reshape(-1))
+        arrays[ref] = {"pool": name, "offset": sizes.get(name, 0), "dtype": str(a.dtype),
+                       "shape": list(a.shape)}
+        sizes[name] = sizes.get(name, 0) + a.size
         return ref
 
-    tensors = []
-    for t in graph.tensors.values():
-        tensors.append({"name": t.name, "shape": list(t.shape),
-                        "scale": put("scale", canonical("scale", t.scale)),
-                        "zero_point": put("zero_point", canonical("zero_point", t.zero_point)),
-                        "bits": put("bits", canonical("bits", t.bits))})
+    tensors = [{"name": t.name, "shape": list(t.shape),
+                "scale": put(canonical("scale", t.scale)),
+                "zero_point": put(canonical("zero_point", t.zero_point)),
+                "bits": put(canonical("bits", t.bits))} for t in graph.tensors.values()]
     nodes = []
     for n in graph.nodes:
         refs = {}
         for key, a in n.arrays.items():
             a = canonical(key, a)
             if key == "weight":
-                o = a.shape[0]
-                refs["weight_packed"] = put("weight_packed", pack_codes(
-                    a.reshape(o, -1), n.arrays["wbits"]))
+                refs["weight_packed"] = put(pack_codes(a.reshape(a.shape[0], -1),
+                                                       n.arrays["wbits"]), WEIGHT_POOL)
             else:
-                refs[key] = put(key, a)
+                refs[key] = put(a)
         nodes.append({"op": n.op, "name": n.name, "inputs": list(n.inputs),
                       "output": n.output, "attrs": n.attrs, "arrays": refs})
+    members, pool_doc = {}, {}
+    for name, parts in pools.items():
+        data = _npy_bytes(np.concatenate(parts))
+        fname = f"{ARRAY_DIR}{name}.npy"
+        members[fname] = (data, zipfile.ZIP_STORED if name == WEIGHT_POOL else zipfile.ZIP_DEFLATED)
+        pool_doc[name] = {"file": fname, "dtype": str(parts[0].dtype), "length": sizes[name],
+                          "sha256": hashlib.sha256(data).hexdigest()}
     doc = {"format": FORMAT_NAME, "version": FORMAT_VERSION,
            "producer": f"aq_runtime {__version__}", "input": graph.input, "output": graph.output,
-           "meta": graph.meta, "tensors": tensors, "nodes": nodes, "arrays": arrays}
+           "meta": graph.meta, "tensors": tensors, "nodes": nodes, "arrays": arrays,
+           "pools": pool_doc}
     return doc, members
 
 
@@ -71,9 +96,10 @@ def write_aqz(graph: Graph, path: str | Path) -> int:
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".aqz", dir=path.parent or ".")
     try:
         with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
-            z.writestr(GRAPH_MEMBER, json.dumps(doc, indent=1, sort_keys=True))
-            for name, data in members.items():
-                z.writestr(name, data)
+            z.writestr(GRAPH_MEMBER, json.dumps(doc, separators=(",", ":"), sort_keys=True),
+                       compress_type=zipfile.ZIP_DEFLATED)
+            for name, (data, comp) in members.items():
+                z.writestr(name, data, compress_type=comp)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

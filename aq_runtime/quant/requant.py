@@ -9,20 +9,27 @@ import numpy as np
 from .rounding import round_half_up, rshift
 
 MAX_SHIFT = 62
-MULT_LIMIT = 1 << 31  # m < 2^31
+MULT_LIMIT = 1 << 31  # any valid m is < 2^31
+MULT_BITS = 16  # the exporter's multipliers: m in [2^15, 2^16), relative error <= 2^-16
 
 
-def quantize_multiplier(real: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
-    """Return (m, n) int64 arrays with m / 2^n closest to `real` (> 0), m in [2^30, 2^31) when the
-    shift range allows it. Raises ValueError when the factor cannot be represented."""
+def quantize_multiplier(real: np.ndarray | float, bits: int = MULT_BITS
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Return (m, n) int64 arrays with m / 2^n closest to `real` (> 0), m in
+    [2^(bits-1), 2^bits) when the shift range allows it (bits <= 31). A 16-bit multiplier's
+    relative error (<= 2^-16) is far below any activation step; it halves the stored bytes.
+    Raises ValueError when the factor cannot be represented."""
+    if not 1 <= bits <= 31:
+        raise ValueError("multiplier bits must be in 1..31")
+    limit = 1 << bits
     r = np.atleast_1d(np.asarray(real, dtype=np.float64))
     if not np.all(np.isfinite(r)) or np.any(r <= 0):
         raise ValueError("requantization factor must be finite and > 0")
     mant, exp = np.frexp(r)  # r = mant * 2^exp, mant in [0.5, 1)
-    n = (31 - exp).astype(np.int64)  # m = mant * 2^31 in [2^30, 2^31)
+    n = (bits - exp).astype(np.int64)  # m = mant * 2^bits in [2^(bits-1), 2^bits)
     n = np.clip(n, 1, MAX_SHIFT)
     m = round_half_up(np.ldexp(r, n))
-    over = m >= MULT_LIMIT  # mant rounded up to 1.0: one bit less of shift
+    over = m >= limit  # mant rounded up to 1.0: one bit less of shift
     if np.any(over):
         n = np.where(over & (n > 1), n - 1, n)
         m = round_half_up(np.ldexp(r, n))
@@ -33,12 +40,12 @@ def quantize_multiplier(real: np.ndarray | float) -> tuple[np.ndarray, np.ndarra
     return m.astype(np.int64), n.astype(np.int64)
 
 
-def quantize_multiplier_pair(r1: np.ndarray, r2: np.ndarray
+def quantize_multiplier_pair(r1: np.ndarray, r2: np.ndarray, bits: int = MULT_BITS
                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two factors sharing one shift (residual add): (m1, m2, n) with m_i / 2^n ~= r_i."""
     r1 = np.atleast_1d(np.asarray(r1, dtype=np.float64))
     r2 = np.atleast_1d(np.asarray(r2, dtype=np.float64))
-    _, n = quantize_multiplier(np.maximum(r1, r2))
+    _, n = quantize_multiplier(np.maximum(r1, r2), bits)
     m1 = round_half_up(np.ldexp(r1, n))
     m2 = round_half_up(np.ldexp(r2, n))
     if np.any(np.minimum(m1, m2) <= 0):

@@ -1,0 +1,34 @@
+"""aq-export: a built-in model (or a state dict of one) -> calibrated, integerized .aqz."""
+
+from __future__ import annotations
+
+import argparse
+
+from .common import run_cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="aq-export", description=__doc__)
+    ap.add_argument("source", help="built-in model name, or a .pt state dict (with --model)")
+    ap.add_argument("output", help="the .aqz file to write")
+    ap.add_argument("--model", help="architecture of a .pt state dict")
+    ap.add_argument("--bits", default="8", help="8 (uniform), a bits JSON file, or auto")
+    ap.add_argument("--budget", type=float, default=1.0,
+                    help="--bits auto: weight bytes as a ratio of uniform 8 bits")
+    ap.add_argument("--calib", help="folder of calibration images (default: bundled photos)")
+    ap.add_argument("--calib-method", choices=["minmax", "percentile"], default="minmax")
+    ap.add_argument("--granularity", choices=["tensor", "channel"], default="tensor",
+                    help="activation ranges per tensor (default) or per channel")
+    ap.add_argument("--input-size", type=int, help="square input side (EfficientNets)")
+    a = ap.parse_args(argv)
+
+    def go() -> None:
+        from ..export.pipeline import export_cli
+        export_cli(a.source, a.output, model=a.model, bits=a.bits, budget=a.budget,
+                   calib=a.calib, method=a.calib_method, granularity=a.granularity,
+                   input_size=a.input_size)
+    run_cli(go)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Human-readable views of an IR graph: per-layer table (shape, weight/activation bits
+min/mean/max, bytes), totals, MicroNet cost. Used by aq-inspect, aq-export and the demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..export.ir import Graph
+from ..quant.cost import micronet_score
+from ..quant.packing import packed_size
+
+
+def weight_bytes(graph: Graph) -> int:
+    return sum(packed_size(int(np.prod(n.arrays["weight"].shape[1:])), n.arrays["wbits"])
+               for n in graph.weight_nodes())
+
+
+def average_weight_bits(graph: Graph) -> float:
+    total = bits = 0
+    for n in graph.weight_nodes():
+        k = int(np.prod(n.arrays["weight"].shape[1:]))
+        total += k * n.arrays["wbits"].size
+        bits += k * int(n.arrays["wbits"].astype(np.int64).sum())
+    return bits / max(total, 1)
+
+
+def average_act_bits(graph: Graph) -> float:
+    b = [t.bits for n, t in graph.tensors.items() if n != graph.output]
+    return float(np.concatenate(b).mean())
+
+
+def layer_rows(graph: Graph) -> list[dict]:
+    rows = []
+    for n in graph.nodes:
+        out = graph.tensors[n.output]
+        r = {"name": n.name, "op": n.op, "out_shape": list(out.shape),
+             "act_bits": [int(out.bits.min()), float(out.bits.mean()), int(out.bits.max())]}
+        if n.op == "conv":
+            wb = n.arrays["wbits"]
+            k = int(np.prod(n.arrays["weight"].shape[1:]))
+            r.update(weight_shape=list(n.arrays["weight"].shape), mode=n.attrs.get("mode"),
+                     weight_bits=[int(wb.min()), float(wb.mean()), int(wb.max())],
+                     weight_bytes=packed_size(k, wb))
+        rows.append(r)
+    return rows
+
+
+def inspect_dict(graph: Graph, path: str | Path | None = None) -> dict:
+    cost = micronet_score(graph)
+    d = {"model": graph.meta.get("model"), "layers": layer_rows(graph),
+         "weight_bytes": weight_bytes(graph), "avg_weight_bits": average_weight_bits(graph),
+         "avg_act_bits": average_act_bits(graph), "micronet": {k: cost[k] for k in
+                                                                ("params", "ops", "score")},
+         "micronet_layers": cost["layers"]}
+    if path is not None:
+        d["file_bytes"] = Path(path).stat().st_size
+    return d
+
+
+def format_table(graph: Graph, path: str | Path | None = None) -> str:
+    d = inspect_dict(graph, path)
+    lines = [f"{'layer':34} {'op':5} {'weight shape':18} {'w bits min/mean/max':20} "
+             f"{'a bits min/mean/max':20} {'bytes':>9}"]
+    for r in d["layers"]:
+        wb = r.get("weight_bits")
+        ab = r["act_bits"]
+        lines.append(f"{r['name'][:34]:34} {r['op']:5} {str(r.get('weight_shape', '')):18} "
+                     f"{(f'{wb[0]}/{wb[1]:.2f}/{wb[2]}' if wb else ''):20} "
+                     f"{f'{ab[0]}/{ab[1]:.2f}/{ab[2]}':20} {r.get('weight_bytes', ''):>9}")
+    lines.append(summarize(graph, path))
+    return "\n".join(lines)
+
+
+def summarize(graph: Graph, path: str | Path | None = None) -> str:
+    d = inspect_dict(graph, path)
+    m = d["micronet"]
+    s = (f"{d['model']}: weights {d['weight_bytes']} bytes, avg weight bits "
+         f"{d['avg_weight_bits']:.2f}, avg act bits {d['avg_act_bits']:.2f}, MicroNet params "
+         f"{m['params']:.0f} ops {m['ops']:.4g} score {m['score']:.4f}")
+    if path is not None:
+        s += f", file {d['file_bytes']} bytes ({path})"
+    return s

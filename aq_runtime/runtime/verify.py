@@ -1,0 +1,45 @@
+"""Cross-backend verification: the same images through every available backend, int32 logits
+compared with `==` against the reference; differing elements are listed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .. import AqError
+from ..data.images import list_images
+from ..format import read_aqz
+from .backends import available_backends
+from .predict import preprocess_file
+from .session import Session
+
+
+def verify_folder(model: str | Path, folder: str | Path) -> tuple[str, bool]:
+    graph = read_aqz(model)
+    ref = Session(graph, "reference")
+    paths = list_images(folder)
+    imgs, skipped = [], 0
+    for p in paths:
+        try:
+            imgs.append(preprocess_file(ref, p))
+        except AqError:
+            skipped += 1
+    if not imgs:
+        raise AqError(f"{folder}: no readable images")
+    x = np.stack(imgs)
+    want = ref.run(x)
+    lines = [f"{len(imgs)} images ({skipped} unreadable skipped), backends: "
+             f"{', '.join(available_backends())}"]
+    ok = True
+    for name in available_backends():
+        got = Session(graph, name).run(x)
+        diff = np.argwhere(got != want)
+        ok &= diff.size == 0
+        lines.append(f"{name}: {'identical' if diff.size == 0 else f'{len(diff)} elements differ'}"
+                     f" ({want.size} int32 logits)")
+        for i, j in diff[:10]:
+            lines.append(f"  image {i} class {j}: {got[i, j]} != {want[i, j]}")
+    if len(available_backends()) == 1:
+        lines.append("note: only the reference backend is available in this build")
+    return "\n".join(lines), ok
