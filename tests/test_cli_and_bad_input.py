@@ -1,0 +1,220 @@
+"""CLI behaviour: aq-infer equals Session.run; every bad input gives one line, exit != 0,
+no traceback, nothing left behind."""
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from aq_runtime.runtime import Session
+from aq_runtime.runtime.predict import preprocess_file
+
+
+def cli(name, *args):
+    code = f"import sys; from aq_runtime.cli.{name} import main; sys.argv[0] = 'aq-{name}'; main()"
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def lite_small(tmp_path_factory):
+    from aq_runtime.export.api import export_graph
+    from aq_runtime.format import write_aqz
+    from aq_runtime.models.registry import build_float_graph
+    from aq_runtime.data.photos import CALIBRATION_PHOTOS, crops_of
+    fg = build_float_graph("efficientnet-lite0", 96)
+    g = export_graph(fg, crops_of(CALIBRATION_PHOTOS[:2], 96)[0][::3], 8, progress=False)
+    p = tmp_path_factory.mktemp("lite") / "lite96.aqz"
+    write_aqz(g, p)
+    return p
+
+
+def test_infer_equals_session_run(lite_small, image_folder, tmp_path):
+    out = tmp_path / "preds.json"
+    r = cli("infer", lite_small, image_folder, "--format", "json", "--output", out, "--top-k", "3")
+    assert r.returncode == 0, r.stderr
+    recs = json.loads(out.read_text())
+    s = Session(lite_small)
+    paths = [rec["path"] for rec in recs]
+    assert len(paths) == 4 and paths == sorted(paths)
+    from pathlib import Path
+    logits = s.run(np.stack([preprocess_file(s, Path(p)) for p in paths]))
+    for rec, row in zip(recs, logits):
+        top = np.argsort(-row.astype(np.int64), kind="stable")[:3]
+        assert [t["index"] for t in rec["topk"]] == top.tolist()
+        assert [t["logit"] for t in rec["topk"]] == row[top].tolist()
+        assert rec["topk"][0]["label"] == s.labels[top[0]]
+    csv_out = cli("infer", lite_small, image_folder, "--quiet")
+    assert csv_out.returncode == 0
+    lines = csv_out.stdout.strip().splitlines()
+    assert lines[0].startswith("path,index1,label1,logit1") and len(lines) == 5
+
+
+def test_infer_skips_unreadable_files(lite_small, image_folder, tmp_path):
+    bad = tmp_path / "mixed"
+    bad.mkdir()
+    (bad / "empty.jpg").write_bytes(b"")
+    (bad / "notimage.png").write_text("hello")
+    (bad / "ok.jpg").write_bytes((image_folder / "chelsea.jpg").read_bytes())
+    r = cli("infer", lite_small, bad, "--quiet")
+    assert r.returncode == 0 and len(r.stdout.strip().splitlines()) == 2
+    assert r.stderr.count("skipped:") == 2 and "Traceback" not in r.stderr
+
+
+def _one_line_error(r):
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = [l for l in r.stderr.strip().splitlines() if l and not l.startswith("infer:")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    return lines[0]
+
+
+def _rewrite(src, dst, edit_doc=None, edit_member=None, extra=None):
+    with zipfile.ZipFile(src) as z:
+        items = [(i, z.read(i.filename)) for i in z.infolist()]
+    with zipfile.ZipFile(dst, "w") as z:
+        for info, data in items:
+            if info.filename == "graph.json" and edit_doc:
+                doc = json.loads(data)
+                edit_doc(doc)
+                data = json.dumps(doc).encode()
+            elif edit_member and info.filename != "graph.json":
+                data = edit_member(info.filename, data)
+            z.writestr(info, data)
+        for name, data in (extra or {}).items():
+            z.writestr(name, data)
+
+
+def _set_first(doc, key, value):
+    for n in doc["nodes"]:
+        if n["op"] == "conv":
+            ref = n["arrays"][key]
+            doc["arrays"][ref] = {"dtype": doc["arrays"][ref]["dtype"],
+                                  "shape": doc["arrays"][ref]["shape"], "fill": value}
+            return
+
+
+def _flip(name, data):
+    if name.endswith("weights.npy"):
+        b = bytearray(data)
+        b[len(b) // 2] ^= 0xFF
+        return bytes(b)
+    return data
+
+
+BAD_FILES = {
+    "truncated": lambda src, dst: dst.write_bytes(src.read_bytes()[: src.stat().st_size // 2]),
+    "flipped byte": lambda src, dst: _rewrite(src, dst, edit_member=_flip),
+    "version": lambda src, dst: _rewrite(src, dst, edit_doc=lambda d: d.update(version=99)),
+    "pickle member": lambda src, dst: _rewrite(src, dst, extra={"arrays/evil.pkl": b"\x80\x04K\x01."}),
+    "dotdot": lambda src, dst: _rewrite(src, dst, extra={"../evil.npy": b"x"}),
+    "absolute": lambda src, dst: _rewrite(src, dst, extra={"/etc/evil": b"x"}),
+    "shape": lambda src, dst: _rewrite(src, dst, edit_doc=lambda d: d["tensors"][1].update(shape=[3, 2, 2])),
+    "bits": lambda src, dst: _rewrite(src, dst, edit_doc=lambda d: _set_first(d, "wbits", 17)),
+    "shift 0": lambda src, dst: _rewrite(src, dst, edit_doc=lambda d: _set_first(d, "shift", 0)),
+    "shift 63": lambda src, dst: _rewrite(src, dst, edit_doc=lambda d: _set_first(d, "shift", 63)),
+}
+EXPECT = {"truncated": "zip", "flipped byte": "SHA-256", "version": "version",
+          "pickle member": "unexpected member", "dotdot": "..", "absolute": "absolute",
+          "shape": "shape", "bits": "wbits", "shift 0": "shift", "shift 63": "shift"}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_hostile_aqz(case, digits_aqz, image_folder, tmp_path):
+    bad = tmp_path / "bad.aqz"
+    BAD_FILES[case](digits_aqz, bad)
+    line = _one_line_error(cli("inspect", bad))
+    assert EXPECT[case] in line and str(bad) in line
+
+
+def test_pickle_array_refused(digits_aqz, tmp_path):
+    import io
+    buf = io.BytesIO()
+    np.save(buf, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    def swap(name, data):
+        return buf.getvalue() if name.endswith("params_uint8.npy") else data
+    bad = tmp_path / "p.aqz"
+    _rewrite(digits_aqz, bad, edit_member=swap)
+    assert "SHA-256" in _one_line_error(cli("inspect", bad))  # checksum first, then pickle
+    from aq_runtime.format.reader import _load_npy, _Bad
+    with pytest.raises(_Bad, match="pickle"):
+        _load_npy(buf.getvalue(), "x", {"dtype": "uint8", "shape": [1]})
+
+
+@pytest.mark.parametrize("what", ["missing", "notzip", "empty"])
+def test_bad_model_files(what, tmp_path, image_folder):
+    p = tmp_path / "m.aqz"
+    if what == "notzip":
+        p.write_text("not a zip")
+    elif what == "empty":
+        p.write_bytes(b"")
+    line = _one_line_error(cli("infer", p, image_folder))
+    assert str(p) in line
+
+
+def test_bad_images_and_folders(digits_aqz, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no image" in _one_line_error(cli("infer", digits_aqz, empty))
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "a.jpg").write_text("not an image")
+    (junk / "b.png").write_bytes(b"")
+    out = tmp_path / "out.csv"
+    line = _one_line_error(cli("infer", digits_aqz, junk, "--output", out))
+    assert "no readable images" in line and not out.exists()
+    assert not list(tmp_path.glob(".tmp-*"))
+    assert "no such" in _one_line_error(cli("infer", digits_aqz, tmp_path / "nope"))
+
+
+def test_export_errors_leave_nothing(tmp_path):
+    out = tmp_path / "x.aqz"
+    assert "built-in" in _one_line_error(cli("export", "no-such-model", out))
+    assert "--bits" in _one_line_error(cli("export", "digits-cnn", out, "--bits", "nofile.json"))
+    bits = tmp_path / "b.json"
+    bits.write_text('{"layers": {"nope": {"weight": 4}}}')
+    assert "unknown layer" in _one_line_error(cli("export", "digits-cnn", out, "--bits", bits))
+    assert not out.exists() and not list(tmp_path.glob(".tmp-*"))
+
+
+def test_export_bits_json_and_inspect(tmp_path):
+    bits = tmp_path / "b.json"
+    bits.write_text(json.dumps({"weight": 6, "act": 7, "layers": {
+        "conv1": {"weight": 16}, "fc": {"weight": [4] * 5 + [8] * 5}}}))
+    out = tmp_path / "d.aqz"
+    r = cli("export", "digits-cnn", out, "--bits", bits)
+    assert r.returncode == 0, r.stderr
+    r = cli("inspect", out, "--json")
+    d = json.loads(r.stdout)
+    rows = {x["name"]: x for x in d["layers"]}
+    assert rows["conv1"]["weight_bits"] == [16, 16.0, 16]
+    assert rows["fc"]["weight_bits"] == [4, 6.0, 8] and rows["conv2"]["act_bits"][0] == 7
+    assert d["micronet"]["score"] > 0
+    r = cli("verify", out, tmp_path)  # no images there
+    assert r.returncode != 0
+
+
+def test_unavailable_backend(digits_aqz):
+    from aq_runtime import AqError
+    with pytest.raises(AqError, match="not available"):
+        Session(digits_aqz, "tvm-cuda")
+
+
+def test_deployment_path_without_torch(digits_aqz, image_folder):
+    code = (
+        "import sys, builtins\n"
+        "real = builtins.__import__\n"
+        "def imp(name, *a, **k):\n"
+        "    if name == 'torch' or name.startswith('torch.'):\n"
+        "        raise ImportError('torch is blocked')\n"
+        "    return real(name, *a, **k)\n"
+        "builtins.__import__ = imp\n"
+        "from aq_runtime.cli.infer import main\n"
+        f"sys.argv = ['aq-infer', r'{digits_aqz}', r'{image_folder}', '--quiet']\n"
+        "main()\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout.strip().splitlines()) == 5
