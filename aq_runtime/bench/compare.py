@@ -1,0 +1,81 @@
+"""Fidelity comparison of several exports of one float model on held-out images (DESIGN §7):
+per model its file size, bits, MicroNet score, the four fidelity numbers and integer-vs-fake-
+quant agreement; optionally ONNX Runtime static int8 calibrated on the same images."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ..format import read_aqz, write_aqz
+from ..format.inspect import average_act_bits, average_weight_bits
+from ..quant.cost import micronet_score
+from ..runtime import Session
+from .fidelity import Fidelity, argmax_lowest, fidelity
+
+
+@dataclass
+class Row:
+    name: str
+    file_bytes: int
+    weight_bits: float
+    act_bits: float
+    score: float | None
+    fid: Fidelity | None
+    fq_agreement: float | None
+    graph: object = None
+
+
+def compare_models(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Path,
+                   bits_list=((("uniform 8"), 8), ("auto", "auto")), module=None,
+                   progress: bool = True) -> tuple[list[Row], np.ndarray]:
+    """Rows for float, each bits setting, and ORT int8 when `module` (the torch model) is given.
+    Returns the rows and the float logits of `heldout`."""
+    from ..export.api import calibrate_ranges, export_graph
+    from ..export.float_exec import run_float_graph
+    from ..training.fakequant import FakeQuantGraph
+
+    out = Path(out_dir)
+    ranges = calibrate_ranges(fg, calib)
+    f = run_float_graph(fg, heldout)
+    fp32_bytes = sum(n.weight.size + n.bias.size for n in fg.conv_nodes()) * 4
+    rows = [Row("float (fp32)", fp32_bytes, 32.0, 32.0, None, None, None)]
+    for name, bits in bits_list:
+        g = export_graph(fg, calib, bits, ranges=ranges, progress=progress)
+        path = out / f"{fg.name}_{str(bits).replace('/', '_')}.aqz"
+        size = write_aqz(g, path)
+        s = Session(read_aqz(path), "reference")
+        q = np.concatenate([s.run(heldout[i:i + 16]) for i in tqdm(
+            range(0, len(heldout), 16), desc=f"integer {name}", disable=not progress)])
+        fq = FakeQuantGraph(g)(heldout)
+        rows.append(Row(name, size, average_weight_bits(g), average_act_bits(g),
+                        micronet_score(g)["score"], fidelity(f, q, g.meta["logit_scale"]),
+                        float((argmax_lowest(fq) == argmax_lowest(q)).mean()), g))
+    if module is not None:
+        from .ort_baseline import ort_int8, ort_logits
+        _, int8 = ort_int8(module, fg, calib, str(out))
+        rows.append(Row("ORT int8 QDQ", Path(int8).stat().st_size, 8.0, 8.0, None,
+                        fidelity(f, ort_logits(int8, fg, heldout)), None))
+    return rows, f
+
+
+def format_rows(rows: list[Row]) -> str:
+    lines = [f"{'model':13} {'file bytes':>11} {'w bits':>6} {'a bits':>6} {'MicroNet':>9} "
+             f"{'top-1':>6} {'top-5':>6} {'conf.':>6} {'SQNR dB':>8} {'int=fq':>7}"]
+    for r in rows:
+        head = f"{r.name:13} {r.file_bytes:>11} {r.weight_bits:>6.2f} {r.act_bits:>6.2f} "
+        if r.fid is None:
+            lines.append(head + f"{'':>9} {'(reference)':>29}")
+            continue
+        score = f"{r.score:>9.4f}" if r.score is not None else f"{'':>9}"
+        fq = f"{r.fq_agreement:>7.1%}" if r.fq_agreement is not None else f"{'':>7}"
+        lines.append(head + f"{score} {r.fid.top1_agreement:>6.1%} {r.fid.top5_containment:>6.1%} "
+                     f"{r.fid.confident_agreement:>6.1%} {r.fid.sqnr_db:>8.2f} {fq}")
+    n_conf = next((r.fid.n_confident for r in rows if r.fid), 0)
+    lines += ["", "top-1: agreement with the float top-1; top-5: float top-1 within the top-5; "
+              f"conf.: agreement where float p >= 0.5 ({n_conf} crops); int=fq: integer vs its "
+              "fake-quant model"]
+    return "\n".join(lines)
