@@ -193,6 +193,17 @@ def test_export_bits_json_and_inspect(tmp_path):
     assert rows["conv1"]["weight_bits"] == [16, 16.0, 16]
     assert rows["fc"]["weight_bits"] == [4, 6.0, 8] and rows["conv2"]["act_bits"][0] == 7
     assert d["micronet"]["score"] > 0
+    r = cli("inspect", out, "--bits-json")
+    again = tmp_path / "again.json"
+    again.write_text(r.stdout)
+    out2 = tmp_path / "d2.aqz"
+    assert cli("export", "digits-cnn", out2, "--bits", again).returncode == 0
+    from aq_runtime.format import read_aqz
+    g1, g2 = read_aqz(out), read_aqz(out2)
+    for n1, n2 in zip(g1.weight_nodes(), g2.weight_nodes()):
+        assert np.array_equal(n1.arrays["wbits"], n2.arrays["wbits"])
+        assert np.array_equal(g1.tensors[n1.output].bits, g2.tensors[n2.output].bits)
+    assert "score" in cli("inspect", out, "--cost").stdout
     r = cli("verify", out, tmp_path)  # no images there
     assert r.returncode != 0
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import AqError
 from .auto_bits import auto_bits
-from .bits_spec import BitsPlan, load_bits_json, plan_to_json, resolve_bits
+from .bits_spec import BitsPlan, load_bits_json, resolve_bits
 from .calibrate import Ranges, calibrate, per_tensor
 from .float_graph import FloatGraph
 from .integerize import integerize
@@ -50,8 +50,7 @@ def export_graph(fg: FloatGraph, images: np.ndarray, bits: str | int | dict = 8,
         ranges = calibrate_ranges(fg, images, method, granularity)
     plan, report = plan_bits(fg, bits, images, ranges, budget, progress)
     meta = {"calibration": {"method": method, "granularity": granularity,
-                            "images": int(len(images))},
-            "bits_plan": plan_to_json(fg, plan)}
+                            "images": int(len(images))}}
     if report:
         meta["auto_bits"] = {k: v for k, v in report.items() if k != "bits"}
     return integerize(fg, ranges, plan[0], plan[1], plan[2], meta=meta)

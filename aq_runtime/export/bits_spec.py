@@ -81,20 +81,3 @@ def resolve_bits(fg: FloatGraph, spec: int | dict[str, Any]) -> BitsPlan:
             abits[n.output] = _expand(entry.get("act", a_def), c, 1, ACT_BITS_MAX,
                                       f"bits: layers.{n.name}.act")
     return wbits, abits, tern
-
-
-def plan_to_json(fg: FloatGraph, plan: BitsPlan) -> dict[str, Any]:
-    """A bits plan as the JSON format above (per-channel lists only where channels differ)."""
-    wbits, abits, tern = plan
-    layers: dict[str, Any] = {}
-    for n in fg.nodes:
-        e: dict[str, Any] = {}
-        for key, table, k in (("weight", wbits, n.name), ("act", abits, n.output)):
-            if k in table:
-                a = table[k]
-                e[key] = int(a[0]) if np.all(a == a[0]) else [int(v) for v in a]
-        if n.name in tern:
-            e["ternary"] = tern[n.name]
-        if e:
-            layers[n.name] = e
-    return {"layers": layers}

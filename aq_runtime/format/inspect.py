@@ -47,6 +47,24 @@ def layer_rows(graph: Graph) -> list[dict]:
     return rows
 
 
+def bits_json(graph: Graph) -> dict:
+    """The bits of a model in the `--bits FILE.json` format (per-channel lists where channels
+    differ), so `aq-inspect --bits-json` output re-exports the same bits. Ternary thresholds are
+    not stored in a model; ternary layers appear with weight 2."""
+    def compact(a: np.ndarray):
+        return int(a[0]) if np.all(a == a[0]) else [int(v) for v in a]
+
+    layers: dict = {}
+    for n in graph.nodes:
+        e = {}
+        if n.op == "conv":
+            e["weight"] = compact(n.arrays["wbits"])
+        if n.output != graph.output:
+            e["act"] = compact(graph.tensors[n.output].bits)
+        layers[n.name] = e
+    return {"layers": layers}
+
+
 def inspect_dict(graph: Graph, path: str | Path | None = None) -> dict:
     cost = micronet_score(graph)
     d = {"model": graph.meta.get("model"), "layers": layer_rows(graph),
@@ -70,6 +88,19 @@ def format_table(graph: Graph, path: str | Path | None = None) -> str:
                      f"{(f'{wb[0]}/{wb[1]:.2f}/{wb[2]}' if wb else ''):20} "
                      f"{f'{ab[0]}/{ab[1]:.2f}/{ab[2]}':20} {r.get('weight_bytes', ''):>9}")
     lines.append(summarize(graph, path))
+    return "\n".join(lines)
+
+
+def cost_table(graph: Graph) -> str:
+    """The MicroNet calculation, a row per layer (see aq_runtime.quant.cost for the rules)."""
+    from ..quant.cost import REF_OPS, REF_PARAMS
+    c = micronet_score(graph)
+    lines = [f"{'layer':34} {'op':5} {'w bits':>6} {'a bits':>6} {'params':>12} {'ops':>14}"]
+    for r in c["layers"]:
+        lines.append(f"{r['name'][:34]:34} {r['op']:5} {r['weight_bits_mean']:>6.2f} "
+                     f"{r['act_bits_mean']:>6.2f} {r['params']:>12.1f} {r['ops']:>14.1f}")
+    lines.append(f"total params {c['params']:.1f} / {REF_PARAMS:.3g} + ops {c['ops']:.1f} / "
+                 f"{REF_OPS:.4g} = score {c['score']:.5f}")
     return "\n".join(lines)
 
 

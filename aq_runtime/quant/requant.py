@@ -56,7 +56,9 @@ def quantize_multiplier_pair(r1: np.ndarray, r2: np.ndarray, bits: int = MULT_BI
 def finish(p: np.ndarray, n: np.ndarray, z: np.ndarray, lo: np.ndarray, hi: np.ndarray
            ) -> np.ndarray:
     """`clamp(z + rshift(p, n), lo, hi)` where p is the already-multiplied int64 product."""
-    return np.clip(np.asarray(z, dtype=np.int64) + rshift(p, n), lo, hi)
+    out = rshift(p, n)
+    out += np.asarray(z, dtype=np.int64)
+    return np.clip(out, lo, hi, out=out)
 
 
 def requantize(v: np.ndarray, m: np.ndarray, n: np.ndarray, z: np.ndarray,

@@ -19,4 +19,6 @@ def rshift(v: np.ndarray, n: np.ndarray | int) -> np.ndarray:
     n = np.asarray(n, dtype=np.int64)
     if np.any(n < 1) or np.any(n > 62):
         raise ValueError("rshift needs 1 <= n <= 62")
-    return (v + (np.int64(1) << (n - 1))) >> n
+    out = v + (np.int64(1) << (n - 1))
+    out >>= n
+    return out

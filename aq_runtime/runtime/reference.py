@@ -29,12 +29,15 @@ def pad_with_zero_points(x: np.ndarray, pad: list[int], zp: np.ndarray) -> np.nd
 
 
 def int_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Exact int64 a @ b; float64 BLAS when no partial sum can exceed 2^53."""
+    """Exact int64 a @ b (broadcasting like np.matmul); float64 BLAS when no partial sum can
+    exceed 2^53."""
     if a.size == 0 or b.size == 0:
-        return np.zeros(a.shape[:-1] + b.shape[-1:], dtype=np.int64)
-    bound = float(np.abs(a).max()) * float(np.abs(b).max()) * a.shape[-1]
-    if bound < _EXACT_F64:
-        return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
+        return np.zeros(np.broadcast_shapes(a.shape[:-2], b.shape[:-2]) + (a.shape[-2], b.shape[-1]),
+                        dtype=np.int64)
+    amax = max(abs(float(a.max())), abs(float(a.min())))
+    bmax = max(abs(float(b.max())), abs(float(b.min())))
+    if amax * bmax * a.shape[-1] < _EXACT_F64:  # every partial sum is an exact float64 integer
+        return (a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
     return a.astype(np.int64) @ b.astype(np.int64)
 
 
@@ -43,24 +46,28 @@ def conv_sum(x: np.ndarray, w: np.ndarray, stride: list[int], groups: int) -> np
     n, c, h, wd = x.shape
     o, cg, kh, kw = w.shape
     sh, sw = stride
-    win = sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]  # N,C,Ho,Wo,kh,kw
-    ho, wo = win.shape[2], win.shape[3]
     w = w.astype(np.int64)
-    if groups == c and cg == 1 and o == c:  # depthwise: a sum over kh*kw taps per channel
-        acc = np.zeros((n, c, ho, wo), dtype=np.int64)
-        for i in range(kh):
-            for j in range(kw):
-                acc += win[..., i, j] * w[:, 0, i, j][None, :, None, None]
-        return acc
+    if kh == 1 and kw == 1:  # pointwise / dense: a GEMM over channels, no window copies
+        xs = x[:, :, ::sh, ::sw]
+        ho, wo = xs.shape[2], xs.shape[3]
+        cols = xs.reshape(n, c, ho * wo)
+    else:
+        win = sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]  # N,C,Ho,Wo,kh,kw
+        ho, wo = win.shape[2], win.shape[3]
+        if groups == c and cg == 1 and o == c:  # depthwise: a sum over kh*kw taps per channel
+            acc = np.zeros((n, c, ho, wo), dtype=np.int64)
+            for i in range(kh):
+                for j in range(kw):
+                    acc += win[..., i, j] * w[:, 0, i, j][None, :, None, None]
+            return acc
+        cols = win.transpose(0, 1, 4, 5, 2, 3).reshape(n, c * kh * kw, ho * wo)
     og = o // groups
-    acc = np.empty((n, o, ho, wo), dtype=np.int64)
+    k = cg * kh * kw
+    acc = np.empty((n, o, ho * wo), dtype=np.int64)
     for g in range(groups):
-        xs = win[:, g * cg:(g + 1) * cg]  # N,Cg,Ho,Wo,kh,kw
-        cols = xs.transpose(0, 2, 3, 1, 4, 5).reshape(n, ho * wo, cg * kh * kw)
-        wg = w[g * og:(g + 1) * og].reshape(og, cg * kh * kw)
-        acc[:, g * og:(g + 1) * og] = int_matmul(cols, wg.T).transpose(0, 2, 1).reshape(
-            n, og, ho, wo)
-    return acc
+        acc[:, g * og:(g + 1) * og] = int_matmul(w[g * og:(g + 1) * og].reshape(og, k),
+                                                 cols[:, g * k:(g + 1) * k])
+    return acc.reshape(n, o, ho, wo)
 
 
 def _ch(a: np.ndarray) -> np.ndarray:

@@ -1,0 +1,62 @@
+"""Image decoding (EXIF orientation, modes), photo splits and calibration methods."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from aq_runtime import AqError
+from aq_runtime.data.images import list_images, load_image, resize_center_crop
+from aq_runtime.data.photos import (CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crop_boxes, photo_paths)
+
+
+def test_exif_orientation_applied(tmp_path):
+    src = Image.open(photo_paths()["chelsea"]).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 CW to display
+    src.save(tmp_path / "rot.jpg", exif=exif.tobytes(), quality=95)
+    src.save(tmp_path / "plain.jpg", quality=95)
+    rot = load_image(tmp_path / "rot.jpg")
+    assert rot.size == (src.size[1], src.size[0])
+    plain = np.asarray(load_image(tmp_path / "plain.jpg").transpose(Image.Transpose.ROTATE_270))
+    assert np.abs(np.asarray(rot).astype(int) - plain.astype(int)).mean() < 2
+
+
+def test_modes_and_crop(tmp_path):
+    for mode in ("L", "RGBA", "P", "I;16"):
+        im = Image.new(mode if mode != "I;16" else "I;16", (40, 30))
+        p = tmp_path / f"m_{mode.replace(';', '')}.png"
+        im.save(p)
+        a = resize_center_crop(load_image(p), 32, (24, 24))
+        assert a.shape == (24, 24, 3) and a.dtype == np.uint8
+    g = resize_center_crop(load_image(p, channels=1), 8, (8, 8))
+    assert g.shape == (8, 8, 1)
+
+
+def test_listing_is_recursive_and_filtered(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for f in ("x.JPG", "a/y.png", "a/b/z.webp", "a/readme.txt"):
+        (tmp_path / f).write_bytes(b"")
+    names = [p.name for p in list_images(tmp_path)]
+    assert names == ["x.JPG", "y.png", "z.webp"] or sorted(names) == ["x.JPG", "y.png", "z.webp"]
+    with pytest.raises(AqError):
+        list_images(tmp_path / "missing")
+
+
+def test_split_is_disjoint_and_boxes_unique():
+    assert not set(CALIBRATION_PHOTOS) & set(HELDOUT_PHOTOS)
+    assert set(CALIBRATION_PHOTOS) | set(HELDOUT_PHOTOS) <= set(photo_paths())
+    boxes = crop_boxes(600, 400)
+    assert len(boxes) == len(set(boxes)) and all(l + s <= 600 and t + s <= 400 for l, t, s in boxes)
+
+
+def test_percentile_ranges_inside_minmax(digits_fg):
+    from aq_runtime.export.calibrate import calibrate
+    from aq_runtime.models.digits import digits_data
+    x = digits_data()[0][:200]
+    mm = calibrate(digits_fg, x, "minmax")
+    pc = calibrate(digits_fg, x, "percentile", percentile=99.0)
+    for k in mm:
+        assert np.all(pc[k][0] >= mm[k][0] - 1e-9) and np.all(pc[k][1] <= mm[k][1] + 1e-9)
+    assert any(np.any(pc[k][1] < mm[k][1] - 1e-6) for k in mm)
+    with pytest.raises(ValueError):
+        calibrate(digits_fg, x, "mystery")
