@@ -31,8 +31,9 @@ class Row:
 
 def compare_models(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Path,
                    bits_list=((("uniform 8"), 8), ("auto", "auto")), module=None,
-                   progress: bool = True) -> tuple[list[Row], np.ndarray]:
+                   progress: bool = True, backend: str = "auto") -> tuple[list[Row], np.ndarray]:
     """Rows for float, each bits setting, and ORT int8 when `module` (the torch model) is given.
+    Integer logits come from `backend` (every backend is tested equal to the reference).
     Returns the rows and the float logits of `heldout`."""
     from ..export.api import calibrate_ranges, export_graph
     from ..export.float_exec import run_float_graph
@@ -47,7 +48,7 @@ def compare_models(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Pa
         g = export_graph(fg, calib, bits, ranges=ranges, progress=progress)
         path = out / f"{fg.name}_{str(bits).replace('/', '_')}.aqz"
         size = write_aqz(g, path)
-        s = Session(read_aqz(path), "reference")
+        s = Session(read_aqz(path), backend)
         q = np.concatenate([s.run(heldout[i:i + 16]) for i in tqdm(
             range(0, len(heldout), 16), desc=f"integer {name}", disable=not progress)])
         fq = FakeQuantGraph(g)(heldout)

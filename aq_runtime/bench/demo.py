@@ -14,7 +14,7 @@ from .compare import compare_models, format_rows
 from .fidelity import argmax_lowest
 
 
-def run_demo(out_dir: str | Path | None = None, every: int = 2, progress: bool = True) -> str:
+def run_demo(out_dir: str | Path | None = None, every: int = 1, progress: bool = True) -> str:
     from tqdm import tqdm
 
     from ..export.float_exec import run_float_graph
@@ -34,7 +34,7 @@ def run_demo(out_dir: str | Path | None = None, every: int = 2, progress: bool =
     views = center_views(HELDOUT_PHOTOS)
     preds = {"float": argmax_lowest(run_float_graph(fg, views))}
     for r in rows[1:]:
-        preds[r.name] = argmax_lowest(Session(r.graph, "reference").run(views))
+        preds[r.name] = argmax_lowest(Session(r.graph).run(views))
     names = list(preds)
     lines = [f"EfficientNet-Lite0 on {len(xh)} held-out crops (no crop of a calibration photo "
              f"is scored); models in {out}", "", format_rows(rows), "",

@@ -10,7 +10,7 @@ from .common import run_cli
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="aq-demo", description=__doc__)
     ap.add_argument("--out-dir", help="where to keep the .aqz files (default: a temp folder)")
-    ap.add_argument("--every", type=int, default=2,
+    ap.add_argument("--every", type=int, default=1,
                     help="score every n-th held-out crop (1 = all 376)")
     a = ap.parse_args(argv)
 

@@ -4,6 +4,7 @@ Adding a backend (kernels/<name>/) adds one line here."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import Any, Callable
 
 from .. import AqError
@@ -14,21 +15,35 @@ def _reference(graph: Graph) -> Any:
     return importlib.import_module("aq_runtime.runtime.reference")
 
 
-# name -> (loader, reason it may be unavailable). Order = preference of "auto" (fastest first).
+def _numba(graph: Graph) -> Any:
+    try:
+        return importlib.import_module("aq_runtime.kernels.numba_cpu")
+    except ImportError as e:
+        raise AqError(f"backend 'numba' needs the numba package ({e.name} is missing)") from None
+
+
+# name -> loader. Order = preference of "auto" (fastest first).
 BACKENDS: dict[str, Callable[[Graph], Any]] = {
+    "numba": _numba,
     "reference": _reference,
 }
-PLANNED = ("numba", "numba-cuda", "tvm", "tvm-cuda")
+PLANNED = ("numba-cuda", "tvm", "tvm-cuda")
 
 
 def available_backends() -> list[str]:
-    return list(BACKENDS)
+    """Backends whose dependencies import here."""
+    out = []
+    for name in BACKENDS:
+        if name == "numba" and importlib.util.find_spec("numba") is None:
+            continue
+        out.append(name)
+    return out
 
 
 def get_backend(name: str, graph: Graph) -> tuple[str, Any]:
     """Resolve a backend name ('auto' = the first available) to (name, ops)."""
     if name == "auto":
-        name = next(iter(BACKENDS))
+        name = available_backends()[0]
     if name not in BACKENDS:
         if name in PLANNED:
             raise AqError(f"backend {name!r} is not available in this build "

@@ -42,7 +42,7 @@ def execute(graph: Graph, ops: Any, x: np.ndarray) -> np.ndarray:
         else:  # validated at load; kept as a guard for hand-built graphs
             raise ValueError(f"unknown op {node.op!r} in node {node.name!r}")
         env[node.output] = y
-        for t in node.inputs:
+        for t in set(node.inputs):  # an input may appear twice (x + x)
             if last.get(t) == i:
                 del env[t]
     return env[graph.output]

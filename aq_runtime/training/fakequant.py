@@ -1,6 +1,7 @@
 """A fake-quant PyTorch model built from an integer graph's own parameters: weights are the
 codes times the scale the integer multiplier implies (m / 2^n * s_out), activations are
-rounded to each tensor's codes and clamped like the integer ops, in float64. It differs from
+rounded to each tensor's codes and clamped like the integer ops (float32 by default, as
+training runs; float64 on request). It differs from
 the integer path only in where rounding happens, so its top-1 agreement with the integer
 model measures how faithful the float simulation is."""
 
@@ -13,11 +14,8 @@ import torch.nn.functional as F
 from ..export.integerize import nonlinear_fn
 from ..export.ir import Graph, Node
 
-_T = torch.float64
-
-
-def _t(a: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(a, np.float64))
+def _t(a: np.ndarray, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(a, np.float64)).to(dtype)
 
 
 def _implied(node: Node, key: str, out_scale: np.ndarray) -> np.ndarray:
@@ -27,8 +25,9 @@ def _implied(node: Node, key: str, out_scale: np.ndarray) -> np.ndarray:
 class FakeQuantGraph:
     """Callable: uint8 N x H x W x C images -> float64 logits (real units)."""
 
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, dtype: torch.dtype = torch.float32):
         self.g = graph
+        self.dtype = dtype
         self.params: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for n in graph.weight_nodes():
             t_in, out = graph.tensors[n.inputs[0]], graph.tensors[n.output]
@@ -46,15 +45,16 @@ class FakeQuantGraph:
             else:
                 wf = sw[:, None, None, None] * w / sa
                 bf = sw * (n.arrays["bias"] + zq.sum(1))
-            self.params[n.name] = (_t(wf), _t(bf))
+            self.params[n.name] = (_t(wf, dtype), _t(bf, dtype))
 
     def _fq(self, y: torch.Tensor, n: Node) -> torch.Tensor:
         out = self.g.tensors[n.output]
-        s = _t(out.scale).view(1, -1, 1, 1)
-        z = _t(out.zero_point).view(1, -1, 1, 1)
-        lo = _t(n.arrays["lo"]).view(1, -1, 1, 1) if "lo" in n.arrays else 0 * z
-        hi = _t(n.arrays["hi"]).view(1, -1, 1, 1) if "hi" in n.arrays else z * 0 + (
-            2.0 ** _t(out.bits).view(1, -1, 1, 1) - 1)
+        d = self.dtype
+        s = _t(out.scale, d).view(1, -1, 1, 1)
+        z = _t(out.zero_point, d).view(1, -1, 1, 1)
+        lo = _t(n.arrays["lo"], d).view(1, -1, 1, 1) if "lo" in n.arrays else 0 * z
+        hi = _t(n.arrays["hi"], d).view(1, -1, 1, 1) if "hi" in n.arrays else z * 0 + (
+            2.0 ** _t(out.bits, d).view(1, -1, 1, 1) - 1)
         q = torch.clamp(torch.floor(y / s + 0.5) + z, lo, hi)
         return s * (q - z)
 
@@ -64,8 +64,10 @@ class FakeQuantGraph:
         t_in = g.tensors[g.input]
         outs = []
         for i in range(0, len(images), batch):
-            x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).permute(0, 3, 1, 2).to(_T)
-            env = {g.input: _t(t_in.scale).view(1, -1, 1, 1) * (x - _t(t_in.zero_point).view(1, -1, 1, 1))}
+            d = self.dtype
+            x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch])).permute(0, 3, 1, 2).to(d)
+            env = {g.input: _t(t_in.scale, d).view(1, -1, 1, 1) * (
+                x - _t(t_in.zero_point, d).view(1, -1, 1, 1))}
             for n in g.nodes:
                 ins = [env[t] for t in n.inputs]
                 if n.op == "conv":
@@ -80,7 +82,7 @@ class FakeQuantGraph:
                 elif n.op == "gap":
                     y = ins[0].mean(dim=(2, 3), keepdim=True)
                 else:
-                    y = torch.from_numpy(nonlinear_fn(n.attrs["fn"], ins[0].numpy()))
+                    y = torch.from_numpy(nonlinear_fn(n.attrs["fn"], ins[0].double().numpy())).to(d)
                 env[n.output] = self._fq(y, n)
-            outs.append(env[g.output].reshape(env[g.output].shape[0], -1).numpy())
+            outs.append(env[g.output].reshape(env[g.output].shape[0], -1).double().numpy())
         return np.concatenate(outs)

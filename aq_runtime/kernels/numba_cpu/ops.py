@@ -1,0 +1,147 @@
+"""The numba_cpu ops. Weights are unpacked int16 codes widened once per node to int32 and
+cached; activations travel as int32 codes. Accumulators are int32, which the exporter's
+overflow proof (checked again at load) makes exact; the requantization product is int64 with
+the same `rshift` rounding as `aq_runtime.quant`."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from ...export.ir import Node
+from ...runtime import reference as _ref
+
+_cache: dict[int, tuple] = {}
+
+
+@njit(inline="always", cache=True)
+def _requant(acc, bias, m, n, z, lo, hi):
+    v = (np.int64(acc) + np.int64(bias)) * np.int64(m)
+    q = z + ((v + (np.int64(1) << (n - 1))) >> n)
+    return min(max(q, lo), hi)
+
+
+@njit(parallel=True, cache=True)
+def _pointwise(x, w, bias, mult, shift, z, lo, hi, out):
+    """x (N, C, P) int32, w (O, C) int32 -> out (N, O, P) int32."""
+    nb, c, p = x.shape
+    o = w.shape[0]
+    for t in prange(nb * o):
+        b = t // o
+        oc = t % o
+        acc = np.zeros(p, dtype=np.int32)
+        for ci in range(c):
+            wv = w[oc, ci]
+            if wv != 0:
+                for k in range(p):
+                    acc[k] += wv * x[b, ci, k]
+        bi, mi, si, zi, li, hv = bias[oc], mult[oc], shift[oc], z[oc], lo[oc], hi[oc]
+        for k in range(p):
+            out[b, oc, k] = _requant(acc[k], bi, mi, si, zi, li, hv)
+
+
+@njit(parallel=True, cache=True)
+def _depthwise(xp, w, sh, sw, bias, mult, shift, z, lo, hi, out):
+    """xp (N, C, Hp, Wp) padded int32, w (C, kh, kw) int32 -> out (N, C, Ho, Wo)."""
+    nb, c, _, _ = xp.shape
+    kh, kw = w.shape[1], w.shape[2]
+    ho, wo = out.shape[2], out.shape[3]
+    for t in prange(nb * c):
+        b = t // c
+        ch = t % c
+        acc = np.zeros((ho, wo), dtype=np.int32)
+        for i in range(kh):
+            for j in range(kw):
+                wv = w[ch, i, j]
+                for y in range(ho):
+                    row = y * sh + i
+                    for xx in range(wo):
+                        acc[y, xx] += wv * xp[b, ch, row, xx * sw + j]
+        bi, mi, si, zi, li, hv = bias[ch], mult[ch], shift[ch], z[ch], lo[ch], hi[ch]
+        for y in range(ho):
+            for xx in range(wo):
+                out[b, ch, y, xx] = _requant(acc[y, xx], bi, mi, si, zi, li, hv)
+
+
+@njit(parallel=True, cache=True)
+def _direct(xp, w, groups, sh, sw, bias, mult, shift, z, lo, hi, out):
+    """General grouped conv: xp (N, C, Hp, Wp) padded, w (O, C/g, kh, kw) -> out (N, O, Ho, Wo)."""
+    nb = xp.shape[0]
+    o, cg, kh, kw = w.shape
+    og = o // groups
+    ho, wo = out.shape[2], out.shape[3]
+    for t in prange(nb * o):
+        b = t // o
+        oc = t % o
+        c0 = (oc // og) * cg
+        acc = np.zeros((ho, wo), dtype=np.int32)
+        for ci in range(cg):
+            for i in range(kh):
+                for j in range(kw):
+                    wv = w[oc, ci, i, j]
+                    if wv == 0:
+                        continue
+                    for y in range(ho):
+                        row = y * sh + i
+                        for xx in range(wo):
+                            acc[y, xx] += wv * xp[b, c0 + ci, row, xx * sw + j]
+        bi, mi, si, zi, li, hv = bias[oc], mult[oc], shift[oc], z[oc], lo[oc], hi[oc]
+        for y in range(ho):
+            for xx in range(wo):
+                out[b, oc, y, xx] = _requant(acc[y, xx], bi, mi, si, zi, li, hv)
+
+
+def _params(node: Node, z_out: np.ndarray) -> tuple:
+    key = id(node)
+    if key not in _cache or _cache[key][0] is not node:
+        a = node.arrays
+        i64 = lambda k: np.ascontiguousarray(a[k], dtype=np.int64)  # noqa: E731
+        _cache[key] = (node, np.ascontiguousarray(a["weight"], dtype=np.int32), i64("bias"),
+                       i64("mult"), i64("shift"), np.ascontiguousarray(z_out, dtype=np.int64),
+                       i64("lo"), i64("hi"))
+    return _cache[key][1:]
+
+
+def conv(node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray) -> np.ndarray:
+    if node.attrs.get("mode", "int") == "ternary":
+        return _ref.conv(node, x, z_in, z_out).astype(np.int32)
+    w, bias, mult, shift, z, lo, hi = _params(node, z_out)
+    o, cg, kh, kw = w.shape
+    sh, sw = node.attrs["stride"]
+    groups = node.attrs["groups"]
+    pad = node.attrs["pad"]
+    n, c, h, wd = x.shape
+    ho = (h + pad[0] + pad[1] - kh) // sh + 1
+    wo = (wd + pad[2] + pad[3] - kw) // sw + 1
+    if kh == 1 and kw == 1 and groups == 1 and not any(pad):
+        xs = np.ascontiguousarray(x[:, :, ::sh, ::sw], dtype=np.int32).reshape(n, c, ho * wo)
+        out = np.empty((n, o, ho * wo), dtype=np.int32)
+        _pointwise(xs, w.reshape(o, c), bias, mult, shift, z, lo, hi, out)
+        return out.reshape(n, o, ho, wo)
+    xp = np.ascontiguousarray(_ref.pad_with_zero_points(x, pad, z_in), dtype=np.int32)
+    out = np.empty((n, o, ho, wo), dtype=np.int32)
+    if groups == c and cg == 1 and o == c:
+        _depthwise(xp, w.reshape(o, kh, kw), sh, sw, bias, mult, shift, z, lo, hi, out)
+    else:
+        _direct(xp, w, groups, sh, sw, bias, mult, shift, z, lo, hi, out)
+    return out
+
+
+def add(node, x1, z1, x2, z2, z_out):
+    return _ref.add(node, x1, z1, x2, z2, z_out).astype(np.int32)
+
+
+def mul(node, x1, z1, x2, z2, z_out):
+    return _ref.mul(node, x1, z1, x2, z2, z_out).astype(np.int32)
+
+
+def gap(node, x, z_in, z_out):
+    return _ref.gap(node, x, z_in, z_out).astype(np.int32)
+
+
+def lut(node, x):
+    return _ref.lut(node, x.astype(np.int64)).astype(np.int32)
+
+
+THREADS = numba.config.NUMBA_NUM_THREADS

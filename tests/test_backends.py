@@ -1,0 +1,115 @@
+"""Every available backend equals the reference, int32 logits compared with `==`: real models
+(digits, B0 with SE and swish tables, Lite0 with mixed bits incl. 1-, 2- and 16-bit channels,
+ternary layers) and randomized small graphs (hypothesis)."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from aq_runtime.export.float_graph import FloatGraph, FloatNode
+from aq_runtime.export.integerize import integerize, tensor_shapes
+from aq_runtime.runtime import Session, available_backends
+
+FAST = [b for b in available_backends() if b != "reference"]
+
+
+def test_numba_is_available_here():
+    assert "numba" in FAST  # a missing backend must not pass silently
+
+
+def _check(graph, x):
+    want = Session(graph, "reference").run(x)
+    for b in FAST:
+        got = Session(graph, b).run(x)
+        assert got.dtype == np.int32 and got.shape == want.shape
+        assert np.array_equal(got, want), b
+
+
+def test_digits(digits_graph):
+    from aq_runtime.models.digits import digits_data
+    _check(digits_graph, digits_data()[2][:64])
+
+
+@pytest.fixture(scope="module")
+def photos96():
+    from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
+    return crops_of(CALIBRATION_PHOTOS[:2], 96)[0][::4], crops_of(HELDOUT_PHOTOS[:2], 96)[0][:6]
+
+
+def test_b0_se_swish(photos96):
+    from aq_runtime.export.api import export_graph
+    from aq_runtime.models.registry import build_float_graph
+    fg = build_float_graph("efficientnet-b0", 96)
+    _check(export_graph(fg, photos96[0], 6, progress=False), photos96[1])
+
+
+def test_lite0_mixed_low_and_high_bits_and_ternary(photos96):
+    from aq_runtime.export.bits_spec import resolve_bits
+    from aq_runtime.export.calibrate import calibrate, per_tensor
+    from aq_runtime.models.registry import build_float_graph
+    fg = build_float_graph("efficientnet-lite0", 96)
+    r = per_tensor(calibrate(fg, photos96[0]))
+    wb, ab, _ = resolve_bits(fg, 8)
+    rng = np.random.default_rng(1)
+    for k in wb:
+        wb[k] = rng.choice([1, 2, 3, 4, 6, 8], size=wb[k].shape)
+    for k in ab:
+        ab[k] = rng.integers(4, 9, size=ab[k].shape)
+    wb["_conv_stem"][:] = 16
+    wb["_blocks.0._depthwise_conv"][:] = 16
+    tern = {"_blocks.2._project_conv": 0.05, "_blocks.5._expand_conv": 0.05}
+    g = integerize(fg, r, wb, ab, tern)
+    bits = np.concatenate([n.arrays["wbits"] for n in g.weight_nodes()])
+    assert {1, 2, 16} <= set(bits.tolist())
+    assert sum(n.attrs["mode"] == "ternary" for n in g.weight_nodes()) == 2
+    _check(g, photos96[1])
+
+
+@st.composite
+def small_graph(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
+    c = draw(st.integers(1, 6))
+    h, w = draw(st.integers(3, 11)), draw(st.integers(3, 11))
+    nodes, x, shape = [], "input", (c, h, w)
+    for i in range(draw(st.integers(1, 3))):
+        cin = shape[0]
+        groups = draw(st.sampled_from([1, cin]))
+        o = cin if groups == cin and draw(st.booleans()) else draw(st.integers(1, 6)) * groups
+        k = draw(st.sampled_from([1, 2, 3, 5]))
+        s = draw(st.sampled_from([1, 2]))
+        pad = [draw(st.integers(0, k - 1)) for _ in range(4)]
+        if (shape[1] + pad[0] + pad[1] < k) or (shape[2] + pad[2] + pad[3] < k):
+            pad = [k, k, k, k]
+        wgt = rng.normal(size=(o, cin // groups, k, k))
+        nodes.append(FloatNode("conv", f"c{i}", [x], f"c{i}", dict(
+            stride=[s, s], pad=pad, groups=groups, act=draw(st.sampled_from(["none", "relu", "relu6"]))),
+            wgt, rng.normal(size=o)))
+        x = f"c{i}"
+        shape = tensor_shapes(FloatGraph("r", "input", x, (c, h, w), [0] * c, [1] * c, nodes))[x]
+    if draw(st.booleans()) and shape[0] > 0:
+        nodes.append(FloatNode("add", "add", [x, x], "add"))
+        x = "add"
+    nodes.append(FloatNode("gap", "gap", [x], "gap"))
+    nodes.append(FloatNode("conv", "fc", ["gap"], "fc", dict(stride=[1, 1], pad=[0, 0, 0, 0],
+                                                              groups=1, act="none"),
+                           rng.normal(size=(3, shape[0], 1, 1)), rng.normal(size=3)))
+    mean = rng.uniform(0, 255, size=c).tolist()
+    fg = FloatGraph("random", "input", "fc", (c, h, w), mean, rng.uniform(20, 120, size=c).tolist(), nodes,
+                    ["a", "b", "c"])
+    shapes = tensor_shapes(fg)
+    ranges = {}
+    for name, shp in shapes.items():
+        lo = -rng.uniform(0, 4, size=shp[0])
+        ranges[name] = (lo, lo + rng.uniform(0.1, 8, size=shp[0]))
+    wb = {n.name: rng.integers(1, 9, size=n.weight.shape[0]) for n in nodes if n.op == "conv"}
+    ab = {n.output: rng.integers(1, 9, size=shapes[n.output][0]) for n in nodes}
+    g = integerize(fg, ranges, wb, ab)
+    imgs = rng.integers(0, 256, size=(3, h, w, c), dtype=np.uint8)
+    return g, imgs
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_graph())
+def test_random_graphs(case):
+    g, x = case
+    _check(g, x)
