@@ -229,3 +229,14 @@ def test_deployment_path_without_torch(digits_aqz, image_folder):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert len(r.stdout.strip().splitlines()) == 5
+
+
+def test_bench_cli_and_missing_backend(digits_aqz, image_folder, tmp_path):
+    out = tmp_path / "b.json"
+    r = cli("bench", digits_aqz, "--no-baselines", "--runs", "2", "--batch", "1", "4", "--json", out)
+    assert r.returncode == 0, r.stderr
+    d = json.loads(out.read_text())
+    assert {row["name"] for row in d["rows"]} >= {"aq reference", "aq numba"}
+    assert all(row["median_ms"] > 0 for row in d["rows"])
+    line = _one_line_error(cli("infer", digits_aqz, image_folder, "--backend", "tvm-cuda"))
+    assert "tvm-cuda" in line and "not available" in line

@@ -24,7 +24,8 @@ def _requant(acc, bias, m, n, z, lo, hi):
 
 @njit(parallel=True, cache=True)
 def _pointwise(x, w, bias, mult, shift, z, lo, hi, out):
-    """x (N, C, P) int32, w (O, C) int32 -> out (N, O, P) int32."""
+    """x (N, C, P) int32, w (O, C) int32 -> out (N, O, P) int32: per output channel, a row of
+    int32 accumulators updated by every input row (vectorizes along P)."""
     nb, c, p = x.shape
     o = w.shape[0]
     for t in prange(nb * o):
@@ -39,6 +40,21 @@ def _pointwise(x, w, bias, mult, shift, z, lo, hi, out):
         bi, mi, si, zi, li, hv = bias[oc], mult[oc], shift[oc], z[oc], lo[oc], hi[oc]
         for k in range(p):
             out[b, oc, k] = _requant(acc[k], bi, mi, si, zi, li, hv)
+
+
+@njit(parallel=True, cache=True)
+def _pad(x, pt, pb, pl, pr, zin):
+    """Pad NCHW codes with each channel's zero point (real zero), as int32."""
+    n, c, h, w = x.shape
+    out = np.empty((n, c, h + pt + pb, w + pl + pr), dtype=np.int32)
+    for t in prange(n * c):
+        b = t // c
+        ch = t % c
+        out[b, ch, :, :] = zin[ch]
+        for y in range(h):
+            for xx in range(w):
+                out[b, ch, pt + y, pl + xx] = x[b, ch, y, xx]
+    return out
 
 
 @njit(parallel=True, cache=True)
@@ -119,7 +135,8 @@ def conv(node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray) -> np.n
         out = np.empty((n, o, ho * wo), dtype=np.int32)
         _pointwise(xs, w.reshape(o, c), bias, mult, shift, z, lo, hi, out)
         return out.reshape(n, o, ho, wo)
-    xp = np.ascontiguousarray(_ref.pad_with_zero_points(x, pad, z_in), dtype=np.int32)
+    xp = _pad(np.ascontiguousarray(x, dtype=np.int32), pad[0], pad[1], pad[2], pad[3],
+              np.ascontiguousarray(z_in, dtype=np.int32))
     out = np.empty((n, o, ho, wo), dtype=np.int32)
     if groups == c and cg == 1 and o == c:
         _depthwise(xp, w.reshape(o, kh, kw), sh, sw, bias, mult, shift, z, lo, hi, out)

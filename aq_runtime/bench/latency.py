@@ -1,0 +1,149 @@
+"""Latency harness: every available aq backend on a .aqz, and the baselines of the same float
+model measured in the same run (PyTorch fp32 eager, ONNX Runtime fp32, ONNX Runtime int8 static
+QDQ per-channel calibrated on the same calibration images). Medians, p90, images/s, ratios."""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..format import read_aqz
+from ..runtime import Session, available_backends
+
+
+@dataclass
+class Timing:
+    name: str
+    batch: int
+    median_ms: float
+    p90_ms: float
+    images_per_s: float
+    setup_s: float
+    file_bytes: int | None = None
+
+
+def time_fn(fn: Callable[[], object], runs: int, warmup: int = 3) -> tuple[float, float]:
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        ts.append((time.perf_counter() - t) * 1e3)
+    return float(np.median(ts)), float(np.percentile(ts, 90))
+
+
+def _timing(name, batch, fn, runs, setup_s, size=None) -> Timing:
+    med, p90 = time_fn(fn, runs)
+    return Timing(name, batch, med, p90, batch * 1e3 / med, setup_s, size)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def bench(model: str | Path, batches=(1, 8), runs: int = 30, baselines: bool = True,
+          backends: list[str] | None = None, images: np.ndarray | None = None) -> list[Timing]:
+    graph = read_aqz(model)
+    h, w = graph.meta["input"]["shape"][:2]
+    c = graph.meta["input"]["shape"][2]
+    rng = np.random.default_rng(0)
+    if images is None:
+        images = rng.integers(0, 256, size=(max(batches), h, w, c), dtype=np.uint8)
+    out = []
+    for name in backends or available_backends():
+        t = time.perf_counter()
+        s = Session(graph, name)
+        s.run(images[:1])
+        setup = time.perf_counter() - t
+        for b in batches:
+            x = images[:b]
+            out.append(_timing(f"aq {name}", b, lambda: s.run(x), runs, setup,
+                               Path(model).stat().st_size))
+    if baselines:
+        out += baseline_timings(graph, images, batches, runs)
+    return out
+
+
+def baseline_timings(graph, images, batches, runs) -> list[Timing]:
+    """PyTorch fp32 eager and ONNX Runtime fp32/int8 of the built-in float model."""
+    import onnxruntime as ort
+    import torch
+
+    from ..export.float_exec import normalize_input
+    from ..models.registry import build_float_graph
+    from .ort_baseline import ort_int8
+
+    name = graph.meta.get("model")
+    size = graph.meta["input"]["shape"][0]
+    fg = build_float_graph(name, size if name != "digits-cnn" else None)
+    module = _module(name)
+    torch.set_num_threads(os.cpu_count() or 1)
+    from ..export.pipeline import calibration_images
+    calib = calibration_images(fg, None)[::4]
+    tmp = tempfile.mkdtemp(prefix="aq-bench-")
+    t = time.perf_counter()
+    fp32, int8 = ort_int8(module, fg, calib, tmp)
+    setup = time.perf_counter() - t
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    opts.intra_op_num_threads = os.cpu_count() or 1
+    sess = {p: ort.InferenceSession(p, opts, providers=["CPUExecutionProvider"]) for p in (fp32, int8)}
+    out = []
+    for b in batches:
+        xf = normalize_input(images[:b], fg)
+        xn = xf.numpy()
+        with torch.no_grad():
+            out.append(_timing("PyTorch fp32", b, lambda: module(xf), runs, 0.0))
+        out.append(_timing("ORT fp32", b, lambda: sess[fp32].run(None, {"x": xn}), runs, setup,
+                           Path(fp32).stat().st_size))
+        out.append(_timing("ORT int8 QDQ", b, lambda: sess[int8].run(None, {"x": xn}), runs, setup,
+                           Path(int8).stat().st_size))
+    return out
+
+
+def _module(name: str):
+    if name == "efficientnet-lite0":
+        from ..models.efficientnet import load_lite0
+        return load_lite0()
+    if name == "efficientnet-b0":
+        from ..models.efficientnet import make_b0
+        return make_b0()
+    from ..models.digits import train_digits_cnn
+    return train_digits_cnn()
+
+
+def format_timings(rows: list[Timing]) -> str:
+    ref = {r.batch: r.median_ms for r in rows if r.name == "ORT int8 QDQ"}
+    pt = {r.batch: r.median_ms for r in rows if r.name == "PyTorch fp32"}
+    lines = [f"machine: {machine()}", "",
+             f"{'runtime':16} {'batch':>5} {'median ms':>10} {'p90 ms':>9} {'img/s':>9} "
+             f"{'vs ORT int8':>11} {'vs PyTorch':>10} {'setup s':>8} {'file bytes':>11}"]
+    for r in sorted(rows, key=lambda r: (r.batch, r.median_ms)):
+        ro = f"{r.median_ms / ref[r.batch]:.2f}x" if r.batch in ref else ""
+        rp = f"{r.median_ms / pt[r.batch]:.2f}x" if r.batch in pt else ""
+        lines.append(f"{r.name:16} {r.batch:>5} {r.median_ms:>10.2f} {r.p90_ms:>9.2f} "
+                     f"{r.images_per_s:>9.1f} {ro:>11} {rp:>10} {r.setup_s:>8.2f} "
+                     f"{r.file_bytes if r.file_bytes else '':>11}")
+    lines.append("\nratios are median latency / baseline median latency (lower is faster); "
+                 "setup = load + plan + first run (JIT compile or cache load)")
+    return "\n".join(lines)
+
+
+def as_json(rows: list[Timing]) -> dict:
+    return {"machine": machine(), "rows": [asdict(r) for r in rows]}

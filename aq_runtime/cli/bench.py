@@ -1,0 +1,37 @@
+"""aq-bench: latency of every available backend on a .aqz, against PyTorch fp32 and ONNX Runtime
+fp32 / int8 (QDQ) of the same float model, measured in the same run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .common import run_cli
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="aq-bench", description=__doc__)
+    ap.add_argument("model")
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 8])
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--backend", nargs="+", help="only these aq backends")
+    ap.add_argument("--no-baselines", action="store_true",
+                    help="skip PyTorch / ONNX Runtime (they need torch and onnxruntime)")
+    ap.add_argument("--json", help="also write the results here")
+    a = ap.parse_args(argv)
+
+    def go() -> None:
+        from .. import AqError
+        from ..bench.latency import as_json, bench, format_timings
+        from ..runtime.predict import write_atomic
+        if a.runs < 1 or min(a.batch) < 1:
+            raise AqError("--runs and --batch must be positive")
+        rows = bench(a.model, a.batch, a.runs, not a.no_baselines, a.backend)
+        print(format_timings(rows))
+        if a.json:
+            write_atomic(a.json, json.dumps(as_json(rows), indent=1))
+    run_cli(go)
+
+
+if __name__ == "__main__":
+    main()
