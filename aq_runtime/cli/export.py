@@ -20,9 +20,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--granularity", choices=["tensor", "channel"], default="tensor",
                     help="activation ranges per tensor (default) or per channel")
     ap.add_argument("--input-size", type=int, help="square input side (EfficientNets)")
+    ap.add_argument("--to", choices=["onnx-int"],
+                    help="convert SOURCE (.aqz) instead: onnx-int = integer-exact ONNX")
     a = ap.parse_args(argv)
 
     def go() -> None:
+        if a.to:
+            from ..format import read_aqz
+            from ..interop.onnx_int import to_onnx_int
+            to_onnx_int(read_aqz(a.source), a.output)
+            return
         from ..export.pipeline import export_cli
         export_cli(a.source, a.output, model=a.model, bits=a.bits, budget=a.budget,
                    calib=a.calib, method=a.calib_method, granularity=a.granularity,

@@ -69,13 +69,18 @@ def format_records(records: list[dict[str, Any]], fmt: str) -> str:
 
 
 def write_atomic(path: str | Path, text: str) -> None:
+    write_atomic_bytes(path, text.encode())
+
+
+def write_atomic_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temp file beside `path`, then rename: never a half-written file."""
     path = Path(path)
     if not path.parent.exists():
         raise AqError(f"{path.parent}: output folder does not exist")
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
