@@ -145,3 +145,10 @@ def test_mutation_fuzzer_short_run(digits_aqz, tmp_path):
     stats = fuzz_reader(digits_aqz, 400, tmp_path, seed=1)
     print(f"\nfuzz: {stats}")
     assert stats["cases"] == 400 and stats["refused"] > 300
+
+
+def test_regressions_found_by_the_long_fuzz_run():
+    from pathlib import Path
+    for p in sorted((Path(__file__).parent / "data").glob("fuzz_*.aqz")):
+        with pytest.raises(AqError):
+            read_aqz(p)

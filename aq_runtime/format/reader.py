@@ -89,8 +89,12 @@ def _check_spec(ref: str, spec: Any, pools: dict) -> None:
         raise _Bad(f"arrays.{ref}.dtype: {spec['dtype']!r} not allowed")
     size = _check_shape(f"arrays.{ref}.shape", spec["shape"], np.dtype(spec["dtype"]).itemsize)
     if "fill" in spec:
-        if not isinstance(spec["fill"], (int, float)) or isinstance(spec["fill"], bool):
-            raise _Bad(f"arrays.{ref}.fill: must be a number")
+        v, dt = spec["fill"], np.dtype(spec["dtype"])
+        ok = (isinstance(v, int) and not isinstance(v, bool)
+              and np.iinfo(dt).min <= v <= np.iinfo(dt).max) if dt.kind in "iu" else (
+            isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v))
+        if not ok:
+            raise _Bad(f"arrays.{ref}.fill: {v!r} is not a valid {dt} value")
         return
     pool = pools.get(spec["pool"]) if isinstance(spec["pool"], str) else None
     if pool is None:
@@ -262,5 +266,7 @@ def read_aqz(path: str | Path) -> Graph:
         raise AqError(f"{p}: {e}") from None
     except zipfile.BadZipFile as e:
         raise AqError(f"{p}: not a valid zip archive, or truncated ({e})") from None
+    except (NotImplementedError, RuntimeError) as e:  # zipfile: unsupported version, encryption
+        raise AqError(f"{p}: unsupported zip feature ({e})") from None
     except (EOFError, zlib.error, OSError, ValueError, KeyError, TypeError, OverflowError) as e:
         raise AqError(f"{p}: corrupt or truncated archive ({e.__class__.__name__}: {e})") from None
