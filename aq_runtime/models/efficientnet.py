@@ -33,8 +33,9 @@ class BlockArgs:
 
 def _same_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     k, s = conv.kernel_size[0], conv.stride[0]
-    pt, pb = same_pad(x.shape[2], k, s)
-    pl, pr = same_pad(x.shape[3], k, s)
+    h, w = int(x.shape[2]), int(x.shape[3])  # static: ONNX export gets constant pads
+    pt, pb = same_pad(h, k, s)
+    pl, pr = same_pad(w, k, s)
     return conv(F.pad(x, (pl, pr, pt, pb)))
 
 
