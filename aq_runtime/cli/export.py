@@ -9,7 +9,8 @@ from .common import run_cli
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="aq-export", description=__doc__)
-    ap.add_argument("source", help="built-in model name, or a .pt state dict (with --model)")
+    ap.add_argument("source", help="built-in model name, a float .onnx, or a .pt state dict "
+                                   "(with --model); with --to, a .aqz")
     ap.add_argument("output", help="the .aqz file to write")
     ap.add_argument("--model", help="architecture of a .pt state dict")
     ap.add_argument("--bits", default="8", help="8 (uniform), a bits JSON file, or auto")
@@ -19,7 +20,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--calib-method", choices=["minmax", "percentile"], default="minmax")
     ap.add_argument("--granularity", choices=["tensor", "channel"], default="tensor",
                     help="activation ranges per tensor (default) or per channel")
-    ap.add_argument("--input-size", type=int, help="square input side (EfficientNets)")
+    ap.add_argument("--input-size", type=int, help="square input side (EfficientNets, ONNX)")
+    ap.add_argument("--mean", type=float, nargs="+", help="ONNX input normalization mean, pixel units")
+    ap.add_argument("--std", type=float, nargs="+", help="ONNX input normalization std, pixel units")
     ap.add_argument("--to", choices=["onnx-int"],
                     help="convert SOURCE (.aqz) instead: onnx-int = integer-exact ONNX")
     a = ap.parse_args(argv)
@@ -33,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
         from ..export.pipeline import export_cli
         export_cli(a.source, a.output, model=a.model, bits=a.bits, budget=a.budget,
                    calib=a.calib, method=a.calib_method, granularity=a.granularity,
-                   input_size=a.input_size)
+                   input_size=a.input_size, mean=a.mean, std=a.std)
     run_cli(go)
 
 

@@ -43,7 +43,10 @@ class FloatGraph:
 
 def fold_bn(w: np.ndarray, b: np.ndarray | None, gamma: np.ndarray, beta: np.ndarray,
             mean: np.ndarray, var: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Fold y = gamma * (conv(x) + b - mean) / sqrt(var + eps) + beta into (w', b')."""
+    """Fold y = gamma * (conv(x) + b - mean) / sqrt(var + eps) + beta into (w', b'), in float64.
+    eps is taken as the float32 value frameworks store and add (PyTorch's float32 BN, ONNX's
+    float attribute), so every route to the same model folds to the same numbers."""
+    eps = float(np.float32(eps))
     f = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
     w2 = np.asarray(w, np.float64) * f.reshape(-1, *([1] * (w.ndim - 1)))
     b0 = np.zeros_like(f) if b is None else np.asarray(b, np.float64)

@@ -13,13 +13,25 @@ from .api import export_to_file
 from .float_graph import FloatGraph
 
 
-def load_source(source: str, model: str | None, input_size: int | None) -> FloatGraph:
-    """A float graph from a built-in name or a state dict file (`torch.load(weights_only=True)`)."""
+def load_source(source: str, model: str | None, input_size: int | None,
+                mean: list[float] | None = None, std: list[float] | None = None) -> FloatGraph:
+    """A float graph from a built-in name, a float ONNX file (normalization `(p - mean) / std`
+    in pixel units, ImageNet's by default) or a state dict (`torch.load(weights_only=True)`)."""
     from ..models.registry import MODEL_NAMES, build_float_graph
 
     if source in MODEL_NAMES:
         return build_float_graph(source, input_size)
     p = Path(source)
+    if p.suffix.lower() == ".onnx":
+        if not p.is_file():
+            raise AqError(f"{source}: no such file")
+        from ..interop.onnx_in import float_graph_from_onnx
+        from ..models.efficientnet import IMAGENET_MEAN, IMAGENET_STD, imagenet_labels
+        fg = float_graph_from_onnx(p, mean or IMAGENET_MEAN, std or IMAGENET_STD,
+                                   input_hw=(input_size, input_size) if input_size else None)
+        if len(fg.labels) == 1000:
+            fg.labels = imagenet_labels()
+        return fg
     if not p.exists():
         raise AqError(f"{source}: no such file, and not a built-in model "
                       f"({', '.join(MODEL_NAMES)})")
@@ -56,13 +68,14 @@ def calibration_images(fg: FloatGraph, folder: str | None) -> np.ndarray:
 
 def export_cli(source: str, output: str, model: str | None = None, bits: str = "8",
                budget: float = 1.0, calib: str | None = None, method: str = "minmax",
-               granularity: str = "tensor", input_size: int | None = None) -> None:
+               granularity: str = "tensor", input_size: int | None = None,
+               mean: list[float] | None = None, std: list[float] | None = None) -> None:
     out = Path(output)
     if not out.parent.exists():
         raise AqError(f"{out.parent}: output folder does not exist")
     if bits != "auto" and not bits.isdigit() and not Path(bits).is_file():
         raise AqError(f"--bits {bits}: not an integer, 'auto', or an existing JSON file")
-    fg = load_source(source, model, input_size)
+    fg = load_source(source, model, input_size, mean, std)
     images = calibration_images(fg, calib)
     from ..format.inspect import summarize
     g = export_to_file(fg, images, out, bits=int(bits) if bits.isdigit() else bits,
