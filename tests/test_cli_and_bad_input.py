@@ -240,3 +240,29 @@ def test_bench_cli_and_missing_backend(digits_aqz, image_folder, tmp_path):
     assert all(row["median_ms"] > 0 for row in d["rows"])
     line = _one_line_error(cli("infer", digits_aqz, image_folder, "--backend", "tvm-cuda"))
     assert "tvm-cuda" in line and "not available" in line
+
+
+def test_infer_options_and_streaming_json(lite_small, image_folder, tmp_path):
+    r1 = cli("infer", lite_small, image_folder, "--quiet", "--workers", "1", "--format", "json")
+    r2 = cli("infer", lite_small, image_folder, "--quiet", "--workers", "2", "--batch", "3",
+             "--format", "json")
+    assert r1.returncode == 0 and r1.stdout == r2.stdout
+    assert len(json.loads(r1.stdout)) == 4
+    top = cli("infer", lite_small, image_folder, "--quiet", "--no-recursive")
+    assert len(top.stdout.strip().splitlines()) == 1 + 2  # chelsea.jpg, horse.png
+    png = cli("infer", lite_small, image_folder, "--quiet", "--exts", "png")
+    assert len(png.stdout.strip().splitlines()) == 1 + 2  # horse.png, sub/coffee.png
+    lim = cli("infer", lite_small, image_folder, "--quiet", "--limit", "1")
+    assert len(lim.stdout.strip().splitlines()) == 2
+    r = cli("infer", lite_small, image_folder)
+    assert "images/s" in r.stderr
+
+
+def test_pixel_cap(digits_aqz, tmp_path, monkeypatch):
+    from PIL import Image
+    from aq_runtime import AqError
+    from aq_runtime.data import images
+    Image.new("RGB", (400, 300)).save(tmp_path / "big.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100 * 100 // 2)
+    with pytest.raises(AqError, match="larger than"):
+        images.load_image(tmp_path / "big.png")

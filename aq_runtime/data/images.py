@@ -70,3 +70,13 @@ def list_images(folder: str | Path, recursive: bool = True,
             if f.lower().endswith(tuple(e.lower() for e in exts)):
                 out.append(Path(d) / f)
     return sorted(out)
+
+
+def decode_job(job: tuple) -> tuple[str, np.ndarray | None, str | None]:
+    """Worker-side decode for aq-infer: (path, resize, (H, W), channels) ->
+    (path, uint8 H x W x C or None, error message or None). Never raises for a bad file."""
+    path, resize, crop, channels = job
+    try:
+        return str(path), resize_center_crop(load_image(path, channels), resize, crop), None
+    except AqError as e:
+        return str(path), None, str(e)

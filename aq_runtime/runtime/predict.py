@@ -7,10 +7,12 @@ from __future__ import annotations
 import csv
 import io
 import json
+import multiprocessing
 import os
 import tempfile
+import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -31,41 +33,75 @@ def topk_rows(logits: np.ndarray, k: int) -> np.ndarray:
     return np.argsort(-logits.astype(np.int64), axis=1, kind="stable")[:, :k]
 
 
-def predict_paths(session: Session, paths: list[Path], top_k: int = 5, batch: int = 16,
-                  progress: bool = True) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
-    """(records {"path", "topk": [{"index", "label", "logit"}]}, errors [(path, message)])."""
+def _decoded_chunks(jobs: list[tuple], chunk: int, workers: int) -> Iterator[list[tuple]]:
+    """Decoded images in order, `chunk` at a time; with workers, the next chunk decodes in
+    worker processes while the caller runs the current one (memory stays ~2 chunks)."""
+    from ..data.images import decode_job
+    parts = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
+    if workers <= 1 or len(parts) == 0:
+        for part in parts:
+            yield [decode_job(j) for j in part]
+        return
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process running numba threads
+    with ctx.Pool(workers) as pool:
+        pending = pool.map_async(decode_job, parts[0])
+        for k in range(len(parts)):
+            done = pending.get()
+            if k + 1 < len(parts):
+                pending = pool.map_async(decode_job, parts[k + 1])
+            yield done
+
+
+def predict_stream(session: Session, paths: list[Path], top_k: int = 5, batch: int = 16,
+                   workers: int = 1, progress: bool = True
+                   ) -> Iterator[tuple[dict[str, Any] | None, tuple[str, str] | None]]:
+    """Yield (record, None) per readable image and (None, (path, message)) per skipped file,
+    in path order. Record: {"path", "topk": [{"index", "label", "logit"}]}."""
     labels = session.labels
-    records, errors = [], []
+    h, w, c = session.input_shape
+    resize = int(session.graph.meta.get("input", {}).get("resize", max(h, w)))
+    jobs = [(p, resize, (h, w), c) for p in paths]
     bar = tqdm(total=len(paths), desc="infer", unit="img", disable=not progress)
-    for i in range(0, len(paths), batch):
-        ok, arrs = [], []
-        for p in paths[i:i + batch]:
-            try:
-                arrs.append(preprocess_file(session, p))
-                ok.append(p)
-            except AqError as e:
-                errors.append((str(p), str(e)))
-        if arrs:
-            logits = session.run(np.stack(arrs))
-            for p, row, idx in zip(ok, logits, topk_rows(logits, top_k)):
-                records.append({"path": str(p), "topk": [
-                    {"index": int(j), "label": labels[j] if j < len(labels) else str(j),
-                     "logit": int(row[j])} for j in idx]})
-        bar.update(len(paths[i:i + batch]))
+    for done in _decoded_chunks(jobs, batch * 4, workers):
+        for i in range(0, len(done), batch):
+            part = done[i:i + batch]
+            good = [(p, a) for p, a, _ in part if a is not None]
+            results = {}
+            if good:
+                logits = session.run(np.stack([a for _, a in good]))
+                for (p, _), row, idx in zip(good, logits, topk_rows(logits, top_k)):
+                    results[p] = {"path": p, "topk": [
+                        {"index": int(j), "label": labels[j] if j < len(labels) else str(j),
+                         "logit": int(row[j])} for j in idx]}
+            for p, _, err in part:
+                yield (results[p], None) if err is None else (None, (p, err))
+            bar.update(len(part))
     bar.close()
-    return records, errors
 
 
-def format_records(records: list[dict[str, Any]], fmt: str) -> str:
-    if fmt == "json":
-        return json.dumps(records, indent=1) + "\n"
-    buf = io.StringIO()
-    k = max((len(r["topk"]) for r in records), default=0)
-    wr = csv.writer(buf)
-    wr.writerow(["path"] + [f"{f}{i + 1}" for i in range(k) for f in ("index", "label", "logit")])
-    for r in records:
-        wr.writerow([r["path"]] + [v for t in r["topk"] for v in (t["index"], t["label"], t["logit"])])
-    return buf.getvalue()
+class RecordWriter:
+    """Streams records as CSV (one row per image) or JSON (a list), to a text stream."""
+
+    def __init__(self, stream: IO[str], fmt: str, k: int):
+        self.f, self.fmt, self.n = stream, fmt, 0
+        if fmt == "csv":
+            self.csv = csv.writer(stream)
+            self.csv.writerow(["path"] + [f"{f}{i + 1}" for i in range(k)
+                                          for f in ("index", "label", "logit")])
+        else:
+            stream.write("[")
+
+    def write(self, r: dict[str, Any]) -> None:
+        if self.fmt == "csv":
+            self.csv.writerow([r["path"]] + [v for t in r["topk"]
+                                             for v in (t["index"], t["label"], t["logit"])])
+        else:
+            self.f.write(("," if self.n else "") + "\n " + json.dumps(r))
+        self.n += 1
+
+    def close(self) -> None:
+        if self.fmt == "json":
+            self.f.write("\n]\n")
 
 
 def write_atomic(path: str | Path, text: str) -> None:
@@ -89,20 +125,60 @@ def write_atomic_bytes(path: str | Path, data: bytes) -> None:
 
 
 def infer_folder(model: str | Path, folder: str | Path, top_k: int = 5, fmt: str = "csv",
-                 backend: str = "auto", progress: bool = True
-                 ) -> tuple[str, list[tuple[str, str]]]:
-    """The text aq-infer prints and the skipped files. AqError when nothing can be read."""
+                 backend: str = "auto", progress: bool = True, output: str | Path | None = None,
+                 stream: IO[str] | None = None, limit: int | None = None, recursive: bool = True,
+                 exts: tuple[str, ...] | None = None, workers: int = 1, batch: int = 16
+                 ) -> dict[str, Any]:
+    """aq-infer as a library call: stream predictions to `output` (a temp file renamed at the
+    end) or `stream` (default: collected and returned as "text"); skipped files are listed.
+    Returns {"images", "skipped": [(path, message)], "seconds", "images_per_s"}.
+    AqError when there is no image, or none of them is readable (then nothing is written)."""
     if fmt not in ("csv", "json"):
         raise AqError(f"unknown format {fmt!r} (csv or json)")
     if top_k < 1:
         raise AqError("--top-k must be at least 1")
+    if limit is not None and limit < 1:
+        raise AqError("--limit must be at least 1")
     session = Session(model, backend)
-    paths = list_images(folder)
+    paths = list_images(folder, recursive, exts) if exts else list_images(folder, recursive)
     if not paths:
         raise AqError(f"{folder}: no image files found")
-    records, errors = predict_paths(session, paths, min(top_k, len(session.labels) or top_k),
-                                    progress=progress)
-    if not records:
-        first = errors[0][1] if errors else "no images"
-        raise AqError(f"{folder}: no readable images ({len(errors)} skipped; first: {first})")
-    return format_records(records, fmt), errors
+    paths = paths[:limit] if limit else paths
+    k = min(top_k, len(session.labels) or top_k)
+    out_path = Path(output) if output else None
+    if out_path is not None and not out_path.parent.exists():
+        raise AqError(f"{out_path.parent}: output folder does not exist")
+    tmp = None
+    if out_path is not None:
+        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=out_path.parent)
+        f: IO[str] = os.fdopen(fd, "w", newline="")
+    else:
+        f = stream if stream is not None else io.StringIO()
+    t0 = time.perf_counter()
+    skipped: list[tuple[str, str]] = []
+    writer = None
+    try:
+        for rec, err in predict_stream(session, paths, k, batch, workers, progress):
+            if err:
+                skipped.append(err)
+                continue
+            if writer is None:
+                writer = RecordWriter(f, fmt, k)
+            writer.write(rec)
+        if writer is None:
+            first = skipped[0][1] if skipped else "no images"
+            raise AqError(f"{folder}: no readable images ({len(skipped)} skipped; first: {first})")
+        writer.close()
+        if out_path is not None:
+            f.close()
+            os.replace(tmp, out_path)
+    except BaseException:
+        if out_path is not None:
+            f.close()
+            if tmp and os.path.exists(tmp):
+                os.unlink(tmp)
+        raise
+    dt = time.perf_counter() - t0
+    return {"images": writer.n, "skipped": skipped, "seconds": dt,
+            "images_per_s": writer.n / dt if dt > 0 else float("inf"),
+            "text": f.getvalue() if isinstance(f, io.StringIO) else None}
