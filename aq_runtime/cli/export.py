@@ -23,15 +23,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--input-size", type=int, help="square input side (EfficientNets, ONNX)")
     ap.add_argument("--mean", type=float, nargs="+", help="ONNX input normalization mean, pixel units")
     ap.add_argument("--std", type=float, nargs="+", help="ONNX input normalization std, pixel units")
-    ap.add_argument("--to", choices=["onnx-int"],
-                    help="convert SOURCE (.aqz) instead: onnx-int = integer-exact ONNX")
+    ap.add_argument("--to", choices=["onnx-int", "onnx-qdq"],
+                    help="convert SOURCE (.aqz) instead: onnx-int = integer-exact ONNX, "
+                         "onnx-qdq = standard QDQ graph (close, not exact)")
     a = ap.parse_args(argv)
 
     def go() -> None:
         if a.to:
             from ..format import read_aqz
             from ..interop.onnx_int import to_onnx_int
-            to_onnx_int(read_aqz(a.source), a.output)
+            from ..interop.onnx_qdq import to_onnx_qdq
+            (to_onnx_int if a.to == "onnx-int" else to_onnx_qdq)(read_aqz(a.source), a.output)
             return
         from ..export.pipeline import export_cli
         export_cli(a.source, a.output, model=a.model, bits=a.bits, budget=a.budget,

@@ -1,0 +1,109 @@
+"""QDQ ONNX export, for tools that only take QuantizeLinear/DequantizeLinear graphs: float ops
+between Q/DQ pairs that reproduce each tensor's scale, zero point and clamp bounds. It cannot be
+bit-exact: convolutions accumulate in float, requantization uses float scales instead of our
+fixed-point (m, n), and ONNX Runtime may fuse Q/DQ into its own int8 kernels with their own
+rounding. Weights of up to 8 bits are int8 with per-output-channel DequantizeLinear; wider
+channels' layers are stored as float (QDQ has no int16 weight path in opset 17)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .. import AqError
+from ..export.ir import Graph
+from .onnx_int import _B
+
+
+def _implied_scale(n, key: str, s_out: np.ndarray) -> np.ndarray:
+    return n.arrays[key].astype(np.float64) / np.exp2(n.arrays["shift"].astype(np.float64)) * s_out
+
+
+def to_onnx_qdq(graph: Graph, path: str | Path) -> None:
+    import onnx
+    b = _B()
+    T = graph.tensors
+    F = onnx.TensorProto.FLOAT
+
+    def qdq(x: str, t, lo=None, hi=None) -> str:
+        s = t.scale.astype(np.float32)
+        z = t.zero_point.astype(np.uint8)
+        if lo is not None:  # clamp bounds narrower than the uint8 range (ReLU6, sub-8-bit codes)
+            c = lambda v: b.ch(v, np.float32)  # noqa: E731
+            x = b.op("Min", [b.op("Max", [x, c(s * (lo - t.zero_point))]), c(s * (hi - t.zero_point))])
+        if np.all(s == s[0]) and np.all(z == z[0]):  # per tensor: what QDQ consumers expect
+            s, z = s[:1].reshape(()), z[:1].reshape(())
+        q = b.op("QuantizeLinear", [x, b.const(s), b.const(z)], axis=1)
+        return b.op("DequantizeLinear", [q, b.const(s), b.const(z)], axis=1)
+
+    c_in, h, w = T[graph.input].shape
+    tin = T[graph.input]
+    x0 = b.op("Transpose", ["images"], perm=[0, 3, 1, 2])
+    env = {graph.input: b.op("DequantizeLinear", [x0, b.const(tin.scale.astype(np.float32)),
+                                                   b.const(tin.zero_point.astype(np.uint8))], axis=1)}
+    for n in graph.nodes:
+        out, a = T[n.output], n.arrays
+        ins = [env[t] for t in n.inputs]
+        logits = n.output == graph.output
+        if n.op == "conv":
+            t_in = T[n.inputs[0]]
+            q = a["weight"].astype(np.int64)
+            o, cg = q.shape[:2]
+            og = o // n.attrs["groups"]
+            ch = (np.arange(o) // og)[:, None] * cg + np.arange(cg)[None, :]
+            sa = t_in.scale[ch]
+            if not np.allclose(sa, sa[:, :1]):
+                raise AqError(f"onnx-qdq export: {n.name} has per-channel input scales within a "
+                              "group, which QDQ weights cannot carry")
+            sw = _implied_scale(n, "mult", out.scale) / sa[:, 0]
+            zq = (q * t_in.zero_point[ch][:, :, None, None]).reshape(o, -1).sum(1)
+            if n.attrs.get("mode") == "ternary":
+                sn = _implied_scale(n, "mult_n", out.scale) / sa[:, 0]
+                wf = sw[:, None, None, None] * (q == 1) - sn[:, None, None, None] * (q == -1)
+                bias = sw * sa[:, 0] * (a["bias"] + ((q == 1).reshape(o, -1) * t_in.zero_point[ch].repeat(
+                    q.shape[2] * q.shape[3], axis=1)).sum(1))
+                wname = b.const(wf.astype(np.float32))
+            else:
+                bias = sw * sa[:, 0] * (a["bias"] + zq)
+                if a["wbits"].max() <= 8:
+                    wname = b.op("DequantizeLinear", [b.const(q.astype(np.int8)),
+                                                      b.const(sw.astype(np.float32)),
+                                                      b.const(np.zeros(o, np.int8))], axis=0)
+                else:
+                    wname = b.const((sw[:, None, None, None] * q).astype(np.float32))
+            t, bo, l, r = n.attrs["pad"]
+            y = b.op("Conv", [ins[0], wname, b.const(bias.astype(np.float32))],
+                     strides=n.attrs["stride"], pads=[t, l, bo, r], group=n.attrs["groups"])
+        elif n.op == "add":
+            y = b.op("Add", ins)
+        elif n.op == "mul":
+            y = b.op("Mul", ins)
+        elif n.op == "gap":
+            y = b.op("GlobalAveragePool", ins)
+        else:  # lut: the float function the table was built from
+            fn = n.attrs["fn"]
+            if fn == "sigmoid":
+                y = b.op("Sigmoid", ins)
+            elif fn == "swish":
+                y = b.op("Mul", [ins[0], b.op("Sigmoid", ins)])
+            else:
+                y = b.op("HardSwish", ins)
+        if logits:
+            env[n.output] = y
+        else:
+            lo = a["lo"].astype(np.int64) if "lo" in a else np.zeros(out.shape[0], np.int64)
+            hi = a["hi"].astype(np.int64) if "hi" in a else (1 << out.bits.astype(np.int64)) - 1
+            full = (lo == 0).all() and (hi == 255).all()
+            env[n.output] = qdq(y, out) if full else qdq(y, out, lo, hi)
+    k = T[graph.output].shape[0]
+    b.nodes.append(b.h.make_node("Reshape", [env[graph.output], b.const(np.array([-1, k], np.int64))],
+                                 ["logits"]))
+    g = b.h.make_graph(b.nodes, "aq_qdq", [b.h.make_tensor_value_info(
+        "images", onnx.TensorProto.UINT8, ["N", h, w, c_in])],
+        [b.h.make_tensor_value_info("logits", F, ["N", k])], b.inits)
+    model = b.h.make_model(g, opset_imports=[b.h.make_opsetid("", 17)], producer_name="aq_runtime")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    from ..runtime.predict import write_atomic_bytes
+    write_atomic_bytes(path, model.SerializeToString())

@@ -1,0 +1,53 @@
+"""QDQ export: a standard QDQ graph whose ONNX Runtime predictions agree with the integer
+model's (not exactly: float accumulation and float requantization, see the module doc)."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from aq_runtime.interop.onnx_qdq import to_onnx_qdq
+from aq_runtime.runtime import Session
+
+
+def _run(path, x, level=None):
+    o = ort.SessionOptions()
+    o.log_severity_level = 3
+    if level is not None:
+        o.graph_optimization_level = level
+    s = ort.InferenceSession(str(path), o, providers=["CPUExecutionProvider"])
+    return np.concatenate([s.run(None, {"images": x[i:i + 16]})[0] for i in range(0, len(x), 16)])
+
+
+@pytest.fixture(scope="module")
+def lite0_models(tmp_path_factory):
+    from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
+    from aq_runtime.export.api import calibrate_ranges, export_graph
+    from aq_runtime.models.efficientnet import lite0_float_graph
+    fg = lite0_float_graph()
+    xc = crops_of(CALIBRATION_PHOTOS)[0][::2]
+    r = calibrate_ranges(fg, xc)
+    xh = crops_of(HELDOUT_PHOTOS)[0][::4]
+    return {b: export_graph(fg, xc, b, ranges=r, progress=False) for b in (8, "auto")}, xh
+
+
+def test_uniform8_qdq_agrees(lite0_models, tmp_path):
+    graphs, x = lite0_models
+    to_onnx_qdq(graphs[8], tmp_path / "q.onnx")
+    ref = Session(graphs[8]).run(x)
+    got = _run(tmp_path / "q.onnx", x)
+    agree = (got.argmax(1) == ref.argmax(1)).mean()
+    print(f"\nQDQ vs integer top-1 agreement (uniform 8, ORT default): {agree:.1%}")
+    assert agree >= 0.9
+
+
+def test_auto_qdq_agrees_without_ort_graph_rewrites(lite0_models, tmp_path):
+    # Layers above 8 bits are float convs between Q/DQ pairs. ONNX Runtime's graph optimizer
+    # (even ORT_ENABLE_BASIC) changes this graph's numerics (see the issue note); unoptimized,
+    # it follows the integer model.
+    graphs, x = lite0_models
+    to_onnx_qdq(graphs["auto"], tmp_path / "q.onnx")
+    ref = Session(graphs["auto"]).run(x)
+    got = _run(tmp_path / "q.onnx", x, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    agree = (got.argmax(1) == ref.argmax(1)).mean()
+    print(f"\nQDQ vs integer top-1 agreement (auto, ORT unoptimized): {agree:.1%}")
+    assert agree >= 0.9
