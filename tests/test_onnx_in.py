@@ -59,12 +59,11 @@ def test_unsupported_op_names_op_and_node(tmp_path):
         def __init__(self):
             super().__init__()
             self.c = torch.nn.Conv2d(3, 4, 3)
-            self.p = torch.nn.MaxPool2d(2)
 
         def forward(self, x):
-            return self.p(self.c(x))
+            return torch.nn.functional.leaky_relu(self.c(x))
     _to_onnx(M(), (3, 16, 16), tmp_path / "m.onnx")
-    with pytest.raises(AqError, match="unsupported ONNX op MaxPool .*node"):
+    with pytest.raises(AqError, match="unsupported ONNX op LeakyRelu .*node"):
         float_graph_from_onnx(tmp_path / "m.onnx", [0, 0, 0], [1, 1, 1])
     (tmp_path / "bad.onnx").write_bytes(b"junk")
     with pytest.raises(AqError, match="not a readable ONNX"):
@@ -88,3 +87,62 @@ def test_cli_export_from_onnx(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert out.stat().st_size > 0
+
+
+class PoolNet(torch.nn.Module):
+    """Exercises MaxPool, AveragePool (count_include_pad), HardSigmoid gating and HardSwish."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.c1 = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.b1 = torch.nn.BatchNorm2d(8)
+        self.mp = torch.nn.MaxPool2d(3, 2, padding=1)
+        self.c2 = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.ap = torch.nn.AvgPool2d(3, 1, padding=1, count_include_pad=True)
+        self.se = torch.nn.Conv2d(8, 8, 1)
+        self.fc = torch.nn.Linear(8, 5)
+
+    def forward(self, x):
+        x = self.mp(torch.relu(self.b1(self.c1(x))))
+        x = torch.nn.functional.hardswish(self.c2(x))
+        x = self.ap(x)
+        g = torch.nn.functional.hardsigmoid(self.se(x.mean(dim=(2, 3), keepdim=True)))
+        return self.fc(torch.flatten((x * g).mean(dim=(2, 3), keepdim=True), 1))
+
+
+def test_pools_and_hard_activations_exact_everywhere(tmp_path):
+    """ONNX in -> .aqz -> reference == numba == ONNX Runtime (onnx-int); QDQ close."""
+    from aq_runtime.format import read_aqz, write_aqz
+    from aq_runtime.interop.onnx_int import to_onnx_int
+    from aq_runtime.interop.onnx_qdq import to_onnx_qdq
+    from aq_runtime.runtime import Session
+    import onnxruntime as ort
+    m = PoolNet().eval()
+    with torch.no_grad():
+        m.b1.running_mean.uniform_(-0.5, 0.5)
+        m.b1.running_var.uniform_(0.5, 2.0)
+    _to_onnx(m, (3, 20, 20), tmp_path / "p.onnx")
+    fg = float_graph_from_onnx(tmp_path / "p.onnx", [128.0] * 3, [64.0] * 3)
+    assert {"maxpool", "avgpool", "hsigmoid", "hswish", "mul"} <= {n.op for n in fg.nodes}
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, size=(24, 20, 20, 3), dtype=np.uint8)
+    from aq_runtime.export.float_exec import normalize_input, run_float_graph
+    with torch.no_grad():
+        want = m(normalize_input(x, fg)).numpy()
+    assert np.abs(run_float_graph(fg, x) - want).max() < 1e-4  # the float graph is the model
+    g = export_graph(fg, x, 8, progress=False)
+    write_aqz(g, tmp_path / "p.aqz")
+    g = read_aqz(tmp_path / "p.aqz")
+    ref = Session(g, "reference").run(x)
+    assert np.array_equal(Session(g, "numba").run(x), ref)
+    to_onnx_int(g, tmp_path / "pi.onnx")
+    o = ort.SessionOptions()
+    o.log_severity_level = 3
+    got = ort.InferenceSession(str(tmp_path / "pi.onnx"), o, providers=["CPUExecutionProvider"]).run(
+        None, {"images": x})[0]
+    assert np.array_equal(got, ref)
+    to_onnx_qdq(g, tmp_path / "pq.onnx")
+    q = ort.InferenceSession(str(tmp_path / "pq.onnx"), o, providers=["CPUExecutionProvider"]).run(
+        None, {"images": x})[0]
+    assert (q.argmax(1) == ref.argmax(1)).mean() >= 0.8

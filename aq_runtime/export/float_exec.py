@@ -46,6 +46,15 @@ def apply_node(n: FloatNode, ins: list[torch.Tensor], weight: torch.Tensor | Non
         return torch.sigmoid(ins[0])
     if n.op == "hswish":
         return F.hardswish(ins[0])
+    if n.op == "hsigmoid":
+        return torch.clamp(n.attrs["alpha"] * ins[0] + n.attrs["beta"], 0.0, 1.0)
+    if n.op in ("maxpool", "avgpool"):
+        t, b, l, r = n.attrs["pad"]
+        if n.op == "maxpool":
+            x = F.pad(ins[0], (l, r, t, b), value=float("-inf"))
+            return F.max_pool2d(x, n.attrs["kernel"], n.attrs["stride"])
+        x = F.pad(ins[0], (l, r, t, b))  # zero padding counted (count_include_pad)
+        return F.avg_pool2d(x, n.attrs["kernel"], n.attrs["stride"])
     raise ValueError(f"unknown float op {n.op!r}")
 
 

@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 
 ACTIVATIONS = ("none", "relu", "relu6")
-NONLINEAR = ("swish", "sigmoid", "hswish")
+NONLINEAR = ("swish", "sigmoid", "hswish", "hsigmoid")  # hsigmoid attrs: alpha, beta
+POOLS = ("maxpool", "avgpool")  # attrs: kernel [kh, kw], stride [sh, sw], pad [t, b, l, r]
 
 
 @dataclass
 class FloatNode:
-    op: str  # conv | add | mul | gap | swish | sigmoid | hswish
+    op: str  # conv | add | mul | gap | maxpool | avgpool | swish | sigmoid | hswish | hsigmoid
     name: str
     inputs: list[str]
     output: str

@@ -12,7 +12,7 @@ from ..quant import (act_params_from_range, quantize_multiplier, quantize_multip
                      quantize_ternary, quantize_weights, round_half_up)
 from ..quant.bits import LOGIT_BITS, act_code_range
 from .calibrate import Ranges
-from .float_graph import NONLINEAR, FloatGraph, FloatNode, conv_out
+from .float_graph import NONLINEAR, POOLS, FloatGraph, FloatNode, conv_out
 from .ir import Graph, Node, TensorSpec, canonical
 from .validate import validate_graph
 
@@ -20,8 +20,10 @@ LOGIT_RANGE_BITS = 20  # the largest calibrated |logit| maps to about 2^20
 BIAS_CODE_LIMIT = float(1 << 24)  # |round(B/sw)| stays below this: room for the int32 proof
 
 
-def nonlinear_fn(op: str, x: np.ndarray) -> np.ndarray:
+def nonlinear_fn(op: str, x: np.ndarray, attrs: dict | None = None) -> np.ndarray:
     """The float64 definition of each table-driven nonlinearity."""
+    if op == "hsigmoid":
+        return np.clip(attrs["alpha"] * x + attrs["beta"], 0.0, 1.0)
     if op == "swish":
         return x / (1.0 + np.exp(-x))
     if op == "sigmoid":
@@ -42,6 +44,9 @@ def tensor_shapes(fg: FloatGraph) -> dict[str, tuple[int, int, int]]:
             shapes[n.output] = (o, conv_out(s[1], kh, sh, t, b), conv_out(s[2], kw, sw, l, r))
         elif n.op == "gap":
             shapes[n.output] = (s[0], 1, 1)
+        elif n.op in POOLS:
+            (kh, kw), (sh, sw), (t, b, l, r) = n.attrs["kernel"], n.attrs["stride"], n.attrs["pad"]
+            shapes[n.output] = (s[0], conv_out(s[1], kh, sh, t, b), conv_out(s[2], kw, sw, l, r))
         else:
             shapes[n.output] = s
     return shapes
@@ -56,7 +61,7 @@ def _act_range(n: FloatNode, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray
     if act in ("relu", "relu6"):
         lo = np.zeros_like(lo)
         hi = np.minimum(hi, 6.0) if act == "relu6" else hi
-    if n.op == "sigmoid":
+    if n.op in ("sigmoid", "hsigmoid"):
         lo, hi = np.zeros_like(lo), np.minimum(hi, 1.0)
     return lo, hi
 
@@ -91,7 +96,10 @@ def integerize(fg: FloatGraph, ranges: Ranges, wbits: dict[str, np.ndarray],
     nodes: list[Node] = []
     for n in fg.nodes:
         c = shapes[n.output][0]
-        if n.output == fg.output:
+        if n.op == "maxpool":  # max commutes with the monotone code map: same quant params
+            t_in = tensors[n.inputs[0]]
+            spec = TensorSpec(n.output, shapes[n.output], t_in.scale, t_in.zero_point, t_in.bits)
+        elif n.output == fg.output:
             spec = TensorSpec(n.output, shapes[n.output], np.full(c, s_logit),
                               np.zeros(c, np.int64), np.full(c, LOGIT_BITS, np.int64))
         else:
@@ -129,6 +137,9 @@ def _int_node(n: FloatNode, ins: list[TensorSpec], out: TensorSpec,
               wbits: dict[str, np.ndarray], ternary: dict[str, float]) -> Node:
     if n.op == "conv":
         return _int_conv(n, ins[0], out, wbits, ternary)
+    if n.op == "maxpool":
+        return Node("maxpool", n.name, list(n.inputs), n.output, {
+            k: list(n.attrs[k]) for k in ("kernel", "stride", "pad")}, {})
     lo, hi = _clamp_bounds(n, out)
     if n.op == "add":
         m1, m2, sh = quantize_multiplier_pair(ins[0].scale / out.scale, ins[1].scale / out.scale)
@@ -140,13 +151,22 @@ def _int_node(n: FloatNode, ins: list[TensorSpec], out: TensorSpec,
         _, h, w = ins[0].shape
         m, sh = quantize_multiplier(ins[0].scale / (out.scale * h * w))
         arrays = dict(mult=m, shift=sh)
+    elif n.op == "avgpool":
+        kh, kw = n.attrs["kernel"]
+        m, sh = quantize_multiplier(ins[0].scale / (out.scale * kh * kw))
+        arrays = dict(mult=m, shift=sh)
+        attrs = {k: list(n.attrs[k]) for k in ("kernel", "stride", "pad")}
+        arrays.update(lo=lo, hi=hi)
+        return Node("avgpool", n.name, list(n.inputs), n.output, attrs,
+                    {k: canonical(k, v) for k, v in arrays.items()})
     elif n.op in NONLINEAR:
         q = np.arange(256, dtype=np.float64)[None, :]
         x = ins[0].scale[:, None] * (q - ins[0].zero_point[:, None])
-        y = nonlinear_fn(n.op, x)
+        y = nonlinear_fn(n.op, x, n.attrs)
         table = np.clip(round_half_up(y / out.scale[:, None]) + out.zero_point[:, None],
                         0, ((1 << out.bits) - 1)[:, None])
-        return Node("lut", n.name, list(n.inputs), n.output, {"fn": n.op},
+        fn_attrs = {"fn": n.op, **{k: float(v) for k, v in n.attrs.items()}}
+        return Node("lut", n.name, list(n.inputs), n.output, fn_attrs,
                     {"table": canonical("table", table)})
     else:
         raise ValueError(f"unsupported op {n.op!r}")

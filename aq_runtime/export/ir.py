@@ -9,6 +9,9 @@ Ops and their arrays (O = output channels, C = input channels):
   mul    mult (C,), shift (C,), lo (C,), hi (C,)           (second input is N x C x 1 x 1)
   gap    mult (C,), shift (C,), lo (C,), hi (C,)           (global average pool)
   lut    table (C, 256) codes indexed by the input code
+  maxpool  (no arrays) max of codes over windows; output quant params = input's; pads never win
+  avgpool  mult (C,), shift (C,), lo (C,), hi (C,): windows summed (padding = zero point,
+           counted in the divisor), requantized like gap; attrs kernel, stride, pad
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-OPS = ("conv", "add", "mul", "gap", "lut")
+OPS = ("conv", "add", "mul", "gap", "lut", "maxpool", "avgpool")
 
 # Canonical dtype of every array key, in memory and on disk (weights are packed on disk).
 ARRAY_DTYPES: dict[str, str] = {
@@ -35,6 +38,8 @@ OP_ARRAYS: dict[str, tuple[str, ...]] = {
     "mul": ("mult", "shift", "lo", "hi"),
     "gap": ("mult", "shift", "lo", "hi"),
     "lut": ("table",),
+    "maxpool": (),
+    "avgpool": ("mult", "shift", "lo", "hi"),
 }
 TERNARY_ARRAYS = ("bias_n", "mult_n")
 

@@ -129,6 +129,23 @@ def validate_graph(g: Graph) -> None:
             if out.shape != (t_in[0].shape[0], 1, 1):
                 raise ValueError(f"{f}: gap output must be (C,1,1)")
             _check_requant(f, a, out, ("mult",))
+        elif n.op in ("maxpool", "avgpool"):
+            at = n.attrs
+            ok = all(isinstance(at.get(k), list) and len(at[k]) == ln and all(
+                isinstance(v, int) and lo_ <= v <= 64 for v in at[k])
+                for k, ln, lo_ in (("kernel", 2, 1), ("stride", 2, 1), ("pad", 4, 0)))
+            if not ok or any(p >= k for p, k in zip(at["pad"], [at["kernel"][0]] * 2 + [at["kernel"][1]] * 2)):
+                raise ValueError(f"{f}.attrs: invalid pooling kernel, stride or pad")
+            ti = t_in[0]
+            if conv_out_hw(ti.shape[1], ti.shape[2], *at["kernel"], at["stride"], at["pad"]) != out.shape[1:] \
+                    or out.shape[0] != ti.shape[0]:
+                raise ValueError(f"{f}: output shape does not follow from the pooling")
+            if n.op == "maxpool":
+                if not (np.array_equal(ti.scale, out.scale) and np.array_equal(
+                        ti.zero_point, out.zero_point) and np.array_equal(ti.bits, out.bits)):
+                    raise ValueError(f"{f}: maxpool must keep its input's quant params")
+            else:
+                _check_requant(f, a, out, ("mult",))
         elif n.op == "lut":
             tab = a["table"].astype(np.int64)
             c = out.shape[0]

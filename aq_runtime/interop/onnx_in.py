@@ -14,6 +14,7 @@ from .. import AqError
 from ..export.float_graph import FloatGraph, FloatNode, conv_out, fold_bn, same_pad
 
 DYNAMIC = {"Conv", "BatchNormalization", "Relu", "Clip", "Add", "Mul", "Sigmoid", "HardSwish",
+           "HardSigmoid", "MaxPool", "AveragePool",
            "GlobalAveragePool", "ReduceMean", "Flatten", "Reshape", "Squeeze", "Gemm", "MatMul",
            "Pad", "Identity", "Dropout"}
 
@@ -158,6 +159,31 @@ def float_graph_from_onnx(path: str | Path, pixel_mean: list[float], pixel_std: 
                 raise AqError(f"{p}: {where}: {n.op_type} must follow a Conv (only user)")
             fn.attrs["act"] = act
             alias[out] = x
+        elif n.op_type in ("MaxPool", "AveragePool"):
+            ks = list(attrs.get("kernel_shape", []))
+            st = list(attrs.get("strides", [1, 1]))
+            cp = list(attrs.get("pads", [0, 0, 0, 0]))
+            ap = attrs.get("auto_pad", b"NOTSET")
+            if len(ks) != 2 or attrs.get("ceil_mode", 0) or any(d != 1 for d in attrs.get("dilations", [1, 1])) \
+                    or (ap.decode() if isinstance(ap, bytes) else ap) != "NOTSET":
+                raise AqError(f"{p}: {where}: only 2-D pools without ceil_mode, dilation or auto_pad")
+            pad = [cp[0], cp[2], cp[1], cp[3]]
+            op = "maxpool" if n.op_type == "MaxPool" else "avgpool"
+            if op == "avgpool" and any(pad) and not attrs.get("count_include_pad", 0):
+                raise AqError(f"{p}: {where}: padded AveragePool needs count_include_pad=1")
+            fn = FloatNode(op, unique(_layer_name(n, out)), [x], out,
+                           dict(kernel=ks, stride=st, pad=pad))
+            nodes.append(fn)
+            producer[out] = fn
+            _, hh, ww = shapes[x]
+            shapes[out] = (shapes[x][0], conv_out(hh, ks[0], st[0], pad[0], pad[1]),
+                           conv_out(ww, ks[1], st[1], pad[2], pad[3]))
+        elif n.op_type == "HardSigmoid":
+            fn = FloatNode("hsigmoid", unique(_layer_name(n, out) + ".hsigmoid"), [x], out,
+                           dict(alpha=float(attrs.get("alpha", 0.2)), beta=float(attrs.get("beta", 0.5))))
+            nodes.append(fn)
+            producer[out] = fn
+            shapes[out] = shapes[x]
         elif n.op_type in ("Sigmoid", "HardSwish"):
             op = "sigmoid" if n.op_type == "Sigmoid" else "hswish"
             fn = FloatNode(op, unique(_layer_name(n, out) + "." + op), [x], out)

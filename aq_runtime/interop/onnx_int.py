@@ -36,7 +36,7 @@ class _B:
 
     def const(self, a: np.ndarray, base: str = "c") -> str:
         n = self.name(base)
-        self.inits.append(self.nh.from_array(np.ascontiguousarray(a), n))
+        self.inits.append(self.nh.from_array(np.array(a, order="C"), n))  # keeps 0-d scalars
         return n
 
     def op(self, op: str, inputs: list[str], **attrs) -> str:
@@ -150,6 +150,20 @@ def to_onnx_int(graph: Graph, path: str | Path) -> None:
             q = b.op("Sub", [b.op("Cast", [env[n.inputs[0]]], to=onnx.TensorProto.INT64),
                              b.ch(T[n.inputs[0]].zero_point)])
             s = b.op("ReduceSum", [q, b.const(np.array([2, 3], np.int64))], keepdims=1)
+            y = _finish(b, b.op("Mul", [s, b.ch(a["mult"])]), a["shift"], out.zero_point,
+                        a["lo"], a["hi"], odt)
+        elif n.op == "maxpool":
+            x = _pad(b, env[n.inputs[0]], n.attrs["pad"], np.zeros(1, np.int64), T[n.inputs[0]].shape)
+            y = b.op("MaxPool", [x], kernel_shape=n.attrs["kernel"], strides=n.attrs["stride"])
+        elif n.op == "avgpool":
+            t_in = T[n.inputs[0]]
+            x = _pad(b, env[n.inputs[0]], n.attrs["pad"], t_in.zero_point, t_in.shape)
+            kh, kw = n.attrs["kernel"]
+            cc = t_in.shape[0]
+            s = b.op("ConvInteger", [x, b.const(np.ones((cc, 1, kh, kw), np.int8)),
+                                     b.const(np.array(0, np.uint8)), b.const(np.array(0, np.int8))],
+                     strides=n.attrs["stride"], group=cc)
+            s = b.op("Sub", [b.op("Cast", [s], to=onnx.TensorProto.INT64), b.ch(t_in.zero_point * kh * kw)])
             y = _finish(b, b.op("Mul", [s, b.ch(a["mult"])]), a["shift"], out.zero_point,
                         a["lo"], a["hi"], odt)
         elif n.op == "lut":

@@ -81,10 +81,19 @@ def to_onnx_qdq(graph: Graph, path: str | Path) -> None:
             y = b.op("Mul", ins)
         elif n.op == "gap":
             y = b.op("GlobalAveragePool", ins)
+        elif n.op in ("maxpool", "avgpool"):
+            t, bo, l, r = n.attrs["pad"]
+            kw_ = dict(kernel_shape=n.attrs["kernel"], strides=n.attrs["stride"], pads=[t, l, bo, r])
+            if n.op == "maxpool":  # stays on its input's grid: no requantization
+                env[n.output] = b.op("MaxPool", ins, **kw_)
+                continue
+            y = b.op("AveragePool", ins, count_include_pad=1, **kw_)
         else:  # lut: the float function the table was built from
             fn = n.attrs["fn"]
             if fn == "sigmoid":
                 y = b.op("Sigmoid", ins)
+            elif fn == "hsigmoid":
+                y = b.op("HardSigmoid", ins, alpha=n.attrs["alpha"], beta=n.attrs["beta"])
             elif fn == "swish":
                 y = b.op("Mul", [ins[0], b.op("Sigmoid", ins)])
             else:

@@ -57,6 +57,13 @@ def layer_costs(graph) -> list[LayerCost]:
         elif n.op == "mul":
             params = c * (16 + 8) / 32 + clamp_params
             ops = (2 + float(_op_cost(in_bits)) + REQUANT_OPS) * c * pix
+        elif n.op == "maxpool":
+            kh, kw = n.attrs["kernel"]
+            params, ops = 0.0, (kh * kw - 1) * c * pix  # compares
+        elif n.op == "avgpool":
+            kh, kw = n.attrs["kernel"]
+            params = c * (16 + 8) / 32 + clamp_params
+            ops = 2 * kh * kw * c * pix + REQUANT_OPS * c * pix
         elif n.op == "gap":
             _, hi, wi = tin.shape
             params = c * (16 + 8) / 32 + clamp_params

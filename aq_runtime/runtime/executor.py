@@ -1,5 +1,5 @@
 """Graph executor: walks the IR in order and calls one backend's op functions. A backend is a
-module-like object with `conv`, `add`, `mul`, `gap`, `lut` taking the same arguments as
+module-like object with `conv`, `add`, `mul`, `gap`, `lut`, `maxpool`, `avgpool` taking the same arguments as
 `runtime.reference`; the executor owns tensor lifetimes (freed after their last use)."""
 
 from __future__ import annotations
@@ -39,6 +39,10 @@ def execute(graph: Graph, ops: Any, x: np.ndarray) -> np.ndarray:
             y = ops.gap(node, ins[0], zp[node.inputs[0]], z_out)
         elif node.op == "lut":
             y = ops.lut(node, ins[0])
+        elif node.op == "maxpool":
+            y = ops.maxpool(node, ins[0])
+        elif node.op == "avgpool":
+            y = ops.avgpool(node, ins[0], zp[node.inputs[0]], z_out)
         else:  # validated at load; kept as a guard for hand-built graphs
             raise ValueError(f"unknown op {node.op!r} in node {node.name!r}")
         env[node.output] = y

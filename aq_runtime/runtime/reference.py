@@ -119,3 +119,25 @@ def lut(node: Node, x: np.ndarray) -> np.ndarray:
     c = table.shape[0]
     idx = x + (np.arange(c, dtype=np.int64) * table.shape[1])[None, :, None, None]
     return table.reshape(-1)[idx]
+
+
+def _windows(x: np.ndarray, attrs: dict) -> np.ndarray:
+    kh, kw = attrs["kernel"]
+    sh, sw = attrs["stride"]
+    return sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+
+
+def maxpool(node: Node, x: np.ndarray) -> np.ndarray:
+    """Max of codes over windows; padding holds code 0, the smallest, so it never wins while
+    every window keeps one real cell (pad < kernel is validated)."""
+    xp = pad_with_zero_points(x, node.attrs["pad"], np.zeros(x.shape[1], np.int64))
+    return _windows(xp, node.attrs).max(axis=(4, 5))
+
+
+def avgpool(node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray) -> np.ndarray:
+    """Average pool: clamp(z + rshift(sum_window(q - z_in) * m, n), lo, hi); padding holds the
+    zero point (real 0) and counts in the divisor (m / 2^n ~= s_in / (s_out * kh * kw))."""
+    a = node.arrays
+    xp = pad_with_zero_points(x, node.attrs["pad"], z_in)
+    s = _windows(xp - _ch(z_in), node.attrs).sum(axis=(4, 5))
+    return requantize(s, _ch(a["mult"]), _ch(a["shift"]), _ch(z_out), _ch(a["lo"]), _ch(a["hi"]))

@@ -81,8 +81,17 @@ class FakeQuantGraph:
                     y = ins[0] * ins[1]
                 elif n.op == "gap":
                     y = ins[0].mean(dim=(2, 3), keepdim=True)
+                elif n.op in ("maxpool", "avgpool"):
+                    t, bo, l, r = n.attrs["pad"]
+                    xp = F.pad(ins[0], (l, r, t, bo), value=float("-inf") if n.op == "maxpool" else 0.0)
+                    pool = F.max_pool2d if n.op == "maxpool" else F.avg_pool2d
+                    y = pool(xp, n.attrs["kernel"], n.attrs["stride"])
+                    if n.op == "maxpool":
+                        env[n.output] = y
+                        continue
                 else:
-                    y = torch.from_numpy(nonlinear_fn(n.attrs["fn"], ins[0].double().numpy())).to(d)
+                    y = torch.from_numpy(nonlinear_fn(n.attrs["fn"], ins[0].double().numpy(),
+                                                      n.attrs)).to(d)
                 env[n.output] = self._fq(y, n)
             outs.append(env[g.output].reshape(env[g.output].shape[0], -1).double().numpy())
         return np.concatenate(outs)

@@ -1,5 +1,5 @@
 """Numba CPU backend: parallel int32-accumulating convolution kernels (pointwise GEMM,
 depthwise, general direct conv) with the requantization of DESIGN §3 fused in the epilogue.
-Elementwise ops, ternary convs and LUTs use the reference functions (cheap, already exact)."""
+Elementwise ops, pools, ternary convs and LUTs use the reference functions (cheap, already exact)."""
 
-from .ops import conv, add, mul, gap, lut  # noqa: F401
+from .ops import conv, add, mul, gap, lut, maxpool, avgpool  # noqa: F401

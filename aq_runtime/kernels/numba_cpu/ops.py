@@ -157,6 +157,14 @@ def gap(node, x, z_in, z_out):
     return _ref.gap(node, x, z_in, z_out).astype(np.int32)
 
 
+def maxpool(node, x):
+    return _ref.maxpool(node, x.astype(np.int64)).astype(np.int32)
+
+
+def avgpool(node, x, z_in, z_out):
+    return _ref.avgpool(node, x.astype(np.int64), z_in, z_out).astype(np.int32)
+
+
 def lut(node, x):
     return _ref.lut(node, x.astype(np.int64)).astype(np.int32)
 
