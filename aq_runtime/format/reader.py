@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import lzma
 import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -117,7 +118,7 @@ def _parse(z: zipfile.ZipFile) -> Graph:
             raise _Bad(f"member name {info.filename!r} is absolute or climbs out with '..'")
         if info.filename in names:
             raise _Bad(f"member {info.filename!r} appears twice")
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_LZMA):
             raise _Bad(f"member {info.filename!r} uses an unsupported compression")
         if info.file_size > MAX_MEMBER_BYTES:
             raise _Bad(f"member {info.filename!r} is larger than the cap")
@@ -222,6 +223,15 @@ def _parse(z: zipfile.ZipFile) -> Graph:
         for key, ref in refs.items():
             if key == "weight_packed":
                 continue
+            if key == "hi_gap":  # hi stored as its gap below the output code maximum
+                out = tensors.get(n["output"])
+                if out is None or "hi" in refs or out.bits.max() > 8:
+                    raise _Bad(f"{f}.arrays.hi_gap: needs an output tensor of <= 8 bits, no hi")
+                gap = get(ref, f"{f}.arrays.hi_gap", "lo").astype(np.int64)
+                if gap.shape != out.bits.shape:
+                    raise _Bad(f"{f}.arrays.hi_gap: shape {gap.shape}, expected {out.bits.shape}")
+                arrays["hi"] = ((np.int64(1) << out.bits.astype(np.int64)) - 1 - gap).astype(np.int32)
+                continue
             if key not in ARRAY_DTYPES:
                 raise _Bad(f"{f}.arrays.{key}: unknown array")
             arrays[key] = get(ref, f"{f}.arrays.{key}", key)
@@ -268,5 +278,6 @@ def read_aqz(path: str | Path) -> Graph:
         raise AqError(f"{p}: not a valid zip archive, or truncated ({e})") from None
     except (NotImplementedError, RuntimeError) as e:  # zipfile: unsupported version, encryption
         raise AqError(f"{p}: unsupported zip feature ({e})") from None
-    except (EOFError, zlib.error, OSError, ValueError, KeyError, TypeError, OverflowError) as e:
+    except (EOFError, zlib.error, lzma.LZMAError, OSError, ValueError, KeyError, TypeError,
+            OverflowError) as e:
         raise AqError(f"{p}: corrupt or truncated archive ({e.__class__.__name__}: {e})") from None

@@ -1,7 +1,9 @@
 """Write an IR graph as a `.aqz`: weights bit-packed per output channel, arrays gathered into a
 few 1-D .npy pools (one per storage dtype; the packed weights stored uncompressed so they can
-be memory-mapped, the small per-channel parameters deflated), each pool with its SHA-256 in
-graph.json; written to a temp file then renamed (atomic)."""
+be memory-mapped, the small per-channel parameters and graph.json LZMA-compressed), each pool
+with its SHA-256 in graph.json; written to a temp file then renamed (atomic). Upper clamp
+bounds of activation codes are stored as their gap below the code maximum (`hi_gap`), which
+is 0 almost everywhere and then costs nothing."""
 
 from __future__ import annotations
 
@@ -66,9 +68,12 @@ def graph_to_members(graph: Graph) -> tuple[dict, dict[str, tuple[bytes, int]]]:
     nodes = []
     for n in graph.nodes:
         refs = {}
+        out_bits = graph.tensors[n.output].bits.astype(np.int64)
         for key, a in n.arrays.items():
             a = canonical(key, a)
-            if key == "weight":
+            if key == "hi" and out_bits.max() <= 8:
+                refs["hi_gap"] = put(((np.int64(1) << out_bits) - 1 - a).astype(np.int32))
+            elif key == "weight":
                 refs["weight_packed"] = put(pack_codes(a.reshape(a.shape[0], -1),
                                                        n.arrays["wbits"]), WEIGHT_POOL)
             else:
@@ -79,7 +84,7 @@ def graph_to_members(graph: Graph) -> tuple[dict, dict[str, tuple[bytes, int]]]:
     for name, parts in pools.items():
         data = _npy_bytes(np.concatenate(parts))
         fname = f"{ARRAY_DIR}{name}.npy"
-        members[fname] = (data, zipfile.ZIP_STORED if name == WEIGHT_POOL else zipfile.ZIP_DEFLATED)
+        members[fname] = (data, zipfile.ZIP_STORED if name == WEIGHT_POOL else zipfile.ZIP_LZMA)
         pool_doc[name] = {"file": fname, "dtype": str(parts[0].dtype), "length": sizes[name],
                           "sha256": hashlib.sha256(data).hexdigest()}
     doc = {"format": FORMAT_NAME, "version": FORMAT_VERSION,
@@ -97,7 +102,7 @@ def write_aqz(graph: Graph, path: str | Path) -> int:
     try:
         with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
             z.writestr(GRAPH_MEMBER, json.dumps(doc, separators=(",", ":"), sort_keys=True),
-                       compress_type=zipfile.ZIP_DEFLATED)
+                       compress_type=zipfile.ZIP_LZMA)
             for name, (data, comp) in members.items():
                 z.writestr(name, data, compress_type=comp)
         os.replace(tmp, path)
