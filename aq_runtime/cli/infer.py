@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--limit", type=int, help="only the first N images (sorted by path)")
-    ap.add_argument("--no-recursive", action="store_true", help="do not descend into folders")
+    ap.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True,
+                    help="descend into sub-folders (default; --no-recursive to stay at the top)")
     ap.add_argument("--exts", help="comma-separated extensions, e.g. .jpg,.png")
     ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
                     help="decoding processes (1 = decode in this process)")
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
                      for e in a.exts.split(",") if e) if a.exts else None
         res = infer_folder(a.model, a.images, a.top_k, a.format, a.backend,
                            progress=not a.quiet, output=a.output, stream=sys.stdout,
-                           limit=a.limit, recursive=not a.no_recursive, exts=exts,
+                           limit=a.limit, recursive=a.recursive, exts=exts,
                            workers=a.workers, batch=a.batch)
         for path, msg in res["skipped"]:
             print(f"skipped: {msg}", file=sys.stderr)
