@@ -13,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from aq_runtime import AqError
+from aq_runtime.bench.fuzz import json_paths
 from aq_runtime.format import read_aqz
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -31,17 +32,6 @@ def _zip(members):
         for info, data in members:
             z.writestr(info, data)
     return buf.getvalue()
-
-
-def _paths(doc, prefix=()):
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            yield prefix + (k,)
-            yield from _paths(v, prefix + (k,))
-    elif isinstance(doc, list):
-        for i, v in enumerate(doc[:6]):
-            yield prefix + (i,)
-            yield from _paths(v, prefix + (i,))
 
 
 JUNK = st.one_of(st.none(), st.booleans(), st.integers(-2 ** 70, 2 ** 70),
@@ -86,7 +76,7 @@ def test_byte_mutations(digits_aqz, tmp_path, data):
 def test_graph_json_mutations(digits_aqz, tmp_path, data):
     members = _members(digits_aqz)
     doc = json.loads(dict((i.filename, d) for i, d in members)["graph.json"])
-    paths = list(_paths(doc))
+    paths = list(json_paths(doc))
     for _ in range(data.draw(st.integers(1, 3))):
         path = data.draw(st.sampled_from(paths))
         node = doc

@@ -30,7 +30,7 @@ class Row:
 
 
 def compare_models(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Path,
-                   bits_list=((("uniform 8"), 8), ("auto", "auto")), module=None,
+                   bits_list=(("uniform 8", 8), ("auto", "auto")), module=None,
                    progress: bool = True, backend: str = "auto") -> tuple[list[Row], np.ndarray]:
     """Rows for float, each bits setting, and ORT int8 when `module` (the torch model) is given.
     Integer logits come from `backend` (every backend is tested equal to the reference).

@@ -20,15 +20,16 @@ JUNK = [None, True, -1, 0, 2 ** 31, -2 ** 63, 2 ** 70, 1e308, float("nan"), "", 
         "/etc/passwd", [], {}, [2 ** 31 - 1] * 4, [0], "a0", "weights", "float64", "object"]
 
 
-def _paths(doc, prefix=()):
+def json_paths(doc, prefix=()):
+    """Every key/index path into a JSON document (the first 6 items of each list)."""
     if isinstance(doc, dict):
         for k, v in doc.items():
             yield prefix + (k,)
-            yield from _paths(v, prefix + (k,))
+            yield from json_paths(v, prefix + (k,))
     elif isinstance(doc, list):
         for i, v in enumerate(doc[:6]):
             yield prefix + (i,)
-            yield from _paths(v, prefix + (i,))
+            yield from json_paths(v, prefix + (i,))
 
 
 def mutate_bytes(raw: bytes, rng: np.random.Generator) -> bytes:
@@ -49,7 +50,7 @@ def mutate_bytes(raw: bytes, rng: np.random.Generator) -> bytes:
 
 def mutate_graph(members: list, rng: np.random.Generator) -> bytes:
     doc = json.loads(dict((i.filename, d) for i, d in members)["graph.json"])
-    paths = list(_paths(doc))
+    paths = list(json_paths(doc))
     for _ in range(int(rng.integers(1, 4))):
         path = paths[int(rng.integers(0, len(paths)))]
         node = doc

@@ -22,10 +22,15 @@ from ..data.images import list_images, load_image, resize_center_crop
 from .session import Session
 
 
-def preprocess_file(session: Session, path: Path) -> np.ndarray:
+def input_spec(session: Session) -> tuple[int, tuple[int, int], int]:
+    """(resize of the short side, (H, W) crop, channels) the model's input wants."""
     h, w, c = session.input_shape
-    resize = int(session.graph.meta.get("input", {}).get("resize", max(h, w)))
-    return resize_center_crop(load_image(path, c), resize, (h, w))
+    return int(session.graph.meta.get("input", {}).get("resize", max(h, w))), (h, w), c
+
+
+def preprocess_file(session: Session, path: Path) -> np.ndarray:
+    resize, crop, c = input_spec(session)
+    return resize_center_crop(load_image(path, c), resize, crop)
 
 
 def topk_rows(logits: np.ndarray, k: int) -> np.ndarray:
@@ -58,9 +63,8 @@ def predict_stream(session: Session, paths: list[Path], top_k: int = 5, batch: i
     """Yield (record, None) per readable image and (None, (path, message)) per skipped file,
     in path order. Record: {"path", "topk": [{"index", "label", "logit"}]}."""
     labels = session.labels
-    h, w, c = session.input_shape
-    resize = int(session.graph.meta.get("input", {}).get("resize", max(h, w)))
-    jobs = [(p, resize, (h, w), c) for p in paths]
+    resize, crop, c = input_spec(session)
+    jobs = [(p, resize, crop, c) for p in paths]
     bar = tqdm(total=len(paths), desc="infer", unit="img", disable=not progress)
     for done in _decoded_chunks(jobs, batch * 4, workers):
         for i in range(0, len(done), batch):

@@ -5,7 +5,6 @@ the same `rshift` rounding as `aq_runtime.quant`."""
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -168,5 +167,3 @@ def avgpool(node, x, z_in, z_out):
 def lut(node, x):
     return _ref.lut(node, x.astype(np.int64)).astype(np.int32)
 
-
-THREADS = numba.config.NUMBA_NUM_THREADS
