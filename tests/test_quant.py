@@ -176,3 +176,16 @@ def test_overflow_refusal():
         _validate_conv("n", node, t_in, out)
     node.arrays["weight"] = np.full((1, k, 1, 1), 2000)  # 3000*2000*255 = 1.53e9 < 2^31
     _validate_conv("n", node, t_in, out)
+
+
+def test_scalar_requant_equals_vectorized():
+    from aq_runtime.quant.requant import requant_one
+    rng = np.random.default_rng(0)
+    acc = rng.integers(-2 ** 30, 2 ** 30, size=200)
+    bias = rng.integers(-2 ** 20, 2 ** 20, size=200)
+    m = rng.integers(1, 2 ** 16, size=200)
+    n = rng.integers(1, 40, size=200)
+    z = rng.integers(0, 256, size=200)
+    want = requantize(acc + bias, m, n, z, 0, 255)
+    got = [requant_one(*t, 0, 255) for t in zip(acc, bias, m, n, z)]
+    assert [int(g) for g in got] == want.tolist()

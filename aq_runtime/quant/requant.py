@@ -61,6 +61,14 @@ def finish(p: np.ndarray, n: np.ndarray, z: np.ndarray, lo: np.ndarray, hi: np.n
     return np.clip(out, lo, hi, out=out)
 
 
+def requant_one(acc, bias, m, n, z, lo, hi):
+    """`requantize` for one value, written so Numba can compile it unchanged (kernels njit
+    this very function instead of restating the rule): clamp(z + rshift((acc+bias)*m, n))."""
+    v = (np.int64(acc) + np.int64(bias)) * np.int64(m)
+    q = z + ((v + (np.int64(1) << (n - 1))) >> n)
+    return min(max(q, lo), hi)
+
+
 def requantize(v: np.ndarray, m: np.ndarray, n: np.ndarray, z: np.ndarray,
                lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """`clamp(z + rshift(v * m, n), lo, hi)` on int64; per-channel arrays broadcast against v."""

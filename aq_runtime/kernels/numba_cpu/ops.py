@@ -9,16 +9,13 @@ import numpy as np
 from numba import njit, prange
 
 from ...export.ir import Node
+from ...quant.requant import requant_one
 from ...runtime import reference as _ref
 
 _cache: dict[int, tuple] = {}
 
 
-@njit(inline="always", cache=True)
-def _requant(acc, bias, m, n, z, lo, hi):
-    v = (np.int64(acc) + np.int64(bias)) * np.int64(m)
-    q = z + ((v + (np.int64(1) << (n - 1))) >> n)
-    return min(max(q, lo), hi)
+_requant = njit(inline="always", cache=True)(requant_one)  # the one definition, compiled
 
 
 @njit(parallel=True, cache=True)
