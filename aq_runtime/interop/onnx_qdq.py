@@ -13,11 +13,8 @@ import numpy as np
 
 from .. import AqError
 from ..export.ir import Graph
+from ..quant.requant import implied_scale
 from .onnx_int import _B
-
-
-def _implied_scale(n, key: str, s_out: np.ndarray) -> np.ndarray:
-    return n.arrays[key].astype(np.float64) / np.exp2(n.arrays["shift"].astype(np.float64)) * s_out
 
 
 def to_onnx_qdq(graph: Graph, path: str | Path) -> None:
@@ -56,10 +53,10 @@ def to_onnx_qdq(graph: Graph, path: str | Path) -> None:
             if not np.allclose(sa, sa[:, :1]):
                 raise AqError(f"onnx-qdq export: {n.name} has per-channel input scales within a "
                               "group, which QDQ weights cannot carry")
-            sw = _implied_scale(n, "mult", out.scale) / sa[:, 0]
+            sw = implied_scale(n.arrays["mult"], n.arrays["shift"], out.scale) / sa[:, 0]
             zq = (q * t_in.zero_point[ch][:, :, None, None]).reshape(o, -1).sum(1)
             if n.attrs.get("mode") == "ternary":
-                sn = _implied_scale(n, "mult_n", out.scale) / sa[:, 0]
+                sn = implied_scale(n.arrays["mult_n"], n.arrays["shift"], out.scale) / sa[:, 0]
                 wf = sw[:, None, None, None] * (q == 1) - sn[:, None, None, None] * (q == -1)
                 bias = sw * sa[:, 0] * (a["bias"] + ((q == 1).reshape(o, -1) * t_in.zero_point[ch].repeat(
                     q.shape[2] * q.shape[3], axis=1)).sum(1))

@@ -61,6 +61,12 @@ def finish(p: np.ndarray, n: np.ndarray, z: np.ndarray, lo: np.ndarray, hi: np.n
     return np.clip(out, lo, hi, out=out)
 
 
+def implied_scale(mult: np.ndarray, shift: np.ndarray, out_scale: np.ndarray) -> np.ndarray:
+    """The real factor a fixed-point (m, n) stands for, times the output scale: for a conv,
+    the weight scale the integer path actually applies (m / 2^n * s_out)."""
+    return np.asarray(mult, np.float64) / np.exp2(np.asarray(shift, np.float64)) * out_scale
+
+
 def requant_one(acc, bias, m, n, z, lo, hi):
     """`requantize` for one value, written so Numba can compile it unchanged (kernels njit
     this very function instead of restating the rule): clamp(z + rshift((acc+bias)*m, n))."""

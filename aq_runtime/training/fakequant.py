@@ -13,13 +13,14 @@ import torch.nn.functional as F
 
 from ..export.integerize import nonlinear_fn
 from ..export.ir import Graph, Node
+from ..quant.requant import implied_scale
 
 def _t(a: np.ndarray, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     return torch.from_numpy(np.asarray(a, np.float64)).to(dtype)
 
 
 def _implied(node: Node, key: str, out_scale: np.ndarray) -> np.ndarray:
-    return node.arrays[key].astype(np.float64) / np.exp2(node.arrays["shift"].astype(np.float64)) * out_scale
+    return implied_scale(node.arrays[key], node.arrays["shift"], out_scale)
 
 
 class FakeQuantGraph:
