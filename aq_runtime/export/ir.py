@@ -65,7 +65,7 @@ class TensorSpec:
     bits: np.ndarray  # int64 (C,), 1..8, or 32 for int32 logits
 
 
-@dataclass
+@dataclass(eq=False)  # identity semantics: backends cache prepared weights per node
 class Node:
     op: str
     name: str

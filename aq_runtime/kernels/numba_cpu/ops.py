@@ -5,6 +5,8 @@ the same `rshift` rounding as `aq_runtime.quant`."""
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 from numba import njit, prange
 
@@ -12,7 +14,7 @@ from ...export.ir import Node
 from ...quant.requant import requant_one
 from ...runtime import reference as _ref
 
-_cache: dict[int, tuple] = {}
+_cache: "weakref.WeakKeyDictionary[Node, tuple]" = weakref.WeakKeyDictionary()
 
 
 _requant = njit(inline="always", cache=True)(requant_one)  # the one definition, compiled
@@ -105,14 +107,14 @@ def _direct(xp, w, groups, sh, sw, bias, mult, shift, z, lo, hi, out):
 
 
 def _params(node: Node, z_out: np.ndarray) -> tuple:
-    key = id(node)
-    if key not in _cache or _cache[key][0] is not node:
+    """Widened, contiguous arrays of a conv node, prepared once and dropped with the node."""
+    if node not in _cache:
         a = node.arrays
         i64 = lambda k: np.ascontiguousarray(a[k], dtype=np.int64)  # noqa: E731
-        _cache[key] = (node, np.ascontiguousarray(a["weight"], dtype=np.int32), i64("bias"),
-                       i64("mult"), i64("shift"), np.ascontiguousarray(z_out, dtype=np.int64),
-                       i64("lo"), i64("hi"))
-    return _cache[key][1:]
+        _cache[node] = (np.ascontiguousarray(a["weight"], dtype=np.int32), i64("bias"),
+                        i64("mult"), i64("shift"), np.ascontiguousarray(z_out, dtype=np.int64),
+                        i64("lo"), i64("hi"))
+    return _cache[node]
 
 
 def conv(node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray) -> np.ndarray:
