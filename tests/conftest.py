@@ -1,6 +1,5 @@
 """Shared fixtures: small real models exported once per session."""
 
-import numpy as np
 import pytest
 
 
@@ -29,6 +28,7 @@ def digits_aqz(tmp_path_factory, digits_graph):
 def image_folder(tmp_path_factory):
     """Real photos as files of several formats, in nested folders."""
     from PIL import Image
+
     from aq_runtime.data.photos import photo_paths
     root = tmp_path_factory.mktemp("photos")
     paths = photo_paths()

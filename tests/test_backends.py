@@ -4,7 +4,8 @@ ternary layers) and randomized small graphs (hypothesis)."""
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from aq_runtime.export.float_graph import FloatGraph, FloatNode
 from aq_runtime.export.integerize import integerize, tensor_shapes

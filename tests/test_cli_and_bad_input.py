@@ -21,10 +21,10 @@ def cli(name, *args):
 
 @pytest.fixture(scope="module")
 def lite_small(tmp_path_factory):
+    from aq_runtime.data.photos import CALIBRATION_PHOTOS, crops_of
     from aq_runtime.export.api import export_graph
     from aq_runtime.format import write_aqz
     from aq_runtime.models.registry import build_float_graph
-    from aq_runtime.data.photos import CALIBRATION_PHOTOS, crops_of
     fg = build_float_graph("efficientnet-lite0", 96)
     g = export_graph(fg, crops_of(CALIBRATION_PHOTOS[:2], 96)[0][::3], 8, progress=False)
     p = tmp_path_factory.mktemp("lite") / "lite96.aqz"
@@ -139,7 +139,7 @@ def test_pickle_array_refused(digits_aqz, tmp_path):
     bad = tmp_path / "p.aqz"
     _rewrite(digits_aqz, bad, edit_member=swap)
     assert "SHA-256" in _one_line_error(cli("inspect", bad))  # checksum first, then pickle
-    from aq_runtime.format.reader import _load_npy, _Bad
+    from aq_runtime.format.reader import _Bad, _load_npy
     with pytest.raises(_Bad, match="pickle"):
         _load_npy(buf.getvalue(), "x", {"dtype": "uint8", "shape": [1]})
 
@@ -267,6 +267,7 @@ def test_infer_options_and_streaming_json(lite_small, image_folder, tmp_path):
 
 def test_pixel_cap(digits_aqz, tmp_path, monkeypatch):
     from PIL import Image
+
     from aq_runtime import AqError
     from aq_runtime.data import images
     Image.new("RGB", (400, 300)).save(tmp_path / "big.png")

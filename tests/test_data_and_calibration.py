@@ -6,7 +6,12 @@ from PIL import Image
 
 from aq_runtime import AqError
 from aq_runtime.data.images import list_images, load_image, resize_center_crop
-from aq_runtime.data.photos import (CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crop_boxes, photo_paths)
+from aq_runtime.data.photos import (
+    CALIBRATION_PHOTOS,
+    HELDOUT_PHOTOS,
+    crop_boxes,
+    photo_paths,
+)
 
 
 def test_exif_orientation_applied(tmp_path):

@@ -1,7 +1,6 @@
 """Fidelity of the real pretrained EfficientNet-Lite0 on held-out real photos (DESIGN §7),
 against ONNX Runtime static int8 calibrated on the same images (issue #8 acceptance)."""
 
-import numpy as np
 import pytest
 
 

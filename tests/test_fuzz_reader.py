@@ -8,9 +8,9 @@ import json
 import time
 import zipfile
 
-import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from aq_runtime import AqError
 from aq_runtime.bench.fuzz import json_paths

@@ -73,11 +73,13 @@ def test_unsupported_op_names_op_and_node(tmp_path):
 def test_cli_export_from_onnx(tmp_path):
     import subprocess
     import sys
+
     from aq_runtime.models.digits import train_digits_cnn
     _to_onnx(train_digits_cnn(), (1, 8, 8), tmp_path / "d.onnx")
     calib = tmp_path / "calib"
     calib.mkdir()
     from PIL import Image
+
     from aq_runtime.models.digits import digits_data
     for i, im in enumerate(digits_data()[0][:20]):
         Image.fromarray(im[..., 0]).save(calib / f"{i}.png")
@@ -113,11 +115,12 @@ class PoolNet(torch.nn.Module):
 
 def test_pools_and_hard_activations_exact_everywhere(tmp_path):
     """ONNX in -> .aqz -> reference == numba == ONNX Runtime (onnx-int); QDQ close."""
+    import onnxruntime as ort
+
     from aq_runtime.format import read_aqz, write_aqz
     from aq_runtime.interop.onnx_int import to_onnx_int
     from aq_runtime.interop.onnx_qdq import to_onnx_qdq
     from aq_runtime.runtime import Session
-    import onnxruntime as ort
     m = PoolNet().eval()
     with torch.no_grad():
         m.b1.running_mean.uniform_(-0.5, 0.5)

@@ -3,7 +3,6 @@ an external oracle for the semantics of DESIGN §3."""
 
 import numpy as np
 import onnxruntime as ort
-import pytest
 from hypothesis import HealthCheck, given, settings
 
 from aq_runtime.interop.onnx_int import to_onnx_int

@@ -4,9 +4,18 @@ import numpy as np
 import pytest
 
 from aq_runtime.export.ir import Node
-from aq_runtime.quant import (act_params_from_range, pack_codes, quantize_multiplier,
-                              quantize_multiplier_pair, quantize_ternary, quantize_weights,
-                              requantize, round_half_up, rshift, unpack_codes)
+from aq_runtime.quant import (
+    act_params_from_range,
+    pack_codes,
+    quantize_multiplier,
+    quantize_multiplier_pair,
+    quantize_ternary,
+    quantize_weights,
+    requantize,
+    round_half_up,
+    rshift,
+    unpack_codes,
+)
 from aq_runtime.quant.bits import weight_code_range
 from aq_runtime.runtime import reference as R
 

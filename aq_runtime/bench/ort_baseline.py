@@ -23,8 +23,13 @@ def export_onnx(module, fg: FloatGraph, path: str) -> None:
 def ort_int8(module, fg: FloatGraph, calib: np.ndarray, workdir: str | None = None
              ) -> tuple[str, str]:
     """(fp32 .onnx path, int8 QDQ .onnx path) for `module`, calibrated on `calib` images."""
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat,
-                                          QuantType, quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     from ..export.float_exec import normalize_input
 

@@ -11,6 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..quant import act_params_from_range, quantize_weights
+from ..quant.cost import input_channel_map
 from ..quant.packing import packed_size
 from .bits_spec import BitsPlan
 from .calibrate import Ranges
@@ -25,8 +26,7 @@ ACC_MARGIN = float(1 << 30)
 def fake_weights(n: FloatNode, s_in: np.ndarray, bits: int) -> np.ndarray:
     """The float weights a layer has after folding s_in, quantizing at `bits`, unfolding."""
     o, cg, kh, kw = n.weight.shape
-    og = o // n.attrs["groups"]
-    ch = (np.arange(o) // og)[:, None] * cg + np.arange(cg)[None, :]
+    ch = input_channel_map(o, cg, n.attrs["groups"])
     sa = s_in[ch][:, :, None, None]
     q, sw = quantize_weights((n.weight * sa).reshape(o, -1), np.full(o, bits))
     return (q * sw[:, None]).reshape(n.weight.shape) / sa

@@ -5,12 +5,21 @@ requantization gets its fixed-point (m, n). LUTs are built here, in float64."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .. import AqError
-from ..quant import (act_params_from_range, quantize_multiplier, quantize_multiplier_pair,
-                     quantize_ternary, quantize_weights, round_half_up)
+from ..quant import (
+    act_params_from_range,
+    quantize_multiplier,
+    quantize_multiplier_pair,
+    quantize_ternary,
+    quantize_weights,
+    round_half_up,
+)
 from ..quant.bits import LOGIT_BITS, act_code_range
+from ..quant.cost import input_channel_map
 from .calibrate import Ranges
 from .float_graph import NONLINEAR, POOLS, FloatGraph, FloatNode, conv_out
 from .ir import Graph, Node, TensorSpec, canonical
@@ -78,11 +87,18 @@ def _clamp_bounds(n: FloatNode, spec: TensorSpec) -> tuple[np.ndarray, np.ndarra
 
 
 def integerize(fg: FloatGraph, ranges: Ranges, wbits: dict[str, np.ndarray],
-               abits: dict[str, np.ndarray], ternary: dict[str, float] | None = None,
-               meta: dict | None = None) -> Graph:
+               abits: dict[str, np.ndarray], ternary: dict[str, Any] | None = None,
+               meta: dict | None = None, wrange: dict[str, np.ndarray] | None = None,
+               bias_bits: int = 32) -> Graph:
     """Build the integer graph. `wbits[node]` (O,), `abits[tensor]` (C,) per channel;
-    `ternary[node] = threshold` makes that conv TTQ-ternary. Raises AqError on refusal."""
+    `ternary[node] = threshold` (or {"threshold", "wp", "wn"} with trained scales, per channel,
+    relative to max|We[o]|) makes that conv TTQ-ternary; `wrange[node]` (O,) scales each channel's weight
+    range (AQ's alpha; 1 = max|w|); `bias_bits` < 32 clamps the bias codes round(B/sw) to
+    that many signed bits before the zero-point correction. Raises AqError on refusal."""
     ternary = ternary or {}
+    wrange = wrange or {}
+    if not 2 <= bias_bits <= 32:
+        raise AqError(f"bias bits must be in 2..32, got {bias_bits}")
     shapes = tensor_shapes(fg)
     luts = lut_inputs(fg)
     tensors: dict[str, TensorSpec] = {}
@@ -115,7 +131,7 @@ def integerize(fg: FloatGraph, ranges: Ranges, wbits: dict[str, np.ndarray],
         tensors[n.output] = spec
         ins = [tensors[t] for t in n.inputs]
         try:
-            nodes.append(_int_node(n, ins, spec, wbits, ternary))
+            nodes.append(_int_node(n, ins, spec, wbits, ternary, wrange, bias_bits))
         except (ValueError, KeyError) as e:
             raise AqError(f"cannot integerize {n.name!r}: {e}") from None
     graph = Graph(fg.input, fg.output, tensors, nodes, dict(meta or {}))
@@ -134,9 +150,10 @@ def integerize(fg: FloatGraph, ranges: Ranges, wbits: dict[str, np.ndarray],
 
 
 def _int_node(n: FloatNode, ins: list[TensorSpec], out: TensorSpec,
-              wbits: dict[str, np.ndarray], ternary: dict[str, float]) -> Node:
+              wbits: dict[str, np.ndarray], ternary: dict[str, Any],
+              wrange: dict[str, np.ndarray], bias_bits: int) -> Node:
     if n.op == "conv":
-        return _int_conv(n, ins[0], out, wbits, ternary)
+        return _int_conv(n, ins[0], out, wbits, ternary, wrange, bias_bits)
     if n.op == "maxpool":
         return Node("maxpool", n.name, list(n.inputs), n.output, {
             k: list(n.attrs[k]) for k in ("kernel", "stride", "pad")}, {})
@@ -175,33 +192,44 @@ def _int_node(n: FloatNode, ins: list[TensorSpec], out: TensorSpec,
                 {k: canonical(k, v) for k, v in arrays.items()})
 
 
+def bias_codes(b: np.ndarray, scale: np.ndarray, bias_bits: int = 32) -> np.ndarray:
+    """round(B / scale), clamped to `bias_bits` signed bits below 32."""
+    q = round_half_up(np.asarray(b, np.float64) / scale)
+    if bias_bits < 32:
+        lim = (1 << (bias_bits - 1)) - 1
+        q = np.clip(q, -lim, lim)
+    return q
+
+
 def _int_conv(n: FloatNode, t_in: TensorSpec, out: TensorSpec, wbits: dict[str, np.ndarray],
-              ternary: dict[str, float]) -> Node:
+              ternary: dict[str, Any], wrange: dict[str, np.ndarray], bias_bits: int) -> Node:
     w = n.weight
     o, cg, kh, kw = w.shape
     groups = n.attrs["groups"]
-    og = o // groups
-    ch = (np.arange(o) // og)[:, None] * cg + np.arange(cg)[None, :]  # input channel of (o, c)
+    ch = input_channel_map(o, cg, groups)
     we = (w * t_in.scale[ch][:, :, None, None]).reshape(o, -1)
     zk = np.repeat(t_in.zero_point[ch].astype(np.int64), kh * kw, axis=1)  # z_a per (o, c, k)
     lo, hi = _clamp_bounds(n, out)
     attrs = dict(stride=list(n.attrs["stride"]), pad=list(n.attrs["pad"]), groups=groups,
                  weight_shape=[o, cg, kh, kw])
     if n.name in ternary:
-        q, wp, wn = quantize_ternary(we, ternary[n.name])
+        t = ternary[n.name]
+        t = t if isinstance(t, dict) else {"threshold": t}
+        q, wp, wn = quantize_ternary(we, t["threshold"], t.get("wp"), t.get("wn"))
         m_p, m_n, sh = quantize_multiplier_pair(wp / out.scale, wn / out.scale)
         arrays = dict(weight=q.reshape(w.shape), wbits=np.full(o, 2),
-                      bias=round_half_up(n.bias / wp) - (zk * (q == 1)).sum(1),
+                      bias=bias_codes(n.bias, wp, bias_bits) - (zk * (q == 1)).sum(1),
                       bias_n=-(zk * (q == -1)).sum(1), mult=m_p, mult_n=m_n, shift=sh)
         attrs["mode"] = "ternary"
     else:
         bits = np.asarray(wbits.get(n.name, np.full(o, 8)), np.int64)
         if bits.shape != (o,):
             raise ValueError(f"weight bits: expected {o} channels")
-        q, sw = quantize_weights(we, bits, np.abs(n.bias) / BIAS_CODE_LIMIT)
+        q, sw = quantize_weights(we, bits, np.abs(n.bias) / BIAS_CODE_LIMIT,
+                                 wrange.get(n.name, 1.0))
         m, sh = quantize_multiplier(sw / out.scale)
         arrays = dict(weight=q.reshape(w.shape), wbits=bits,
-                      bias=round_half_up(n.bias / sw) - (zk * q).sum(1), mult=m, shift=sh)
+                      bias=bias_codes(n.bias, sw, bias_bits) - (zk * q).sum(1), mult=m, shift=sh)
         attrs["mode"] = "int"
     arrays.update(lo=lo, hi=hi)
     return Node("conv", n.name, list(n.inputs), n.output, attrs,

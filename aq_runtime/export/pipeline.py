@@ -66,6 +66,20 @@ def calibration_images(fg: FloatGraph, folder: str | None) -> np.ndarray:
     return crops_of(CALIBRATION_PHOTOS, h)[0]
 
 
+def _is_training_checkpoint(source: str) -> bool:
+    """An aq-train checkpoint (its quant params are trained: no calibration, no --bits)."""
+    p = Path(source)
+    if p.suffix.lower() != ".pt" or not p.is_file():
+        return False
+    import torch
+
+    from ..training.checkpoint import is_training_checkpoint
+    try:
+        return is_training_checkpoint(torch.load(p, map_location="cpu", weights_only=True))
+    except Exception:  # not loadable: load_source reports it
+        return False
+
+
 def export_cli(source: str, output: str, model: str | None = None, bits: str = "8",
                budget: float = 1.0, calib: str | None = None, method: str = "minmax",
                granularity: str = "tensor", input_size: int | None = None,
@@ -75,9 +89,16 @@ def export_cli(source: str, output: str, model: str | None = None, bits: str = "
         raise AqError(f"{out.parent}: output folder does not exist")
     if bits != "auto" and not bits.isdigit() and not Path(bits).is_file():
         raise AqError(f"--bits {bits}: not an integer, 'auto', or an existing JSON file")
+    from ..format.inspect import summarize
+    if _is_training_checkpoint(source):
+        from ..format import write_aqz
+        from ..training.api import checkpoint_graph
+        g = checkpoint_graph(source)
+        write_aqz(g, out)
+        print(summarize(g, out), file=sys.stderr)
+        return
     fg = load_source(source, model, input_size, mean, std)
     images = calibration_images(fg, calib)
-    from ..format.inspect import summarize
     g = export_to_file(fg, images, out, bits=int(bits) if bits.isdigit() else bits,
                        budget=budget, method=method, granularity=granularity)
     print(summarize(g, out), file=sys.stderr)

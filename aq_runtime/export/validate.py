@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..quant.bits import LOGIT_BITS, act_code_range, weight_code_range
+from ..quant.cost import input_channel_map
 from ..quant.requant import MAX_SHIFT, MULT_LIMIT
 from .ir import OP_ARRAYS, TERNARY_ARRAYS, Graph, Node, TensorSpec
 
@@ -29,8 +30,7 @@ def conv_bounds(node: Node, t_in: TensorSpec) -> tuple[np.ndarray, np.ndarray]:
     top = (np.int64(1) << t_in.bits.astype(np.int64)) - 1
     z = t_in.zero_point.astype(np.int64)
     dev = np.maximum(z, top - z)
-    og = o // groups
-    ch = (np.arange(o) // og)[:, None] * cg + np.arange(cg)[None, :]  # input channel of (o, c)
+    ch = input_channel_map(o, cg, groups)
     absw = np.abs(w).reshape(o, cg, kh * kw)
 
     def branch(mask: np.ndarray, bias: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

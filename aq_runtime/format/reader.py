@@ -17,12 +17,28 @@ from typing import Any
 import numpy as np
 
 from .. import AqError
-from ..export.ir import ARRAY_DTYPES, OP_ARRAYS, TENSOR_DTYPES, TERNARY_ARRAYS, Graph, Node, TensorSpec
+from ..export.ir import (
+    ARRAY_DTYPES,
+    OP_ARRAYS,
+    TENSOR_DTYPES,
+    Graph,
+    Node,
+    TensorSpec,
+)
 from ..export.validate import validate_graph
 from ..quant.packing import packed_size, unpack_codes
-from .schema import (ALLOWED_DTYPES, ARRAY_DIR, FORMAT_NAME, FORMAT_VERSION, GRAPH_MEMBER,
-                     MAX_GRAPH_BYTES, MAX_MEMBER_BYTES, MAX_MEMBERS, MAX_TOTAL_BYTES,
-                     WEIGHT_POOL)
+from .schema import (
+    ALLOWED_DTYPES,
+    ARRAY_DIR,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    GRAPH_MEMBER,
+    MAX_GRAPH_BYTES,
+    MAX_MEMBER_BYTES,
+    MAX_MEMBERS,
+    MAX_TOTAL_BYTES,
+    WEIGHT_POOL,
+)
 
 
 class _Bad(Exception):

@@ -20,8 +20,14 @@ import numpy as np
 from .. import __version__
 from ..export.ir import Graph, canonical
 from ..quant.packing import pack_codes
-from .schema import (ARRAY_DIR, FORMAT_NAME, FORMAT_VERSION, GRAPH_MEMBER, STORAGE_ORDER,
-                     WEIGHT_POOL)
+from .schema import (
+    ARRAY_DIR,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    GRAPH_MEMBER,
+    STORAGE_ORDER,
+    WEIGHT_POOL,
+)
 
 
 def _npy_bytes(a: np.ndarray) -> bytes:

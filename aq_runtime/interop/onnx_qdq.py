@@ -13,6 +13,7 @@ import numpy as np
 
 from .. import AqError
 from ..export.ir import Graph
+from ..quant.cost import input_channel_map
 from ..quant.requant import implied_scale
 from .onnx_int import _B
 
@@ -47,8 +48,7 @@ def to_onnx_qdq(graph: Graph, path: str | Path) -> None:
             t_in = T[n.inputs[0]]
             q = a["weight"].astype(np.int64)
             o, cg = q.shape[:2]
-            og = o // n.attrs["groups"]
-            ch = (np.arange(o) // og)[:, None] * cg + np.arange(cg)[None, :]
+            ch = input_channel_map(o, cg, n.attrs["groups"])
             sa = t_in.scale[ch]
             if not np.allclose(sa, sa[:, :1]):
                 raise AqError(f"onnx-qdq export: {n.name} has per-channel input scales within a "

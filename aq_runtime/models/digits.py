@@ -42,7 +42,7 @@ class DigitsCNN(nn.Module):
         return self.fc(x.mean(dim=(2, 3)))
 
     def to_float_graph(self) -> FloatGraph:
-        nodes, x, h = [], "input", 8
+        nodes, x = [], "input"
         for i, (conv, bn) in enumerate([(self.conv1, self.bn1), (self.conv2, self.bn2),
                                         (self.conv3, self.bn3)], 1):
             w, b = fold_bn(conv.weight.detach().double().numpy(), None,
@@ -70,7 +70,18 @@ def to_float_input(x_uint8: np.ndarray, mean: list[float], std: list[float]) -> 
 
 
 def train_digits_cnn(epochs: int = 40, seed: int = 0) -> DigitsCNN:
-    """Train the digits CNN deterministically on the fixed split (a few seconds on 2 cores)."""
+    """Train the digits CNN deterministically on the fixed split (a few seconds). One thread,
+    so that the float model (and everything calibrated from it) is the same on every machine
+    and under any OMP_NUM_THREADS."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(epochs, seed)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(epochs: int, seed: int) -> DigitsCNN:
     torch.manual_seed(seed)
     xtr, ytr, _, _ = digits_data(seed)
     m = DigitsCNN()

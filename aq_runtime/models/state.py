@@ -8,12 +8,25 @@ from .. import AqError
 from ..export.float_graph import FloatGraph
 
 
+def structure_graph(model: str, input_size: int | None = None) -> FloatGraph:
+    """The float graph of an untrained built-in architecture: the structure a training
+    checkpoint's weights are put back into."""
+    return float_graph_from_state(model, None, input_size)
+
+
 def float_graph_from_state(model: str, sd: Any, input_size: int | None = None) -> FloatGraph:
-    if not isinstance(sd, dict):
+    """`sd` None keeps the architecture's initial weights."""
+    if sd is not None and not isinstance(sd, dict):
         raise AqError(f"the checkpoint is not a state dict (got {type(sd).__name__})")
     if model in ("efficientnet-lite0", "efficientnet-b0"):
-        from .efficientnet import (IMAGENET_MEAN, IMAGENET_STD, LITE_MEAN, LITE_STD,
-                                   EfficientNet, imagenet_labels)
+        from .efficientnet import (
+            IMAGENET_MEAN,
+            IMAGENET_STD,
+            LITE_MEAN,
+            LITE_STD,
+            EfficientNet,
+            imagenet_labels,
+        )
         lite = model == "efficientnet-lite0"
         m = EfficientNet(lite=lite)
         _load(m, sd, model)
@@ -31,6 +44,8 @@ def float_graph_from_state(model: str, sd: Any, input_size: int | None = None) -
 
 
 def _load(m, sd, model: str) -> None:
+    if sd is None:
+        return
     try:
         m.load_state_dict(sd, strict=True)
     except RuntimeError as e:

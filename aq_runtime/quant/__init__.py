@@ -2,13 +2,19 @@
 fixed-point multipliers, code ranges per bit-width, bit packing and the MicroNet cost model.
 Imported by every other part; never imports torch."""
 
-from .rounding import round_half_up, rshift
-from .requant import (requantize, finish, quantize_multiplier, quantize_multiplier_pair,
-                      MAX_SHIFT, MULT_LIMIT)
-from .bits import weight_code_range, act_code_range, WEIGHT_BITS_MAX, ACT_BITS_MAX
-from .weights import quantize_weights, quantize_ternary
 from .activation import act_params_from_range
-from .packing import pack_codes, unpack_codes, packed_size
+from .bits import ACT_BITS_MAX, WEIGHT_BITS_MAX, act_code_range, weight_code_range
+from .packing import pack_codes, packed_size, unpack_codes
+from .requant import (
+                      MAX_SHIFT,
+                      MULT_LIMIT,
+                      finish,
+                      quantize_multiplier,
+                      quantize_multiplier_pair,
+                      requantize,
+)
+from .rounding import round_half_up, rshift
+from .weights import quantize_ternary, quantize_weights
 
 __all__ = [
     "round_half_up", "rshift", "requantize", "finish", "quantize_multiplier_pair", "quantize_multiplier", "MAX_SHIFT", "MULT_LIMIT",

@@ -10,7 +10,7 @@ import numpy as np
 from .. import AqError
 from ..export.ir import Graph
 from ..format.reader import read_aqz
-from .backends import get_backend, available_backends
+from .backends import available_backends, get_backend
 from .executor import execute
 
 __all__ = ["Session", "available_backends"]

@@ -13,7 +13,9 @@ import torch.nn.functional as F
 
 from ..export.integerize import nonlinear_fn
 from ..export.ir import Graph, Node
+from ..quant.cost import input_channel_map
 from ..quant.requant import implied_scale
+
 
 def _t(a: np.ndarray, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     return torch.from_numpy(np.asarray(a, np.float64)).to(dtype)
@@ -34,8 +36,7 @@ class FakeQuantGraph:
             t_in, out = graph.tensors[n.inputs[0]], graph.tensors[n.output]
             w = n.arrays["weight"].astype(np.float64)
             o, cg = w.shape[:2]
-            og = o // n.attrs["groups"]
-            ch = (np.arange(o) // og)[:, None] * cg + np.arange(cg)[None, :]
+            ch = input_channel_map(o, cg, n.attrs["groups"])
             sa = t_in.scale[ch][:, :, None, None]
             zq = (w * t_in.zero_point[ch][:, :, None, None]).reshape(o, -1)
             sw = _implied(n, "mult", out.scale)

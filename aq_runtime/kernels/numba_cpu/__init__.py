@@ -2,4 +2,4 @@
 depthwise, general direct conv) with the requantization of DESIGN §3 fused in the epilogue.
 Elementwise ops, pools, ternary convs and LUTs use the reference functions (cheap, already exact)."""
 
-from .ops import conv, add, mul, gap, lut, maxpool, avgpool  # noqa: F401
+from .ops import add, avgpool, conv, gap, lut, maxpool, mul  # noqa: F401

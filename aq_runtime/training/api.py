@@ -1,0 +1,40 @@
+"""Library calls on training checkpoints: evaluate one (integer and fake-quant), and turn one
+into the integer graph that `aq-export ckpt.pt model.aqz` writes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .. import AqError
+from ..export.ir import Graph
+from .build import restore_model
+from .checkpoint import load_checkpoint
+from .evaluate import evaluate, format_eval, write_reports
+
+
+def checkpoint_graph(path: str | Path) -> Graph:
+    """The integer graph of a training checkpoint: exactly what its integer eval ran."""
+    model, _ = restore_model(load_checkpoint(path))
+    cfg = load_checkpoint(path)["settings"]["config"]
+    return model.integerize(meta={"training": {"strategy": model.setup.strategy,
+                                               "checkpoint": Path(path).name,
+                                               "data": cfg.get("data")}})
+
+
+def eval_checkpoint(path: str | Path, out: str | None = None, data: str | None = None,
+                    backend: str = "auto") -> int:
+    from .data import load_train_data
+    ck = load_checkpoint(path)
+    cfg = ck["settings"]["config"]
+    model, fg = restore_model(ck)
+    d = load_train_data(data or cfg["data"], fg, bool(cfg.get("kd_only")),
+                        seed=int(cfg.get("seed", 0)))
+    res, g = evaluate(model, fg, d.val_x, d.val_y, backend)
+    folder = Path(out) if out else Path(path).parent
+    if not folder.is_dir():
+        raise AqError(f"{folder}: no such folder")
+    write_reports(g, folder, f"{cfg['model']} {model.setup.strategy}")
+    print(format_eval(res), file=sys.stderr)
+    print(f"wrote {folder / 'quant_info.json'} and {folder / 'bits.png'}", file=sys.stderr)
+    return 0

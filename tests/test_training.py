@@ -1,0 +1,279 @@
+"""Training (#4): STE gradients, the metric against a hand count, the iterative schedule,
+resume and DDP equality, every strategy's checkpoint exporting bit-exactly, bad input."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from aq_runtime.export.float_graph import FloatGraph, FloatNode
+from aq_runtime.quant.cost import micronet_score
+from aq_runtime.runtime import Session
+from aq_runtime.training.checkpoint import load_checkpoint
+from aq_runtime.training.config import TrainConfig
+from aq_runtime.training.loop import train
+from aq_runtime.training.qgraph import QuantGraph, QuantSetup
+from aq_runtime.training.schedule import bits_trainable
+
+FAST = dict(model="digits-cnn", data="digits", batch_size=128, eval_backend="reference")
+
+
+def cli(*args, env=None):
+    code = "import sys; from aq_runtime.cli.train import main; sys.argv[0] = 'aq-train'; main()"
+    return subprocess.run([sys.executable, "-c", code, *map(str, args), "--no-progress"],
+                          capture_output=True, text=True, timeout=600, env=env)
+
+
+def export_cli(*args):
+    code = "import sys; from aq_runtime.cli.export import main; sys.argv[0] = 'aq-export'; main()"
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True,
+                          text=True, timeout=600)
+
+
+def one_line_error(r):
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = [l for l in r.stderr.strip().splitlines() if l]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    return lines[0]
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def digits_ranges(digits_fg):
+    from aq_runtime.export.api import calibrate_ranges
+    from aq_runtime.models.digits import digits_data
+    return calibrate_ranges(digits_fg, digits_data()[0][:256])
+
+
+def test_ste_gradients_reach_alpha_and_beta(digits_fg, digits_ranges):
+    from aq_runtime.models.digits import digits_data
+    m = QuantGraph(digits_fg, digits_ranges, QuantSetup("aq", 4, 4))
+    x, y = digits_data()[0][:64], torch.from_numpy(digits_data()[1][:64])
+    loss = torch.nn.functional.cross_entropy(m(torch.from_numpy(x)), y)
+    params, ops = m.cost()
+    (loss + 100 * (params / 6.9e6 + ops / 1170e6)).backward()
+    for group in (m.w_alpha, m.w_beta, m.a_alpha, m.a_beta):
+        for name, p in group.items():
+            assert p.grad is not None and p.grad.abs().sum() > 0, name
+    # the metric alone pulls every weight precision down (positive gradient on beta)
+    m.zero_grad()
+    p2, o2 = m.cost()
+    (p2 / 6.9e6 + o2 / 1170e6).backward()
+    for name, p in m.w_beta.items():
+        assert (p.grad > 0).all(), name
+
+
+def _two_layer_graph():
+    rng = np.random.default_rng(0)
+    a = FloatNode("conv", "a", ["input"], "a", dict(stride=[1, 1], pad=[1, 1, 1, 1], groups=1,
+                                                    act="relu"),
+                  rng.normal(size=(2, 1, 3, 3)), rng.normal(size=2))
+    b = FloatNode("conv", "b", ["a"], "b", dict(stride=[1, 1], pad=[0, 0, 0, 0], groups=1,
+                                                act="none"),
+                  rng.normal(size=(3, 2, 4, 4)), rng.normal(size=3))
+    return FloatGraph("two", "input", "b", (1, 4, 4), [0.0], [255.0], [a, b], ["x", "y", "z"])
+
+
+def test_metric_equals_hand_count():
+    fg = _two_layer_graph()
+    ranges = {"a": (np.full(2, -1.0), np.full(2, 3.0)), "b": (np.full(3, -5.0), np.full(3, 5.0))}
+    m = QuantGraph(fg, ranges, QuantSetup("aq", 8, 8),
+                   init_wbits={"a": np.array([4, 2]), "b": np.array([8, 6, 2])},
+                   init_abits={"a": np.array([3, 5])})
+    # conv a: 9 weights per channel, bits 4 and 2; per channel 32-bit bias, 16-bit multiplier,
+    # 8-bit shift; lo, hi, zero point at the output's bits (3 and 5). Inputs are 8-bit pixels.
+    params_a = (9 * (4 + 2) + 2 * (32 + 16 + 8)) / 32 + 3 * (3 + 5) / 32
+    ops_a = 9 * 16 * (8 / 16 + 8 / 16) + 2 * 9 * 16 + 7 * 2 * 16  # mults, adds, requant
+    # conv b: 32 weights per channel (bits 8, 6, 2), output = int32 logits (32-bit clamps);
+    # a multiply costs max(weight bits, bits of the input channel (3 or 5)) / 16
+    params_b = (32 * (8 + 6 + 2) + 3 * 56) / 32 + 3 * 3 * 32 / 32
+    mults_b = 16 * ((8 + 8) + (6 + 6) + (3 + 5)) / 16
+    ops_b = mults_b + 3 * 32 + 7 * 3
+    p, o = m.cost()
+    assert float(p.detach()) == params_a + params_b == 36.1875
+    assert float(o.detach()) == ops_a + ops_b == 809
+    s = micronet_score(m.integerize())
+    assert (s["params"], s["ops"]) == (36.1875, 809)
+
+
+def test_iterative_schedule_toggles_bits(digits_fg, digits_ranges, tmp_path):
+    # 20 steps per epoch -> mini-epochs of 2 steps: off, on, off, on ...
+    assert [bits_trainable(s, 20, True) for s in range(8)] == [False, False, True, True,
+                                                                 False, False, True, True]
+    assert all(bits_trainable(s, 20, False) for s in range(8))
+    from aq_runtime.training.data import load_train_data
+    from aq_runtime.training.loop import Trainer
+    cfg = TrainConfig(**FAST, strategy="aq", bits_trainable=True, iter_train=True, beta=50.0,
+                      lr_bits=1e-2, out=str(tmp_path))
+    cfg.batch_size = 72  # 1437 samples -> 20 steps per epoch
+    data = load_train_data("digits", digits_fg, False)
+    tr = Trainer(cfg, QuantGraph(digits_fg, digits_ranges, cfg.quant_setup()), digits_fg, data)
+    assert tr.spe == 20
+    for s in range(6):
+        before = [p.detach().clone() for p in tr.model.bit_parameters()]
+        row = tr.step(s)
+        moved = any(not torch.equal(a, b) for a, b in zip(before, tr.model.bit_parameters()))
+        assert row["bits_on"] == int(bits_trainable(s, 20, True))
+        assert moved == bool(row["bits_on"]), s
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    base = dict(**FAST, strategy="aq", bits_trainable=True, iter_train=True, beta=20.0,
+                max_epoch=1.5, lr=5e-4, lr_bits=5e-3)
+    assert train(TrainConfig(**base, out=str(tmp_path / "a")), progress=False) == 0
+    assert train(TrainConfig(**base, out=str(tmp_path / "b"), max_steps=7), progress=False) == 0
+    assert len(rows(tmp_path / "b" / "log.csv")) == 7
+    assert train(TrainConfig(out=str(tmp_path / "b")), resume=True, progress=False) == 0
+    ra, rb = rows(tmp_path / "a" / "log.csv"), rows(tmp_path / "b" / "log.csv")
+    assert len(ra) == len(rb) == 18
+    assert [r["loss"] for r in ra] == [r["loss"] for r in rb]
+    ma = load_checkpoint(tmp_path / "a" / "last.pt")["model"]
+    mb = load_checkpoint(tmp_path / "b" / "last.pt")["model"]
+    assert all(torch.equal(ma[k], mb[k]) for k in ma)
+
+
+def test_sigint_saves_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    code = "import sys; from aq_runtime.cli.train import main; main(sys.argv[1:])"
+    p = subprocess.Popen([sys.executable, "-c", code, "--model", "digits-cnn", "--data", "digits",
+                          "--max-epoch", "200", "--batch-size", "32", "--out", str(out),
+                          "--eval-backend", "reference", "--no-progress"],
+                         stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((out / "log.csv").exists()
+                                          and len(rows(out / "log.csv")) > 3):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and "Traceback" not in err
+    assert "interrupted after step" in err
+    ck = load_checkpoint(out / "last.pt")
+    done = ck["progress"]["step"]
+    assert done == len(rows(out / "log.csv"))
+    r = cli("--resume", out, "--max-steps", done + 2)
+    assert r.returncode == 0, r.stderr
+    assert len(rows(out / "log.csv")) == done + 2
+
+
+def test_ddp_equals_single_process(tmp_path):
+    args = ["--model", "digits-cnn", "--data", "digits", "--batch-size", "64", "--max-steps", "3",
+            "--strategy", "aq", "--bits-trainable", "--beta", "20", "--lr", "1e-3",
+            "--no-progress"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # same float summation order in both runs
+    single = subprocess.run([sys.executable, "-m", "aq_runtime.cli.train", *args, "--out",
+                             str(tmp_path / "one")], capture_output=True, text=True, timeout=300,
+                            env=env)
+    assert single.returncode == 0, single.stderr
+    multi = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                            "--nproc-per-node", "2", "-m", "aq_runtime.cli.train", *args,
+                            "--out", str(tmp_path / "two")], capture_output=True, text=True,
+                           timeout=300, env=env)
+    assert multi.returncode == 0, multi.stderr[-2000:]
+    a = load_checkpoint(tmp_path / "one" / "last.pt")["model"]
+    b = load_checkpoint(tmp_path / "two" / "last.pt")["model"]
+    assert set(a) == set(b)
+    for k in a:
+        assert torch.allclose(a[k].double(), b[k].double(), rtol=1e-4, atol=1e-6), k
+    la = [float(r["loss"]) for r in rows(tmp_path / "one" / "log.csv")]
+    lb = [float(r["loss"]) for r in rows(tmp_path / "two" / "log.csv")]
+    # a quantized net is piecewise constant: a float-rounding difference between the summation
+    # orders of one batch and two half batches can flip a code at a rounding tie
+    assert np.allclose(la, lb, rtol=2e-3)
+
+
+@pytest.mark.parametrize("strategy,extra", [
+    ("aq", ["--bits-trainable", "--iter-train", "--weight-bits", "4", "--act-bits", "4",
+            "--beta", "50", "--lr-bits", "2e-2"]),
+    ("uniform", ["--weight-bits", "3", "--act-bits", "3"]),
+    ("ttq", ["--act-bits", "6", "--lr", "3e-3"]),
+    ("progressive", ["--ratio", "0.85", "--interval", "3", "--lam", "0.5"]),
+])
+def test_strategy_checkpoint_exports_bit_exactly(strategy, extra, tmp_path):
+    from aq_runtime.models.digits import digits_data
+    out = tmp_path / strategy
+    r = cli("--model", "digits-cnn", "--data", "digits", "--strategy", strategy,
+            "--max-epoch", "1", "--batch-size", "128", "--eval-backend", "reference",
+            "--out", out, *extra)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "integer" in r.stderr and "fake-quant" in r.stderr
+    assert (out / "quant_info.json").exists() and (out / "bits.png").stat().st_size > 0
+    aqz = tmp_path / f"{strategy}.aqz"
+    r = export_cli(out / "best.pt", aqz)
+    assert r.returncode == 0, r.stderr
+    x, y = digits_data()[2], digits_data()[3]
+    from aq_runtime.training.api import checkpoint_graph
+    ref = Session(aqz, "reference").run(x)
+    assert (ref == Session(checkpoint_graph(out / "best.pt"), "reference").run(x)).all()
+    assert (ref == Session(aqz, "numba").run(x)).all()
+    import json
+    res = json.loads((out / "result.json").read_text())
+    assert res["int_acc"] == float((ref.argmax(1) == y).mean())
+    assert res["int_acc"] > 0.5
+    if strategy == "ttq":
+        g = checkpoint_graph(out / "best.pt")
+        assert all(n.attrs["mode"] == "ternary" for n in g.weight_nodes())
+        assert set(np.unique(g.weight_nodes()[0].arrays["weight"])) <= {-1, 0, 1}
+
+
+def test_eval_writes_reports(tmp_path):
+    out = tmp_path / "r"
+    assert train(TrainConfig(**FAST, max_steps=2, out=str(out)), progress=False) == 0
+    (out / "quant_info.json").unlink(missing_ok=True)
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    r = cli("--eval", "--ckpt", out / "last.pt", "--out", rep, "--eval-backend", "reference")
+    assert r.returncode == 0, r.stderr
+    assert "integer" in r.stderr and "metric" in r.stderr
+    import json
+    info = json.loads((rep / "quant_info.json").read_text())
+    assert info["layers"]["conv1"]["weight_bits"] == [8] * 16
+    from PIL import Image
+    assert Image.open(rep / "bits.png").size[0] > 100
+
+
+def test_bad_input(tmp_path):
+    from PIL import Image
+    base = ["--model", "digits-cnn", "--max-steps", "1"]
+    assert "no such data folder" in one_line_error(cli(*base, "--data", tmp_path / "nope",
+                                                       "--out", tmp_path / "o1"))
+    (tmp_path / "empty").mkdir()
+    assert "no images" in one_line_error(cli(*base, "--data", tmp_path / "empty",
+                                             "--out", tmp_path / "o2"))
+    bad = tmp_path / "labels" / "cat"
+    bad.mkdir(parents=True)
+    Image.new("L", (8, 8)).save(bad / "a.png")
+    assert "neither a label" in one_line_error(cli(*base, "--data", tmp_path / "labels",
+                                               "--out", tmp_path / "o3"))
+    assert not any((tmp_path / f"o{i}").exists() for i in (1, 2, 3))
+    run = tmp_path / "run"
+    assert train(TrainConfig(**FAST, max_steps=1, out=str(run)), progress=False) == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    # an existing run is never overwritten without --resume
+    assert "already holds a run" in one_line_error(cli(*base, "--data", "digits", "--out", run))
+    # a checkpoint of another model
+    assert "not efficientnet-lite0" in one_line_error(cli(
+        "--model", "efficientnet-lite0", "--data", "photos", "--finetune", "--ckpt",
+        run / "last.pt", "--out", tmp_path / "o4"))
+    # corrupted checkpoints: resume, finetune and export all refuse with one line
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "last.pt").write_bytes((run / "last.pt").read_bytes()[:5000])
+    assert "not a readable checkpoint" in one_line_error(cli("--resume", broken))
+    assert "not a readable checkpoint" in one_line_error(cli(
+        *base, "--data", "digits", "--finetune", "--ckpt", broken / "last.pt",
+        "--out", tmp_path / "o5"))
+    r = export_cli(broken / "last.pt", tmp_path / "x.aqz")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert not (tmp_path / "x.aqz").exists()
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
