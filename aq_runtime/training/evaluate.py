@@ -81,6 +81,8 @@ def quant_info(g: Graph) -> dict[str, Any]:
         if n.op == "conv":
             e["weight_bits"] = n.arrays["wbits"].astype(int).tolist()
             e["mode"] = n.attrs.get("mode", "int")
+            if e["mode"] == "ternary":  # the MIT MicroNet entry's count: n/16 + 2 (Wp, Wn)
+                e["ttq_storage_mit_rule"] = n.arrays["weight"].size / 16 + 2
         layers[n.name] = e
     wb, ab = average_bits(g)
     cost = micronet_score(g)
