@@ -39,14 +39,17 @@ def row(name, res):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="runs/lite0_kd")
-    ap.add_argument("--epochs", type=float, default=4.0)
+    ap.add_argument("--epochs", type=float, default=8.0)
+    ap.add_argument("--beta", type=float, default=2.0, help="weight of the MicroNet metric")
+    ap.add_argument("--lr-bits", type=float, default=1e-2)
+    ap.add_argument("--tag", default="", help="suffix of the result files")
     ap.add_argument("--resume", action="store_true")
     a = ap.parse_args()
     out = Path(a.out)
     cfg = TrainConfig(model="efficientnet-lite0", data="photos", kd_only=True, alpha=0.0, kd=1.0,
                       strategy="aq", init_bits="auto", weight_bits=8, act_bits=8, max_bits=16,
-                      min_bits=2, bits_trainable=True, iter_train=True, beta=2.0, gamma=0.7,
-                      lr=2e-5, lr_bits=2e-3, batch_size=8, epoch_size=128, max_epoch=a.epochs,
+                      min_bits=2, bits_trainable=True, iter_train=True, beta=a.beta, gamma=0.7,
+                      lr=2e-5, lr_bits=a.lr_bits, batch_size=8, epoch_size=128, max_epoch=a.epochs,
                       eval_backend="numba", out=str(out))
     t0 = time.time()
     if not a.resume:
@@ -81,11 +84,12 @@ def main() -> None:
                       row("after KD-only AQ", after)])
     print(text)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "lite0_kd.txt").write_text(text + "\n")
-    (RESULTS / "lite0_kd.json").write_text(json.dumps({"before": before, "after": after},
-                                                      indent=1))
+    t = a.tag
+    (RESULTS / f"lite0_kd{t}.txt").write_text(text + "\n")
+    (RESULTS / f"lite0_kd{t}.json").write_text(json.dumps({"before": before, "after": after},
+                                                          indent=1))
     shutil.copy(out / "bits_before.png", RESULTS / "lite0_bits_before.png")
-    plot_bits(g1, RESULTS / "lite0_bits_after.png", "Lite0 after KD-only AQ")
+    plot_bits(g1, RESULTS / f"lite0_bits_after{t}.png", "Lite0 after KD-only AQ")
 
 
 if __name__ == "__main__":

@@ -232,7 +232,10 @@ def test_eval_writes_reports(tmp_path):
     (out / "quant_info.json").unlink(missing_ok=True)
     rep = tmp_path / "rep"
     rep.mkdir()
-    r = cli("--eval", "--ckpt", out / "last.pt", "--out", rep, "--eval-backend", "reference")
+    code = ("import sys; from aq_runtime.cli.train import eval_main; "
+            "eval_main(sys.argv[1:])")
+    r = subprocess.run([sys.executable, "-c", code, out / "last.pt", "--out", rep,
+                        "--eval-backend", "reference"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "integer" in r.stderr and "metric" in r.stderr
     import json
@@ -240,6 +243,8 @@ def test_eval_writes_reports(tmp_path):
     assert info["layers"]["conv1"]["weight_bits"] == [8] * 16
     from PIL import Image
     assert Image.open(rep / "bits.png").size[0] > 100
+    r2 = cli("--eval", "--ckpt", out / "last.pt", "--out", rep, "--eval-backend", "reference")
+    assert r2.returncode == 0 and r2.stderr.splitlines()[0] == r.stderr.splitlines()[0]
 
 
 def test_bad_input(tmp_path):
@@ -277,3 +282,53 @@ def test_bad_input(tmp_path):
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert not (tmp_path / "x.aqz").exists()
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_labelled_folder_and_init_thresholds(tmp_path):
+    """A folder with one subfolder per class trains; --init-thresholds sets the start ranges."""
+    import json
+
+    from PIL import Image
+
+    from aq_runtime.models.digits import digits_data
+    x, y = digits_data()[0][:60], digits_data()[1][:60]
+    for i, (im, label) in enumerate(zip(x, y)):
+        d = tmp_path / "data" / str(label)
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(im[..., 0]).save(d / f"{i}.png")
+    (tmp_path / "thr.json").write_text(json.dumps({"conv1": [0.0, 2.5], "pool": [[0.0] * 32,
+                                                                               [1.5] * 32]}))
+    out = tmp_path / "run"
+    r = cli("--model", "digits-cnn", "--data", tmp_path / "data", "--max-steps", "2",
+            "--batch-size", "16", "--init-thresholds", tmp_path / "thr.json", "--out", out)
+    assert r.returncode == 0, r.stderr
+    m = load_checkpoint(out / "last.pt")["model"]
+    assert torch.equal(m["hi0_conv1"], torch.full((16,), 2.5))
+    assert torch.equal(m["hi0_pool"], torch.full((32,), 1.5))
+    (tmp_path / "bad.json").write_text(json.dumps({"nope": [0, 1]}))
+    assert "unknown tensor" in one_line_error(cli(
+        "--model", "digits-cnn", "--data", tmp_path / "data", "--max-steps", "1",
+        "--init-thresholds", tmp_path / "bad.json", "--out", tmp_path / "run2"))
+
+
+@pytest.mark.parametrize("bits", [8, 4, "mixed"])
+def test_untrained_model_exports_as_post_training(digits_fg, digits_ranges, bits):
+    """Training starts exactly at the exporter's post-training model: same integer arrays."""
+    from aq_runtime.export.bits_spec import resolve_bits
+    from aq_runtime.export.integerize import integerize
+    rng = np.random.default_rng(1)
+    spec = bits if bits != "mixed" else {"layers": {
+        n.name: {"weight": rng.integers(2, 9, n.weight.shape[0]).tolist(),
+                 "act": rng.integers(3, 9, n.weight.shape[0]).tolist()}
+        for n in digits_fg.conv_nodes() if n.name != "fc"}}
+    wb, ab, _ = resolve_bits(digits_fg, spec)
+    ptq = integerize(digits_fg, digits_ranges, wb, ab)
+    m = QuantGraph(digits_fg, digits_ranges, QuantSetup("aq", 8, 8), wb, ab)
+    g = m.integerize()
+    for a, b in zip(ptq.nodes, g.nodes):
+        assert a.arrays.keys() == b.arrays.keys()
+        for k in a.arrays:
+            assert np.array_equal(a.arrays[k], b.arrays[k]), (a.name, k)
+    for t in ptq.tensors:
+        assert np.array_equal(ptq.tensors[t].zero_point, g.tensors[t].zero_point)
+        assert np.array_equal(ptq.tensors[t].bits, g.tensors[t].bits)

@@ -60,6 +60,12 @@ def _is_depthwise(n: FloatNode) -> bool:
     return n.attrs["groups"] > 1 and n.weight.shape[1] == 1
 
 
+def _trained(orig: np.ndarray, p: torch.Tensor) -> np.ndarray:
+    """float64 original + (float32 parameter - float32 original): exact when untouched."""
+    delta = p.detach().double().numpy() - np.asarray(orig, np.float64).astype(np.float32)
+    return np.asarray(orig, np.float64) + delta
+
+
 class QuantGraph(nn.Module):
     """images (uint8 N x H x W x C tensor) -> float32 logits, quantized as exported."""
 
@@ -104,8 +110,9 @@ class QuantGraph(nn.Module):
             c = self.shapes[t][0]
             lo, hi = ranges[t]
             k = _key(t)
-            self.register_buffer(f"lo0_{k}", torch.tensor(np.broadcast_to(lo, (c,)), dtype=f32))
-            self.register_buffer(f"hi0_{k}", torch.tensor(np.broadcast_to(hi, (c,)), dtype=f32))
+            f64 = torch.float64  # calibrated ranges kept exact: an untrained model exports as PTQ
+            self.register_buffer(f"lo0_{k}", torch.tensor(np.broadcast_to(lo, (c,)), dtype=f64))
+            self.register_buffer(f"hi0_{k}", torch.tensor(np.broadcast_to(hi, (c,)), dtype=f64))
             self.a_alpha[k] = nn.Parameter(torch.ones(c))
             ab0 = np.asarray((init_abits or {}).get(t, np.full(c, setup.act_bits)))
             self.a_beta[k] = nn.Parameter(torch.tensor(np.broadcast_to(ab0, (c,)) / setup.act_bits,
@@ -177,7 +184,8 @@ class QuantGraph(nn.Module):
         """Fake-quantize node n's output y (pre-activation for convs): (x_hat, scale (C,))."""
         k = _key(n.output)
         alpha = self.a_alpha[k]
-        lo, hi = alpha * getattr(self, f"lo0_{k}"), alpha * getattr(self, f"hi0_{k}")
+        lo = alpha * getattr(self, f"lo0_{k}").float()
+        hi = alpha * getattr(self, f"hi0_{k}").float()
         act = n.attrs.get("act", "none") if n.op == "conv" else "none"
         if act in ("relu", "relu6") or n.op in ("sigmoid", "hsigmoid"):
             lo = torch.zeros_like(lo)
@@ -291,15 +299,17 @@ class QuantGraph(nn.Module):
     @torch.no_grad()
     def export_parts(self) -> dict[str, Any]:
         """Everything `integerize` needs: the trained float graph, ranges, bits, TTQ scales and
-        weight range factors (float64 from the float32 parameters)."""
+        weight range factors. Weights and biases are the float64 originals plus what training
+        changed (float32 parameter minus the float32 original), so an untrained model exports
+        exactly as the post-training exporter does."""
         fg = copy.copy(self.fg)
         fg.nodes = []
         for n in self.fg.nodes:
             n2 = copy.copy(n)
             if n.op == "conv":
                 k = _key(n.name)
-                n2.weight = self.w[k].detach().double().numpy().copy()
-                n2.bias = self.b[k].detach().double().numpy().copy()
+                n2.weight = _trained(n.weight, self.w[k])
+                n2.bias = _trained(n.bias, self.b[k])
             fg.nodes.append(n2)
         ranges = {fg.output: (self.logit_lo.numpy().copy(), self.logit_hi.numpy().copy())}
         for t in self.quantized:
