@@ -18,6 +18,36 @@ def test_numba_is_available_here():
     assert "numba" in FAST  # a missing backend must not pass silently
 
 
+def test_tvm_is_available_where_the_cpu_has_vnni():
+    from aq_runtime.kernels.tvm.target import missing_features
+    from aq_runtime.runtime.backends import tvm_unavailable
+    if missing_features():  # the tvm backend needs AVX-512 VNNI; it must say so in one line
+        assert "AVX-512 VNNI" in tvm_unavailable()
+    else:
+        assert FAST[0] == "tvm"  # installed by the test extras, first choice of "auto"
+
+
+def test_tvm_gemm_edges():
+    """The microkernel on odd sizes (M, K, N not multiples of 4/4/64 before padding), extreme
+    codes (0/255 activations, -127/127 weights), against int64 numpy."""
+    pytest.importorskip("tvm")
+    from aq_runtime.kernels.tvm.target import missing_features
+    if missing_features():
+        pytest.skip("no AVX-512 VNNI on this CPU")
+    from aq_runtime.kernels.tvm.gemm import aligned_zeros, gemm_fn, pack_weights
+    rng = np.random.default_rng(0)
+    for m, k, n in [(1, 1, 1), (5, 3, 65), (7, 33, 10), (64, 256, 128)]:
+        w = rng.choice([-127, 127, 0, 1, -1], size=(n, k)).astype(np.int8)
+        packed = pack_weights(w)
+        kp, np_ = packed.shape[1] * 4, packed.shape[0] * 64
+        a = aligned_zeros((m + (-m % 4), kp), np.uint8)
+        a[:m, :k] = rng.choice([0, 255, 1, 128], size=(m, k))
+        c = aligned_zeros((a.shape[0], np_), np.int32)
+        gemm_fn(kp, np_)(a, packed, c)
+        want = a[:m, :k].astype(np.int64) @ w.astype(np.int64).T
+        assert np.array_equal(c[:m, :n], want), (m, k, n)
+
+
 def _check(graph, x):
     want = Session(graph, "reference").run(x)
     for b in FAST:

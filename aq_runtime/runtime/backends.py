@@ -22,12 +22,33 @@ def _numba(graph: Graph) -> Any:
         raise AqError(f"backend 'numba' needs the numba package ({e.name} is missing)") from None
 
 
+def tvm_unavailable() -> str | None:
+    """Why the tvm backend cannot run here (None if it can)."""
+    if importlib.util.find_spec("tvm") is None:
+        return "backend 'tvm' needs the apache-tvm package (pip install apache-tvm)"
+    if importlib.util.find_spec("numba") is None:
+        return "backend 'tvm' needs the numba package"
+    from ..kernels.tvm.target import missing_features
+    miss = missing_features()
+    if miss:
+        return f"backend 'tvm' needs a CPU with AVX-512 VNNI (missing: {', '.join(miss)})"
+    return None
+
+
+def _tvm(graph: Graph) -> Any:
+    why = tvm_unavailable()
+    if why:
+        raise AqError(why)
+    return importlib.import_module("aq_runtime.kernels.tvm")
+
+
 # name -> loader. Order = preference of "auto" (fastest first).
 BACKENDS: dict[str, Callable[[Graph], Any]] = {
+    "tvm": _tvm,
     "numba": _numba,
     "reference": _reference,
 }
-PLANNED = ("numba-cuda", "tvm", "tvm-cuda")
+PLANNED = ("numba-cuda", "tvm-cuda")
 
 
 def available_backends() -> list[str]:
@@ -35,6 +56,8 @@ def available_backends() -> list[str]:
     out = []
     for name in BACKENDS:
         if name == "numba" and importlib.util.find_spec("numba") is None:
+            continue
+        if name == "tvm" and tvm_unavailable():
             continue
         out.append(name)
     return out
