@@ -103,14 +103,20 @@ def gemm_fn(k: int, n: int) -> Callable[[Any, Any, Any], None]:
 ALIGN = 64  # TVM assumes 64-byte aligned buffers and emits aligned vector loads/stores
 
 
-def aligned_zeros(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
-    """A zeroed C-contiguous array whose data starts on a 64-byte boundary (numpy only
-    guarantees 16: an unaligned buffer makes the kernel fault at random)."""
+def aligned_empty(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
+    """A C-contiguous array whose data starts on a 64-byte boundary (numpy only guarantees
+    16: an unaligned buffer makes the kernel fault at random)."""
     dt = np.dtype(dtype)
     nbytes = int(np.prod(shape)) * dt.itemsize
-    raw = np.zeros(nbytes + ALIGN, np.uint8)
+    raw = np.empty(nbytes + ALIGN, np.uint8)
     off = -raw.ctypes.data % ALIGN
     return raw[off:off + nbytes].view(dt).reshape(shape)
+
+
+def aligned_zeros(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
+    out = aligned_empty(shape, dtype)
+    out[...] = 0
+    return out
 
 
 def pack_weights(w: np.ndarray) -> np.ndarray:

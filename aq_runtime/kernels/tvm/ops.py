@@ -1,7 +1,8 @@
-"""The tvm CPU backend: pointwise convs (1x1, one group, weight codes of at most 8 bits, not
-ternary) run as the VNNI GEMM microkernel (kernels/tvm/gemm.py) with a Numba requantization
-epilogue (quant.requant's `requant_one`); every other op is the numba_cpu kernel. Activations
-are transposed once per pointwise layer to rows of uint8 codes (pixels x channels)."""
+"""The tvm CPU backend: pointwise convs (1x1, one group, not ternary) run as the VNNI GEMM
+microkernel (kernels/tvm/gemm.py) with a Numba requantization epilogue (quant.requant's
+`requant_one`); every other op is the numba_cpu kernel. Channels with codes wider than int8
+(9..16 bits) add their higher base-128 digits as extra GEMM columns, combined exactly in the
+epilogue. Activations are transposed once per pointwise layer to rows of uint8 codes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from ...export.ir import Node
 from ...quant.requant import requant_one
 from ..numba_cpu import ops as _nb
 from ..numba_cpu.ops import add, avgpool, gap, lut, maxpool, mul  # noqa: F401
-from .gemm import aligned_zeros, gemm_fn, pack_weights
+from .gemm import aligned_empty, gemm_fn, pack_weights
 
 _requant = njit(inline="always", cache=True)(requant_one)
 _cache: "weakref.WeakKeyDictionary[Node, tuple]" = weakref.WeakKeyDictionary()
@@ -32,51 +33,96 @@ def _to_rows(x, a):
 
 
 @njit(parallel=True, cache=True)
-def _epilogue(cm, bias, mult, shift, z, lo, hi, out):
-    """cm[n*P + p, o] int32 accumulators -> out (N, O, P) requantized codes."""
+def _epilogue(cm, wide, nw, bias, mult, shift, z, lo, hi, out):
+    """cm[n*P + p, column] int32 partial sums -> out (N, O, P) requantized codes. Column o holds
+    digit 0 of channel o; a wide channel (wide[o] = j >= 0) adds 128 x column O + j and
+    16384 x column O + nw + j (its higher base-128 digits). Tiles of 16 pixels x all channels
+    keep both the row-major reads and the channel-major writes in cache."""
     nb, o, p = out.shape
-    for t in prange(nb * o):
-        b = t // o
-        oc = t % o
-        bi, mi, si, zi, li, hv = bias[oc], mult[oc], shift[oc], z[oc], lo[oc], hi[oc]
-        for q in range(p):
-            out[b, oc, q] = _requant(cm[b * p + q, oc], bi, mi, si, zi, li, hv)
+    ncol = cm.shape[1]
+    tiles = (p + 15) // 16
+    for t in prange(nb * tiles):
+        b = t // tiles
+        q0 = (t % tiles) * 16
+        q1 = min(q0 + 16, p)
+        for oc in range(o):
+            bi, mi, si, zi, li, hv = bias[oc], mult[oc], shift[oc], z[oc], lo[oc], hi[oc]
+            j = wide[oc]
+            for q in range(q0, q1):
+                r = b * p + q
+                acc = np.int64(cm[r, oc])
+                if j >= 0:
+                    acc += np.int64(128) * cm[r, o + j]
+                    if o + nw + j < ncol:
+                        acc += np.int64(16384) * cm[r, o + nw + j]
+                out[b, oc, q] = _requant(acc, bi, mi, si, zi, li, hv)
+
+
+def split_digits(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Weight codes (O, K) of up to 16 bits -> (rows (O + nw*(d-1), K) of int8 digits, wide
+    index per channel (-1: fits int8), nw). Channels with |w| > 127 are written in base 128:
+    w = d0 + 128 d1 (+ 16384 d2), d0 (and d1) in 0..127, the top digit signed."""
+    w = np.asarray(w, np.int64)
+    wide_rows = np.nonzero(np.abs(w).max(axis=1) > 127)[0] if w.size else np.zeros(0, np.int64)
+    wide = np.full(w.shape[0], -1, np.int64)
+    wide[wide_rows] = np.arange(len(wide_rows))
+    if not len(wide_rows):
+        return w.astype(np.int8), wide, 0
+    three = np.abs(w[wide_rows]).max() > 16383
+    r = w[wide_rows]
+    d0 = np.mod(r, 128)
+    r = (r - d0) // 128
+    digits = [d0]
+    if three:
+        d1 = np.mod(r, 128)
+        digits += [d1, (r - d1) // 128]
+    else:
+        digits.append(r)
+    rows = w.copy()
+    rows[wide_rows] = digits[0]
+    out = np.concatenate([rows] + digits[1:])
+    assert out.min() >= -128 and out.max() <= 127
+    return out.astype(np.int8), wide, len(wide_rows)
 
 
 def gemm_eligible(node: Node) -> bool:
     w = node.arrays["weight"]
     return (w.shape[2:] == (1, 1) and node.attrs["groups"] == 1 and not any(node.attrs["pad"])
-            and node.attrs.get("mode", "int") == "int" and int(node.arrays["wbits"].max()) <= 8)
+            and node.attrs.get("mode", "int") == "int")
 
 
 def prepare(node: Node, z_out: np.ndarray) -> tuple:
     """Packed int8 weights, the compiled kernel and the epilogue arrays of one node (cached)."""
     if node not in _cache:
         a = node.arrays
-        w = a["weight"].reshape(a["weight"].shape[0], -1)
-        packed = pack_weights(w)
+        rows, wide, nw = split_digits(a["weight"].reshape(a["weight"].shape[0], -1))
+        packed = pack_weights(rows)
         kpad, npad = packed.shape[1] * 4, packed.shape[0] * 64
         i64 = lambda k: np.ascontiguousarray(a[k], dtype=np.int64)  # noqa: E731
-        _cache[node] = (packed, gemm_fn(kpad, npad), kpad, npad, i64("bias"), i64("mult"),
-                        i64("shift"), np.ascontiguousarray(z_out, dtype=np.int64), i64("lo"),
-                        i64("hi"))
+        _cache[node] = (packed, gemm_fn(kpad, npad), kpad, rows.shape[0], wide, nw, i64("bias"),
+                        i64("mult"), i64("shift"), np.ascontiguousarray(z_out, dtype=np.int64),
+                        i64("lo"), i64("hi"))
     return _cache[node]
 
 
 def conv(node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray) -> np.ndarray:
     if not gemm_eligible(node):
         return _nb.conv(node, x, z_in, z_out)
-    packed, fn, kpad, npad, bias, mult, shift, z, lo, hi = prepare(node, z_out)
+    packed, fn, kpad, nrows, wide, nw, bias, mult, shift, z, lo, hi = prepare(node, z_out)
+    npad = packed.shape[0] * 64
     sh, sw = node.attrs["stride"]
     xs = x[:, :, ::sh, ::sw] if (sh, sw) != (1, 1) else x
     n, c, ho, wo = xs.shape
     p = ho * wo
     m = n * p
-    a = aligned_zeros((m + (-m % 4), kpad), np.uint8)
+    a = aligned_empty((m + (-m % 4), kpad), np.uint8)
+    a[m:] = 0
+    if kpad > c:
+        a[:, c:] = 0
     _to_rows(np.ascontiguousarray(xs, dtype=np.int32).reshape(n, c, p), a)
-    cm = aligned_zeros((a.shape[0], npad), np.int32)
+    cm = aligned_empty((a.shape[0], npad), np.int32)
     fn(a, packed, cm)
     o = node.arrays["weight"].shape[0]
     out = np.empty((n, o, p), np.int32)
-    _epilogue(cm, bias, mult, shift, z, lo, hi, out)
+    _epilogue(cm[:, :nrows], wide, nw, bias, mult, shift, z, lo, hi, out)
     return out.reshape(n, o, ho, wo)
