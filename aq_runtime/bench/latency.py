@@ -128,6 +128,37 @@ def _module(name: str):
     return train_digits_cnn()
 
 
+_WARM = """
+import sys, time
+t0 = time.perf_counter()
+import numpy as np
+from aq_runtime.runtime import Session
+t1 = time.perf_counter()
+s = Session(sys.argv[1], sys.argv[2])
+s.run(np.zeros((1, *s.input_shape), np.uint8))
+t2 = time.perf_counter()
+print(f"{t2 - t1:.4f} {t2 - t0:.4f}")
+"""
+
+
+def warm_start(model: str | Path, backend: str) -> tuple[float, float]:
+    """A second process (compile caches already written by this one): seconds from the
+    Session call to the end of the first run, and from the interpreter's first statement."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-c", _WARM, str(model), backend], capture_output=True,
+                       text=True, timeout=600)
+    if r.returncode != 0:
+        return float("nan"), float("nan")
+    ready, total = map(float, r.stdout.split()[-2:])
+    return ready, total
+
+
+def format_warm(warm: dict[str, tuple[float, float]]) -> str:
+    return "warm start (a new process; compile caches warm): " + "; ".join(
+        f"{k} ready in {v[0]:.2f} s ({v[1]:.2f} s with imports)" for k, v in warm.items())
+
+
 def format_timings(rows: list[Timing]) -> str:
     ref = {r.batch: r.median_ms for r in rows if r.name == "ORT int8 QDQ"}
     pt = {r.batch: r.median_ms for r in rows if r.name == "PyTorch fp32"}
@@ -145,5 +176,7 @@ def format_timings(rows: list[Timing]) -> str:
     return "\n".join(lines)
 
 
-def as_json(rows: list[Timing]) -> dict:
-    return {"machine": machine(), "rows": [asdict(r) for r in rows]}
+def as_json(rows: list[Timing], warm: dict[str, tuple[float, float]] | None = None) -> dict:
+    return {"machine": machine(), "rows": [asdict(r) for r in rows],
+            "warm_start_s": {k: {"ready": v[0], "with_imports": v[1]}
+                             for k, v in (warm or {}).items()}}

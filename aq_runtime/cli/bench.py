@@ -18,18 +18,31 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-baselines", action="store_true",
                     help="skip PyTorch / ONNX Runtime (they need torch and onnxruntime)")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--no-warm-start", action="store_true",
+                    help="skip timing a second process's start (compile caches warm)")
     a = ap.parse_args(argv)
 
     def go() -> None:
         from .. import AqError
-        from ..bench.latency import as_json, bench, format_timings
+        from ..bench.latency import (
+            as_json,
+            bench,
+            format_timings,
+            format_warm,
+            warm_start,
+        )
         from ..runtime.predict import write_atomic
         if a.runs < 1 or min(a.batch) < 1:
             raise AqError("--runs and --batch must be positive")
         rows = bench(a.model, a.batch, a.runs, not a.no_baselines, a.backend)
+        warm = {} if a.no_warm_start else {
+            r.name[3:]: warm_start(a.model, r.name[3:]) for r in rows
+            if r.name.startswith("aq ") and r.batch == a.batch[0]}
         print(format_timings(rows))
+        if warm:
+            print(format_warm(warm))
         if a.json:
-            write_atomic(a.json, json.dumps(as_json(rows), indent=1))
+            write_atomic(a.json, json.dumps(as_json(rows, warm), indent=1))
     run_cli(go)
 
 

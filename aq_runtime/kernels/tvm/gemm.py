@@ -63,21 +63,33 @@ def cache_dir() -> Path:
 
 
 def kernel_path(k: int, n: int) -> Path:
-    import tvm
-    return cache_dir() / f"gemm_u8s8_k{k}_n{n}_{target_key()}_tvm{tvm.__version__}.so"
+    from importlib.metadata import version
+    return cache_dir() / f"gemm_u8s8_k{k}_n{n}_{target_key()}_tvm{version('apache-tvm')}.so"
+
+
+def _load_cached(path: Path) -> Any:
+    """Load a cached kernel with TVM's FFI and runtime library only: `import tvm` (which
+    loads LLVM and the compiler, ~2 s) is needed only to compile."""
+    import ctypes
+    import importlib.util
+
+    import tvm_ffi
+    spec = importlib.util.find_spec("tvm")
+    runtime = Path(spec.submodule_search_locations[0]) / "lib" / "libtvm_runtime.so"
+    ctypes.CDLL(str(runtime), mode=ctypes.RTLD_GLOBAL)  # TVMBackendParallelLaunch & co.
+    return tvm_ffi.load_module(str(path))
 
 
 def _load_or_build(k: int, n: int) -> Any:
     """The compiled kernel from the disk cache, else compiled (about 0.1 s) and cached. The
     cache is an optimization: without a C toolchain to link the .so it is skipped."""
-    import tvm
-
     path = kernel_path(k, n)
     if path.is_file():
         try:
-            return tvm.runtime.load_module(str(path))
+            return _load_cached(path)
         except Exception:  # a stale or foreign file: rebuild it
             pass
+    import tvm
     lib = tvm.compile(tvm.IRModule({"gemm": _prim_func(k, n)}), target=llvm_target())
     tmp = None
     try:
