@@ -18,6 +18,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-baselines", action="store_true",
                     help="skip PyTorch / ONNX Runtime (they need torch and onnxruntime)")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--layers", action="store_true",
+                    help="also a per-layer profile (ms, GOPS vs the machine's GEMM peak) of "
+                         "each aq backend at the first batch size")
     ap.add_argument("--no-warm-start", action="store_true",
                     help="skip timing a second process's start (compile caches warm)")
     a = ap.parse_args(argv)
@@ -41,6 +44,14 @@ def main(argv: list[str] | None = None) -> None:
         print(format_timings(rows))
         if warm:
             print(format_warm(warm))
+        if a.layers:
+            from ..bench.profile import format_profile, gemm_peak_gops, profile
+            peak = gemm_peak_gops()
+            for name in a.backend or [r.name[3:] for r in rows if r.name.startswith("aq ")
+                                      and r.batch == a.batch[0]]:
+                print()
+                print(format_profile(profile(a.model, name, a.batch[0], min(a.runs, 20)),
+                                     name, peak))
         if a.json:
             write_atomic(a.json, json.dumps(as_json(rows, warm), indent=1))
     run_cli(go)

@@ -42,51 +42,73 @@ def _pointwise(x, w, bias, mult, shift, z, lo, hi, out):
 
 @njit(parallel=True, cache=True)
 def _pad(x, pt, pb, pl, pr, zin):
-    """Pad NCHW codes with each channel's zero point (real zero), as int32."""
+    """Pad NCHW codes with each channel's zero point (real zero), as int32: borders filled,
+    interior copied row by row."""
     n, c, h, w = x.shape
-    out = np.empty((n, c, h + pt + pb, w + pl + pr), dtype=np.int32)
+    hp, wp = h + pt + pb, w + pl + pr
+    out = np.empty((n, c, hp, wp), dtype=np.int32)
     for t in prange(n * c):
         b = t // c
         ch = t % c
-        out[b, ch, :, :] = zin[ch]
-        for y in range(h):
+        zv = zin[ch]
+        for y in range(hp):
+            orow = out[b, ch, y]
+            if y < pt or y >= pt + h:
+                orow[:] = zv
+                continue
+            irow = x[b, ch, y - pt]
+            for xx in range(pl):
+                orow[xx] = zv
             for xx in range(w):
-                out[b, ch, pt + y, pl + xx] = x[b, ch, y, xx]
+                orow[pl + xx] = irow[xx]
+            for xx in range(pl + w, wp):
+                orow[xx] = zv
     return out
 
 
 @njit(parallel=True, cache=True)
 def _depthwise(xp, w, sh, sw, bias, mult, shift, z, lo, hi, out):
     """xp (N, C, Hp, Wp) padded int32, w (C, kh, kw) int32 -> out (N, C, Ho, Wo). One output
-    row at a time in a small accumulator; at stride 2 each input row is first split into its
-    even and odd columns, so every tap reads contiguous memory (vectorizable)."""
-    nb, c, _, wp = xp.shape
+    row at a time in a small accumulator. At stride > 1 each channel's plane is first split
+    once into its column phases (columns s, s + sw, ...), so every tap reads contiguous
+    memory and the inner loop vectorizes."""
+    nb, c, hp, wp = xp.shape
     kh, kw = w.shape[1], w.shape[2]
     ho, wo = out.shape[2], out.shape[3]
+    wq = (wp + sw - 1) // sw
     for t in prange(nb * c):
         b = t // c
         ch = t % c
         bi, mi, si, zi, li, hv = bias[ch], mult[ch], shift[ch], z[ch], lo[ch], hi[ch]
         acc = np.empty(wo, dtype=np.int32)
-        phases = np.empty((sw, (wp + sw - 1) // sw), dtype=np.int32)
-        for y in range(ho):
-            acc[:] = 0
-            for i in range(kh):
-                row = xp[b, ch, y * sh + i]
-                if sw == 1:
+        if sw == 1:
+            for y in range(ho):
+                acc[:] = 0
+                for i in range(kh):
+                    row = xp[b, ch, y * sh + i]
                     for j in range(kw):
                         wv = w[ch, i, j]
                         for xx in range(wo):
                             acc[xx] += wv * row[xx + j]
-                else:
-                    for q in range(wp):
-                        phases[q % sw, q // sw] = row[q]
-                    for j in range(kw):
-                        wv = w[ch, i, j]
-                        ph = phases[j % sw]
-                        off = j // sw
-                        for xx in range(wo):
-                            acc[xx] += wv * ph[xx + off]
+                for xx in range(wo):
+                    out[b, ch, y, xx] = _requant(acc[xx], bi, mi, si, zi, li, hv)
+            continue
+        ph = np.zeros((sw, hp, wq), dtype=np.int32)
+        for r in range(hp):
+            for s in range(sw):
+                n_s = (wp - s + sw - 1) // sw
+                for col in range(n_s):
+                    ph[s, r, col] = xp[b, ch, r, col * sw + s]
+        for y in range(ho):
+            acc[:] = 0
+            for i in range(kh):
+                rr = y * sh + i
+                for j in range(kw):
+                    wv = w[ch, i, j]
+                    prow = ph[j % sw, rr]
+                    off = j // sw
+                    for xx in range(wo):
+                        acc[xx] += wv * prow[xx + off]
             for xx in range(wo):
                 out[b, ch, y, xx] = _requant(acc[xx], bi, mi, si, zi, li, hv)
 

@@ -1,5 +1,5 @@
-"""The tvm CPU backend: pointwise convs (1x1, one group, not ternary) run as the VNNI GEMM
-microkernel (kernels/tvm/gemm.py) with a Numba requantization epilogue (quant.requant's
+"""The tvm CPU backend: convs with one group (1x1 directly, others through im2col; not
+ternary) run as the VNNI GEMM microkernel (kernels/tvm/gemm.py) with a Numba requantization epilogue (quant.requant's
 `requant_one`); every other op is the numba_cpu kernel. Channels with codes wider than int8
 (9..16 bits) add their higher base-128 digits as extra GEMM columns, combined exactly in the
 epilogue. Activations are transposed once per pointwise layer to rows of uint8 codes."""
@@ -85,10 +85,24 @@ def split_digits(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
     return out.astype(np.int8), wide, len(wide_rows)
 
 
+@njit(parallel=True, cache=True)
+def _im2col(xp, kh, kw, sh, sw, ho, wo, a):
+    """Padded xp (N, C, Hp, Wp) int32 -> a[n*P + y*Wo + x, (c*kh + i)*kw + j] uint8."""
+    nb, c = xp.shape[0], xp.shape[1]
+    for t in prange(nb * ho):
+        b = t // ho
+        y = t % ho
+        for xx in range(wo):
+            r = b * ho * wo + y * wo + xx
+            for ci in range(c):
+                for i in range(kh):
+                    for j in range(kw):
+                        a[r, (ci * kh + i) * kw + j] = xp[b, ci, y * sh + i, xx * sw + j]
+
+
 def gemm_eligible(node: Node) -> bool:
-    w = node.arrays["weight"]
-    return (w.shape[2:] == (1, 1) and node.attrs["groups"] == 1 and not any(node.attrs["pad"])
-            and node.attrs.get("mode", "int") == "int")
+    """Every int conv with one group runs on the GEMM (1x1 directly, others via im2col)."""
+    return node.attrs["groups"] == 1 and node.attrs.get("mode", "int") == "int"
 
 
 def prepare(node: Node, z_out: np.ndarray) -> tuple:
@@ -111,18 +125,27 @@ def conv(node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray) -> np.n
     packed, fn, kpad, nrows, wide, nw, bias, mult, shift, z, lo, hi = prepare(node, z_out)
     npad = packed.shape[0] * 64
     sh, sw = node.attrs["stride"]
-    xs = x[:, :, ::sh, ::sw] if (sh, sw) != (1, 1) else x
-    n, c, ho, wo = xs.shape
+    o, c, kh, kw = node.arrays["weight"].shape
+    pad = node.attrs["pad"]
+    n = x.shape[0]
+    ho = (x.shape[2] + pad[0] + pad[1] - kh) // sh + 1
+    wo = (x.shape[3] + pad[2] + pad[3] - kw) // sw + 1
     p = ho * wo
     m = n * p
+    k = c * kh * kw
     a = aligned_empty((m + (-m % 4), kpad), np.uint8)
     a[m:] = 0
-    if kpad > c:
-        a[:, c:] = 0
-    _to_rows(np.ascontiguousarray(xs, dtype=np.int32).reshape(n, c, p), a)
+    if kpad > k:
+        a[:, k:] = 0
+    if kh == kw == 1 and not any(pad):
+        xs = x[:, :, ::sh, ::sw] if (sh, sw) != (1, 1) else x
+        _to_rows(np.ascontiguousarray(xs, dtype=np.int32).reshape(n, c, p), a)
+    else:
+        xp = _nb._pad(np.ascontiguousarray(x, dtype=np.int32), pad[0], pad[1], pad[2], pad[3],
+                      np.ascontiguousarray(z_in, dtype=np.int32))
+        _im2col(xp, kh, kw, sh, sw, ho, wo, a)
     cm = aligned_empty((a.shape[0], npad), np.int32)
     fn(a, packed, cm)
-    o = node.arrays["weight"].shape[0]
     out = np.empty((n, o, p), np.int32)
     _epilogue(cm[:, :nrows], wide, nw, bias, mult, shift, z, lo, hi, out)
     return out.reshape(n, o, ho, wo)
