@@ -67,9 +67,17 @@ def implied_scale(mult: np.ndarray, shift: np.ndarray, out_scale: np.ndarray) ->
     return np.asarray(mult, np.float64) / np.exp2(np.asarray(shift, np.float64)) * out_scale
 
 
+def finish_one(p, n, z, lo, hi):
+    """`finish` for one value (p already multiplied), written so Numba (CPU and CUDA) can
+    compile it unchanged: clamp(z + rshift(p, n), lo, hi)."""
+    q = z + ((np.int64(p) + (np.int64(1) << (n - 1))) >> n)
+    return min(max(q, lo), hi)
+
+
 def requant_one(acc, bias, m, n, z, lo, hi):
     """`requantize` for one value, written so Numba can compile it unchanged (kernels njit
-    this very function instead of restating the rule): clamp(z + rshift((acc+bias)*m, n))."""
+    this very function instead of restating the rule): clamp(z + rshift((acc+bias)*m, n)).
+    (Self-contained, not a call of finish_one, so that one decorator compiles it.)"""
     v = (np.int64(acc) + np.int64(bias)) * np.int64(m)
     q = z + ((v + (np.int64(1) << (n - 1))) >> n)
     return min(max(q, lo), hi)

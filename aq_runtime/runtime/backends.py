@@ -42,13 +42,40 @@ def _tvm(graph: Graph) -> Any:
     return importlib.import_module("aq_runtime.kernels.tvm")
 
 
+def cuda_unavailable() -> str | None:
+    """Why the numba-cuda backend cannot run here (None if it can: a GPU, or the simulator)."""
+    if importlib.util.find_spec("numba") is None:
+        return "backend 'numba-cuda' needs the numba and numba-cuda packages"
+    try:
+        from numba import cuda
+        if cuda.is_available():
+            return None
+    except Exception:  # a broken driver or toolkit: report it as unavailable
+        pass
+    return ("backend 'numba-cuda' needs an NVIDIA GPU with a CUDA driver "
+            "(or NUMBA_ENABLE_CUDASIM=1 to simulate it on the CPU)")
+
+
+def _numba_cuda(graph: Graph) -> Any:
+    why = cuda_unavailable()
+    if why:
+        raise AqError(why)
+    return importlib.import_module("aq_runtime.kernels.numba_cuda")
+
+
+def _simulated() -> bool:
+    import os
+    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
+
+
 # name -> loader. Order = preference of "auto" (fastest first).
 BACKENDS: dict[str, Callable[[Graph], Any]] = {
     "tvm": _tvm,
     "numba": _numba,
+    "numba-cuda": _numba_cuda,
     "reference": _reference,
 }
-PLANNED = ("numba-cuda", "tvm-cuda")
+PLANNED = ("tvm-cuda",)
 
 
 def available_backends() -> list[str]:
@@ -59,6 +86,8 @@ def available_backends() -> list[str]:
             continue
         if name == "tvm" and tvm_unavailable():
             continue
+        if name == "numba-cuda" and (cuda_unavailable() or _simulated()):
+            continue  # the simulator is for tests: never listed, only asked for by name
         out.append(name)
     return out
 

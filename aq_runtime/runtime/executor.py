@@ -49,4 +49,6 @@ def execute(graph: Graph, ops: Any, x: np.ndarray) -> np.ndarray:
         for t in set(node.inputs):  # an input may appear twice (x + x)
             if last.get(t) == i:
                 del env[t]
-    return env[graph.output]
+    out = env[graph.output]
+    to_host = getattr(ops, "to_host", None)  # device backends keep tensors on the device
+    return to_host(out) if to_host else out

@@ -12,12 +12,18 @@ import numpy as np
 from numba import njit, prange
 
 from ...export.ir import Node
-from ...quant.requant import requant_one
 from ..numba_cpu import ops as _nb
-from ..numba_cpu.ops import add, avgpool, gap, lut, maxpool, mul  # noqa: F401
+from ..numba_cpu.ops import (  # noqa: F401
+    _requant,  # quant.requant.requant_one, compiled once
+    add,
+    avgpool,
+    gap,
+    lut,
+    maxpool,
+    mul,
+)
 from .gemm import aligned_empty, gemm_fn, pack_weights
 
-_requant = njit(inline="always", cache=True)(requant_one)
 _cache: "weakref.WeakKeyDictionary[Node, tuple]" = weakref.WeakKeyDictionary()
 
 

@@ -1,0 +1,254 @@
+"""The numba_cuda ops: one CUDA thread per output element, int32 codes on the device between
+ops, per-node parameters uploaded once. The requantization is quant.requant's `requant_one` /
+`finish_one` compiled as device functions (the one definition). Padding positions read the
+input's zero point (real zero), as DESIGN §3 says; maxpool pads with code 0."""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+from numba import cuda
+
+from ...export.ir import Node
+from ...quant.requant import finish_one, requant_one
+
+_requant = cuda.jit(device=True)(requant_one)
+_finish = cuda.jit(device=True)(finish_one)
+_cache: "weakref.WeakKeyDictionary[Node, dict]" = weakref.WeakKeyDictionary()
+THREADS = 128
+
+
+def _dev(a):
+    """Device array as is; host arrays copied over as int32 codes."""
+    return cuda.to_device(np.ascontiguousarray(a, np.int32)) if isinstance(a, np.ndarray) else a
+
+
+def _params(node: Node, z_out: np.ndarray, z_in: np.ndarray | None = None) -> dict:
+    if node not in _cache:
+        d = {k: cuda.to_device(np.ascontiguousarray(v, np.int64)) for k, v in node.arrays.items()
+             if k != "table"}
+        if "table" in node.arrays:
+            d["table"] = cuda.to_device(np.ascontiguousarray(node.arrays["table"], np.int32))
+        d["z_out"] = cuda.to_device(np.ascontiguousarray(z_out, np.int64))
+        if z_in is not None:
+            d["z_in"] = cuda.to_device(np.ascontiguousarray(z_in, np.int64))
+        _cache[node] = d
+    return _cache[node]
+
+
+def _grid(n: int) -> tuple[int, int]:
+    return (max(1, (n + THREADS - 1) // THREADS), THREADS)
+
+
+@cuda.jit
+def _conv_k(x, w, zin, groups, sh, sw, pt, pl, ternary, bias, bias_n, mult, mult_n, shift,
+            z, lo, hi, out):
+    i = cuda.grid(1)
+    nb, o, ho, wo = out.shape
+    if i >= nb * o * ho * wo:
+        return
+    xx = i % wo
+    y = (i // wo) % ho
+    oc = (i // (wo * ho)) % o
+    b = i // (wo * ho * o)
+    cg, kh, kw = w.shape[1], w.shape[2], w.shape[3]
+    h, wd = x.shape[2], x.shape[3]
+    c0 = (oc // (o // groups)) * cg
+    acc = 0
+    acc_n = 0
+    for ci in range(cg):
+        c = c0 + ci
+        for ki in range(kh):
+            iy = y * sh + ki - pt
+            for kj in range(kw):
+                ix = xx * sw + kj - pl
+                if iy < 0 or iy >= h or ix < 0 or ix >= wd:
+                    v = zin[c]
+                else:
+                    v = x[b, c, iy, ix]
+                wv = w[oc, ci, ki, kj]
+                if ternary and wv < 0:
+                    acc_n += v
+                else:
+                    acc += wv * v
+    if ternary:
+        p = (acc + bias[oc]) * mult[oc] - (acc_n + bias_n[oc]) * mult_n[oc]
+        out[b, oc, y, xx] = _finish(p, shift[oc], z[oc], lo[oc], hi[oc])
+    else:
+        out[b, oc, y, xx] = _requant(acc, bias[oc], mult[oc], shift[oc], z[oc], lo[oc], hi[oc])
+
+
+def conv(node: Node, x, z_in: np.ndarray, z_out: np.ndarray):
+    p = _params(node, z_out, z_in)
+    if "w32" not in p:
+        p["w32"] = cuda.to_device(np.ascontiguousarray(node.arrays["weight"], np.int32))
+    x = _dev(x)
+    o, _, kh, kw = node.arrays["weight"].shape
+    sh, sw = node.attrs["stride"]
+    t, bo, l, r = node.attrs["pad"]
+    n, _, h, wd = x.shape
+    ho, wo = (h + t + bo - kh) // sh + 1, (wd + l + r - kw) // sw + 1
+    out = cuda.device_array((n, o, ho, wo), np.int32)
+    tern = node.attrs.get("mode", "int") == "ternary"
+    g, th = _grid(out.size)
+    _conv_k[g, th](x, p["w32"], p["z_in"], node.attrs["groups"], sh, sw, t, l, tern,
+                   p["bias"], p["bias_n"] if tern else p["bias"], p["mult"],
+                   p["mult_n"] if tern else p["mult"], p["shift"], p["z_out"], p["lo"], p["hi"],
+                   out)
+    return out
+
+
+@cuda.jit
+def _add_k(x1, z1, x2, z2, ma, mb, shift, z, lo, hi, out):
+    i = cuda.grid(1)
+    nb, c, h, w = out.shape
+    if i >= nb * c * h * w:
+        return
+    xx = i % w
+    y = (i // w) % h
+    ch = (i // (w * h)) % c
+    b = i // (w * h * c)
+    p = (np.int64(x1[b, ch, y, xx]) - z1[ch]) * ma[ch] + (np.int64(x2[b, ch, y, xx]) - z2[ch]) * mb[ch]
+    out[b, ch, y, xx] = _finish(p, shift[ch], z[ch], lo[ch], hi[ch])
+
+
+def add(node: Node, x1, z1: np.ndarray, x2, z2: np.ndarray, z_out: np.ndarray):
+    p = _params(node, z_out)
+    x1, x2 = _dev(x1), _dev(x2)
+    out = cuda.device_array(x1.shape, np.int32)
+    g, th = _grid(out.size)
+    _add_k[g, th](x1, cuda.to_device(np.asarray(z1, np.int64)), x2,
+                  cuda.to_device(np.asarray(z2, np.int64)), p["mult_a"], p["mult_b"], p["shift"],
+                  p["z_out"], p["lo"], p["hi"], out)
+    return out
+
+
+@cuda.jit
+def _mul_k(x1, z1, x2, z2, m, shift, z, lo, hi, out):
+    i = cuda.grid(1)
+    nb, c, h, w = out.shape
+    if i >= nb * c * h * w:
+        return
+    xx = i % w
+    y = (i // w) % h
+    ch = (i // (w * h)) % c
+    b = i // (w * h * c)
+    v = (np.int64(x1[b, ch, y, xx]) - z1[ch]) * (np.int64(x2[b, ch, 0, 0]) - z2[ch])
+    out[b, ch, y, xx] = _requant(v, 0, m[ch], shift[ch], z[ch], lo[ch], hi[ch])
+
+
+def mul(node: Node, x1, z1: np.ndarray, x2, z2: np.ndarray, z_out: np.ndarray):
+    p = _params(node, z_out)
+    x1, x2 = _dev(x1), _dev(x2)
+    out = cuda.device_array(x1.shape, np.int32)
+    g, th = _grid(out.size)
+    _mul_k[g, th](x1, cuda.to_device(np.asarray(z1, np.int64)), x2,
+                  cuda.to_device(np.asarray(z2, np.int64)), p["mult"], p["shift"], p["z_out"],
+                  p["lo"], p["hi"], out)
+    return out
+
+
+@cuda.jit
+def _gap_k(x, zin, m, shift, z, lo, hi, out):
+    i = cuda.grid(1)
+    nb, c = out.shape[0], out.shape[1]
+    if i >= nb * c:
+        return
+    ch = i % c
+    b = i // c
+    s = 0
+    for y in range(x.shape[2]):
+        for xx in range(x.shape[3]):
+            s += np.int64(x[b, ch, y, xx]) - zin[ch]
+    out[b, ch, 0, 0] = _requant(s, 0, m[ch], shift[ch], z[ch], lo[ch], hi[ch])
+
+
+def gap(node: Node, x, z_in: np.ndarray, z_out: np.ndarray):
+    p = _params(node, z_out, z_in)
+    x = _dev(x)
+    out = cuda.device_array((x.shape[0], x.shape[1], 1, 1), np.int32)
+    g, th = _grid(out.size)
+    _gap_k[g, th](x, p["z_in"], p["mult"], p["shift"], p["z_out"], p["lo"], p["hi"], out)
+    return out
+
+
+@cuda.jit
+def _lut_k(x, table, out):
+    i = cuda.grid(1)
+    nb, c, h, w = out.shape
+    if i >= nb * c * h * w:
+        return
+    xx = i % w
+    y = (i // w) % h
+    ch = (i // (w * h)) % c
+    b = i // (w * h * c)
+    out[b, ch, y, xx] = table[ch, x[b, ch, y, xx]]
+
+
+def lut(node: Node, x):
+    p = _params(node, np.zeros(0))
+    x = _dev(x)
+    out = cuda.device_array(x.shape, np.int32)
+    g, th = _grid(out.size)
+    _lut_k[g, th](x, p["table"], out)
+    return out
+
+
+@cuda.jit
+def _pool_k(x, zin, is_max, kh, kw, sh, sw, pt, pl, m, shift, z, lo, hi, out):
+    i = cuda.grid(1)
+    nb, c, ho, wo = out.shape
+    if i >= nb * c * ho * wo:
+        return
+    xx = i % wo
+    y = (i // wo) % ho
+    ch = (i // (wo * ho)) % c
+    b = i // (wo * ho * c)
+    best = 0
+    s = 0
+    for ki in range(kh):
+        iy = y * sh + ki - pt
+        for kj in range(kw):
+            ix = xx * sw + kj - pl
+            inside = iy >= 0 and iy < x.shape[2] and ix >= 0 and ix < x.shape[3]
+            if is_max:
+                v = x[b, ch, iy, ix] if inside else 0
+                if v > best:
+                    best = v
+            elif inside:
+                s += np.int64(x[b, ch, iy, ix]) - zin[ch]
+    if is_max:
+        out[b, ch, y, xx] = best
+    else:
+        out[b, ch, y, xx] = _requant(s, 0, m[ch], shift[ch], z[ch], lo[ch], hi[ch])
+
+
+def _pool(node: Node, x, z_in, z_out, is_max: bool):
+    x = _dev(x)
+    (kh, kw), (sh, sw), (t, bo, l, r) = (node.attrs["kernel"], node.attrs["stride"],
+                                         node.attrs["pad"])
+    n, c, h, w = x.shape
+    out = cuda.device_array((n, c, (h + t + bo - kh) // sh + 1, (w + l + r - kw) // sw + 1),
+                            np.int32)
+    if is_max:
+        one = cuda.to_device(np.zeros(c, np.int64))
+        args = (one, one, one, one, one, one)
+    else:
+        p = _params(node, z_out, z_in)
+        args = (p["z_in"], p["mult"], p["shift"], p["z_out"], p["lo"], p["hi"])
+    g, th = _grid(out.size)
+    _pool_k[g, th](x, args[0], is_max, kh, kw, sh, sw, t, l, *args[1:], out)
+    return out
+
+
+def maxpool(node: Node, x):
+    return _pool(node, x, None, None, True)
+
+
+def avgpool(node: Node, x, z_in: np.ndarray, z_out: np.ndarray):
+    return _pool(node, x, z_in, z_out, False)
+
+
+def to_host(x) -> np.ndarray:
+    return x.copy_to_host() if hasattr(x, "copy_to_host") else np.asarray(x)
