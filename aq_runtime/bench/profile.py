@@ -21,6 +21,7 @@ class LayerTime:
     kind: str
     macs: int
     ms: float
+    kernel: str = ""
 
     @property
     def gops(self) -> float:
@@ -67,8 +68,10 @@ def profile(model, backend: str, batch: int = 1, runs: int = 10) -> list[LayerTi
     s.ops = Timed()
     for _ in range(runs):
         s.run(x)
+    choice = getattr(ops, "kernel_choice", None)
     return [LayerTime(n.name, node_kind(n), node_macs(g, n) * batch,
-                      1e3 * float(np.median(times[n.name]))) for n in g.nodes]
+                      1e3 * float(np.median(times[n.name])),
+                      choice(n) if choice and n.op == "conv" else backend) for n in g.nodes]
 
 
 def gemm_peak_gops() -> tuple[str, float]:
@@ -126,7 +129,13 @@ def format_profile(rows: list[LayerTime], backend: str, peak: tuple[str, float],
         lines.append(f"{kind:10} {len(rs):>5} {ms:>8.2f} {100 * ms / total:>5.1f}% "
                      f"{macs / 1e9:>7.3f} {gops:>7.1f} "
                      f"{(100 * gops / peak[1]) if gops else 0:>6.1f}%")
-    lines += ["", f"slowest {top} nodes:", f"{'node':34} {'kind':10} {'ms':>7} {'GOPS':>7}"]
+    lines += ["", f"slowest {top} nodes:",
+              f"{'node':34} {'kind':10} {'kernel':8} {'ms':>7} {'GOPS':>7}"]
     for r in sorted(rows, key=lambda r: -r.ms)[:top]:
-        lines.append(f"{r.name:34} {r.kind:10} {r.ms:>7.3f} {r.gops:>7.1f}")
+        lines.append(f"{r.name:34} {r.kind:10} {r.kernel:8} {r.ms:>7.3f} {r.gops:>7.1f}")
+    picked = [r for r in rows if r.kernel in ("gemm", "numba") and r.kind != "depthwise"]
+    if picked and backend == "tvm":
+        lines.append(f"kernel chosen by timing at plan time: gemm for "
+                     f"{sum(r.kernel == 'gemm' for r in picked)} convs, numba for "
+                     f"{sum(r.kernel == 'numba' for r in picked)}")
     return "\n".join(lines)

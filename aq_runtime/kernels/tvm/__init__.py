@@ -2,4 +2,4 @@
 TVMScript for pointwise convs, numba_cpu kernels for the rest. Needs AVX-512 VNNI (detected
 from the CPU's flags at run time)."""
 
-from .ops import add, avgpool, conv, gap, lut, maxpool, mul  # noqa: F401
+from .ops import add, avgpool, conv, gap, kernel_choice, lut, maxpool, mul  # noqa: F401

@@ -2,10 +2,13 @@
 ternary) run as the VNNI GEMM microkernel (kernels/tvm/gemm.py) with a Numba requantization epilogue (quant.requant's
 `requant_one`); every other op is the numba_cpu kernel. Channels with codes wider than int8
 (9..16 bits) add their higher base-128 digits as extra GEMM columns, combined exactly in the
-epilogue. Activations are transposed once per pointwise layer to rows of uint8 codes."""
+epilogue. Activations are transposed once per pointwise layer to rows of uint8 codes. Per
+layer, the first run times this GEMM path against the numba kernel and keeps the faster
+(`kernel_choice`, shown by `aq-bench --layers`)."""
 
 from __future__ import annotations
 
+import time
 import weakref
 
 import numpy as np
@@ -125,9 +128,38 @@ def prepare(node: Node, z_out: np.ndarray) -> tuple:
     return _cache[node]
 
 
+_choice: "weakref.WeakKeyDictionary[Node, str]" = weakref.WeakKeyDictionary()
+
+
+def kernel_choice(node: Node) -> str:
+    """The kernel this backend runs for a conv: 'gemm' (tvm VNNI) or 'numba' (decided by
+    timing both on the first input the node sees; both are exact)."""
+    return _choice.get(node, "gemm" if gemm_eligible(node) else "numba")
+
+
+def _timed(fn, *args) -> tuple[float, np.ndarray]:
+    best, out = float("inf"), None
+    for _ in range(2):
+        t = time.perf_counter()
+        out = fn(*args)
+        best = min(best, time.perf_counter() - t)
+    return best, out
+
+
 def conv(node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray) -> np.ndarray:
     if not gemm_eligible(node):
         return _nb.conv(node, x, z_in, z_out)
+    if node not in _choice:  # plan time: measure both kernels on this input, keep the faster
+        t_gemm, out = _timed(_gemm_conv, node, x, z_in, z_out)
+        t_nb, _ = _timed(_nb.conv, node, x, z_in, z_out)
+        _choice[node] = "gemm" if t_gemm <= t_nb else "numba"
+        return out
+    if _choice[node] == "numba":
+        return _nb.conv(node, x, z_in, z_out)
+    return _gemm_conv(node, x, z_in, z_out)
+
+
+def _gemm_conv(node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray) -> np.ndarray:
     packed, fn, kpad, nrows, wide, nw, bias, mult, shift, z, lo, hi = prepare(node, z_out)
     npad = packed.shape[0] * 64
     sh, sw = node.attrs["stride"]
