@@ -4,12 +4,18 @@ ternary) run as the VNNI GEMM microkernel (kernels/tvm/gemm.py) with a Numba req
 (9..16 bits) add their higher base-128 digits as extra GEMM columns, combined exactly in the
 epilogue. Activations are transposed once per pointwise layer to rows of uint8 codes. Per
 layer, the first run times this GEMM path against the numba kernel and keeps the faster
-(`kernel_choice`, shown by `aq-bench --layers`)."""
+(`kernel_choice`, shown by `aq-bench --layers`); decisions are remembered in the kernel cache
+folder (kernel_choices.json, keyed by the layer's weights and input shape)."""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import tempfile
 import time
 import weakref
+from pathlib import Path
 
 import numpy as np
 from numba import njit, prange
@@ -25,7 +31,7 @@ from ..numba_cpu.ops import (  # noqa: F401
     maxpool,
     mul,
 )
-from .gemm import aligned_empty, gemm_fn, pack_weights
+from .gemm import aligned_empty, cache_dir, gemm_fn, pack_weights
 
 _cache: "weakref.WeakKeyDictionary[Node, tuple]" = weakref.WeakKeyDictionary()
 
@@ -146,14 +152,55 @@ def _timed(fn, *args) -> tuple[float, np.ndarray]:
     return best, out
 
 
+_disk: dict[str, str] | None = None
+
+
+def _choice_key(node: Node, x: np.ndarray) -> str:
+    h = hashlib.sha1()
+    for k in ("weight", "wbits"):
+        h.update(np.ascontiguousarray(node.arrays[k]).tobytes())
+    h.update(repr((node.attrs["stride"], node.attrs["pad"], x.shape)).encode())
+    return h.hexdigest()
+
+
+def _choices_file() -> Path:
+    return cache_dir() / "kernel_choices.json"
+
+
+def _remember(key: str, value: str) -> None:
+    """Persist a timing decision next to the compiled kernels (best effort, atomic)."""
+    assert _disk is not None
+    _disk[key] = value
+    try:
+        path = _choices_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(_disk, f)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+
+
 def conv(node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray) -> np.ndarray:
+    global _disk
     if not gemm_eligible(node):
         return _nb.conv(node, x, z_in, z_out)
     if node not in _choice:  # plan time: measure both kernels on this input, keep the faster
-        t_gemm, out = _timed(_gemm_conv, node, x, z_in, z_out)
-        t_nb, _ = _timed(_nb.conv, node, x, z_in, z_out)
-        _choice[node] = "gemm" if t_gemm <= t_nb else "numba"
-        return out
+        if _disk is None:
+            try:
+                _disk = dict(json.loads(_choices_file().read_text()))
+            except (OSError, ValueError, TypeError):
+                _disk = {}
+        key = _choice_key(node, x)
+        if _disk.get(key) in ("gemm", "numba"):  # measured by an earlier process
+            _choice[node] = _disk[key]
+        else:
+            t_gemm, out = _timed(_gemm_conv, node, x, z_in, z_out)
+            t_nb, _ = _timed(_nb.conv, node, x, z_in, z_out)
+            _choice[node] = "gemm" if t_gemm <= t_nb else "numba"
+            _remember(key, _choice[node])
+            return out
     if _choice[node] == "numba":
         return _nb.conv(node, x, z_in, z_out)
     return _gemm_conv(node, x, z_in, z_out)
