@@ -233,7 +233,8 @@ class _Interrupt:
             signal.signal(signal.SIGINT, self.prev)
 
 
-def _log(path: Path, row: dict[str, Any], fields: list[str]) -> None:
+def append_csv(path: Path, row: dict[str, Any], fields: list[str]) -> None:
+    """Append one row (header first if the file is new); extra keys are ignored."""
     new = not path.exists()
     with open(path, "a", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
@@ -336,7 +337,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, rank: int, world: int
         for step in bar:
             row = tr.step(step)
             if rank == 0:
-                _log(out / "log.csv", row, LOG_FIELDS)
+                append_csv(out / "log.csv", row, LOG_FIELDS)
                 bar.set_postfix(loss=f"{row['loss']:.4f}", wb=f"{row['weight_bits']:.2f}",
                                 ab=f"{row['act_bits']:.2f}")
             last = step + 1 == tr.total
@@ -373,7 +374,7 @@ def _eval_and_save(tr: Trainer, step: int, best: float, out: Path, rank: int) ->
         return best
     res, _ = run_eval(tr)
     row = {"step": step, "epoch": round((step + 1) / tr.spe, 4), **res}
-    _log(out / "eval.csv", row, list(row))
+    append_csv(out / "eval.csv", row, list(row))
     save_checkpoint(out / "last.pt", tr.state(step + 1, max(best, _score(res))))
     if _score(res) > best:
         best = _score(res)

@@ -7,9 +7,7 @@ integer accuracy) is logged to path.csv. Resumable at move boundaries."""
 
 from __future__ import annotations
 
-import csv
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +17,7 @@ import torch.nn.functional as F
 from .checkpoint import load_checkpoint, save_checkpoint, write_json
 from .config import TrainConfig
 from .evaluate import evaluate, format_eval, write_reports
-from .loop import Trainer, _Interrupt, dist_info, finish_dist, prepare
+from .loop import Trainer, _Interrupt, append_csv, dist_info, finish_dist, prepare
 from .qgraph import QuantGraph, _key
 
 PATH_FIELDS = ["move", "lowered", "metric", "ratio", "probe_loss", "int_acc", "fq_acc",
@@ -132,7 +130,7 @@ def _search(cfg: TrainConfig, progress: bool, resume: bool, rank: int, world: in
                 res, _ = evaluate(tr.model, tr.teacher_fg, tr.data.val_x, tr.data.val_y,
                                   cfg.eval_backend)
                 row.update(move=state["move"], **{k: res.get(k) for k in PATH_FIELDS if k in res})
-                _append(out / "path.csv", row)
+                append_csv(out / "path.csv", row, PATH_FIELDS)
                 ck = tr.state(gstep, best)
                 ck["progress"]["search"] = state
                 save_checkpoint(out / "last.pt", ck)
@@ -159,11 +157,3 @@ def _search(cfg: TrainConfig, progress: bool, resume: bool, rank: int, world: in
               f"{format_eval(res)}", file=sys.stderr)
     return 0
 
-
-def _append(path: Path, row: dict[str, Any]) -> None:
-    new = not path.exists()
-    with open(path, "a", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=PATH_FIELDS, extrasaction="ignore")
-        if new:
-            w.writeheader()
-        w.writerow(row)

@@ -37,6 +37,13 @@ def _params(node: Node, z_out: np.ndarray, z_in: np.ndarray | None = None) -> di
     return _cache[node]
 
 
+@cuda.jit(device=True)
+def _nchw(i, shape):
+    """Flat output index -> (n, c, y, x) of an NCHW tensor of `shape`."""
+    w, h, c = shape[3], shape[2], shape[1]
+    return i // (w * h * c), (i // (w * h)) % c, (i // w) % h, i % w
+
+
 def _grid(n: int) -> tuple[int, int]:
     return (max(1, (n + THREADS - 1) // THREADS), THREADS)
 
@@ -45,13 +52,10 @@ def _grid(n: int) -> tuple[int, int]:
 def _conv_k(x, w, zin, groups, sh, sw, pt, pl, ternary, bias, bias_n, mult, mult_n, shift,
             z, lo, hi, out):
     i = cuda.grid(1)
-    nb, o, ho, wo = out.shape
-    if i >= nb * o * ho * wo:
+    if i >= out.size:
         return
-    xx = i % wo
-    y = (i // wo) % ho
-    oc = (i // (wo * ho)) % o
-    b = i // (wo * ho * o)
+    b, oc, y, xx = _nchw(i, out.shape)
+    o = out.shape[1]
     cg, kh, kw = w.shape[1], w.shape[2], w.shape[3]
     h, wd = x.shape[2], x.shape[3]
     c0 = (oc // (o // groups)) * cg
@@ -102,13 +106,9 @@ def conv(node: Node, x, z_in: np.ndarray, z_out: np.ndarray):
 @cuda.jit
 def _add_k(x1, z1, x2, z2, ma, mb, shift, z, lo, hi, out):
     i = cuda.grid(1)
-    nb, c, h, w = out.shape
-    if i >= nb * c * h * w:
+    if i >= out.size:
         return
-    xx = i % w
-    y = (i // w) % h
-    ch = (i // (w * h)) % c
-    b = i // (w * h * c)
+    b, ch, y, xx = _nchw(i, out.shape)
     p = (np.int64(x1[b, ch, y, xx]) - z1[ch]) * ma[ch] + (np.int64(x2[b, ch, y, xx]) - z2[ch]) * mb[ch]
     out[b, ch, y, xx] = _finish(p, shift[ch], z[ch], lo[ch], hi[ch])
 
@@ -127,13 +127,9 @@ def add(node: Node, x1, z1: np.ndarray, x2, z2: np.ndarray, z_out: np.ndarray):
 @cuda.jit
 def _mul_k(x1, z1, x2, z2, m, shift, z, lo, hi, out):
     i = cuda.grid(1)
-    nb, c, h, w = out.shape
-    if i >= nb * c * h * w:
+    if i >= out.size:
         return
-    xx = i % w
-    y = (i // w) % h
-    ch = (i // (w * h)) % c
-    b = i // (w * h * c)
+    b, ch, y, xx = _nchw(i, out.shape)
     v = (np.int64(x1[b, ch, y, xx]) - z1[ch]) * (np.int64(x2[b, ch, 0, 0]) - z2[ch])
     out[b, ch, y, xx] = _requant(v, 0, m[ch], shift[ch], z[ch], lo[ch], hi[ch])
 
@@ -176,13 +172,9 @@ def gap(node: Node, x, z_in: np.ndarray, z_out: np.ndarray):
 @cuda.jit
 def _lut_k(x, table, out):
     i = cuda.grid(1)
-    nb, c, h, w = out.shape
-    if i >= nb * c * h * w:
+    if i >= out.size:
         return
-    xx = i % w
-    y = (i // w) % h
-    ch = (i // (w * h)) % c
-    b = i // (w * h * c)
+    b, ch, y, xx = _nchw(i, out.shape)
     out[b, ch, y, xx] = table[ch, x[b, ch, y, xx]]
 
 
@@ -198,13 +190,9 @@ def lut(node: Node, x):
 @cuda.jit
 def _pool_k(x, zin, is_max, kh, kw, sh, sw, pt, pl, m, shift, z, lo, hi, out):
     i = cuda.grid(1)
-    nb, c, ho, wo = out.shape
-    if i >= nb * c * ho * wo:
+    if i >= out.size:
         return
-    xx = i % wo
-    y = (i // wo) % ho
-    ch = (i // (wo * ho)) % c
-    b = i // (wo * ho * c)
+    b, ch, y, xx = _nchw(i, out.shape)
     best = 0
     s = 0
     for ki in range(kh):
