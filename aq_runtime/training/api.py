@@ -15,8 +15,9 @@ from .evaluate import evaluate, format_eval, write_reports
 
 def checkpoint_graph(path: str | Path) -> Graph:
     """The integer graph of a training checkpoint: exactly what its integer eval ran."""
-    model, _ = restore_model(load_checkpoint(path))
-    cfg = load_checkpoint(path)["settings"]["config"]
+    ck = load_checkpoint(path)
+    model, _ = restore_model(ck)
+    cfg = ck["settings"]["config"]
     return model.integerize(meta={"training": {"strategy": model.setup.strategy,
                                                "checkpoint": Path(path).name,
                                                "data": cfg.get("data")}})
