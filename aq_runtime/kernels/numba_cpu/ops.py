@@ -11,13 +11,14 @@ import numpy as np
 from numba import njit, prange
 
 from ...export.ir import Node
-from ...quant.requant import requant_one
+from ...quant.requant import finish_one, requant_one
 from ...runtime import reference as _ref
 
 _cache: "weakref.WeakKeyDictionary[Node, tuple]" = weakref.WeakKeyDictionary()
 
 
 _requant = njit(inline="always", cache=True)(requant_one)  # the one definition, compiled
+_finish = njit(inline="always", cache=True)(finish_one)
 
 
 @njit(parallel=True, cache=True)
@@ -178,8 +179,29 @@ def conv(node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray) -> np.n
     return out
 
 
+@njit(parallel=True, cache=True)
+def _add(x1, z1, x2, z2, ma, mb, shift, z, lo, hi, out):
+    """Residual add of DESIGN §3 on int32 NCHW codes, one (image, channel) plane per task."""
+    nb, c = x1.shape[0], x1.shape[1]
+    for t in prange(nb * c):
+        b = t // c
+        ch = t % c
+        a1, a2 = x1[b, ch].ravel(), x2[b, ch].ravel()
+        o = out[b, ch].ravel()
+        for k in range(a1.size):
+            p = (np.int64(a1[k]) - z1[ch]) * ma[ch] + (np.int64(a2[k]) - z2[ch]) * mb[ch]
+            o[k] = _finish(p, shift[ch], z[ch], lo[ch], hi[ch])
+
+
 def add(node, x1, z1, x2, z2, z_out):
-    return _ref.add(node, x1, z1, x2, z2, z_out).astype(np.int32)
+    a = node.arrays
+    x1 = np.ascontiguousarray(x1, dtype=np.int32)
+    x2 = np.ascontiguousarray(x2, dtype=np.int32)
+    out = np.empty_like(x1)
+    i64 = lambda v: np.ascontiguousarray(v, dtype=np.int64)  # noqa: E731
+    _add(x1, i64(z1), x2, i64(z2), i64(a["mult_a"]), i64(a["mult_b"]), i64(a["shift"]),
+         i64(z_out), i64(a["lo"]), i64(a["hi"]), out)
+    return out
 
 
 def mul(node, x1, z1, x2, z2, z_out):
