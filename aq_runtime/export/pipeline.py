@@ -66,18 +66,20 @@ def calibration_images(fg: FloatGraph, folder: str | None) -> np.ndarray:
     return crops_of(CALIBRATION_PHOTOS, h)[0]
 
 
-def _is_training_checkpoint(source: str) -> bool:
-    """An aq-train checkpoint (its quant params are trained: no calibration, no --bits)."""
+def _training_checkpoint(source: str) -> dict | None:
+    """The loaded aq-train checkpoint (its quant params are trained: no calibration, no
+    --bits), or None when `source` is something else."""
     p = Path(source)
     if p.suffix.lower() != ".pt" or not p.is_file():
-        return False
+        return None
     import torch
 
-    from ..training.checkpoint import is_training_checkpoint
+    from ..training.checkpoint import is_training_checkpoint, load_checkpoint
     try:
-        return is_training_checkpoint(torch.load(p, map_location="cpu", weights_only=True))
+        raw = torch.load(p, map_location="cpu", weights_only=True)
     except Exception:  # not loadable: load_source reports it
-        return False
+        return None
+    return load_checkpoint(p, raw) if is_training_checkpoint(raw) else None
 
 
 def export_cli(source: str, output: str, model: str | None = None, bits: str = "8",
@@ -90,10 +92,11 @@ def export_cli(source: str, output: str, model: str | None = None, bits: str = "
     if bits != "auto" and not bits.isdigit() and not Path(bits).is_file():
         raise AqError(f"--bits {bits}: not an integer, 'auto', or an existing JSON file")
     from ..format.inspect import summarize
-    if _is_training_checkpoint(source):
+    ck = _training_checkpoint(source)
+    if ck is not None:
         from ..format import write_aqz
         from ..training.api import checkpoint_graph
-        g = checkpoint_graph(source)
+        g = checkpoint_graph(source, ck)
         write_aqz(g, out)
         print(summarize(g, out), file=sys.stderr)
         return

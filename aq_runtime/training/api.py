@@ -13,9 +13,10 @@ from .checkpoint import load_checkpoint
 from .evaluate import evaluate, format_eval, write_reports
 
 
-def checkpoint_graph(path: str | Path) -> Graph:
-    """The integer graph of a training checkpoint: exactly what its integer eval ran."""
-    ck = load_checkpoint(path)
+def checkpoint_graph(path: str | Path, ck: dict | None = None) -> Graph:
+    """The integer graph of a training checkpoint: exactly what its integer eval ran (`ck`:
+    the checkpoint when already loaded)."""
+    ck = ck if ck is not None else load_checkpoint(path)
     model, _ = restore_model(ck)
     cfg = ck["settings"]["config"]
     return model.integerize(meta={"training": {"strategy": model.setup.strategy,

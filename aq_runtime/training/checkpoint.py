@@ -35,16 +35,20 @@ def is_training_checkpoint(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("format") == FORMAT
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path, raw: Any = None) -> dict[str, Any]:
+    """Read and check a checkpoint; `raw` is its `torch.load` result when already loaded."""
     p = Path(path)
     if p.is_dir():
         p = p / "last.pt"
-    if not p.is_file():
+    if raw is not None:
+        ck = raw
+    elif not p.is_file():
         raise AqError(f"{p}: no such checkpoint")
-    try:
-        ck = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many types for corrupt files
-        raise AqError(f"{p}: not a readable checkpoint ({e.__class__.__name__})") from None
+    else:
+        try:
+            ck = torch.load(p, map_location="cpu", weights_only=True)
+        except Exception as e:  # torch raises many types for corrupt files
+            raise AqError(f"{p}: not a readable checkpoint ({e.__class__.__name__})") from None
     if not is_training_checkpoint(ck):
         raise AqError(f"{p}: not an aq-train checkpoint")
     try:

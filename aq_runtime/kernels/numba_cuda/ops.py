@@ -113,15 +113,24 @@ def _add_k(x1, z1, x2, z2, ma, mb, shift, z, lo, hi, out):
     out[b, ch, y, xx] = _finish(p, shift[ch], z[ch], lo[ch], hi[ch])
 
 
-def add(node: Node, x1, z1: np.ndarray, x2, z2: np.ndarray, z_out: np.ndarray):
+def _binary(kernel, keys: tuple[str, ...], node: Node, x1, z1: np.ndarray, x2,
+            z2: np.ndarray, z_out: np.ndarray):
+    """Launch a two-input kernel (add, mul): the inputs' zero points are uploaded once per
+    node with its other parameters."""
     p = _params(node, z_out)
+    if "z1" not in p:
+        p["z1"] = cuda.to_device(np.ascontiguousarray(z1, np.int64))
+        p["z2"] = cuda.to_device(np.ascontiguousarray(z2, np.int64))
     x1, x2 = _dev(x1), _dev(x2)
     out = cuda.device_array(x1.shape, np.int32)
     g, th = _grid(out.size)
-    _add_k[g, th](x1, cuda.to_device(np.asarray(z1, np.int64)), x2,
-                  cuda.to_device(np.asarray(z2, np.int64)), p["mult_a"], p["mult_b"], p["shift"],
-                  p["z_out"], p["lo"], p["hi"], out)
+    kernel[g, th](x1, p["z1"], x2, p["z2"], *(p[k] for k in keys), p["z_out"], p["lo"], p["hi"],
+                  out)
     return out
+
+
+def add(node: Node, x1, z1: np.ndarray, x2, z2: np.ndarray, z_out: np.ndarray):
+    return _binary(_add_k, ("mult_a", "mult_b", "shift"), node, x1, z1, x2, z2, z_out)
 
 
 @cuda.jit
@@ -135,14 +144,7 @@ def _mul_k(x1, z1, x2, z2, m, shift, z, lo, hi, out):
 
 
 def mul(node: Node, x1, z1: np.ndarray, x2, z2: np.ndarray, z_out: np.ndarray):
-    p = _params(node, z_out)
-    x1, x2 = _dev(x1), _dev(x2)
-    out = cuda.device_array(x1.shape, np.int32)
-    g, th = _grid(out.size)
-    _mul_k[g, th](x1, cuda.to_device(np.asarray(z1, np.int64)), x2,
-                  cuda.to_device(np.asarray(z2, np.int64)), p["mult"], p["shift"], p["z_out"],
-                  p["lo"], p["hi"], out)
-    return out
+    return _binary(_mul_k, ("mult", "shift"), node, x1, z1, x2, z2, z_out)
 
 
 @cuda.jit
