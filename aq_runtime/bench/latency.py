@@ -54,7 +54,17 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    desc = f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    gpu = _gpu_name()
+    return f"{desc}; GPU: {gpu}" if gpu else desc
+
+
+def _gpu_name() -> str | None:
+    import sys
+    if "torch" not in sys.modules:  # only where a GPU backend or baseline loaded torch
+        return None
+    import torch
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
 def bench(model: str | Path, batches=(1, 8), runs: int = 30, baselines: bool = True,
@@ -104,12 +114,19 @@ def baseline_timings(graph, images, batches, runs) -> list[Timing]:
     opts.log_severity_level = 3
     opts.intra_op_num_threads = os.cpu_count() or 1
     sess = {p: ort.InferenceSession(p, opts, providers=["CPUExecutionProvider"]) for p in (fp32, int8)}
+    cuda = None
+    if torch.cuda.is_available():
+        import copy
+        cuda = copy.deepcopy(module).cuda().eval()
     out = []
     for b in batches:
         xf = normalize_input(images[:b], fg)
         xn = xf.numpy()
         with torch.no_grad():
             out.append(_timing("PyTorch fp32", b, lambda: module(xf), runs, 0.0))
+            if cuda is not None:  # input copied in, logits copied out, as the aq GPU backends
+                out.append(_timing("PyTorch fp32 GPU", b,
+                                   lambda: cuda(xf.to("cuda")).cpu(), runs, 0.0))
         out.append(_timing("ORT fp32", b, lambda: sess[fp32].run(None, {"x": xn}), runs, setup,
                            Path(fp32).stat().st_size))
         out.append(_timing("ORT int8 QDQ", b, lambda: sess[int8].run(None, {"x": xn}), runs, setup,

@@ -24,7 +24,7 @@ def _numba(graph: Graph) -> Any:
 
 def tvm_unavailable() -> str | None:
     """Why the tvm backend cannot run here (None if it can)."""
-    if importlib.util.find_spec("tvm") is None:
+    if not _tvm_lib("libtvm_compiler.so"):
         return "backend 'tvm' needs the apache-tvm package (pip install apache-tvm)"
     if importlib.util.find_spec("numba") is None:
         return "backend 'tvm' needs the numba package"
@@ -40,6 +40,48 @@ def _tvm(graph: Graph) -> Any:
     if why:
         raise AqError(why)
     return importlib.import_module("aq_runtime.kernels.tvm")
+
+
+def _tvm_lib(name: str) -> bool:
+    """Whether apache-tvm's library `name` is installed (checked without importing tvm)."""
+    if importlib.util.find_spec("tvm") is None:
+        return False
+    from ..kernels.tvm.runtime_lib import lib_dir
+    return (lib_dir() / name).is_file()
+
+
+def _gpu_present() -> bool:
+    """A CUDA driver with at least one device (asked through libcuda: no torch import)."""
+    import ctypes
+    try:
+        cu = ctypes.CDLL("libcuda.so.1")
+        count = ctypes.c_int(0)
+        return cu.cuInit(0) == 0 and cu.cuDeviceGetCount(ctypes.byref(count)) == 0 \
+            and count.value > 0
+    except OSError:  # no driver library
+        return False
+
+
+def tvm_cuda_unavailable() -> str | None:
+    """Why the tvm-cuda backend cannot run here (None if it can)."""
+    if not _tvm_lib("libtvm_runtime_cuda.so"):
+        return "backend 'tvm-cuda' needs the apache-tvm package (pip install apache-tvm)"
+    if not _gpu_present():
+        return "backend 'tvm-cuda' needs an NVIDIA GPU with a CUDA driver (none found)"
+    if importlib.util.find_spec("torch") is None:
+        return "backend 'tvm-cuda' needs torch (it holds the tensors on the GPU)"
+    return None
+
+
+def _tvm_cuda(graph: Graph) -> Any:
+    why = tvm_cuda_unavailable()
+    if why:
+        raise AqError(why)
+    from ..kernels.tvm_cuda import TvmOps
+    try:
+        return TvmOps(graph, gpu=True)
+    except (RuntimeError, OSError, ImportError) as e:
+        raise AqError(f"backend 'tvm-cuda': {str(e).splitlines()[0]}") from None
 
 
 def cuda_unavailable() -> str | None:
@@ -70,12 +112,12 @@ def _simulated() -> bool:
 
 # name -> loader. Order = preference of "auto" (fastest first).
 BACKENDS: dict[str, Callable[[Graph], Any]] = {
+    "tvm-cuda": _tvm_cuda,
+    "numba-cuda": _numba_cuda,
     "tvm": _tvm,
     "numba": _numba,
-    "numba-cuda": _numba_cuda,
     "reference": _reference,
 }
-PLANNED = ("tvm-cuda",)
 
 
 def available_backends() -> list[str]:
@@ -85,6 +127,8 @@ def available_backends() -> list[str]:
         if name == "numba" and importlib.util.find_spec("numba") is None:
             continue
         if name == "tvm" and tvm_unavailable():
+            continue
+        if name == "tvm-cuda" and tvm_cuda_unavailable():
             continue
         if name == "numba-cuda" and (cuda_unavailable() or _simulated()):
             continue  # the simulator is for tests: never listed, only asked for by name
@@ -97,8 +141,5 @@ def get_backend(name: str, graph: Graph) -> tuple[str, Any]:
     if name == "auto":
         name = available_backends()[0]
     if name not in BACKENDS:
-        if name in PLANNED:
-            raise AqError(f"backend {name!r} is not available in this build "
-                          f"(available: {', '.join(BACKENDS)})")
         raise AqError(f"unknown backend {name!r} (available: {', '.join(BACKENDS)})")
     return name, BACKENDS[name](graph)

@@ -8,13 +8,12 @@ kept in memory and on disk (`~/.cache/aq_runtime/tvm`, or $AQ_CACHE_DIR/tvm)."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from .runtime_lib import cache_dir, load_module, save_module, tvm_version
 from .target import llvm_target, target_key
 
 _mem: dict[tuple[int, int], Any] = {}
@@ -55,52 +54,21 @@ def _prim_func(k: int, n: int):
     return gemm
 
 
-def cache_dir() -> Path:
-    """$AQ_CACHE_DIR, else ~/.cache/aq_runtime (XDG_CACHE_HOME respected), + /tvm."""
-    root = os.environ.get("AQ_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "aq_runtime")
-    return Path(root) / "tvm"
-
-
 def kernel_path(k: int, n: int) -> Path:
-    from importlib.metadata import version
-    return cache_dir() / f"gemm_u8s8_k{k}_n{n}_{target_key()}_tvm{version('apache-tvm')}.so"
-
-
-def _load_cached(path: Path) -> Any:
-    """Load a cached kernel with TVM's FFI and runtime library only: `import tvm` (which
-    loads LLVM and the compiler, ~2 s) is needed only to compile."""
-    import ctypes
-    import importlib.util
-
-    import tvm_ffi
-    spec = importlib.util.find_spec("tvm")
-    runtime = Path(spec.submodule_search_locations[0]) / "lib" / "libtvm_runtime.so"
-    ctypes.CDLL(str(runtime), mode=ctypes.RTLD_GLOBAL)  # TVMBackendParallelLaunch & co.
-    return tvm_ffi.load_module(str(path))
+    return cache_dir() / f"gemm_u8s8_k{k}_n{n}_{target_key()}_tvm{tvm_version()}.so"
 
 
 def _load_or_build(k: int, n: int) -> Any:
-    """The compiled kernel from the disk cache, else compiled (about 0.1 s) and cached. The
-    cache is an optimization: without a C toolchain to link the .so it is skipped."""
+    """The compiled kernel from the disk cache, else compiled (about 0.1 s) and cached."""
     path = kernel_path(k, n)
     if path.is_file():
         try:
-            return _load_cached(path)
+            return load_module(path)
         except Exception:  # a stale or foreign file: rebuild it
             pass
     import tvm
     lib = tvm.compile(tvm.IRModule({"gemm": _prim_func(k, n)}), target=llvm_target())
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
-        os.close(fd)
-        lib.export_library(tmp)
-        os.replace(tmp, path)
-    except Exception:
-        if tmp and os.path.exists(tmp):
-            os.unlink(tmp)
+    save_module(lib, path)
     return lib
 
 
