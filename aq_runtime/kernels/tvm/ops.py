@@ -1,236 +1,203 @@
-"""The tvm CPU backend: convs with one group (1x1 directly, others through im2col; not
-ternary) run as the VNNI GEMM microkernel (kernels/tvm/gemm.py) with a Numba requantization epilogue (quant.requant's
-`requant_one`); every other op is the numba_cpu kernel. Channels with codes wider than int8
-(9..16 bits) add their higher base-128 digits as extra GEMM columns, combined exactly in the
-epilogue. Activations are transposed once per pointwise layer to rows of uint8 codes. Per
-layer, the first run times this GEMM path against the numba kernel and keeps the faster
-(`kernel_choice`, shown by `aq-bench --layers`); decisions are remembered in the kernel cache
-folder (kernel_choices.json, keyed by the layer's weights and input shape)."""
+"""The tvm CPU backend: activations stay NHWC rows of uint8 codes between layers (nhwc.Act);
+every one-group conv, int or ternary, runs on the VNNI GEMM microkernel (gemm.py): 1x1 convs
+straight on the activation rows, others through an NHWC im2col; the requantization runs in a
+vectorized Numba epilogue straight into the next layer's rows. Ternary convs are two GEMM column
+blocks (the inputs under +1 and under -1 weights); channels with weight codes wider than int8
+(9..16 bits) put the weights' higher base-128 digits in extra GEMM column blocks, recombined
+exactly in the epilogue. Depthwise convs, residual adds, gating, global pooling and tables are NHWC Numba
+kernels along the channels; grouped convs and max/average pools fall back to the numba_cpu
+kernels (NCHW, converted on the way)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import tempfile
-import time
 import weakref
-from pathlib import Path
 
 import numpy as np
-from numba import njit, prange
 
 from ...export.ir import Node
 from ..numba_cpu import ops as _nb
-from ..numba_cpu.ops import (  # noqa: F401
-    _requant,  # quant.requant.requant_one, compiled once
-    add,
-    avgpool,
-    gap,
-    lut,
-    maxpool,
-    mul,
-)
-from .gemm import aligned_empty, cache_dir, gemm_fn, pack_weights
+from . import nhwc
+from .gemm import aligned_empty, gemm_fn, pack_weights
+from .nhwc import Act, from_nchw, new_act, out_dtype, to_nchw
 
-_cache: "weakref.WeakKeyDictionary[Node, tuple]" = weakref.WeakKeyDictionary()
+_cache: "weakref.WeakKeyDictionary[Node, dict]" = weakref.WeakKeyDictionary()
 
 
-@njit(parallel=True, cache=True)
-def _to_rows(x, a):
-    """x (N, C, P) int32 codes in 0..255 -> a[n*P + p, c] uint8 (a pre-zeroed, padded)."""
-    nb, c, p = x.shape
-    for t in prange(nb * p):
-        b = t // p
-        q = t % p
-        for ci in range(c):
-            a[t, ci] = x[b, ci, q]
+def _i64(a) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.int64).reshape(-1)
 
 
-@njit(parallel=True, cache=True)
-def _epilogue(cm, wide, nw, bias, mult, shift, z, lo, hi, out):
-    """cm[n*P + p, column] int32 partial sums -> out (N, O, P) requantized codes. Column o holds
-    digit 0 of channel o; a wide channel (wide[o] = j >= 0) adds 128 x column O + j and
-    16384 x column O + nw + j (its higher base-128 digits). Tiles of 16 pixels x all channels
-    keep both the row-major reads and the channel-major writes in cache."""
-    nb, o, p = out.shape
-    ncol = cm.shape[1]
-    tiles = (p + 15) // 16
-    for t in prange(nb * tiles):
-        b = t // tiles
-        q0 = (t % tiles) * 16
-        q1 = min(q0 + 16, p)
-        for oc in range(o):
-            bi, mi, si, zi, li, hv = bias[oc], mult[oc], shift[oc], z[oc], lo[oc], hi[oc]
-            j = wide[oc]
-            for q in range(q0, q1):
-                r = b * p + q
-                acc = np.int64(cm[r, oc])
-                if j >= 0:
-                    acc += np.int64(128) * cm[r, o + j]
-                    if o + nw + j < ncol:
-                        acc += np.int64(16384) * cm[r, o + nw + j]
-                out[b, oc, q] = _requant(acc, bi, mi, si, zi, li, hv)
+def _act(x) -> Act:
+    if isinstance(x, Act):
+        return x
+    x = np.asarray(x)
+    return from_nchw(x, np.uint8 if x.min() >= 0 and x.max() <= 255 else np.int32)
 
 
-def split_digits(w: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Weight codes (O, K) of up to 16 bits -> (rows (O + nw*(d-1), K) of int8 digits, wide
-    index per channel (-1: fits int8), nw). Channels with |w| > 127 are written in base 128:
-    w = d0 + 128 d1 (+ 16384 d2), d0 (and d1) in 0..127, the top digit signed."""
+def to_host(x) -> np.ndarray:
+    return to_nchw(x) if isinstance(x, Act) else np.asarray(x)
+
+
+def digit_rows(w: np.ndarray) -> tuple[np.ndarray, int]:
+    """Weight codes (O, K) of up to 16 bits -> (int8 rows (ndig*O, K), ndig). When some code
+    does not fit int8, every channel is written in base 128: w = d0 + 128 d1 (+ 16384 d2), the
+    lower digits in 0..127, the top one signed; block j of O rows holds digit j, so the
+    epilogue recombines column oc with columns O + oc (and 2 O + oc), vectorized."""
     w = np.asarray(w, np.int64)
-    wide_rows = np.nonzero(np.abs(w).max(axis=1) > 127)[0] if w.size else np.zeros(0, np.int64)
-    wide = np.full(w.shape[0], -1, np.int64)
-    wide[wide_rows] = np.arange(len(wide_rows))
-    if not len(wide_rows):
-        return w.astype(np.int8), wide, 0
-    three = np.abs(w[wide_rows]).max() > 16383
-    r = w[wide_rows]
-    d0 = np.mod(r, 128)
-    r = (r - d0) // 128
+    if not w.size or np.abs(w).max() <= 127:
+        return w.astype(np.int8), 1
+    d0 = np.mod(w, 128)
+    r = (w - d0) // 128
     digits = [d0]
-    if three:
+    if np.abs(w).max() > 16383:
         d1 = np.mod(r, 128)
         digits += [d1, (r - d1) // 128]
     else:
         digits.append(r)
-    rows = w.copy()
-    rows[wide_rows] = digits[0]
-    out = np.concatenate([rows] + digits[1:])
+    out = np.concatenate(digits)
     assert out.min() >= -128 and out.max() <= 127
-    return out.astype(np.int8), wide, len(wide_rows)
-
-
-@njit(parallel=True, cache=True)
-def _im2col(xp, kh, kw, sh, sw, ho, wo, a):
-    """Padded xp (N, C, Hp, Wp) int32 -> a[n*P + y*Wo + x, (c*kh + i)*kw + j] uint8."""
-    nb, c = xp.shape[0], xp.shape[1]
-    for t in prange(nb * ho):
-        b = t // ho
-        y = t % ho
-        for xx in range(wo):
-            r = b * ho * wo + y * wo + xx
-            for ci in range(c):
-                for i in range(kh):
-                    for j in range(kw):
-                        a[r, (ci * kh + i) * kw + j] = xp[b, ci, y * sh + i, xx * sw + j]
-
-
-def gemm_eligible(node: Node) -> bool:
-    """Every int conv with one group runs on the GEMM (1x1 directly, others via im2col)."""
-    return node.attrs["groups"] == 1 and node.attrs.get("mode", "int") == "int"
-
-
-def prepare(node: Node, z_out: np.ndarray) -> tuple:
-    """Packed int8 weights, the compiled kernel and the epilogue arrays of one node (cached)."""
-    if node not in _cache:
-        a = node.arrays
-        rows, wide, nw = split_digits(a["weight"].reshape(a["weight"].shape[0], -1))
-        packed = pack_weights(rows)
-        kpad, npad = packed.shape[1] * 4, packed.shape[0] * 64
-        i64 = lambda k: np.ascontiguousarray(a[k], dtype=np.int64)  # noqa: E731
-        _cache[node] = (packed, gemm_fn(kpad, npad), kpad, rows.shape[0], wide, nw, i64("bias"),
-                        i64("mult"), i64("shift"), np.ascontiguousarray(z_out, dtype=np.int64),
-                        i64("lo"), i64("hi"))
-    return _cache[node]
-
-
-_choice: "weakref.WeakKeyDictionary[Node, str]" = weakref.WeakKeyDictionary()
+    return out.astype(np.int8), len(digits)
 
 
 def kernel_choice(node: Node) -> str:
-    """The kernel this backend runs for a conv: 'gemm' (tvm VNNI) or 'numba' (decided by
-    timing both on the first input the node sees; both are exact)."""
-    return _choice.get(node, "gemm" if gemm_eligible(node) else "numba")
+    """The kernel this backend runs for a conv node."""
+    o, cg, _, _ = node.arrays["weight"].shape
+    g = node.attrs["groups"]
+    if g == 1:
+        return "gemm"
+    if cg == 1 and g == o and node.attrs.get("mode", "int") == "int":
+        return "depthwise"
+    return "numba"
 
 
-def _timed(fn, *args) -> tuple[float, np.ndarray]:
-    best, out = float("inf"), None
-    for _ in range(2):
-        t = time.perf_counter()
-        out = fn(*args)
-        best = min(best, time.perf_counter() - t)
-    return best, out
-
-
-_disk: dict[str, str] | None = None
-
-
-def _choice_key(node: Node, x: np.ndarray) -> str:
-    h = hashlib.sha1()
-    for k in ("weight", "wbits"):
-        h.update(np.ascontiguousarray(node.arrays[k]).tobytes())
-    h.update(repr((node.attrs["stride"], node.attrs["pad"], x.shape)).encode())
-    return h.hexdigest()
-
-
-def _choices_file() -> Path:
-    return cache_dir() / "kernel_choices.json"
-
-
-def _remember(key: str, value: str) -> None:
-    """Persist a timing decision next to the compiled kernels (best effort, atomic)."""
-    assert _disk is not None
-    _disk[key] = value
-    try:
-        path = _choices_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(_disk, f)
-        os.replace(tmp, path)
-    except OSError:
-        pass
-
-
-def conv(node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray) -> np.ndarray:
-    global _disk
-    if not gemm_eligible(node):
-        return _nb.conv(node, x, z_in, z_out)
-    if node not in _choice:  # plan time: measure both kernels on this input, keep the faster
-        if _disk is None:
-            try:
-                _disk = dict(json.loads(_choices_file().read_text()))
-            except (OSError, ValueError, TypeError):
-                _disk = {}
-        key = _choice_key(node, x)
-        if _disk.get(key) in ("gemm", "numba"):  # measured by an earlier process
-            _choice[node] = _disk[key]
+def _gemm_params(node: Node, z_out: np.ndarray) -> dict:
+    if node not in _cache:
+        a = node.arrays
+        w = np.asarray(a["weight"], np.int64)
+        o = w.shape[0]
+        wk = w.transpose(0, 2, 3, 1).reshape(o, -1)  # K ordered (i, j, c): NHWC im2col
+        d = dict(o=o, k=wk.shape[1], bias=_i64(a["bias"]), mult=_i64(a["mult"]),
+                 shift=_i64(a["shift"]), z=_i64(z_out), lo=_i64(a["lo"]), hi=_i64(a["hi"]),
+                 ternary=node.attrs.get("mode", "int") == "ternary")
+        if d["ternary"]:
+            rows = np.concatenate([wk == 1, wk == -1]).astype(np.int8)
+            d.update(bias_n=_i64(a["bias_n"]), mult_n=_i64(a["mult_n"]))
         else:
-            t_gemm, out = _timed(_gemm_conv, node, x, z_in, z_out)
-            t_nb, _ = _timed(_nb.conv, node, x, z_in, z_out)
-            _choice[node] = "gemm" if t_gemm <= t_nb else "numba"
-            _remember(key, _choice[node])
-            return out
-    if _choice[node] == "numba":
-        return _nb.conv(node, x, z_in, z_out)
-    return _gemm_conv(node, x, z_in, z_out)
+            rows, d["ndig"] = digit_rows(wk)
+        d["packed"] = pack_weights(rows)
+        d["kpad"], d["npad"] = d["packed"].shape[1] * 4, d["packed"].shape[0] * 64
+        d["fn"] = gemm_fn(d["kpad"], d["npad"])
+        d["dtype"] = out_dtype(d["lo"], d["hi"])
+        _cache[node] = d
+    return _cache[node]
 
 
-def _gemm_conv(node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray) -> np.ndarray:
-    packed, fn, kpad, nrows, wide, nw, bias, mult, shift, z, lo, hi = prepare(node, z_out)
-    npad = packed.shape[0] * 64
+def _out_hw(a: Act, kh: int, kw: int, node: Node) -> tuple[int, int]:
     sh, sw = node.attrs["stride"]
-    o, c, kh, kw = node.arrays["weight"].shape
-    pad = node.attrs["pad"]
-    n = x.shape[0]
-    ho = (x.shape[2] + pad[0] + pad[1] - kh) // sh + 1
-    wo = (x.shape[3] + pad[2] + pad[3] - kw) // sw + 1
-    p = ho * wo
-    m = n * p
-    k = c * kh * kw
-    a = aligned_empty((m + (-m % 4), kpad), np.uint8)
-    a[m:] = 0
-    if kpad > k:
-        a[:, k:] = 0
-    if kh == kw == 1 and not any(pad):
-        xs = x[:, :, ::sh, ::sw] if (sh, sw) != (1, 1) else x
-        _to_rows(np.ascontiguousarray(xs, dtype=np.int32).reshape(n, c, p), a)
+    t, b, l, r = node.attrs["pad"]
+    return (a.h + t + b - kh) // sh + 1, (a.w + l + r - kw) // sw + 1
+
+
+def _gemm_conv(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Act:
+    d = _gemm_params(node, z_out)
+    o, _, kh, kw = node.arrays["weight"].shape
+    (sh, sw), pad = node.attrs["stride"], node.attrs["pad"]
+    ho, wo = _out_hw(a, kh, kw, node)
+    if kh == kw == 1 and (sh, sw) == (1, 1) and not any(pad) and a.data.shape[1] == d["kpad"]:
+        rows = a.data  # the activation rows are the GEMM's A operand
     else:
-        xp = _nb._pad(np.ascontiguousarray(x, dtype=np.int32), pad[0], pad[1], pad[2], pad[3],
-                      np.ascontiguousarray(z_in, dtype=np.int32))
-        _im2col(xp, kh, kw, sh, sw, ho, wo, a)
-    cm = aligned_empty((a.shape[0], npad), np.int32)
-    fn(a, packed, cm)
-    out = np.empty((n, o, p), np.int32)
-    _epilogue(cm[:, :nrows], wide, nw, bias, mult, shift, z, lo, hi, out)
-    return out.reshape(n, o, ho, wo)
+        m = a.n * ho * wo
+        rows = aligned_empty((m + (-m % 4), d["kpad"]), np.uint8)
+        if d["kpad"] > d["k"]:
+            rows[:, d["k"]:] = 0
+        nhwc.im2col(a.data, a.n, a.h, a.w, a.c, kh, kw, sh, sw, pad[0], pad[2], ho, wo,
+                    _i64(z_in), rows)
+    cm = aligned_empty((rows.shape[0], d["npad"]), np.int32)
+    d["fn"](rows, d["packed"], cm)
+    out = new_act(a.n, ho, wo, o, d["dtype"])
+    if d["ternary"]:
+        nhwc.epilogue_ternary(cm, out.m, o, d["bias"], d["bias_n"], d["mult"], d["mult_n"],
+                              d["shift"], d["z"], d["lo"], d["hi"], out.data)
+        return out
+    nhwc.epilogue(cm, out.m, o, d["ndig"], d["bias"], d["mult"], d["shift"], d["z"], d["lo"],
+                  d["hi"], out.data)
+    return out
+
+
+def _depthwise(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Act:
+    if node not in _cache:
+        w = np.asarray(node.arrays["weight"], np.int64)[:, 0]  # (C, kh, kw)
+        wt = np.ascontiguousarray(w.transpose(1, 2, 0), dtype=np.int32)
+        ar = node.arrays
+        lo, hi = _i64(ar["lo"]), _i64(ar["hi"])
+        _cache[node] = dict(wt=wt, wz=np.ascontiguousarray(wt * _i64(z_in).astype(np.int32)),
+                            bias=_i64(ar["bias"]), mult=_i64(ar["mult"]), shift=_i64(ar["shift"]),
+                            z=_i64(z_out), lo=lo, hi=hi, dtype=out_dtype(lo, hi))
+    d = _cache[node]
+    kh, kw = d["wt"].shape[:2]
+    ho, wo = _out_hw(a, kh, kw, node)
+    out = new_act(a.n, ho, wo, a.c, d["dtype"])
+    (sh, sw), pad = node.attrs["stride"], node.attrs["pad"]
+    nhwc.depthwise(a.data, a.n, a.h, a.w, a.c, d["wt"], d["wz"], sh, sw, pad[0], pad[2], ho, wo,
+                   d["bias"], d["mult"], d["shift"], d["z"], d["lo"], d["hi"], out.data)
+    return out
+
+
+def conv(node: Node, x, z_in: np.ndarray, z_out: np.ndarray) -> Act:
+    a = _act(x)
+    kind = kernel_choice(node)
+    if kind == "gemm" and a.data.dtype == np.uint8:
+        return _gemm_conv(node, a, z_in, z_out)
+    if kind == "depthwise":
+        return _depthwise(node, a, z_in, z_out)
+    y = _nb.conv(node, to_nchw(a), z_in, z_out)
+    return from_nchw(y, out_dtype(_i64(node.arrays["lo"]), _i64(node.arrays["hi"])))
+
+
+def add(node: Node, x1, z1: np.ndarray, x2, z2: np.ndarray, z_out: np.ndarray) -> Act:
+    a1, a2 = _act(x1), _act(x2)
+    ar = node.arrays
+    lo, hi = _i64(ar["lo"]), _i64(ar["hi"])
+    out = new_act(a1.n, a1.h, a1.w, a1.c, out_dtype(lo, hi))
+    nhwc.add(a1.data, _i64(z1), a2.data, _i64(z2), _i64(ar["mult_a"]), _i64(ar["mult_b"]),
+             _i64(ar["shift"]), _i64(z_out), lo, hi, a1.m, a1.c, out.data)
+    return out
+
+
+def mul(node: Node, x1, z1: np.ndarray, x2, z2: np.ndarray, z_out: np.ndarray) -> Act:
+    a1, a2 = _act(x1), _act(x2)
+    ar = node.arrays
+    lo, hi = _i64(ar["lo"]), _i64(ar["hi"])
+    out = new_act(a1.n, a1.h, a1.w, a1.c, out_dtype(lo, hi))
+    nhwc.mul(a1.data, _i64(z1), a2.data, _i64(z2), _i64(ar["mult"]), _i64(ar["shift"]),
+             _i64(z_out), lo, hi, a1.n, a1.h * a1.w, a1.c, out.data)
+    return out
+
+
+def gap(node: Node, x, z_in: np.ndarray, z_out: np.ndarray) -> Act:
+    a = _act(x)
+    ar = node.arrays
+    lo, hi = _i64(ar["lo"]), _i64(ar["hi"])
+    out = new_act(a.n, 1, 1, a.c, out_dtype(lo, hi))
+    nhwc.gap(a.data, _i64(z_in), _i64(ar["mult"]), _i64(ar["shift"]), _i64(z_out), lo, hi,
+             a.n, a.h * a.w, a.c, out.data)
+    return out
+
+
+def lut(node: Node, x) -> Act:
+    a = _act(x)
+    table = np.ascontiguousarray(node.arrays["table"], dtype=np.int32)
+    out = new_act(a.n, a.h, a.w, a.c, out_dtype(table, table))
+    nhwc.lut(a.data, table, a.m, a.c, out.data)
+    return out
+
+
+def maxpool(node: Node, x) -> Act:
+    a = _act(x)
+    return from_nchw(_nb.maxpool(node, to_nchw(a)), a.data.dtype)
+
+
+def avgpool(node: Node, x, z_in: np.ndarray, z_out: np.ndarray) -> Act:
+    a = _act(x)
+    y = _nb.avgpool(node, to_nchw(a), z_in, z_out)
+    return from_nchw(y, out_dtype(_i64(node.arrays["lo"]), _i64(node.arrays["hi"])))

@@ -1,0 +1,183 @@
+"""Activations of the tvm CPU backend: NHWC rows of codes, `Act`, and the Numba kernels that work
+on them. A tensor of N x H x W pixels and C channels is one 64-byte aligned (M4, C4) array, M4 =
+N*H*W and C4 = C rounded up to multiples of 4, row = pixel: uint8 for activation codes (0..255,
+DESIGN §3), int32 for wider outputs (logits). That is already the A operand of the VNNI GEMM
+(gemm.py) for a pointwise conv, so no transposes between layers; the rows beyond M and the
+columns beyond C are never read as values (the packed weights are zero there). Depthwise convs,
+requantization epilogues, residual adds, pools, gating and tables run along the channels, which
+vectorizes. Every requantization is quant.requant's `requant_one` / `finish_one`, compiled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit, prange
+
+from ...quant.requant import finish_one, requant_one
+from .gemm import aligned_empty
+
+_requant = njit(inline="always", cache=True)(requant_one)
+_finish = njit(inline="always", cache=True)(finish_one)
+ROWS = 64  # rows per parallel task of the row-wise kernels
+
+
+@dataclass
+class Act:
+    data: np.ndarray  # (M4, C4) uint8 or int32, 64-byte aligned
+    n: int
+    h: int
+    w: int
+    c: int
+
+    @property
+    def m(self) -> int:
+        return self.n * self.h * self.w
+
+
+def new_act(n: int, h: int, w: int, c: int, dtype) -> Act:
+    m = n * h * w
+    return Act(aligned_empty((m + (-m % 4), c + (-c % 4)), dtype), n, h, w, c)
+
+
+def from_nchw(x: np.ndarray, dtype) -> Act:
+    n, c, h, w = x.shape
+    a = new_act(n, h, w, c, dtype)
+    a.data[:a.m, :c] = np.asarray(x).transpose(0, 2, 3, 1).reshape(a.m, c)
+    return a
+
+
+def to_nchw(a: Act) -> np.ndarray:
+    """int32 (N, C, H, W) codes."""
+    return np.ascontiguousarray(a.data[:a.m, :a.c].reshape(a.n, a.h, a.w, a.c)
+                                .transpose(0, 3, 1, 2), dtype=np.int32)
+
+
+def out_dtype(lo: np.ndarray, hi: np.ndarray):
+    """uint8 when every code of the output fits it, else int32 (logits)."""
+    return np.uint8 if lo.min() >= 0 and hi.max() <= 255 else np.int32
+
+
+@njit(parallel=True, cache=True)
+def epilogue(cm, m, o, ndig, bias, mult, shift, z, lo, hi, out):
+    """GEMM sums cm (M4, >= ndig*o) int32 -> requantized out[:m, :o]. With weights in base-128
+    digits (ndig 2 or 3), column block j holds the sums of digit j: acc = sum_j 128^j cm[., j*o+oc]."""
+    for t in prange((m + ROWS - 1) // ROWS):
+        for r in range(t * ROWS, min(m, t * ROWS + ROWS)):
+            if ndig == 1:
+                for oc in range(o):
+                    out[r, oc] = _requant(cm[r, oc], bias[oc], mult[oc], shift[oc], z[oc],
+                                          lo[oc], hi[oc])
+            else:
+                for oc in range(o):
+                    acc = np.int64(cm[r, oc]) + np.int64(128) * cm[r, o + oc]
+                    if ndig == 3:
+                        acc += np.int64(16384) * cm[r, 2 * o + oc]
+                    out[r, oc] = _requant(acc, bias[oc], mult[oc], shift[oc], z[oc], lo[oc],
+                                          hi[oc])
+
+
+@njit(parallel=True, cache=True)
+def epilogue_ternary(cm, m, o, bias, bias_n, mult, mult_n, shift, z, lo, hi, out):
+    """Ternary conv: column oc sums the inputs under +1 weights, column o + oc under -1."""
+    for t in prange((m + ROWS - 1) // ROWS):
+        for r in range(t * ROWS, min(m, t * ROWS + ROWS)):
+            for oc in range(o):
+                p = ((np.int64(cm[r, oc]) + bias[oc]) * mult[oc]
+                     - (np.int64(cm[r, o + oc]) + bias_n[oc]) * mult_n[oc])
+                out[r, oc] = _finish(p, shift[oc], z[oc], lo[oc], hi[oc])
+
+
+@njit(parallel=True, cache=True)
+def im2col(x, n, h, w, c, kh, kw, sh, sw, pt, pl, ho, wo, zin, a):
+    """a[(b*Ho + y)*Wo + xx, (i*kw + j)*c + ch] = x at (b, y*sh+i-pt, xx*sw+j-pl, ch), or the
+    zero point zin[ch] outside the image (padding holds real zero)."""
+    for t in prange(n * ho):
+        b = t // ho
+        y = t % ho
+        for xx in range(wo):
+            r = t * wo + xx
+            for i in range(kh):
+                iy = y * sh + i - pt
+                for j in range(kw):
+                    ix = xx * sw + j - pl
+                    col = (i * kw + j) * c
+                    if iy < 0 or iy >= h or ix < 0 or ix >= w:
+                        for ch in range(c):
+                            a[r, col + ch] = zin[ch]
+                    else:
+                        src = (b * h + iy) * w + ix
+                        for ch in range(c):
+                            a[r, col + ch] = x[src, ch]
+
+
+@njit(parallel=True, cache=True)
+def depthwise(x, n, h, w, c, wt, wz, sh, sw, pt, pl, ho, wo, bias, mult, shift, z, lo, hi, out):
+    """Depthwise conv on rows: wt (kh, kw, c) int32 weights, wz = wt * zin (a padded tap's
+    contribution). One output row per task, int32 accumulators (Wo, c) updated a channel vector
+    at a time."""
+    kh, kw = wt.shape[0], wt.shape[1]
+    for t in prange(n * ho):
+        b = t // ho
+        y = t % ho
+        acc = np.zeros((wo, c), np.int32)
+        for i in range(kh):
+            iy = y * sh + i - pt
+            for j in range(kw):
+                wv = wt[i, j]
+                zv = wz[i, j]
+                for xx in range(wo):
+                    ix = xx * sw + j - pl
+                    av = acc[xx]
+                    if iy < 0 or iy >= h or ix < 0 or ix >= w:
+                        for ch in range(c):
+                            av[ch] += zv[ch]
+                    else:
+                        xv = x[(b * h + iy) * w + ix]
+                        for ch in range(c):
+                            av[ch] += wv[ch] * np.int32(xv[ch])
+        for xx in range(wo):
+            r = t * wo + xx
+            for ch in range(c):
+                out[r, ch] = _requant(acc[xx, ch], bias[ch], mult[ch], shift[ch], z[ch], lo[ch],
+                                      hi[ch])
+
+
+@njit(parallel=True, cache=True)
+def add(x1, z1, x2, z2, ma, mb, shift, z, lo, hi, m, c, out):
+    for t in prange((m + ROWS - 1) // ROWS):
+        for r in range(t * ROWS, min(m, t * ROWS + ROWS)):
+            for ch in range(c):
+                p = ((np.int64(x1[r, ch]) - z1[ch]) * ma[ch]
+                     + (np.int64(x2[r, ch]) - z2[ch]) * mb[ch])
+                out[r, ch] = _finish(p, shift[ch], z[ch], lo[ch], hi[ch])
+
+
+@njit(parallel=True, cache=True)
+def mul(x1, z1, x2, z2, mult, shift, z, lo, hi, n, p, c, out):
+    """Gating: x2 holds one row per image (N x C x 1 x 1)."""
+    for t in prange(n):
+        for r in range(t * p, t * p + p):
+            for ch in range(c):
+                v = (np.int64(x1[r, ch]) - z1[ch]) * (np.int64(x2[t, ch]) - z2[ch])
+                out[r, ch] = _requant(v, 0, mult[ch], shift[ch], z[ch], lo[ch], hi[ch])
+
+
+@njit(parallel=True, cache=True)
+def gap(x, zin, mult, shift, z, lo, hi, n, p, c, out):
+    for t in prange(n):
+        s = np.zeros(c, np.int64)
+        for r in range(t * p, t * p + p):
+            for ch in range(c):
+                s[ch] += x[r, ch]
+        for ch in range(c):
+            out[t, ch] = _requant(s[ch] - zin[ch] * p, 0, mult[ch], shift[ch], z[ch], lo[ch],
+                                  hi[ch])
+
+
+@njit(parallel=True, cache=True)
+def lut(x, table, m, c, out):
+    for t in prange((m + ROWS - 1) // ROWS):
+        for r in range(t * ROWS, min(m, t * ROWS + ROWS)):
+            for ch in range(c):
+                out[r, ch] = table[ch, x[r, ch]]
