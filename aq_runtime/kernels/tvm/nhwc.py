@@ -114,8 +114,9 @@ def im2col(x, n, h, w, c, kh, kw, sh, sw, pt, pl, ho, wo, zin, a):
 @njit(parallel=True, cache=True)
 def depthwise(x, n, h, w, c, wt, wz, sh, sw, pt, pl, ho, wo, bias, mult, shift, z, lo, hi, out):
     """Depthwise conv on rows: wt (kh, kw, c) int32 weights, wz = wt * zin (a padded tap's
-    contribution). One output row per task, int32 accumulators (Wo, c) updated a channel vector
-    at a time."""
+    contribution). One output row per task, int32 accumulators (Wo, c); for each tap the output
+    columns whose input lies inside the image form one range, so the inner loops run along the
+    channels without bounds checks."""
     kh, kw = wt.shape[0], wt.shape[1]
     for t in prange(n * ho):
         b = t // ho
@@ -123,19 +124,23 @@ def depthwise(x, n, h, w, c, wt, wz, sh, sw, pt, pl, ho, wo, bias, mult, shift, 
         acc = np.zeros((wo, c), np.int32)
         for i in range(kh):
             iy = y * sh + i - pt
+            inside_row = 0 <= iy < h
             for j in range(kw):
-                wv = wt[i, j]
-                zv = wz[i, j]
-                for xx in range(wo):
-                    ix = xx * sw + j - pl
-                    av = acc[xx]
-                    if iy < 0 or iy >= h or ix < 0 or ix >= w:
-                        for ch in range(c):
-                            av[ch] += zv[ch]
-                    else:
-                        xv = x[(b * h + iy) * w + ix]
-                        for ch in range(c):
-                            av[ch] += wv[ch] * np.int32(xv[ch])
+                x0, x1 = 0, 0
+                if inside_row:  # xx*sw + j - pl in [0, w)
+                    x0 = min(wo, max(0, (pl - j + sw - 1) // sw))
+                    x1 = max(x0, min(wo, (w - 1 - j + pl) // sw + 1))
+                for xx in range(x0):
+                    for ch in range(c):
+                        acc[xx, ch] += wz[i, j, ch]
+                for xx in range(x1, wo):
+                    for ch in range(c):
+                        acc[xx, ch] += wz[i, j, ch]
+                base = (b * h + iy) * w + j - pl
+                for xx in range(x0, x1):
+                    src = base + xx * sw
+                    for ch in range(c):
+                        acc[xx, ch] += wt[i, j, ch] * np.int32(x[src, ch])
         for xx in range(wo):
             r = t * wo + xx
             for ch in range(c):
