@@ -2,6 +2,8 @@
 (digits, B0 with SE and swish tables, Lite0 with mixed bits incl. 1-, 2- and 16-bit channels,
 ternary layers) and randomized small graphs (hypothesis)."""
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -144,3 +146,63 @@ def small_graph(draw):
 def test_random_graphs(case):
     g, x = case
     _check(g, x)
+
+
+def test_bitserial_pointwise_equals_int_math():
+    """AND + popcount on bit-planes == int64 matmul + requantization, for 1-bit {-1, +1},
+    2- and 3-bit weight codes, channel counts across word boundaries, activations of 1..8 bits."""
+    from aq_runtime.kernels.numba_cpu import bitserial
+    from aq_runtime.quant import requantize
+    rng = np.random.default_rng(0)
+    for n, c, p, o, wmax, abits in [(1, 1, 1, 1, 1, 1), (2, 63, 5, 3, 1, 8), (1, 64, 7, 4, 2, 3),
+                                    (3, 65, 9, 5, 3, 2), (1, 200, 11, 16, 3, 8)]:
+        w = rng.integers(-wmax, wmax + 1, (o, c))
+        if wmax == 1:
+            w[w == 0] = 1  # binary weights
+        x = rng.integers(0, 1 << abits, (n, c, p)).astype(np.int32)
+        x[0, :, 0] = (1 << abits) - 1  # the largest code present
+        bias = rng.integers(-500, 500, o)
+        mult = rng.integers(1 << 15, 1 << 16, o)
+        shift = rng.integers(10, 20, o)
+        z, lo, hi = rng.integers(0, 20, o), np.zeros(o, np.int64), np.full(o, 255)
+        planes, off = bitserial.weight_planes(w)
+        got = bitserial.pointwise(x, planes, off, bias, mult, shift, z, lo, hi)
+        acc = np.einsum("oc,ncp->nop", w, x.astype(np.int64))
+        want = requantize(acc + bias[None, :, None], mult[None, :, None], shift[None, :, None],
+                          z[None, :, None], lo[None, :, None], hi[None, :, None])
+        assert np.array_equal(got, want), (n, c, p, o, wmax, abits)
+
+
+def test_numba_picks_bitserial_or_int8_by_timing_and_remembers(tmp_path, monkeypatch):
+    """A pointwise layer with 1-bit weights: the numba backend times both kernels on the first
+    run, keeps the faster, writes the choice to the cache, and a new session reads it back;
+    the logits equal the reference either way."""
+    from aq_runtime.export.float_graph import FloatGraph, FloatNode
+    from aq_runtime.kernels.numba_cpu import choice, kernel_choice
+    monkeypatch.setenv("AQ_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(choice, "_disk", None)
+    rng = np.random.default_rng(0)
+    nodes = [FloatNode("conv", "pw", ["input"], "pw", dict(stride=[1, 1], pad=[0, 0, 0, 0],
+                                                           groups=1, act="relu"),
+                       rng.normal(size=(96, 130, 1, 1)), rng.normal(size=96)),
+             FloatNode("gap", "gap", ["pw"], "gap")]
+    fg = FloatGraph("bs", "input", "gap", (130, 12, 12), [0.0] * 130, [1.0] * 130, nodes)
+    shapes = tensor_shapes(fg)
+    ranges = {k: (-np.ones(s[0]), np.ones(s[0]) * 3) for k, s in shapes.items()}
+    g = integerize(fg, ranges, {"pw": np.ones(96, np.int64)}, {k: np.full(s[0], 8)
+                                                                 for k, s in shapes.items()})
+    x = rng.integers(0, 256, (2, 12, 12, 130), dtype=np.uint8)
+    want = Session(g, "reference").run(x)
+    assert np.array_equal(Session(g, "numba").run(x), want)
+    picked = kernel_choice(g.node("pw"))
+    assert picked in ("int8", "bitserial")
+    assert list(json.loads(choice.choices_file().read_text()).values()) == [picked]
+    monkeypatch.setattr(choice, "_disk", None)  # a new process: read back, not measured
+
+    def no_measuring(*a):
+        raise AssertionError("measured again instead of reading the cache")
+    monkeypatch.setattr(choice, "_remember", no_measuring)
+    g2 = integerize(fg, ranges, {"pw": np.ones(96, np.int64)}, {k: np.full(s[0], 8)
+                                                                  for k, s in shapes.items()})
+    assert np.array_equal(Session(g2, "numba").run(x), want)
+    assert kernel_choice(g2.node("pw")) == picked

@@ -135,9 +135,11 @@ def format_profile(rows: list[LayerTime], backend: str, peak: tuple[str, float],
               f"{'node':34} {'kind':10} {'kernel':8} {'ms':>7} {'GOPS':>7}"]
     for r in sorted(rows, key=lambda r: -r.ms)[:top]:
         lines.append(f"{r.name:34} {r.kind:10} {r.kernel:8} {r.ms:>7.3f} {r.gops:>7.1f}")
-    picked = [r for r in rows if r.kernel in ("gemm", "numba") and r.kind != "depthwise"]
-    if picked and backend == "tvm":
-        lines.append(f"kernel chosen by timing at plan time: gemm for "
-                     f"{sum(r.kernel == 'gemm' for r in picked)} convs, numba for "
-                     f"{sum(r.kernel == 'numba' for r in picked)}")
+    kernels: dict[str, int] = defaultdict(int)
+    for r in rows:
+        if r.kind in ("pointwise", "depthwise", "conv") and r.kernel != backend:
+            kernels[r.kernel] += 1
+    if kernels:
+        lines.append("conv kernels: " + ", ".join(f"{k} {v}" for k, v in sorted(kernels.items()))
+                     + " (bitserial vs int8: the faster when timed at plan time)")
     return "\n".join(lines)

@@ -13,8 +13,10 @@ from numba import njit, prange
 from ...export.ir import Node
 from ...quant.requant import finish_one, requant_one
 from ...runtime import reference as _ref
+from . import bitserial, choice
 
 _cache: "weakref.WeakKeyDictionary[Node, tuple]" = weakref.WeakKeyDictionary()
+_planes: "weakref.WeakKeyDictionary[Node, tuple]" = weakref.WeakKeyDictionary()
 
 
 _requant = njit(inline="always", cache=True)(requant_one)  # the one definition, compiled
@@ -153,6 +155,19 @@ def _params(node: Node, z_out: np.ndarray) -> tuple:
     return _cache[node]
 
 
+def kernel_choice(node: Node) -> str:
+    """The kernel this backend runs for a conv node: 'bitserial' or 'int8' for pointwise convs
+    with small weight codes (whichever was faster when timed at plan time), 'int8' for other
+    pointwise convs, 'depthwise' / 'direct' / 'ternary' otherwise."""
+    o, cg, kh, kw = node.arrays["weight"].shape
+    g = node.attrs["groups"]
+    if node.attrs.get("mode", "int") == "ternary":
+        return "ternary"
+    if kh == kw == 1 and g == 1 and not any(node.attrs["pad"]):
+        return choice.chosen(node) or "int8"
+    return "depthwise" if cg == 1 and g == o else "direct"
+
+
 def conv(node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray) -> np.ndarray:
     if node.attrs.get("mode", "int") == "ternary":
         return _ref.conv(node, x, z_in, z_out).astype(np.int32)
@@ -166,9 +181,20 @@ def conv(node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray) -> np.n
     wo = (wd + pad[2] + pad[3] - kw) // sw + 1
     if kh == 1 and kw == 1 and groups == 1 and not any(pad):
         xs = np.ascontiguousarray(x[:, :, ::sh, ::sw], dtype=np.int32).reshape(n, c, ho * wo)
-        out = np.empty((n, o, ho * wo), dtype=np.int32)
-        _pointwise(xs, w.reshape(o, c), bias, mult, shift, z, lo, hi, out)
-        return out.reshape(n, o, ho, wo)
+
+        def int8():
+            out = np.empty((n, o, ho * wo), dtype=np.int32)
+            _pointwise(xs, w.reshape(o, c), bias, mult, shift, z, lo, hi, out)
+            return out
+        if not bitserial.eligible(w):
+            return int8().reshape(n, o, ho, wo)
+        if node not in _planes:
+            _planes[node] = bitserial.weight_planes(w.reshape(o, c))
+        planes, off = _planes[node]
+        return choice.run_fastest(node, xs.shape, {
+            "int8": int8,
+            "bitserial": lambda: bitserial.pointwise(xs, planes, off, bias, mult, shift, z, lo,
+                                                     hi)}).reshape(n, o, ho, wo)
     xp = _pad(np.ascontiguousarray(x, dtype=np.int32), pad[0], pad[1], pad[2], pad[3],
               np.ascontiguousarray(z_in, dtype=np.int32))
     out = np.empty((n, o, ho, wo), dtype=np.int32)

@@ -1,0 +1,84 @@
+"""Per-layer kernel choice by timing at plan time: the first time a node runs, every candidate
+kernel runs on that very input (twice, best time kept), the fastest is used from then on and
+remembered on disk (`kernel_choices.json` in $AQ_CACHE_DIR/numba or ~/.cache/aq_runtime/numba,
+keyed by the node's weights and the input's shape), so a second process does not measure
+again. All candidates are exact, so the choice only moves speed."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+import weakref
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ...export.ir import Node
+
+_choice: "weakref.WeakKeyDictionary[Node, str]" = weakref.WeakKeyDictionary()
+_disk: dict[str, str] | None = None
+
+
+def choices_file() -> Path:
+    root = os.environ.get("AQ_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "aq_runtime")
+    return Path(root) / "numba" / "kernel_choices.json"
+
+
+def _key(node: Node, shape: tuple) -> str:
+    h = hashlib.sha1()
+    for k in ("weight", "wbits"):
+        h.update(np.ascontiguousarray(node.arrays[k]).tobytes())
+    h.update(repr((node.attrs["stride"], node.attrs["pad"], shape)).encode())
+    return h.hexdigest()
+
+
+def _remember(key: str, value: str) -> None:
+    assert _disk is not None
+    _disk[key] = value
+    try:
+        path = choices_file()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
+        with os.fdopen(fd, "w") as f:
+            json.dump(_disk, f)
+        os.replace(tmp, path)
+    except OSError:  # the cache is an optimization
+        pass
+
+
+def chosen(node: Node) -> str | None:
+    return _choice.get(node)
+
+
+def run_fastest(node: Node, shape: tuple, candidates: dict[str, Callable[[], np.ndarray]]
+                ) -> np.ndarray:
+    """Run the node's chosen candidate (choosing it first if needed) and return its output."""
+    global _disk
+    if node not in _choice:
+        if _disk is None:
+            try:
+                _disk = dict(json.loads(choices_file().read_text()))
+            except (OSError, ValueError, TypeError):
+                _disk = {}
+        key = _key(node, shape)
+        if _disk.get(key) in candidates:
+            _choice[node] = _disk[key]
+        else:
+            best, out = None, None
+            for name, fn in candidates.items():
+                t_best = float("inf")
+                for _ in range(2):
+                    t = time.perf_counter()
+                    y = fn()
+                    t_best = min(t_best, time.perf_counter() - t)
+                if best is None or t_best < best[0]:
+                    best, out = (t_best, name), y
+            _choice[node] = best[1]
+            _remember(key, best[1])
+            return out
+    return candidates[_choice[node]]()
