@@ -76,7 +76,8 @@ def test_b0_se_swish(photos96):
     _check(export_graph(fg, photos96[0], 6, progress=False), photos96[1])
 
 
-def test_lite0_mixed_low_and_high_bits_and_ternary(photos96):
+@pytest.fixture(scope="module")
+def lite0_mixed(photos96):
     from aq_runtime.export.bits_spec import resolve_bits
     from aq_runtime.export.calibrate import calibrate, per_tensor
     from aq_runtime.models.registry import build_float_graph
@@ -95,7 +96,44 @@ def test_lite0_mixed_low_and_high_bits_and_ternary(photos96):
     bits = np.concatenate([n.arrays["wbits"] for n in g.weight_nodes()])
     assert {1, 2, 16} <= set(bits.tolist())
     assert sum(n.attrs["mode"] == "ternary" for n in g.weight_nodes()) == 2
-    _check(g, photos96[1])
+    return g
+
+
+def test_lite0_mixed_low_and_high_bits_and_ternary(lite0_mixed, photos96):
+    _check(lite0_mixed, photos96[1])
+
+
+@pytest.mark.parametrize("backend,forced", [("tvm", "gemm"), ("tvm", "rows"),
+                                            ("numba", "int8"), ("numba", "bitserial")])
+def test_every_kernel_candidate_is_exact(backend, forced, lite0_mixed, photos96, monkeypatch):
+    """The per-layer timing picks one candidate per layer; here each candidate is forced on every
+    layer that has it (Lite0 with 1..16-bit and ternary layers; a graph whose pointwise layer
+    has binary weights), and the logits must still equal the reference."""
+    if backend not in FAST:
+        pytest.skip(f"{backend} is not available here")
+    from aq_runtime.export.float_graph import FloatGraph, FloatNode
+    from aq_runtime.kernels.numba_cpu import choice
+    used = []
+
+    def forced_run(scope, node, shape, cands):
+        name = forced if forced in cands else next(iter(cands))
+        used.append(name)
+        return cands[name]()
+    monkeypatch.setattr(choice, "run_fastest", forced_run)
+    rng = np.random.default_rng(3)
+    nodes = [FloatNode("conv", "pw", ["input"], "pw", dict(stride=[1, 1], pad=[0, 0, 0, 0],
+                                                           groups=1, act="relu"),
+                       rng.normal(size=(40, 70, 1, 1)), rng.normal(size=40)),
+             FloatNode("gap", "gap", ["pw"], "gap")]
+    fg = FloatGraph("bs", "input", "gap", (70, 5, 7), [0.0] * 70, [1.0] * 70, nodes)
+    shapes = tensor_shapes(fg)
+    ranges = {k: (-np.ones(s[0]), np.ones(s[0]) * 3) for k, s in shapes.items()}
+    binary = integerize(fg, ranges, {"pw": np.ones(40, np.int64)},
+                        {k: rng.integers(1, 9, s[0]) for k, s in shapes.items()})
+    for g, x in [(lite0_mixed, photos96[1][:2]),
+                 (binary, rng.integers(0, 256, (3, 5, 7, 70), dtype=np.uint8))]:
+        assert np.array_equal(Session(g, backend).run(x), Session(g, "reference").run(x))
+    assert forced in used
 
 
 @st.composite

@@ -179,7 +179,7 @@ def test_ddp_equals_single_process(tmp_path):
                             "--nproc-per-node", "2", "-m", "aq_runtime.cli.train", *args,
                             "--out", str(tmp_path / "two")], capture_output=True, text=True,
                            timeout=300, env=env)
-    assert multi.returncode == 0, multi.stderr[-2000:]
+    assert multi.returncode == 0, multi.stderr[:4000] + "\n...\n" + multi.stderr[-3000:]
     a = load_checkpoint(tmp_path / "one" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "two" / "last.pt")["model"]
     assert set(a) == set(b)

@@ -1,7 +1,7 @@
 """Per-layer kernel choice by timing at plan time: the first time a node runs, every candidate
 kernel runs on that very input (twice, best time kept), the fastest is used from then on and
-remembered on disk (`kernel_choices.json` in $AQ_CACHE_DIR/numba or ~/.cache/aq_runtime/numba,
-keyed by the node's weights and the input's shape), so a second process does not measure
+remembered on disk (`kernel_choices.json` in $AQ_CACHE_DIR or ~/.cache/aq_runtime, keyed by
+the backend, the node's weights and the input's shape), so a second process does not measure
 again. All candidates are exact, so the choice only moves speed."""
 
 from __future__ import annotations
@@ -13,24 +13,24 @@ import tempfile
 import time
 import weakref
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 from ...export.ir import Node
 
-_choice: "weakref.WeakKeyDictionary[Node, str]" = weakref.WeakKeyDictionary()
+_choice: dict[str, "weakref.WeakKeyDictionary[Node, str]"] = {}
 _disk: dict[str, str] | None = None
 
 
 def choices_file() -> Path:
     root = os.environ.get("AQ_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "aq_runtime")
-    return Path(root) / "numba" / "kernel_choices.json"
+    return Path(root) / "kernel_choices.json"
 
 
-def _key(node: Node, shape: tuple) -> str:
-    h = hashlib.sha1()
+def _key(scope: str, node: Node, shape: tuple) -> str:
+    h = hashlib.sha1(scope.encode())
     for k in ("weight", "wbits"):
         h.update(np.ascontiguousarray(node.arrays[k]).tobytes())
     h.update(repr((node.attrs["stride"], node.attrs["pad"], shape)).encode())
@@ -51,23 +51,26 @@ def _remember(key: str, value: str) -> None:
         pass
 
 
-def chosen(node: Node) -> str | None:
-    return _choice.get(node)
+def chosen(scope: str, node: Node) -> str | None:
+    """The kernel `scope` (a backend) picked for the node, if it ran yet."""
+    return _choice.get(scope, {}).get(node)
 
 
-def run_fastest(node: Node, shape: tuple, candidates: dict[str, Callable[[], np.ndarray]]
-                ) -> np.ndarray:
-    """Run the node's chosen candidate (choosing it first if needed) and return its output."""
+def run_fastest(scope: str, node: Node, shape: tuple, candidates: dict[str, Callable[[], Any]]
+                ) -> Any:
+    """Run the node's chosen candidate (choosing it first if needed) and return its output.
+    `scope` names the backend: each keeps its own decisions."""
     global _disk
-    if node not in _choice:
+    picked = _choice.setdefault(scope, weakref.WeakKeyDictionary())
+    if node not in picked:
         if _disk is None:
             try:
                 _disk = dict(json.loads(choices_file().read_text()))
             except (OSError, ValueError, TypeError):
                 _disk = {}
-        key = _key(node, shape)
+        key = _key(scope, node, shape)
         if _disk.get(key) in candidates:
-            _choice[node] = _disk[key]
+            picked[node] = _disk[key]
         else:
             best, out = None, None
             for name, fn in candidates.items():
@@ -78,7 +81,7 @@ def run_fastest(node: Node, shape: tuple, candidates: dict[str, Callable[[], np.
                     t_best = min(t_best, time.perf_counter() - t)
                 if best is None or t_best < best[0]:
                     best, out = (t_best, name), y
-            _choice[node] = best[1]
+            picked[node] = best[1]
             _remember(key, best[1])
             return out
-    return candidates[_choice[node]]()
+    return candidates[picked[node]]()

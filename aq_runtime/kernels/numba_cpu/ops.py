@@ -164,7 +164,7 @@ def kernel_choice(node: Node) -> str:
     if node.attrs.get("mode", "int") == "ternary":
         return "ternary"
     if kh == kw == 1 and g == 1 and not any(node.attrs["pad"]):
-        return choice.chosen(node) or "int8"
+        return choice.chosen("numba", node) or "int8"
     return "depthwise" if cg == 1 and g == o else "direct"
 
 
@@ -191,7 +191,7 @@ def conv(node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray) -> np.n
         if node not in _planes:
             _planes[node] = bitserial.weight_planes(w.reshape(o, c))
         planes, off = _planes[node]
-        return choice.run_fastest(node, xs.shape, {
+        return choice.run_fastest("numba", node, xs.shape, {
             "int8": int8,
             "bitserial": lambda: bitserial.pointwise(xs, planes, off, bias, mult, shift, z, lo,
                                                      hi)}).reshape(n, o, ho, wo)

@@ -8,6 +8,7 @@ kept in memory and on disk (`~/.cache/aq_runtime/tvm`, or $AQ_CACHE_DIR/tvm)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Callable
 
@@ -87,9 +88,9 @@ def aligned_empty(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
     """A C-contiguous array whose data starts on a 64-byte boundary (numpy only guarantees
     16: an unaligned buffer makes the kernel fault at random)."""
     dt = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dt.itemsize
+    nbytes = math.prod(shape) * dt.itemsize
     raw = np.empty(nbytes + ALIGN, np.uint8)
-    off = -raw.ctypes.data % ALIGN
+    off = -raw.__array_interface__["data"][0] % ALIGN
     return raw[off:off + nbytes].view(dt).reshape(shape)
 
 

@@ -78,6 +78,25 @@ def epilogue(cm, m, o, ndig, bias, mult, shift, z, lo, hi, out):
 
 
 @njit(parallel=True, cache=True)
+def pointwise_rows(x, m, wt, bias, mult, shift, z, lo, hi, out):
+    """out[r, :o] = requant(sum_k x[r, k] * wt[k, :]) with int32 weights wt (K, O) of any
+    width: one row of int32 accumulators per pixel, updated an output-channel vector at a time
+    (no base-128 digits, no int32 matrix through memory)."""
+    k, o = wt.shape
+    for t in prange((m + ROWS - 1) // ROWS):
+        acc = np.empty(o, np.int32)
+        for r in range(t * ROWS, min(m, t * ROWS + ROWS)):
+            acc[:] = 0
+            for kk in range(k):
+                xv = np.int32(x[r, kk])
+                for oc in range(o):
+                    acc[oc] += xv * wt[kk, oc]
+            for oc in range(o):
+                out[r, oc] = _requant(acc[oc], bias[oc], mult[oc], shift[oc], z[oc], lo[oc],
+                                      hi[oc])
+
+
+@njit(parallel=True, cache=True)
 def epilogue_ternary(cm, m, o, bias, bias_n, mult, mult_n, shift, z, lo, hi, out):
     """Ternary conv: column oc sums the inputs under +1 weights, column o + oc under -1."""
     for t in prange((m + ROWS - 1) // ROWS):

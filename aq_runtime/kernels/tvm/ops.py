@@ -1,12 +1,15 @@
-"""The tvm CPU backend: activations stay NHWC rows of uint8 codes between layers (nhwc.Act);
-every one-group conv, int or ternary, runs on the VNNI GEMM microkernel (gemm.py): 1x1 convs
-straight on the activation rows, others through an NHWC im2col; the requantization runs in a
-vectorized Numba epilogue straight into the next layer's rows. Ternary convs are two GEMM column
-blocks (the inputs under +1 and under -1 weights); channels with weight codes wider than int8
-(9..16 bits) put the weights' higher base-128 digits in extra GEMM column blocks, recombined
-exactly in the epilogue. Depthwise convs, residual adds, gating, global pooling and tables are NHWC Numba
-kernels along the channels; grouped convs and max/average pools fall back to the numba_cpu
-kernels (NCHW, converted on the way)."""
+"""The tvm CPU backend: activations stay NHWC rows of uint8 codes between layers (nhwc.Act).
+One-group convs run on the VNNI GEMM microkernel (gemm.py): 1x1 convs straight on the activation
+rows, others through an NHWC im2col; the requantization runs in a vectorized Numba epilogue
+straight into the next layer's rows. Ternary convs are two GEMM column blocks (the inputs under
++1 and under -1 weights); weight codes wider than int8 (9..16 bits) put their higher base-128
+digits in extra GEMM column blocks, recombined exactly in the epilogue. Per int conv, a Numba
+kernel that multiplies the rows by int32 weights along the output channels (no digits, no int32
+matrix through memory) competes with the GEMM: the faster, timed at plan time, is kept and
+remembered (numba_cpu/choice.py); it wins on large early layers with few input channels.
+Depthwise convs, residual adds, gating, global pooling and tables are NHWC Numba kernels along
+the channels; grouped convs and max/average pools fall back to the numba_cpu kernels (NCHW,
+converted on the way)."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import weakref
 import numpy as np
 
 from ...export.ir import Node
+from ..numba_cpu import choice
 from ..numba_cpu import ops as _nb
 from . import nhwc
 from .gemm import aligned_empty, gemm_fn, pack_weights
@@ -60,11 +64,13 @@ def digit_rows(w: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def kernel_choice(node: Node) -> str:
-    """The kernel this backend runs for a conv node."""
+    """The kernel this backend runs for a conv node: 'gemm' (VNNI) or 'rows' (Numba, int32
+    weights along the output channels: no digit split, no int32 matrix in memory), whichever
+    was faster when timed at plan time; 'depthwise'; 'numba' (NCHW fallback)."""
     o, cg, _, _ = node.arrays["weight"].shape
     g = node.attrs["groups"]
     if g == 1:
-        return "gemm"
+        return choice.chosen("tvm", node) or "gemm"
     if cg == 1 and g == o and node.attrs.get("mode", "int") == "int":
         return "depthwise"
     return "numba"
@@ -112,16 +118,32 @@ def _gemm_conv(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Act:
             rows[:, d["k"]:] = 0
         nhwc.im2col(a.data, a.n, a.h, a.w, a.c, kh, kw, sh, sw, pad[0], pad[2], ho, wo,
                     _i64(z_in), rows)
-    cm = aligned_empty((rows.shape[0], d["npad"]), np.int32)
-    d["fn"](rows, d["packed"], cm)
-    out = new_act(a.n, ho, wo, o, d["dtype"])
-    if d["ternary"]:
-        nhwc.epilogue_ternary(cm, out.m, o, d["bias"], d["bias_n"], d["mult"], d["mult_n"],
-                              d["shift"], d["z"], d["lo"], d["hi"], out.data)
+
+    def gemm() -> Act:
+        cm = aligned_empty((rows.shape[0], d["npad"]), np.int32)
+        d["fn"](rows, d["packed"], cm)
+        out = new_act(a.n, ho, wo, o, d["dtype"])
+        if d["ternary"]:
+            nhwc.epilogue_ternary(cm, out.m, o, d["bias"], d["bias_n"], d["mult"], d["mult_n"],
+                                  d["shift"], d["z"], d["lo"], d["hi"], out.data)
+        else:
+            nhwc.epilogue(cm, out.m, o, d["ndig"], d["bias"], d["mult"], d["shift"], d["z"],
+                          d["lo"], d["hi"], out.data)
         return out
-    nhwc.epilogue(cm, out.m, o, d["ndig"], d["bias"], d["mult"], d["shift"], d["z"], d["lo"],
-                  d["hi"], out.data)
-    return out
+
+    if d["ternary"]:
+        return gemm()
+
+    def rowwise() -> Act:
+        if "wt" not in d:
+            wk = np.asarray(node.arrays["weight"], np.int64).transpose(0, 2, 3, 1).reshape(o, -1)
+            d["wt"] = np.ascontiguousarray(wk.T, dtype=np.int32)  # (K, O)
+        out = new_act(a.n, ho, wo, o, d["dtype"])
+        nhwc.pointwise_rows(rows, out.m, d["wt"], d["bias"], d["mult"], d["shift"], d["z"],
+                            d["lo"], d["hi"], out.data)
+        return out
+
+    return choice.run_fastest("tvm", node, rows.shape, {"gemm": gemm, "rows": rowwise})
 
 
 def _depthwise(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Act:
@@ -146,7 +168,7 @@ def _depthwise(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Act:
 def conv(node: Node, x, z_in: np.ndarray, z_out: np.ndarray) -> Act:
     a = _act(x)
     kind = kernel_choice(node)
-    if kind == "gemm" and a.data.dtype == np.uint8:
+    if kind in ("gemm", "rows") and a.data.dtype == np.uint8:
         return _gemm_conv(node, a, z_in, z_out)
     if kind == "depthwise":
         return _depthwise(node, a, z_in, z_out)
