@@ -28,7 +28,7 @@ from aq_runtime.training.loop import train
 from aq_runtime.training.progressive import progressive_search
 
 RESULTS = Path(__file__).parent / "results"
-BETA_GRID = (1e3, 1e4, 3e4, 1e5, 3e5, 1e6, 3e6)
+BETA_GRID = (1e3, 1e4, 2e4, 3e4, 4e4, 5e4, 6e4, 8e4, 1e5, 1.5e5, 2e5, 3e5, 5e5, 1e6, 3e6)
 # every row scores the run's final model (last.pt; the SWA average for AQ): the digits split
 # has no validation part, so picking a best epoch would choose on the test images
 FINAL = "last.pt"
