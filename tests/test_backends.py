@@ -244,3 +244,17 @@ def test_numba_picks_bitserial_or_int8_by_timing_and_remembers(tmp_path, monkeyp
                                                                   for k, s in shapes.items()})
     assert np.array_equal(Session(g2, "numba").run(x), want)
     assert kernel_choice(g2.node("pw")) == picked
+
+
+def test_auto_picks_the_backend_measured_fastest(digits_graph, tmp_path, monkeypatch):
+    """`auto` = what aq-bench measured fastest for this model here (per batch size), when that
+    backend is available; else the registry's first available backend."""
+    from aq_runtime.runtime import fastest
+    monkeypatch.setenv("AQ_CACHE_DIR", str(tmp_path))
+    default = available_backends()[0]
+    assert Session(digits_graph).backend_name == default
+    fastest.record(digits_graph.digest(), {1: "reference", 32: "numba"})
+    assert Session(digits_graph, batch_size=8).backend_name == "reference"
+    assert Session(digits_graph, batch_size=64).backend_name == "numba"
+    fastest.record(digits_graph.digest(), {1: "no-such-backend"})
+    assert Session(digits_graph).backend_name == default

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
             format_warm,
             warm_start,
         )
+        from ..format import read_aqz
         from ..runtime.predict import write_atomic
         if a.runs < 1 or min(a.batch) < 1:
             raise AqError("--runs and --batch must be positive")
@@ -42,6 +43,18 @@ def main(argv: list[str] | None = None) -> None:
             r.name[3:]: warm_start(a.model, r.name[3:]) for r in rows
             if r.name.startswith("aq ") and r.batch == a.batch[0]}
         print(format_timings(rows))
+        from ..runtime.fastest import record
+        fastest = {}
+        for b in a.batch:
+            aq = [r for r in rows if r.name.startswith("aq ") and r.batch == b]
+            if aq:
+                fastest[b] = min(aq, key=lambda r: r.median_ms).name[3:]
+        from ..runtime import available_backends
+        measured = {r.name[3:] for r in rows if r.name.startswith("aq ")}
+        if fastest and measured >= set(available_backends()):  # only a full comparison counts
+            record(read_aqz(a.model).digest(), fastest)
+            print("--backend auto will now pick, for this model on this machine: " + ", ".join(
+                f"{n} at batch >= {b}" for b, n in sorted(fastest.items())))
         if warm:
             print(format_warm(warm))
         if a.layers:

@@ -136,10 +136,17 @@ def available_backends() -> list[str]:
     return out
 
 
-def get_backend(name: str, graph: Graph) -> tuple[str, Any]:
-    """Resolve a backend name ('auto' = the first available) to (name, ops)."""
+def get_backend(name: str, graph: Graph, batch: int = 16) -> tuple[str, Any]:
+    """Resolve a backend name to (name, ops). 'auto': the backend aq-bench measured fastest for
+    this model on this machine (runtime/fastest.py), if available, else the first available."""
     if name == "auto":
-        name = available_backends()[0]
+        avail = available_backends()
+        name = avail[0]
+        if graph is not None:
+            from .fastest import lookup
+            measured = lookup(graph.digest(), batch)
+            if measured in avail:
+                name = measured
     if name not in BACKENDS:
         raise AqError(f"unknown backend {name!r} (available: {', '.join(BACKENDS)})")
     return name, BACKENDS[name](graph)

@@ -21,7 +21,7 @@ class Session:
 
     def __init__(self, model: str | Path | Graph, backend: str = "auto", batch_size: int = 16):
         self.graph = model if isinstance(model, Graph) else read_aqz(model)
-        self.backend_name, self.ops = get_backend(backend, self.graph)
+        self.backend_name, self.ops = get_backend(backend, self.graph, batch_size)
         self.batch_size = batch_size
         c, h, w = self.graph.tensors[self.graph.input].shape
         self.input_shape = (h, w, c)
