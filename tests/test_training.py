@@ -170,7 +170,8 @@ def test_ddp_equals_single_process(tmp_path):
     args = ["--model", "digits-cnn", "--data", "digits", "--batch-size", "64", "--max-steps", "3",
             "--strategy", "aq", "--bits-trainable", "--beta", "20", "--lr", "1e-3",
             "--no-progress"]
-    env = dict(os.environ, OMP_NUM_THREADS="1")  # same float summation order in both runs
+    # same float summation order in both runs; a crash prints every thread's Python stack
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1")
     single = subprocess.run([sys.executable, "-m", "aq_runtime.cli.train", *args, "--out",
                              str(tmp_path / "one")], capture_output=True, text=True, timeout=300,
                             env=env)
