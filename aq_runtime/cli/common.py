@@ -8,7 +8,11 @@ from typing import Callable
 from .. import AqError
 
 
-def run_cli(fn: Callable[[], int | None]) -> None:
+def run_cli(fn: Callable[[], int | None], hard_exit: bool = False) -> None:
+    """Run a CLI body: AqError -> one line, exit 2; Ctrl-C -> exit 130. `hard_exit` ends the
+    process without interpreter finalization (output flushed first): torch's gloo worker
+    threads can abort the process (SIGABRT) while Python tears down, after the work is done
+    and the process group destroyed; the data-parallel trainer uses it."""
     try:
         code = fn() or 0
     except AqError as e:
@@ -17,4 +21,9 @@ def run_cli(fn: Callable[[], int | None]) -> None:
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         code = 130
+    if hard_exit:
+        import os
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)

@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> None:
                 return progressive_search(cfg, progress=not a.no_progress, resume=True)
         from ..training.loop import train
         return train(cfg, resume=bool(a.resume), progress=not a.no_progress)
-    run_cli(go)
+    import os
+    run_cli(go, hard_exit=int(os.environ.get("WORLD_SIZE", "1")) > 1)
 
 
 def eval_main(argv: list[str] | None = None) -> None:
