@@ -80,20 +80,29 @@ def epilogue(cm, m, o, ndig, bias, mult, shift, z, lo, hi, out):
 @njit(parallel=True, cache=True)
 def pointwise_rows(x, m, wt, bias, mult, shift, z, lo, hi, out):
     """out[r, :o] = requant(sum_k x[r, k] * wt[k, :]) with int32 weights wt (K, O) of any
-    width: one row of int32 accumulators per pixel, updated an output-channel vector at a time
-    (no base-128 digits, no int32 matrix through memory)."""
+    width: four rows at a time (each weight vector loaded once for four rows of int32
+    accumulators), updated an output-channel vector at a time: no base-128 digits, no int32
+    matrix through memory. Rows come in fours (the row count is padded to a multiple of 4; the
+    padding rows compute garbage nobody reads)."""
     k, o = wt.shape
-    for t in prange((m + ROWS - 1) // ROWS):
-        acc = np.empty(o, np.int32)
-        for r in range(t * ROWS, min(m, t * ROWS + ROWS)):
-            acc[:] = 0
+    m4 = m + (-m % 4)
+    for t in prange((m4 + ROWS - 1) // ROWS):
+        acc = np.empty((4, o), np.int32)
+        for rb in range(t * ROWS, min(m4, t * ROWS + ROWS), 4):
+            acc[:, :] = 0
             for kk in range(k):
-                xv = np.int32(x[r, kk])
+                x0, x1 = np.int32(x[rb, kk]), np.int32(x[rb + 1, kk])
+                x2, x3 = np.int32(x[rb + 2, kk]), np.int32(x[rb + 3, kk])
                 for oc in range(o):
-                    acc[oc] += xv * wt[kk, oc]
-            for oc in range(o):
-                out[r, oc] = _requant(acc[oc], bias[oc], mult[oc], shift[oc], z[oc], lo[oc],
-                                      hi[oc])
+                    wv = wt[kk, oc]
+                    acc[0, oc] += x0 * wv
+                    acc[1, oc] += x1 * wv
+                    acc[2, oc] += x2 * wv
+                    acc[3, oc] += x3 * wv
+            for i in range(4):
+                for oc in range(o):
+                    out[rb + i, oc] = _requant(acc[i, oc], bias[oc], mult[oc], shift[oc], z[oc],
+                                               lo[oc], hi[oc])
 
 
 @njit(parallel=True, cache=True)
