@@ -16,10 +16,11 @@ from typing import Any
 
 from ...export.ir import Graph
 from ..tvm.runtime_lib import cache_dir, lib_dir, load_module, save_module, tvm_version
-from .compute import prim_func, signature
+from .compute import out_tile, prim_func, signature
 from .schedule import schedule
 
 BUILD_ARCH = "sm_80"  # the CUDA codegen's target; machine code is made at load for the GPU
+SCHEDULE_VERSION = 2  # part of the cache key: a changed compute or schedule compiles anew
 
 
 def plan(graph: Graph) -> tuple[dict[str, str], dict[tuple, str]]:
@@ -37,13 +38,15 @@ def plan(graph: Graph) -> tuple[dict[str, str], dict[tuple, str]]:
 
 def module_path(by_sig: dict[tuple, str], gpu: bool) -> Path:
     text = repr(sorted((name, sig) for sig, name in by_sig.items()))
-    key = hashlib.sha256(f"{text}|{gpu}|{BUILD_ARCH}|{tvm_version()}".encode()).hexdigest()[:20]
+    key = hashlib.sha256(f"{text}|{gpu}|{BUILD_ARCH}|{SCHEDULE_VERSION}|{tvm_version()}"
+                         .encode()).hexdigest()[:20]
     return cache_dir() / f"graph_{'cuda' if gpu else 'llvm'}_{key}.so"
 
 
 def compile_module(by_sig: dict[tuple, str], gpu: bool) -> Any:
     import tvm
-    funcs = {name: schedule(prim_func(sig, name), gpu) for sig, name in by_sig.items()}
+    funcs = {name: schedule(prim_func(sig, name), gpu, out_tile(sig))
+             for sig, name in by_sig.items()}
     target = (tvm.target.Target({"kind": "cuda", "arch": BUILD_ARCH}, host={"kind": "llvm"})
               if gpu else tvm.target.Target({"kind": "llvm"}))
     return tvm.compile(tvm.IRModule(funcs), target=target)

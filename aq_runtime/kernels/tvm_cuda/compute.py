@@ -6,7 +6,7 @@ max pooling pads with code 0. Conv sums are int32 (the exporter's overflow proof
 requantization int64: `requant_expr` / `finish_expr` state quant.requant's `requant_one` /
 `finish_one` for TE (tests/test_tvm_cuda.py checks them against those functions value by value).
 Reductions are named "acc*", every function's output block "out" (kernels/tvm_cuda/schedule.py
-relies on it)."""
+relies on it); one-group int convs reduce TILE output channels at once (`out_tile`)."""
 
 from __future__ import annotations
 
@@ -71,8 +71,57 @@ def _out_hw(h: int, w: int, k: tuple, s: tuple, pad: tuple) -> tuple[int, int]:
     return (h + t + b - k[0]) // s[0] + 1, (w + l + r - k[1]) // s[1] + 1
 
 
+TILE = 4  # output channels per thread for one-group int convs (register tiling)
+
+
+def out_tile(sig: tuple) -> int:
+    """Output channels one thread computes: TILE for one-group int convs whose channel count it
+    divides (every input value loaded feeds TILE accumulators), else 1."""
+    if sig[0] == "conv":
+        (wshape, _, _, groups, mode) = sig[2]
+        if groups == 1 and mode == "int" and wshape[0] % TILE == 0:
+            return TILE
+    return 1
+
+
+def _tiled_conv(sig: tuple):
+    """One-group int conv whose reduction yields TILE channel sums at once (a tuple reducer):
+    block "acc" has TILE outputs (n, O/TILE, Ho, Wo), the input tap is loaded once per step."""
+    from tvm import te, tirx
+    (_, ((c, h, w),), (wshape, stride, pad, _, _)) = sig
+    o, cg, kh, kw = wshape
+    ho, wo = _out_hw(h, w, (kh, kw), stride, pad)
+    n = te.var("n")
+    x = _ph((n, c, h, w), I32, "x")
+    wt = _ph(wshape, I32, "w")
+    zin = _ph((c,), I64, "zin")
+    bias, mult, shift, z, lo, hi = _vecs("bias mult shift z lo hi", o)
+    rc, ry, rx = (te.reduce_axis((0, cg), "rc"), te.reduce_axis((0, kh), "ry"),
+                  te.reduce_axis((0, kw), "rx"))
+    sums = te.comm_reducer(lambda a, b: [a[i] + b[i] for i in range(TILE)],
+                           lambda *t: [tirx.const(0, d) for d in t], name="sums")
+
+    def body(b, oo, y, xx):
+        iy, ix = y * stride[0] + ry - pad[0], xx * stride[1] + rx - pad[2]
+        v = te.if_then_else(_inside(iy, ix, h, w), _clamped(x, b, rc, iy, ix, h, w),
+                            zin[rc].astype(I32))
+        return sums([wt[oo * TILE + i, rc, ry, rx] * v for i in range(TILE)], axis=[rc, ry, rx])
+    accs = te.compute((n, o // TILE, ho, wo), body, name="acc")
+
+    def requant(b, oc, y, xx):
+        q, r = oc // TILE, oc % TILE
+        a = accs[TILE - 1][b, q, y, xx]
+        for i in range(TILE - 2, -1, -1):
+            a = tirx.Select(r == i, accs[i][b, q, y, xx], a)
+        return requant_expr(a, bias[oc], mult[oc], shift[oc], z[oc], lo[oc], hi[oc])
+    out = te.compute((n, o, ho, wo), requant, name="out")
+    return te.create_prim_func([x, wt, zin, bias, mult, shift, z, lo, hi, out])
+
+
 def conv_func(sig: tuple):
     """Conv / depthwise / dense (groups, strides, asymmetric padding), int or ternary mode."""
+    if out_tile(sig) > 1:
+        return _tiled_conv(sig)
     from tvm import te, tirx
     (_, ((c, h, w),), (wshape, stride, pad, groups, mode)) = sig
     o, cg, kh, kw = wshape
