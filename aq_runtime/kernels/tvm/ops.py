@@ -38,6 +38,14 @@ def _act(x) -> Act:
     return from_nchw(x, np.uint8 if x.min() >= 0 and x.max() <= 255 else np.int32)
 
 
+def from_images(images: np.ndarray) -> Act:
+    """uint8 N x H x W x C images (already the input codes, DESIGN §5) -> the input's rows."""
+    n, h, w, c = images.shape
+    a = new_act(n, h, w, c, np.uint8)
+    a.data[:a.m, :c] = images.reshape(a.m, c)
+    return a
+
+
 def to_host(x) -> np.ndarray:
     return to_nchw(x) if isinstance(x, Act) else np.asarray(x)
 
