@@ -37,9 +37,6 @@ def _models() -> dict:
     """name -> (graph, uint8 images)."""
     from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
     from aq_runtime.export.api import export_graph
-    from aq_runtime.export.bits_spec import resolve_bits
-    from aq_runtime.export.calibrate import calibrate, per_tensor
-    from aq_runtime.export.integerize import integerize
     from aq_runtime.export.pipeline import calibration_images
     from aq_runtime.models.digits import digits_data
     from aq_runtime.models.registry import build_float_graph
@@ -51,19 +48,8 @@ def _models() -> dict:
     held96 = crops_of(HELDOUT_PHOTOS[:2], 96)[0][:6]
     out["b0-96"] = (export_graph(build_float_graph("efficientnet-b0", 96), cal96, 6,
                                  progress=False), held96)
-    fg = build_float_graph("efficientnet-lite0", 96)
-    wb, ab, _ = resolve_bits(fg, 8)
-    rng = np.random.default_rng(1)
-    for k in wb:
-        wb[k] = rng.choice([1, 2, 3, 4, 6, 8], size=wb[k].shape)
-    for k in ab:
-        ab[k] = rng.integers(4, 9, size=ab[k].shape)
-    wb["_conv_stem"][:] = 16
-    wb["_blocks.0._depthwise_conv"][:] = 16
-    tern = {"_blocks.2._project_conv": 0.05, "_blocks.5._expand_conv": 0.05}
-    out["lite0-96-mixed-1-2-16-bit-ternary"] = (
-        integerize(fg, per_tensor(calibrate(fg, cal96)), wb, ab, tern), held96)
-    from graphs import small_ternary_graph
+    from graphs import lite0_mixed_graph, small_ternary_graph
+    out["lite0-96-mixed-1-2-16-bit-ternary"] = (lite0_mixed_graph(cal96), held96)
     out["small-ternary-pools"] = small_ternary_graph()
     from hypothesis import given, settings
     from test_backends import small_graph

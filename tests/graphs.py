@@ -32,3 +32,41 @@ def small_ternary_graph(seed: int = 0):
     g = integerize(fg, per_tensor(calibrate(fg, x)), wb, ab, {"t": 0.05})
     assert g.node("t").attrs["mode"] == "ternary"
     return g, x
+
+
+def lite0_mixed_graph(calibration: np.ndarray):
+    """Lite0 at the calibration images' size with random per-channel bits (weights 1, 2, 3, 4, 6,
+    8; activations 4..8), 16-bit stem and first depthwise conv, two ternary layers."""
+    from aq_runtime.export.bits_spec import resolve_bits
+    from aq_runtime.export.calibrate import calibrate, per_tensor
+    from aq_runtime.export.integerize import integerize
+    from aq_runtime.models.registry import build_float_graph
+    fg = build_float_graph("efficientnet-lite0", calibration.shape[1])
+    r = per_tensor(calibrate(fg, calibration))
+    wb, ab, _ = resolve_bits(fg, 8)
+    rng = np.random.default_rng(1)
+    for k in wb:
+        wb[k] = rng.choice([1, 2, 3, 4, 6, 8], size=wb[k].shape)
+    for k in ab:
+        ab[k] = rng.integers(4, 9, size=ab[k].shape)
+    wb["_conv_stem"][:] = 16
+    wb["_blocks.0._depthwise_conv"][:] = 16
+    tern = {"_blocks.2._project_conv": 0.05, "_blocks.5._expand_conv": 0.05}
+    return integerize(fg, r, wb, ab, tern)
+
+
+def binary_pointwise_graph(o: int, c: int, h: int, w: int, seed: int = 0, abits=None):
+    """One pointwise conv with binary (1-bit) weights + global pooling: the bit-serial kernel's
+    case. `abits`: per-tensor activation bits (default 8)."""
+    from aq_runtime.export.float_graph import FloatGraph, FloatNode
+    from aq_runtime.export.integerize import integerize, tensor_shapes
+    rng = np.random.default_rng(seed)
+    nodes = [FloatNode("conv", "pw", ["input"], "pw", dict(stride=[1, 1], pad=[0, 0, 0, 0],
+                                                           groups=1, act="relu"),
+                       rng.normal(size=(o, c, 1, 1)), rng.normal(size=o)),
+             FloatNode("gap", "gap", ["pw"], "gap")]
+    fg = FloatGraph("bs", "input", "gap", (c, h, w), [0.0] * c, [1.0] * c, nodes)
+    shapes = tensor_shapes(fg)
+    ranges = {k: (-np.ones(s[0]), np.ones(s[0]) * 3) for k, s in shapes.items()}
+    ab = {k: (abits(rng, s[0]) if abits else np.full(s[0], 8)) for k, s in shapes.items()}
+    return integerize(fg, ranges, {"pw": np.ones(o, np.int64)}, ab)

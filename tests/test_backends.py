@@ -78,21 +78,8 @@ def test_b0_se_swish(photos96):
 
 @pytest.fixture(scope="module")
 def lite0_mixed(photos96):
-    from aq_runtime.export.bits_spec import resolve_bits
-    from aq_runtime.export.calibrate import calibrate, per_tensor
-    from aq_runtime.models.registry import build_float_graph
-    fg = build_float_graph("efficientnet-lite0", 96)
-    r = per_tensor(calibrate(fg, photos96[0]))
-    wb, ab, _ = resolve_bits(fg, 8)
-    rng = np.random.default_rng(1)
-    for k in wb:
-        wb[k] = rng.choice([1, 2, 3, 4, 6, 8], size=wb[k].shape)
-    for k in ab:
-        ab[k] = rng.integers(4, 9, size=ab[k].shape)
-    wb["_conv_stem"][:] = 16
-    wb["_blocks.0._depthwise_conv"][:] = 16
-    tern = {"_blocks.2._project_conv": 0.05, "_blocks.5._expand_conv": 0.05}
-    g = integerize(fg, r, wb, ab, tern)
+    from graphs import lite0_mixed_graph
+    g = lite0_mixed_graph(photos96[0])
     bits = np.concatenate([n.arrays["wbits"] for n in g.weight_nodes()])
     assert {1, 2, 16} <= set(bits.tolist())
     assert sum(n.attrs["mode"] == "ternary" for n in g.weight_nodes()) == 2
@@ -111,7 +98,6 @@ def test_every_kernel_candidate_is_exact(backend, forced, lite0_mixed, photos96,
     has binary weights), and the logits must still equal the reference."""
     if backend not in FAST:
         pytest.skip(f"{backend} is not available here")
-    from aq_runtime.export.float_graph import FloatGraph, FloatNode
     from aq_runtime.kernels.numba_cpu import choice
     used = []
 
@@ -120,16 +106,10 @@ def test_every_kernel_candidate_is_exact(backend, forced, lite0_mixed, photos96,
         used.append(name)
         return cands[name]()
     monkeypatch.setattr(choice, "run_fastest", forced_run)
+    from graphs import binary_pointwise_graph
     rng = np.random.default_rng(3)
-    nodes = [FloatNode("conv", "pw", ["input"], "pw", dict(stride=[1, 1], pad=[0, 0, 0, 0],
-                                                           groups=1, act="relu"),
-                       rng.normal(size=(40, 70, 1, 1)), rng.normal(size=40)),
-             FloatNode("gap", "gap", ["pw"], "gap")]
-    fg = FloatGraph("bs", "input", "gap", (70, 5, 7), [0.0] * 70, [1.0] * 70, nodes)
-    shapes = tensor_shapes(fg)
-    ranges = {k: (-np.ones(s[0]), np.ones(s[0]) * 3) for k, s in shapes.items()}
-    binary = integerize(fg, ranges, {"pw": np.ones(40, np.int64)},
-                        {k: rng.integers(1, 9, s[0]) for k, s in shapes.items()})
+    binary = binary_pointwise_graph(40, 70, 5, 7, seed=3,
+                                    abits=lambda r, n: r.integers(1, 9, n))
     for g, x in [(lite0_mixed, photos96[1][:2]),
                  (binary, rng.integers(0, 256, (3, 5, 7, 70), dtype=np.uint8))]:
         assert np.array_equal(Session(g, backend).run(x), Session(g, "reference").run(x))
@@ -215,20 +195,12 @@ def test_numba_picks_bitserial_or_int8_by_timing_and_remembers(tmp_path, monkeyp
     """A pointwise layer with 1-bit weights: the numba backend times both kernels on the first
     run, keeps the faster, writes the choice to the cache, and a new session reads it back;
     the logits equal the reference either way."""
-    from aq_runtime.export.float_graph import FloatGraph, FloatNode
     from aq_runtime.kernels.numba_cpu import choice, kernel_choice
     monkeypatch.setenv("AQ_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(choice, "_disk", None)
+    from graphs import binary_pointwise_graph
     rng = np.random.default_rng(0)
-    nodes = [FloatNode("conv", "pw", ["input"], "pw", dict(stride=[1, 1], pad=[0, 0, 0, 0],
-                                                           groups=1, act="relu"),
-                       rng.normal(size=(96, 130, 1, 1)), rng.normal(size=96)),
-             FloatNode("gap", "gap", ["pw"], "gap")]
-    fg = FloatGraph("bs", "input", "gap", (130, 12, 12), [0.0] * 130, [1.0] * 130, nodes)
-    shapes = tensor_shapes(fg)
-    ranges = {k: (-np.ones(s[0]), np.ones(s[0]) * 3) for k, s in shapes.items()}
-    g = integerize(fg, ranges, {"pw": np.ones(96, np.int64)}, {k: np.full(s[0], 8)
-                                                                 for k, s in shapes.items()})
+    g = binary_pointwise_graph(96, 130, 12, 12)
     x = rng.integers(0, 256, (2, 12, 12, 130), dtype=np.uint8)
     want = Session(g, "reference").run(x)
     assert np.array_equal(Session(g, "numba").run(x), want)
@@ -240,8 +212,7 @@ def test_numba_picks_bitserial_or_int8_by_timing_and_remembers(tmp_path, monkeyp
     def no_measuring(*a):
         raise AssertionError("measured again instead of reading the cache")
     monkeypatch.setattr(choice, "_remember", no_measuring)
-    g2 = integerize(fg, ranges, {"pw": np.ones(96, np.int64)}, {k: np.full(s[0], 8)
-                                                                  for k, s in shapes.items()})
+    g2 = binary_pointwise_graph(96, 130, 12, 12)
     assert np.array_equal(Session(g2, "numba").run(x), want)
     assert kernel_choice(g2.node("pw")) == picked
 

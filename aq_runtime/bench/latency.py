@@ -46,15 +46,8 @@ def _timing(name, batch, fn, runs, setup_s, size=None) -> Timing:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    desc = f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    from ..runtime.cache import cpu_name
+    desc = f"{cpu_name()}, {os.cpu_count()} cores, Python {platform.python_version()}"
     gpu = _gpu_name()
     return f"{desc}; GPU: {gpu}" if gpu else desc
 

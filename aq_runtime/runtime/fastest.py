@@ -6,58 +6,31 @@ preference order (runtime/backends.py), which is the order measured on the machi
 
 from __future__ import annotations
 
-import json
 import os
-import platform
-import tempfile
 from pathlib import Path
+
+from .cache import cache_root, cpu_name, read_json, write_json
 
 
 def _file() -> Path:
-    root = os.environ.get("AQ_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "aq_runtime")
-    return Path(root) / "fastest_backends.json"
+    return cache_root() / "fastest_backends.json"
 
 
 def machine_key() -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}|{os.cpu_count()}"
-
-
-def _load() -> dict:
-    try:
-        d = json.loads(_file().read_text())
-        return d if isinstance(d, dict) else {}
-    except (OSError, ValueError):
-        return {}
+    return f"{cpu_name()}|{os.cpu_count()}"
 
 
 def record(digest: str, fastest: dict[int, str]) -> None:
     """Remember batch size -> fastest backend for a model (best effort, atomic)."""
-    d = _load()
+    d = read_json(_file())
     d[f"{digest}|{machine_key()}"] = {str(b): name for b, name in fastest.items()}
-    try:
-        path = _file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(d, f)
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    write_json(_file(), d)
 
 
 def lookup(digest: str, batch: int) -> str | None:
     """The measured fastest backend for this model and machine at the largest measured batch
     size <= `batch` (else the smallest measured), or None."""
-    entry = _load().get(f"{digest}|{machine_key()}")
+    entry = read_json(_file()).get(f"{digest}|{machine_key()}")
     if not isinstance(entry, dict) or not entry:
         return None
     try:

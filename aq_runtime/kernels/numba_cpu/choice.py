@@ -7,9 +7,6 @@ again. All candidates are exact, so the choice only moves speed."""
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import tempfile
 import time
 import weakref
 from pathlib import Path
@@ -18,15 +15,14 @@ from typing import Any, Callable
 import numpy as np
 
 from ...export.ir import Node
+from ...runtime.cache import cache_root, read_json, write_json
 
 _choice: dict[str, "weakref.WeakKeyDictionary[Node, str]"] = {}
 _disk: dict[str, str] | None = None
 
 
 def choices_file() -> Path:
-    root = os.environ.get("AQ_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "aq_runtime")
-    return Path(root) / "kernel_choices.json"
+    return cache_root() / "kernel_choices.json"
 
 
 def _key(scope: str, node: Node, shape: tuple) -> str:
@@ -40,15 +36,7 @@ def _key(scope: str, node: Node, shape: tuple) -> str:
 def _remember(key: str, value: str) -> None:
     assert _disk is not None
     _disk[key] = value
-    try:
-        path = choices_file()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
-            json.dump(_disk, f)
-        os.replace(tmp, path)
-    except OSError:  # the cache is an optimization
-        pass
+    write_json(choices_file(), _disk)
 
 
 def chosen(scope: str, node: Node) -> str | None:
@@ -64,10 +52,7 @@ def run_fastest(scope: str, node: Node, shape: tuple, candidates: dict[str, Call
     picked = _choice.setdefault(scope, weakref.WeakKeyDictionary())
     if node not in picked:
         if _disk is None:
-            try:
-                _disk = dict(json.loads(choices_file().read_text()))
-            except (OSError, ValueError, TypeError):
-                _disk = {}
+            _disk = read_json(choices_file())
         key = _key(scope, node, shape)
         if _disk.get(key) in candidates:
             picked[node] = _disk[key]

@@ -17,9 +17,8 @@ from typing import Any
 
 def cache_dir() -> Path:
     """$AQ_CACHE_DIR, else ~/.cache/aq_runtime (XDG_CACHE_HOME respected), + /tvm."""
-    root = os.environ.get("AQ_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "aq_runtime")
-    return Path(root) / "tvm"
+    from ...runtime.cache import cache_root
+    return cache_root() / "tvm"
 
 
 @lru_cache(maxsize=1)
