@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from functools import lru_cache
 from typing import Any, Callable
 
 from .. import AqError
@@ -50,8 +51,10 @@ def _tvm_lib(name: str) -> bool:
     return (lib_dir() / name).is_file()
 
 
+@lru_cache(maxsize=1)
 def _gpu_present() -> bool:
-    """A CUDA driver with at least one device (asked through libcuda: no torch import)."""
+    """A CUDA driver with at least one device (asked through libcuda once per process: no
+    torch import)."""
     import ctypes
     try:
         cu = ctypes.CDLL("libcuda.so.1")
@@ -144,7 +147,7 @@ def get_backend(name: str, graph: Graph, batch: int = 16) -> tuple[str, Any]:
         name = avail[0]
         if graph is not None:
             from .fastest import lookup
-            measured = lookup(graph.digest(), batch)
+            measured = lookup(graph, batch)
             if measured in avail:
                 name = measured
     if name not in BACKENDS:

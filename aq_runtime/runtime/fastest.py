@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cache import cache_root, cpu_name, read_json, write_json
+
+if TYPE_CHECKING:
+    from ..export.ir import Graph
 
 
 def _file() -> Path:
@@ -27,10 +31,14 @@ def record(digest: str, fastest: dict[int, str]) -> None:
     write_json(_file(), d)
 
 
-def lookup(digest: str, batch: int) -> str | None:
-    """The measured fastest backend for this model and machine at the largest measured batch
-    size <= `batch` (else the smallest measured), or None."""
-    entry = read_json(_file()).get(f"{digest}|{machine_key()}")
+def lookup(graph: Graph, batch: int) -> str | None:
+    """The measured fastest backend for this model (an export.ir Graph) and machine at the
+    largest measured batch size <= `batch` (else the smallest measured), or None. The model is
+    hashed only when some measurement is on file (hashing every array costs start-up time)."""
+    measured = read_json(_file())
+    if not measured:
+        return None
+    entry = measured.get(f"{graph.digest()}|{machine_key()}")
     if not isinstance(entry, dict) or not entry:
         return None
     try:

@@ -184,11 +184,17 @@ def conv(node: Node, x, z_in: np.ndarray, z_out: np.ndarray) -> Act:
     return from_nchw(y, out_dtype(_i64(node.arrays["lo"]), _i64(node.arrays["hi"])))
 
 
+def _requant_out(node: Node, n: int, h: int, w: int, c: int
+                 ) -> tuple[np.ndarray, np.ndarray, Act]:
+    """(lo, hi, output rows) of a requantizing op: uint8 rows unless its codes need int32."""
+    lo, hi = _i64(node.arrays["lo"]), _i64(node.arrays["hi"])
+    return lo, hi, new_act(n, h, w, c, out_dtype(lo, hi))
+
+
 def add(node: Node, x1, z1: np.ndarray, x2, z2: np.ndarray, z_out: np.ndarray) -> Act:
     a1, a2 = _act(x1), _act(x2)
     ar = node.arrays
-    lo, hi = _i64(ar["lo"]), _i64(ar["hi"])
-    out = new_act(a1.n, a1.h, a1.w, a1.c, out_dtype(lo, hi))
+    lo, hi, out = _requant_out(node, a1.n, a1.h, a1.w, a1.c)
     nhwc.add(a1.data, _i64(z1), a2.data, _i64(z2), _i64(ar["mult_a"]), _i64(ar["mult_b"]),
              _i64(ar["shift"]), _i64(z_out), lo, hi, a1.m, a1.c, out.data)
     return out
@@ -197,8 +203,7 @@ def add(node: Node, x1, z1: np.ndarray, x2, z2: np.ndarray, z_out: np.ndarray) -
 def mul(node: Node, x1, z1: np.ndarray, x2, z2: np.ndarray, z_out: np.ndarray) -> Act:
     a1, a2 = _act(x1), _act(x2)
     ar = node.arrays
-    lo, hi = _i64(ar["lo"]), _i64(ar["hi"])
-    out = new_act(a1.n, a1.h, a1.w, a1.c, out_dtype(lo, hi))
+    lo, hi, out = _requant_out(node, a1.n, a1.h, a1.w, a1.c)
     nhwc.mul(a1.data, _i64(z1), a2.data, _i64(z2), _i64(ar["mult"]), _i64(ar["shift"]),
              _i64(z_out), lo, hi, a1.n, a1.h * a1.w, a1.c, out.data)
     return out
@@ -207,8 +212,7 @@ def mul(node: Node, x1, z1: np.ndarray, x2, z2: np.ndarray, z_out: np.ndarray) -
 def gap(node: Node, x, z_in: np.ndarray, z_out: np.ndarray) -> Act:
     a = _act(x)
     ar = node.arrays
-    lo, hi = _i64(ar["lo"]), _i64(ar["hi"])
-    out = new_act(a.n, 1, 1, a.c, out_dtype(lo, hi))
+    lo, hi, out = _requant_out(node, a.n, 1, 1, a.c)
     nhwc.gap(a.data, _i64(z_in), _i64(ar["mult"]), _i64(ar["shift"]), _i64(z_out), lo, hi,
              a.n, a.h * a.w, a.c, out.data)
     return out
