@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from aq_runtime.export.float_graph import FloatGraph, FloatNode
 from aq_runtime.export.integerize import integerize, tensor_shapes
+from aq_runtime.quant import requantize
 from aq_runtime.runtime import Session, available_backends
 
 FAST = [b for b in available_backends() if b != "reference"]
@@ -48,6 +49,59 @@ def test_tvm_gemm_edges():
         gemm_fn(kp, np_)(a, packed, c)
         want = a[:m, :k].astype(np.int64) @ w.astype(np.int64).T
         assert np.array_equal(c[:m, :n], want), (m, k, n)
+
+
+def test_tvm_requantizing_gemm_edges():
+    """The GEMM with the float64 requantization in registers (gemm.fused_fn): odd sizes, 1..3
+    base-128 digits, negative sums, clamps inside [0, 255], == the int64 requantize."""
+    pytest.importorskip("tvm")
+    from aq_runtime.kernels.tvm.target import missing_features
+    if missing_features():
+        pytest.skip("no AVX-512 VNNI on this CPU")
+    from aq_runtime.kernels.tvm.gemm import aligned_zeros, fused_fn, pack_fused
+    from aq_runtime.kernels.tvm.ops import digit_rows
+    from aq_runtime.kernels.tvm.vec_requant import float_params
+    from aq_runtime.quant.requant import float_exact
+    rng = np.random.default_rng(5)
+    for m, k, o, wbits in [(1, 1, 1, 8), (5, 3, 17, 12), (7, 33, 40, 16), (13, 70, 130, 5)]:
+        w = rng.integers(-(2 ** (wbits - 1)) + 1, 2 ** (wbits - 1), (o, k))
+        rows, ndig = digit_rows(w)
+        packed = pack_fused(rows, o, ndig)
+        kp, ncol = packed.shape[1] * 4, packed.shape[0] * packed.shape[2] // ndig * 16
+        c16 = o + (-o % 16)
+        a = aligned_zeros((m + (-m % 4), kp), np.uint8)
+        a[:m, :k] = rng.choice([0, 255, 1, 128, 77], size=(m, k))
+        bias = rng.integers(-2 ** 20, 2 ** 20, o)
+        mult, shift = rng.integers(2 ** 15, 2 ** 16, o), rng.integers(14, 30, o)
+        z, lo, hi = rng.integers(0, 30, o), rng.integers(0, 20, o), rng.integers(200, 256, o)
+        v = a[:m, :k].astype(np.int64) @ w.T + bias
+        assert float_exact(np.abs(w).sum(1) * 255 + np.abs(bias), mult, shift, z)
+        b = aligned_zeros((ncol,), np.int32)
+        b[:o] = bias
+        out = aligned_zeros((a.shape[0], c16), np.uint8)
+        fused_fn(kp, o, ndig, c16)(a, packed, b, float_params(mult, shift, z, lo, hi, ncol), out)
+        assert np.array_equal(out[:m, :o], requantize(v, mult, shift, z, lo, hi)), (m, k, o)
+
+
+def test_tvm_int64_paths_where_float64_is_not_exact(lite0_mixed, photos96):
+    """Layers whose float64 requantization could round (a huge multiplier here) take the int64
+    kernels; the logits still equal the reference."""
+    if "tvm" not in FAST:
+        pytest.skip("tvm is not available here")
+    import copy
+
+    from aq_runtime.kernels.tvm import ops as tops
+    g = copy.deepcopy(lite0_mixed)
+    dw = next(n for n in g.nodes if n.op == "conv" and n.attrs["groups"] > 1)
+    pw = next(n for n in g.nodes if n.op == "conv" and n.attrs["groups"] == 1
+              and n.attrs.get("mode") == "int"
+              and np.abs(n.arrays["weight"]).sum((1, 2, 3)).max() >= 2 ** 15)
+    for n in (dw, pw):  # same factor m / 2^n, with m near 2^31: v*m no longer below 2^53
+        n.arrays["mult"] = np.asarray(n.arrays["mult"], np.int64) << 15
+        n.arrays["shift"] = np.asarray(n.arrays["shift"], np.int64) + 15
+    x = photos96[1][:2]
+    assert np.array_equal(Session(g, "tvm").run(x), Session(g, "reference").run(x))
+    assert "q" not in tops._cache[dw] and "fused" not in tops._cache[pw]
 
 
 def _check(graph, x):
@@ -90,7 +144,7 @@ def test_lite0_mixed_low_and_high_bits_and_ternary(lite0_mixed, photos96):
     _check(lite0_mixed, photos96[1])
 
 
-@pytest.mark.parametrize("backend,forced", [("tvm", "gemm"), ("tvm", "rows"),
+@pytest.mark.parametrize("backend,forced", [("tvm", "gemm"), ("tvm", "rows"), ("tvm", "fused"),
                                             ("numba", "int8"), ("numba", "bitserial")])
 def test_every_kernel_candidate_is_exact(backend, forced, lite0_mixed, photos96, monkeypatch):
     """The per-layer timing picks one candidate per layer; here each candidate is forced on every

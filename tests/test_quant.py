@@ -198,3 +198,30 @@ def test_scalar_requant_equals_vectorized():
     want = requantize(acc + bias, m, n, z, 0, 255)
     got = [requant_one(*t, 0, 255) for t in zip(acc, bias, m, n, z)]
     assert [int(g) for g in got] == want.tolist()
+
+
+def test_float_requant_equals_integer_where_proved_exact():
+    """requant_float (the float64 form of the vector kernels) == requantize, ties and
+    negatives included, wherever float_exact says so; float_exact refuses where float64 would
+    round (v*m near 2^53) or v does not fit int32."""
+    from aq_runtime.quant.requant import float_exact, requant_float
+    rng = np.random.default_rng(1)
+    m = rng.integers(2 ** 15, 2 ** 16, size=4000)
+    n = rng.integers(1, 50, size=4000)
+    vmax = np.minimum((2 ** 53 - 2 ** (n - 1) - 7 * 2 ** n - 1) // m, 2 ** 31 - 1)
+    v = rng.integers(-vmax, vmax + 1)
+    v[:8] = [0, 1, -1, 2, -2, 3, -3, 5]  # small values: ties at n = 1, 2
+    n[:8] = [1, 1, 1, 2, 2, 1, 1, 2]
+    assert float_exact(np.abs(v), m, n, 7)
+    for lo, hi in ((0, 255), (-2 ** 31, 2 ** 31 - 1)):
+        want = requantize(v, m, n, 7, lo, hi)
+        assert (requant_float(v, m, n, 7, lo, hi) == want).all()
+    # ties by hand: 3 * 1 / 2 = 1.5 -> 2, -3 / 2 = -1.5 -> -1 (round half up)
+    assert requant_float(np.array([3, -3]), 1, 1, 0, -9, 9).tolist() == [2, -1]
+    assert not float_exact(np.array([2 ** 31]), np.array([1]), np.array([1]))
+    assert not float_exact(np.array([2 ** 37]), np.array([2 ** 16]), np.array([20]))
+    # beyond the bound float64 really rounds (v*m > 2^53): the guard is needed
+    big, mb = np.array([257902028889]), np.array([60467])
+    assert not float_exact(big, mb, np.array([3]))
+    assert not float_exact(np.array([1]), np.array([1]), np.array([40]), np.array([2 ** 13]))
+    assert requant_float(big, mb, 3, 0, 0, 2 ** 62) != requantize(big, mb, 3, 0, 0, 2 ** 62)

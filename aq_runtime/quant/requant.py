@@ -83,6 +83,44 @@ def requant_one(acc, bias, m, n, z, lo, hi):
     return min(max(q, lo), hi)
 
 
+F64_EXACT = 1 << 53  # integers below this are exact in float64
+
+
+def float_exact(vmax: np.ndarray, m: np.ndarray, n: np.ndarray, z: np.ndarray = 0) -> bool:
+    """Whether `requant_float` equals `requantize` for every |v| <= vmax (per channel): v*m and
+    v*m + z*2^n + 2^(n-1) must be integers below 2^53 (float64 holds them exactly) and v must
+    fit int32 (kernels add the bias in int32 lanes)."""
+    vmax = np.asarray(vmax, np.int64)
+    if vmax.size and vmax.max() >= 1 << 31:
+        return False
+    n = np.asarray(n, np.int64)
+    if n.size and n.max() > 52:
+        return False
+    lim = (vmax * np.asarray(m, np.int64) + np.abs(np.asarray(z, np.int64)) * (np.int64(1) << n)
+           + (np.int64(1) << (n - 1)))
+    return bool(np.all(lim < F64_EXACT))
+
+
+def float_factors(m: np.ndarray, n: np.ndarray, z: np.ndarray = 0
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """(m * 2^-n, z + 1/2) as float64, the two constants of `requant_float`."""
+    return (np.ldexp(np.asarray(m, np.float64), -np.asarray(n, np.int64)),
+            np.asarray(z, np.float64) + 0.5)
+
+
+def requant_float(v: np.ndarray, m: np.ndarray, n: np.ndarray, z: np.ndarray, lo: np.ndarray,
+                  hi: np.ndarray) -> np.ndarray:
+    """`requantize` as the vector kernels compute it, in float64 (fewer, cheaper lanes than
+    int64): clamp(floor(v * (m 2^-n) + (z + 1/2)), lo, hi). While `float_exact` holds this is
+    exact: v * m 2^-n = v*m / 2^n and the sum (v*m + z 2^n + 2^(n-1)) / 2^n are multiples of
+    2^-n below 2^(53-n), so float64 holds them without rounding (with or without a fused
+    multiply-add), and floor is the arithmetic shift's rounding toward -inf:
+    floor((v*m + 2^(n-1)) / 2^n) + z = z + rshift(v*m, n). Returns int64."""
+    s, zh = float_factors(m, n, z)
+    q = np.floor(np.asarray(v, np.float64) * s + zh)
+    return np.clip(q, lo, hi).astype(np.int64)
+
+
 def requantize(v: np.ndarray, m: np.ndarray, n: np.ndarray, z: np.ndarray,
                lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """`clamp(z + rshift(v * m, n), lo, hi)` on int64; per-channel arrays broadcast against v."""

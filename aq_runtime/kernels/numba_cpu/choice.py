@@ -1,5 +1,5 @@
 """Per-layer kernel choice by timing at plan time: the first time a node runs, every candidate
-kernel runs on that very input (twice, best time kept), the fastest is used from then on and
+kernel runs on that very input (RUNS times, best time kept), the fastest is used from then on and
 remembered on disk (`kernel_choices.json` in $AQ_CACHE_DIR or ~/.cache/aq_runtime, keyed by
 the backend, the node's weights and the input's shape), so a second process does not measure
 again. All candidates are exact, so the choice only moves speed."""
@@ -19,6 +19,7 @@ from ...runtime.cache import cache_root, read_json, write_json
 
 _choice: dict[str, "weakref.WeakKeyDictionary[Node, str]"] = {}
 _disk: dict[str, str] | None = None
+RUNS = 4  # timed runs per candidate, the best kept (the first includes one-time costs)
 
 
 def choices_file() -> Path:
@@ -60,7 +61,7 @@ def run_fastest(scope: str, node: Node, shape: tuple, candidates: dict[str, Call
             best, out = None, None
             for name, fn in candidates.items():
                 t_best = float("inf")
-                for _ in range(2):
+                for _ in range(RUNS):
                     t = time.perf_counter()
                     y = fn()
                     t_best = min(t_best, time.perf_counter() - t)

@@ -3,21 +3,16 @@ C[M, N] = A[M, K] @ B[K, N], M symbolic (a multiple of 4: the wrapper pads), K a
 N of 64. A `T.parallel` loop over blocks of 4 rows; each block keeps 4 rows x 4 vectors of 16
 int32 accumulators and feeds `vpdpbusd` with int8x64 operands: 4 bytes of A broadcast, and the
 weights pre-packed as [N/64][K/4][4][64] (16 output columns x 4 k per vector). Exact: the
-exporter's overflow proof bounds every sum below 2^31. Compiled once per (K, N) and target,
-kept in memory and on disk (`~/.cache/aq_runtime/tvm`, or $AQ_CACHE_DIR/tvm)."""
+exporter's overflow proof bounds every sum below 2^31. Compiled once per (K, N) (compiled.py)."""
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from .runtime_lib import cache_dir, load_module, save_module, tvm_version
-from .target import llvm_target, target_key
-
-_mem: dict[tuple[int, int], Any] = {}
+from .compiled import kernel
 
 
 def _prim_func(k: int, n: int):
@@ -27,7 +22,7 @@ def _prim_func(k: int, n: int):
 
     @T.prim_func
     def gemm(a: T.handle, b: T.handle, c: T.handle):
-        T.func_attr({"global_symbol": "gemm", "tirx.noalias": True})
+        T.func_attr({"global_symbol": "main", "tirx.noalias": True})
         m = T.int32()
         A = T.match_buffer(a, (m, k), "uint8")
         B = T.match_buffer(b, (nb_n, kb_n, 4, 64), "int8")
@@ -55,30 +50,9 @@ def _prim_func(k: int, n: int):
     return gemm
 
 
-def kernel_path(k: int, n: int) -> Path:
-    return cache_dir() / f"gemm_u8s8_k{k}_n{n}_{target_key()}_tvm{tvm_version()}.so"
-
-
-def _load_or_build(k: int, n: int) -> Any:
-    """The compiled kernel from the disk cache, else compiled (about 0.1 s) and cached."""
-    path = kernel_path(k, n)
-    if path.is_file():
-        try:
-            return load_module(path)
-        except Exception:  # a stale or foreign file: rebuild it
-            pass
-    import tvm
-    lib = tvm.compile(tvm.IRModule({"gemm": _prim_func(k, n)}), target=llvm_target())
-    save_module(lib, path)
-    return lib
-
-
 def gemm_fn(k: int, n: int) -> Callable[[Any, Any, Any], None]:
     """The compiled kernel for (K, N) (multiples of 4 and 64)."""
-    key = (k, n)
-    if key not in _mem:
-        _mem[key] = _load_or_build(k, n)
-    return _mem[key]["gemm"]
+    return kernel(f"gemm_u8s8_k{k}_n{n}", lambda: _prim_func(k, n))
 
 
 ALIGN = 64  # TVM assumes 64-byte aligned buffers and emits aligned vector loads/stores
@@ -100,13 +74,98 @@ def aligned_zeros(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
     return out
 
 
-def pack_weights(w: np.ndarray) -> np.ndarray:
-    """int codes (N, K) -> int8 (Np/64, Kp/4, 4, 64), zero padded to N % 64 == K % 4 == 0."""
+def pack_weights(w: np.ndarray, k_multiple: int = 4) -> np.ndarray:
+    """int codes (N, K) -> int8 (Np/64, Kp/4, 4, 64), zero padded to N % 64 == 0 and K to a
+    multiple of `k_multiple` (4, or 16 to match activation rows)."""
     n, k = w.shape
-    npad, kpad = -n % 64, -k % 4
+    npad, kpad = -n % 64, -k % k_multiple
     wp = np.zeros((n + npad, k + kpad), np.int8)
     wp[:n, :k] = w
     t = wp.reshape((n + npad) // 64, 4, 16, (k + kpad) // 4, 4)  # nb, v, nn, kb, kk
     out = aligned_zeros(((n + npad) // 64, (k + kpad) // 4, 4, 64), np.int8)
     out[...] = t.transpose(0, 3, 1, 2, 4).reshape(out.shape)
+    return out
+
+
+def _digit_sum(acc: Any, i: Any, u: Any, ndig: int) -> Any:
+    """sum_j 128^j acc[i, vector u*ndig + j]: a channel vector's sum from its digit sums."""
+    from tvm import tirx
+    s = acc.vload([i, u * ndig * 16], "int32x16")
+    for j in range(1, ndig):
+        s = s + acc.vload([i, (u * ndig + j) * 16], "int32x16") * tirx.Broadcast(
+            tirx.const(128 ** j, "int32"), 16)
+    return s
+
+
+def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int):
+    from tvm.script import tirx as T
+
+    from .vec_requant import requant16
+
+    kb_n, nv = k // 4, cv * ndig
+    ncol = nbn * cv * 16
+
+    @T.prim_func
+    def main(a: T.handle, b: T.handle, bias: T.handle, q: T.handle, o: T.handle):
+        T.func_attr({"global_symbol": "main", "tirx.noalias": True})
+        m = T.int32()
+        A = T.match_buffer(a, (m, k), "uint8")
+        B = T.match_buffer(b, (nbn, kb_n, nv, 64), "int8")
+        Bi = T.match_buffer(bias, (ncol,), "int32")
+        Q = T.match_buffer(q, (4, ncol), "float64")
+        O = T.match_buffer(o, (m, c16), "uint8")
+        for mb in T.parallel(m // 4):
+            for nb in range(nbn):
+                acc = T.alloc_buffer((4, nv * 16), "int32", scope="local")
+                for i in T.unroll(4):
+                    for v in T.unroll(nv):
+                        acc[i, T.ramp(v * 16, 1, 16)] = T.broadcast(T.int32(0), 16)
+                for kb in range(kb_n):
+                    for i in T.unroll(4):
+                        a4 = T.reinterpret(A.vload([mb * 4 + i, kb * 4], "uint8x4"),
+                                           dtype="int32")
+                        a64 = T.reinterpret(T.broadcast(a4, 16), dtype="int8x64")
+                        for v in T.unroll(nv):
+                            acc[i, T.ramp(v * 16, 1, 16)] = T.call_llvm_pure_intrin(
+                                "int32x16", "llvm.x86.avx512.vpdpbusd.512",
+                                acc.vload([i, v * 16], "int32x16"), a64,
+                                B.vload([nb, kb, v, 0], "int8x64"))
+                for u in T.unroll(cv):
+                    if (nb * cv + u) * 16 < c16:
+                        for i in T.unroll(4):
+                            O[mb * 4 + i, T.ramp((nb * cv + u) * 16, 1, 16)] = requant16(
+                                _digit_sum(acc, i, u, ndig) + Bi.vload([(nb * cv + u) * 16],
+                                                                       "int32x16"),
+                                Q, (nb * cv + u) * 16)
+    return main
+
+
+def fused_shape(o: int, ndig: int) -> tuple[int, int]:
+    """(channel vectors per column block, column blocks) of the requantizing GEMM: up to 4
+    weight vectors per block, the digits of a channel vector side by side."""
+    cvec = -(-o // 16)
+    cv = max(1, min(4 // ndig, cvec))
+    return cv, -(-cvec // cv)
+
+
+def fused_fn(k: int, o: int, ndig: int, c16: int) -> Callable[..., None]:
+    """C = requant(A @ W + bias) straight to uint8 codes: fused(a (M4, K) u8, b
+    (pack_fused), bias (ncol,) int32, q (4, ncol) float64 (vec_requant), o (M4, c16) u8)."""
+    cv, nbn = fused_shape(o, ndig)
+    return kernel(f"gemmq_k{k}_b{nbn}_v{cv}_d{ndig}_c{c16}",
+                  lambda: _fused_func(k, nbn, cv, ndig, c16))
+
+
+def pack_fused(digits: np.ndarray, o: int, ndig: int, k_multiple: int = 4) -> np.ndarray:
+    """Digit rows (ndig*O, K) (ops.digit_rows: block j holds digit j) -> int8
+    (blocks, Kp/4, cv*ndig, 64): vector u*ndig + j of a block is digit j of its channel vector u."""
+    cv, nbn = fused_shape(o, ndig)
+    k = digits.shape[1]
+    kp = k + (-k % k_multiple)
+    ch = nbn * cv * 16
+    w = np.zeros((ndig, ch, kp), np.int8)
+    w[:, :o, :k] = digits.reshape(ndig, o, k)
+    t = w.reshape(ndig, nbn, cv, 16, kp // 4, 4)  # j, nb, u, lane, kb, kk
+    out = aligned_zeros((nbn, kp // 4, cv * ndig, 64), np.int8)
+    out[...] = t.transpose(1, 4, 2, 0, 3, 5).reshape(out.shape)
     return out

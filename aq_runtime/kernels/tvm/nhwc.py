@@ -1,6 +1,6 @@
 """Activations of the tvm CPU backend: NHWC rows of codes, `Act`, and the Numba kernels that work
-on them. A tensor of N x H x W pixels and C channels is one 64-byte aligned (M4, C4) array, M4 =
-N*H*W and C4 = C rounded up to multiples of 4, row = pixel: uint8 for activation codes (0..255,
+on them. A tensor of N x H x W pixels and C channels is one 64-byte aligned (M4, C16) array, M4 =
+N*H*W and C16 = C rounded up to multiples of 16 (whole vectors), row = pixel: uint8 for activation codes (0..255,
 DESIGN §3), int32 for wider outputs (logits). That is already the A operand of the VNNI GEMM
 (gemm.py) for a pointwise conv, so no transposes between layers; the rows beyond M and the
 columns beyond C are never read as values (the packed weights are zero there). Depthwise convs,
@@ -20,11 +20,12 @@ from .gemm import aligned_empty
 _requant = njit(inline="always", cache=True)(requant_one)
 _finish = njit(inline="always", cache=True)(finish_one)
 ROWS = 64  # rows per parallel task of the row-wise kernels
+CPAD = 16  # channels padded to whole 16-lane vectors
 
 
 @dataclass
 class Act:
-    data: np.ndarray  # (M4, C4) uint8 or int32, 64-byte aligned
+    data: np.ndarray  # (M4, C16) uint8 or int32, 64-byte aligned
     n: int
     h: int
     w: int
@@ -37,7 +38,7 @@ class Act:
 
 def new_act(n: int, h: int, w: int, c: int, dtype) -> Act:
     m = n * h * w
-    return Act(aligned_empty((m + (-m % 4), c + (-c % 4)), dtype), n, h, w, c)
+    return Act(aligned_empty((m + (-m % 4), c + (-c % CPAD)), dtype), n, h, w, c)
 
 
 def from_nchw(x: np.ndarray, dtype) -> Act:

@@ -18,11 +18,21 @@ import weakref
 import numpy as np
 
 from ...export.ir import Node
+from ...quant.requant import float_exact
 from ..numba_cpu import choice
 from ..numba_cpu import ops as _nb
 from . import nhwc
-from .gemm import aligned_empty, gemm_fn, pack_weights
+from .depthwise import depthwise_fn, pad_fn
+from .gemm import (
+    aligned_empty,
+    aligned_zeros,
+    fused_fn,
+    gemm_fn,
+    pack_fused,
+    pack_weights,
+)
 from .nhwc import Act, from_nchw, new_act, out_dtype, to_nchw
+from .vec_requant import float_params
 
 _cache: "weakref.WeakKeyDictionary[Node, dict]" = weakref.WeakKeyDictionary()
 
@@ -98,12 +108,34 @@ def _gemm_params(node: Node, z_out: np.ndarray) -> dict:
             d.update(bias_n=_i64(a["bias_n"]), mult_n=_i64(a["mult_n"]))
         else:
             rows, d["ndig"] = digit_rows(wk)
-        d["packed"] = pack_weights(rows)
+        pointwise = wk.shape[1] == w.shape[1]  # 1x1: K = C, the activation rows' width
+        d["packed"] = pack_weights(rows, nhwc.CPAD if pointwise else 4)
         d["kpad"], d["npad"] = d["packed"].shape[1] * 4, d["packed"].shape[0] * 64
         d["fn"] = gemm_fn(d["kpad"], d["npad"])
         d["dtype"] = out_dtype(d["lo"], d["hi"])
+        if not d["ternary"] and d["dtype"] == np.uint8:
+            _fused_params(d, rows, nhwc.CPAD if pointwise else 4)
         _cache[node] = d
     return _cache[node]
+
+
+def _fused_params(d: dict, rows: np.ndarray, k_multiple: int) -> None:
+    """Set up the requantizing GEMM (gemm.fused_fn) where its float64 requantization is exact
+    for every possible sum: bound |v| by the digit sums' worst case plus the bias."""
+    o, ndig = d["o"], d["ndig"]
+    dig = np.abs(rows.astype(np.int64)).sum(1).reshape(ndig, o) * 255
+    vmax = (dig * (128 ** np.arange(ndig))[:, None]).sum(0) + np.abs(d["bias"])
+    if not float_exact(vmax, d["mult"], d["shift"], d["z"]):
+        return
+    packed = pack_fused(rows, o, ndig, k_multiple)
+    cv = packed.shape[2] // ndig
+    ncol = packed.shape[0] * cv * 16
+    bias = aligned_zeros((ncol,), np.int32)
+    bias[:o] = d["bias"]
+    c16 = o + (-o % nhwc.CPAD)
+    d["fused"] = dict(packed=packed, bias=bias, c16=c16,
+                      q=float_params(d["mult"], d["shift"], d["z"], d["lo"], d["hi"], ncol),
+                      fn=fused_fn(packed.shape[1] * 4, o, ndig, c16))
 
 
 def _out_hw(a: Act, kh: int, kw: int, node: Node) -> tuple[int, int]:
@@ -151,23 +183,56 @@ def _gemm_conv(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Act:
                             d["lo"], d["hi"], out.data)
         return out
 
-    return choice.run_fastest("tvm", node, rows.shape, {"gemm": gemm, "rows": rowwise})
+    candidates = {"gemm": gemm, "rows": rowwise}
+    if "fused" in d:
+        def fused() -> Act:
+            f = d["fused"]
+            out = new_act(a.n, ho, wo, o, np.uint8)
+            f["fn"](rows, f["packed"], f["bias"], f["q"], out.data)
+            return out
+        candidates["fused"] = fused
+    return choice.run_fastest("tvm", node, rows.shape, candidates)
+
+
+def _depthwise_params(node: Node, z_in: np.ndarray, z_out: np.ndarray) -> dict:
+    if node not in _cache:
+        w = np.asarray(node.arrays["weight"], np.int64)[:, 0]  # (C, kh, kw)
+        c = w.shape[0]
+        wt = np.ascontiguousarray(w.transpose(1, 2, 0), dtype=np.int32)
+        ar = node.arrays
+        bias, mult, shift = _i64(ar["bias"]), _i64(ar["mult"]), _i64(ar["shift"])
+        lo, hi, z = _i64(ar["lo"]), _i64(ar["hi"]), _i64(z_out)
+        d = dict(wt=wt, wz=np.ascontiguousarray(wt * _i64(z_in).astype(np.int32)),
+                 bias=bias, mult=mult, shift=shift, z=z, lo=lo, hi=hi, dtype=out_dtype(lo, hi))
+        vmax = np.abs(w).reshape(c, -1).sum(1) * 255 + np.abs(bias)
+        if d["dtype"] == np.uint8 and float_exact(vmax, mult, shift, z):  # the TIR kernel
+            c16 = c + (-c % nhwc.CPAD)
+            kh, kw = wt.shape[:2]
+            d["w16"] = aligned_zeros((kh, kw, c16), np.int32)
+            d["w16"][:, :, :c] = wt
+            d["b16"] = aligned_zeros((c16,), np.int32)
+            d["b16"][:c] = bias
+            d["q"] = float_params(mult, shift, z, lo, hi, c16)
+            d["zp"] = aligned_zeros((c16,), np.uint8)
+            d["zp"][:c] = _i64(z_in)
+        _cache[node] = d
+    return _cache[node]
 
 
 def _depthwise(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Act:
-    if node not in _cache:
-        w = np.asarray(node.arrays["weight"], np.int64)[:, 0]  # (C, kh, kw)
-        wt = np.ascontiguousarray(w.transpose(1, 2, 0), dtype=np.int32)
-        ar = node.arrays
-        lo, hi = _i64(ar["lo"]), _i64(ar["hi"])
-        _cache[node] = dict(wt=wt, wz=np.ascontiguousarray(wt * _i64(z_in).astype(np.int32)),
-                            bias=_i64(ar["bias"]), mult=_i64(ar["mult"]), shift=_i64(ar["shift"]),
-                            z=_i64(z_out), lo=lo, hi=hi, dtype=out_dtype(lo, hi))
-    d = _cache[node]
+    d = _depthwise_params(node, z_in, z_out)
     kh, kw = d["wt"].shape[:2]
     ho, wo = _out_hw(a, kh, kw, node)
     out = new_act(a.n, ho, wo, a.c, d["dtype"])
     (sh, sw), pad = node.attrs["stride"], node.attrs["pad"]
+    if "q" in d and a.data.dtype == np.uint8:
+        c16 = a.data.shape[1]
+        pt, pb, pl, pr = pad
+        hp, wp = a.h + pt + pb, a.w + pl + pr
+        xp = aligned_empty((a.n, hp, wp, c16), np.uint8)
+        pad_fn(a.h, a.w, c16, pt, pb, pl, pr)(a.data, d["zp"], xp)
+        depthwise_fn(hp, wp, kh, kw, sh, sw, c16)(xp, d["w16"], d["b16"], d["q"], out.data)
+        return out
     nhwc.depthwise(a.data, a.n, a.h, a.w, a.c, d["wt"], d["wz"], sh, sw, pad[0], pad[2], ho, wo,
                    d["bias"], d["mult"], d["shift"], d["z"], d["lo"], d["hi"], out.data)
     return out
@@ -176,7 +241,7 @@ def _depthwise(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Act:
 def conv(node: Node, x, z_in: np.ndarray, z_out: np.ndarray) -> Act:
     a = _act(x)
     kind = kernel_choice(node)
-    if kind in ("gemm", "rows") and a.data.dtype == np.uint8:
+    if kind in ("gemm", "rows", "fused") and a.data.dtype == np.uint8:
         return _gemm_conv(node, a, z_in, z_out)
     if kind == "depthwise":
         return _depthwise(node, a, z_in, z_out)
