@@ -79,7 +79,7 @@ def test_tvm_requantizing_gemm_edges():
         b = aligned_zeros((ncol,), np.int32)
         b[:o] = bias
         out = aligned_zeros((a.shape[0], c16), np.uint8)
-        fused_fn(kp, o, ndig, c16)(a, packed, b, float_params(mult, shift, z, lo, hi, ncol), out)
+        fused_fn(kp, o, ndig, c16)(a, packed, b, *float_params(mult, shift, z, lo, hi, ncol), out)
         assert np.array_equal(out[:m, :o], requantize(v, mult, shift, z, lo, hi)), (m, k, o)
 
 

@@ -106,13 +106,14 @@ def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int):
     ncol = nbn * cv * 16
 
     @T.prim_func
-    def main(a: T.handle, b: T.handle, bias: T.handle, q: T.handle, o: T.handle):
+    def main(a: T.handle, b: T.handle, bias: T.handle, q: T.handle, lh: T.handle, o: T.handle):
         T.func_attr({"global_symbol": "main", "tirx.noalias": True})
         m = T.int32()
         A = T.match_buffer(a, (m, k), "uint8")
         B = T.match_buffer(b, (nbn, kb_n, nv, 64), "int8")
         Bi = T.match_buffer(bias, (ncol,), "int32")
-        Q = T.match_buffer(q, (4, ncol), "float64")
+        Q = T.match_buffer(q, (2, ncol), "float64")
+        L = T.match_buffer(lh, (2, ncol), "int32")
         O = T.match_buffer(o, (m, c16), "uint8")
         for mb in T.parallel(m // 4):
             for nb in range(nbn):
@@ -136,7 +137,7 @@ def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int):
                             O[mb * 4 + i, T.ramp((nb * cv + u) * 16, 1, 16)] = requant16(
                                 _digit_sum(acc, i, u, ndig) + Bi.vload([(nb * cv + u) * 16],
                                                                        "int32x16"),
-                                Q, (nb * cv + u) * 16)
+                                Q, L, (nb * cv + u) * 16)
     return main
 
 
@@ -150,7 +151,7 @@ def fused_shape(o: int, ndig: int) -> tuple[int, int]:
 
 def fused_fn(k: int, o: int, ndig: int, c16: int) -> Callable[..., None]:
     """C = requant(A @ W + bias) straight to uint8 codes: fused(a (M4, K) u8, b
-    (pack_fused), bias (ncol,) int32, q (4, ncol) float64 (vec_requant), o (M4, c16) u8)."""
+    (pack_fused), bias (ncol,) int32, q, lh (vec_requant.float_params), o (M4, c16) u8)."""
     cv, nbn = fused_shape(o, ndig)
     return kernel(f"gemmq_k{k}_b{nbn}_v{cv}_d{ndig}_c{c16}",
                   lambda: _fused_func(k, nbn, cv, ndig, c16))

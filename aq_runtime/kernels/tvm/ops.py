@@ -133,8 +133,8 @@ def _fused_params(d: dict, rows: np.ndarray, k_multiple: int) -> None:
     bias = aligned_zeros((ncol,), np.int32)
     bias[:o] = d["bias"]
     c16 = o + (-o % nhwc.CPAD)
-    d["fused"] = dict(packed=packed, bias=bias, c16=c16,
-                      q=float_params(d["mult"], d["shift"], d["z"], d["lo"], d["hi"], ncol),
+    q, lh = float_params(d["mult"], d["shift"], d["z"], d["lo"], d["hi"], ncol)
+    d["fused"] = dict(packed=packed, bias=bias, c16=c16, q=q, lh=lh,
                       fn=fused_fn(packed.shape[1] * 4, o, ndig, c16))
 
 
@@ -188,7 +188,7 @@ def _gemm_conv(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Act:
         def fused() -> Act:
             f = d["fused"]
             out = new_act(a.n, ho, wo, o, np.uint8)
-            f["fn"](rows, f["packed"], f["bias"], f["q"], out.data)
+            f["fn"](rows, f["packed"], f["bias"], f["q"], f["lh"], out.data)
             return out
         candidates["fused"] = fused
     return choice.run_fastest("tvm", node, rows.shape, candidates)
@@ -212,7 +212,7 @@ def _depthwise_params(node: Node, z_in: np.ndarray, z_out: np.ndarray) -> dict:
             d["w16"][:, :, :c] = wt
             d["b16"] = aligned_zeros((c16,), np.int32)
             d["b16"][:c] = bias
-            d["q"] = float_params(mult, shift, z, lo, hi, c16)
+            d["q"], d["lh"] = float_params(mult, shift, z, lo, hi, c16)
             d["zp"] = aligned_zeros((c16,), np.uint8)
             d["zp"][:c] = _i64(z_in)
         _cache[node] = d
@@ -231,7 +231,8 @@ def _depthwise(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Act:
         hp, wp = a.h + pt + pb, a.w + pl + pr
         xp = aligned_empty((a.n, hp, wp, c16), np.uint8)
         pad_fn(a.h, a.w, c16, pt, pb, pl, pr)(a.data, d["zp"], xp)
-        depthwise_fn(hp, wp, kh, kw, sh, sw, c16)(xp, d["w16"], d["b16"], d["q"], out.data)
+        depthwise_fn(hp, wp, kh, kw, sh, sw, c16)(xp, d["w16"], d["b16"], d["q"], d["lh"],
+                                                  out.data)
         return out
     nhwc.depthwise(a.data, a.n, a.h, a.w, a.c, d["wt"], d["wz"], sh, sw, pad[0], pad[2], ho, wo,
                    d["bias"], d["mult"], d["shift"], d["z"], d["lo"], d["hi"], out.data)

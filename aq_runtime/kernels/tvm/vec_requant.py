@@ -1,7 +1,9 @@
 """The requantization of DESIGN §3 on 16 int32 lanes inside TIR kernels, in float64:
 quant.requant.requant_float, exact where quant.requant.float_exact holds (the callers check it
-per layer at plan time, else they take the int64 path). Per-channel constants travel as one
-float64 (4, C16) array: m 2^-n, z + 1/2, lo, hi (`float_params`)."""
+per layer at plan time, else they take the int64 path). Per channel: float64 (2, C) constants
+m 2^-n and z + 1/2, int32 (2, C) clamp bounds lo, hi (`float_params`). Per 8 lanes one
+convert, one fused multiply-add and one convert rounding toward -inf (AVX-512 embedded
+rounding: the floor comes free), then an int32 clamp."""
 
 from __future__ import annotations
 
@@ -12,23 +14,39 @@ import numpy as np
 from ...quant.requant import float_factors
 from .gemm import aligned_zeros
 
+ROUND_DOWN = 9  # _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC
+
 
 def float_params(mult: np.ndarray, shift: np.ndarray, z: np.ndarray, lo: np.ndarray,
-                 hi: np.ndarray, c16: int) -> np.ndarray:
-    """The (4, c16) constants; padding channels requantize to 0 (all constants 0)."""
+                 hi: np.ndarray, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """(q float64 (2, cols), lh int32 (2, cols)); padding channels requantize to 0."""
     c = len(mult)
-    q = aligned_zeros((4, c16), np.float64)
+    q = aligned_zeros((2, cols), np.float64)
     q[0, :c], q[1, :c] = float_factors(mult, shift, z)
-    q[2, :c], q[3, :c] = lo, hi
-    return q
+    lh = aligned_zeros((2, cols), np.int32)
+    lh[0, :c], lh[1, :c] = lo, hi
+    return q, lh
 
 
-def requant16(acc: Any, q: Any, col: Any) -> Any:
+def requant16(acc: Any, q: Any, lh: Any, col: Any) -> Any:
     """uint8x16 codes of 16 int32 sums (bias already added) for channels col..col+15:
-    clamp(floor(v * m 2^-n + z + 1/2), lo, hi) (quant.requant.requant_float), q the
-    float_params buffer."""
+    clamp(floor(v * m 2^-n + z + 1/2), lo, hi) (quant.requant.requant_float)."""
     from tvm import tirx
-    f64 = "float64x16"
-    r = tirx.Cast(f64, acc) * q.vload([0, col], f64) + q.vload([1, col], f64)
-    r = tirx.min(tirx.max(r, q.vload([2, col], f64)), q.vload([3, col], f64))
-    return tirx.Cast("uint8x16", tirx.Cast("int32x16", tirx.floor(r)))
+    from tvm.script import tirx as T
+
+    def lanes(a: int, b: int) -> list:
+        return [tirx.const(i, "int32") for i in range(a, b)]
+
+    halves = []
+    for h in (0, 8):
+        f = tirx.Cast("float64x8", tirx.Shuffle([acc], lanes(h, h + 8)))
+        f = T.call_llvm_pure_intrin("float64x8", "llvm.fma.v8f64", f,
+                                    q.vload([0, col + h], "float64x8"),
+                                    q.vload([1, col + h], "float64x8"))
+        halves.append(T.call_llvm_pure_intrin(
+            "int32x8", "llvm.x86.avx512.mask.cvtpd2dq.512", f,
+            tirx.Broadcast(tirx.const(0, "int32"), 8), tirx.const(-1, "int8"),
+            tirx.const(ROUND_DOWN, "int32")))
+    r = tirx.Shuffle(halves, lanes(0, 16))
+    r = tirx.min(tirx.max(r, lh.vload([0, col], "int32x16")), lh.vload([1, col], "int32x16"))
+    return tirx.Cast("uint8x16", r)
