@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from .runtime_lib import cache_dir, load_module, save_module, tvm_version
+from .runtime_lib import cache_dir, load_module, save_module, set_threads, tvm_version
 from .target import llvm_target, target_key
 
 _mem: dict[str, Any] = {}
@@ -26,6 +26,7 @@ def _load_or_build(name: str, make: Callable[[], Any]) -> Any:
             return load_module(path)
         except Exception:  # a stale or foreign file: rebuild it
             pass
+    set_threads()
     import tvm
     lib = tvm.compile(tvm.IRModule({"main": make()}), target=llvm_target())
     save_module(lib, path)

@@ -1,5 +1,5 @@
-"""Depthwise convs of the tvm CPU backend as TIR kernels on NHWC rows (nhwc.Act): a copy of the
-input padded with the zero points (`pad`), then per output pixel and 16-channel vector the taps
+"""Depthwise convs of the tvm CPU backend as TIR kernels on NHWC rows (nhwc.Act): on a copy of
+the input padded with the zero points (layout.pad_fn), per output pixel and 16-channel vector the taps
 summed in one register (int32, the bias as the start value) and requantized in registers
 (vec_requant, float64) straight to uint8 codes: one pass, no int32 tensor through memory.
 Every shape compiles once (compiled.py); the batch size is symbolic."""
@@ -10,35 +10,6 @@ from typing import Any, Callable
 
 from .compiled import kernel
 from .vec_requant import requant16
-
-
-def pad_fn(h: int, w: int, c16: int, pt: int, pb: int, pl: int, pr: int
-           ) -> Callable[..., None]:
-    """pad(a (M4, c16) uint8 rows, zp (c16,) uint8, x (N, h+pt+pb, w+pl+pr, c16) uint8)."""
-    hp, wp = h + pt + pb, w + pl + pr
-
-    def make() -> Any:
-        from tvm.script import tirx as T
-
-        @T.prim_func
-        def main(a: T.handle, zp: T.handle, x: T.handle):
-            T.func_attr({"global_symbol": "main", "tirx.noalias": True})
-            ma = T.int32()
-            nb = T.int32()
-            A = T.match_buffer(a, (ma, c16), "uint8")
-            Z = T.match_buffer(zp, (c16,), "uint8")
-            X = T.match_buffer(x, (nb, hp, wp, c16), "uint8")
-            for t in T.parallel(nb * hp):
-                for xx in range(wp):
-                    for cb in range(c16 // 16):
-                        iy = t % hp - pt
-                        ix = xx - pl
-                        X[t // hp, t % hp, xx, T.ramp(cb * 16, 1, 16)] = T.if_then_else(
-                            0 <= iy and iy < h and 0 <= ix and ix < w,
-                            A.vload([((t // hp) * h + iy) * w + ix, cb * 16], "uint8x16"),
-                            Z.vload([cb * 16], "uint8x16"))
-        return main
-    return kernel(f"pad_h{h}w{w}c{c16}p{pt}.{pb}.{pl}.{pr}", make)
 
 
 def depthwise_fn(hp: int, wp: int, kh: int, kw: int, sh: int, sw: int, c16: int

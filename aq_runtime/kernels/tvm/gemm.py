@@ -97,7 +97,7 @@ def _digit_sum(acc: Any, i: Any, u: Any, ndig: int) -> Any:
     return s
 
 
-def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int):
+def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int, dtype: str):
     from tvm.script import tirx as T
 
     from .vec_requant import requant16
@@ -114,7 +114,7 @@ def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int):
         Bi = T.match_buffer(bias, (ncol,), "int32")
         Q = T.match_buffer(q, (2, ncol), "float64")
         L = T.match_buffer(lh, (2, ncol), "int32")
-        O = T.match_buffer(o, (m, c16), "uint8")
+        O = T.match_buffer(o, (m, c16), dtype)
         for mb in T.parallel(m // 4):
             for nb in range(nbn):
                 acc = T.alloc_buffer((4, nv * 16), "int32", scope="local")
@@ -137,7 +137,7 @@ def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int):
                             O[mb * 4 + i, T.ramp((nb * cv + u) * 16, 1, 16)] = requant16(
                                 _digit_sum(acc, i, u, ndig) + Bi.vload([(nb * cv + u) * 16],
                                                                        "int32x16"),
-                                Q, L, (nb * cv + u) * 16)
+                                Q, L, (nb * cv + u) * 16, dtype)
     return main
 
 
@@ -149,12 +149,13 @@ def fused_shape(o: int, ndig: int) -> tuple[int, int]:
     return cv, -(-cvec // cv)
 
 
-def fused_fn(k: int, o: int, ndig: int, c16: int) -> Callable[..., None]:
-    """C = requant(A @ W + bias) straight to uint8 codes: fused(a (M4, K) u8, b
-    (pack_fused), bias (ncol,) int32, q, lh (vec_requant.float_params), o (M4, c16) u8)."""
+def fused_fn(k: int, o: int, ndig: int, c16: int, dtype: str = "uint8"
+             ) -> Callable[..., None]:
+    """C = requant(A @ W + bias) straight to codes: fused(a (M4, K) u8, b (pack_fused), bias
+    (ncol,) int32, q, lh (vec_requant.float_params), o (M4, c16) uint8, or int32 (logits))."""
     cv, nbn = fused_shape(o, ndig)
-    return kernel(f"gemmq_k{k}_b{nbn}_v{cv}_d{ndig}_c{c16}",
-                  lambda: _fused_func(k, nbn, cv, ndig, c16))
+    return kernel(f"gemmq_k{k}_b{nbn}_v{cv}_d{ndig}_c{c16}_{dtype}",
+                  lambda: _fused_func(k, nbn, cv, ndig, c16, dtype))
 
 
 def pack_fused(digits: np.ndarray, o: int, ndig: int, k_multiple: int = 4) -> np.ndarray:

@@ -28,9 +28,10 @@ def float_params(mult: np.ndarray, shift: np.ndarray, z: np.ndarray, lo: np.ndar
     return q, lh
 
 
-def requant16(acc: Any, q: Any, lh: Any, col: Any) -> Any:
-    """uint8x16 codes of 16 int32 sums (bias already added) for channels col..col+15:
-    clamp(floor(v * m 2^-n + z + 1/2), lo, hi) (quant.requant.requant_float)."""
+def requant16(acc: Any, q: Any, lh: Any, col: Any, dtype: str = "uint8") -> Any:
+    """The codes (uint8x16, or int32x16 for dtype "int32") of 16 int32 sums (bias already
+    added) for channels col..col+15: clamp(floor(v * m 2^-n + z + 1/2), lo, hi)
+    (quant.requant.requant_float)."""
     from tvm import tirx
     from tvm.script import tirx as T
 
@@ -49,4 +50,4 @@ def requant16(acc: Any, q: Any, lh: Any, col: Any) -> Any:
             tirx.const(ROUND_DOWN, "int32")))
     r = tirx.Shuffle(halves, lanes(0, 16))
     r = tirx.min(tirx.max(r, lh.vload([0, col], "int32x16")), lh.vload([1, col], "int32x16"))
-    return tirx.Cast("uint8x16", r)
+    return r if dtype == "int32" else tirx.Cast("uint8x16", r)
