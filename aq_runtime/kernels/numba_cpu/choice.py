@@ -26,8 +26,10 @@ def choices_file() -> Path:
     return cache_root() / "kernel_choices.json"
 
 
-def _key(scope: str, node: Node, shape: tuple) -> str:
-    h = hashlib.sha1(scope.encode())
+def _key(scope: str, node: Node, shape: tuple, names: tuple) -> str:
+    """Backend, weights, strides/padding, input shape and the candidates' names (a new kernel
+    version or candidate is timed again, not shadowed by an old decision)."""
+    h = hashlib.sha1(repr((scope, names)).encode())
     for k in ("weight", "wbits"):
         h.update(np.ascontiguousarray(node.arrays[k]).tobytes())
     h.update(repr((node.attrs["stride"], node.attrs["pad"], shape)).encode())
@@ -54,7 +56,7 @@ def run_fastest(scope: str, node: Node, shape: tuple, candidates: dict[str, Call
     if node not in picked:
         if _disk is None:
             _disk = read_json(choices_file())
-        key = _key(scope, node, shape)
+        key = _key(scope, node, shape, tuple(sorted(candidates)))
         if _disk.get(key) in candidates:
             picked[node] = _disk[key]
         else:

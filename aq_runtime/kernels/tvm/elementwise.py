@@ -41,3 +41,35 @@ def add_fn(c16: int) -> Callable[..., None]:
                             Q, L, cb * 16)
         return main
     return kernel(f"add_c{c16}", make)
+
+
+def gap_fn(p: int, c16: int) -> Callable[..., None]:
+    """Global average pool of p pixels per image: gap(x (Mx, c16) uint8, zpp (c16,) int32 = p
+    * z_in, q, lh, o (Mo, c16) uint8, n: int32 images); sum - p z_in requantized."""
+
+    def make() -> Any:
+        from tvm.script import tirx as T
+
+        @T.prim_func
+        def main(x: T.handle, zpp: T.handle, q: T.handle, lh: T.handle, o: T.handle,
+                 nb: T.int32):
+            T.func_attr({"global_symbol": "main", "tirx.noalias": True})
+            mx = T.int32()
+            mo = T.int32()
+            X = T.match_buffer(x, (mx, c16), "uint8")
+            ZP = T.match_buffer(zpp, (c16,), "int32")
+            Q = T.match_buffer(q, (2, c16), "float64")
+            L = T.match_buffer(lh, (2, c16), "int32")
+            O = T.match_buffer(o, (mo, c16), "uint8")
+            for t in T.parallel(nb * (c16 // 16)):
+                acc = T.alloc_buffer((16,), "int32", scope="local")
+                acc[T.ramp(0, 1, 16)] = T.broadcast(T.int32(0), 16)
+                for r in range(p):
+                    acc[T.ramp(0, 1, 16)] = acc.vload([0], "int32x16") + T.Cast(
+                        "int32x16", X.vload([(t // (c16 // 16)) * p + r, (t % (c16 // 16)) * 16],
+                                            "uint8x16"))
+                O[t // (c16 // 16), T.ramp((t % (c16 // 16)) * 16, 1, 16)] = requant16(
+                    acc.vload([0], "int32x16") - ZP.vload([(t % (c16 // 16)) * 16], "int32x16"),
+                    Q, L, (t % (c16 // 16)) * 16)
+        return main
+    return kernel(f"gap_p{p}c{c16}", make)

@@ -25,7 +25,7 @@ CPAD = 16  # channels padded to whole 16-lane vectors
 
 @dataclass
 class Act:
-    data: np.ndarray  # (M4, C16) uint8 or int32, 64-byte aligned
+    data: np.ndarray  # (M4, C16) uint8 or int32, 64-byte aligned (the images: (M4, C))
     n: int
     h: int
     w: int

@@ -1,15 +1,16 @@
-"""The tvm CPU backend: activations stay NHWC rows of uint8 codes between layers (nhwc.Act).
-One-group convs run on the VNNI GEMM microkernel (gemm.py): 1x1 convs straight on the activation
-rows, others through an NHWC im2col; the requantization runs in a vectorized Numba epilogue
-straight into the next layer's rows. Ternary convs are two GEMM column blocks (the inputs under
-+1 and under -1 weights); weight codes wider than int8 (9..16 bits) put their higher base-128
-digits in extra GEMM column blocks, recombined exactly in the epilogue. Per int conv, a Numba
-kernel that multiplies the rows by int32 weights along the output channels (no digits, no int32
-matrix through memory) competes with the GEMM: the faster, timed at plan time, is kept and
-remembered (numba_cpu/choice.py); it wins on large early layers with few input channels.
-Depthwise convs, residual adds, gating, global pooling and tables are NHWC Numba kernels along
-the channels; grouped convs and max/average pools fall back to the numba_cpu kernels (NCHW,
-converted on the way)."""
+"""The tvm CPU backend: activations stay NHWC rows of uint8 codes between layers (nhwc.Act), and
+the work runs in TVM's thread pool as TIR kernels. One-group convs are GEMMs on the VNNI
+microkernel (gemm.py): 1x1 convs straight on the activation rows, others on TIR im2col rows
+(layout.py); weight codes wider than int8 (9..16 bits) add base-128 digit columns, ternary
+weights two 0/1 column blocks. Per conv up to three exact candidates are timed at plan time
+(the fastest kept and remembered, numba_cpu/choice.py): 'fused', the GEMM that requantizes in
+registers (vec_requant: float64, used only where quant.requant.float_exact proves it exact);
+'gemm', int32 sums through memory and the int64 Numba epilogue; 'rows', a Numba kernel on int32
+weights. Depthwise convs (depthwise.py), residual adds and global pooling (elementwise.py)
+requantize in registers the same way, with the int64 Numba kernels (nhwc.py) where the proof
+fails; gating, tables, grouped convs and pools run in Numba (numba_cpu fallbacks in NCHW).
+Numba kernels run on the calling thread (`_Serial`). Each node, once planned, keeps its chosen
+kernel bound to its constants (`_fast`), so a run is a walk of prepared calls."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from ..numba_cpu import choice
 from ..numba_cpu import ops as _nbops
 from . import nhwc as _nhwc
 from .depthwise import depthwise_fn
-from .elementwise import add_fn
+from .elementwise import add_fn, gap_fn
 from .gemm import (
     aligned_empty,
     aligned_zeros,
@@ -86,10 +87,12 @@ def _act(x) -> Act:
 
 
 def from_images(images: np.ndarray) -> Act:
-    """uint8 N x H x W x C images (already the input codes, DESIGN §5) -> the input's rows."""
+    """uint8 N x H x W x C images (already the input codes, DESIGN §5) -> the input's rows,
+    C wide (one contiguous copy: the first layer is an im2col conv, which reads any width)."""
     n, h, w, c = images.shape
-    a = new_act(n, h, w, c, np.uint8)
-    a.data[:a.m, :c] = images.reshape(a.m, c)
+    m = n * h * w
+    a = Act(aligned_empty((m + (-m % 4), c), np.uint8), n, h, w, c)
+    a.data[:m] = images.reshape(m, c)
     return a
 
 
@@ -291,7 +294,7 @@ def _depthwise(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Act:
     ho, wo = _out_hw(a, kh, kw, node)
     (sh, sw), pad = node.attrs["stride"], node.attrs["pad"]
     dtype = d["dtype"]
-    if "q" in d and a.data.dtype == np.uint8:
+    if "q" in d and a.data.dtype == np.uint8 and a.data.shape[1] % _nhwc.CPAD == 0:
         c16 = a.data.shape[1]
         pt, pb, pl, pr = pad
         hp, wp = h + pt + pb, w + pl + pr
@@ -369,8 +372,10 @@ def add(node: Node, x1, z1: np.ndarray, x2, z2: np.ndarray, z_out: np.ndarray) -
     n, h, w, c = a1.n, a1.h, a1.w, a1.c
     dtype = out_dtype(lo, hi)
     d = None
-    if a1.data.dtype == a2.data.dtype == dtype == np.uint8:
-        d = _add_params(node, a1.data.shape[1], z1, z2, z_out)
+    c16 = c + (-c % _nhwc.CPAD)
+    if (a1.data.dtype == a2.data.dtype == dtype == np.uint8
+            and a1.data.shape[1] == a2.data.shape[1] == c16):
+        d = _add_params(node, c16, z1, z2, z_out)
     if d is not None:
         fn, zm, q, lh = d["fn"], d["zm"], d["q"], d["lh"]
 
@@ -401,11 +406,33 @@ def mul(node: Node, x1, z1: np.ndarray, x2, z2: np.ndarray, z_out: np.ndarray) -
 
 def gap(node: Node, x, z_in: np.ndarray, z_out: np.ndarray) -> Act:
     a = _act(x)
+    f = _fast.get(node)
+    if f is not None and f[0] == _key(a):
+        return f[1](a)
     ar = node.arrays
-    lo, hi, out = _requant_out(node, a.n, 1, 1, a.c)
-    nhwc.gap(a.data, _i64(z_in), _i64(ar["mult"]), _i64(ar["shift"]), _i64(z_out), lo, hi,
-             a.n, a.h * a.w, a.c, out.data)
-    return out
+    lo, hi = _i64(ar["lo"]), _i64(ar["hi"])
+    mult, shift, zi, zo = _i64(ar["mult"]), _i64(ar["shift"]), _i64(z_in), _i64(z_out)
+    n, c, p = a.n, a.c, a.h * a.w
+    dtype = out_dtype(lo, hi)
+    c16 = c + (-c % _nhwc.CPAD)
+    if (a.data.dtype == dtype == np.uint8 and a.data.shape[1] == c16
+            and float_exact(np.full(c, 255 * p), mult, shift, zo)):
+        zpp = aligned_zeros((c16,), np.int32)
+        zpp[:c] = zi * p
+        q, lh = float_params(mult, shift, zo, lo, hi, c16)
+        fn = gap_fn(p, c16)
+
+        def run(x: Act) -> Act:
+            out = new_act(n, 1, 1, c, np.uint8)
+            fn(x.data, zpp, q, lh, out.data, n)
+            return out
+    else:
+        def run(x: Act) -> Act:
+            out = new_act(n, 1, 1, c, dtype)
+            nhwc.gap(x.data, zi, mult, shift, zo, lo, hi, n, p, c, out.data)
+            return out
+    _fast[node] = (_key(a), run)
+    return run(a)
 
 
 def lut(node: Node, x) -> Act:
