@@ -1,5 +1,6 @@
 """Per-layer kernel choice by timing at plan time: the first time a node runs, every candidate
-kernel runs on that very input (RUNS times, best time kept), the fastest is used from then on and
+kernel runs on that very input (once to warm up, then RUNS rounds over the candidates,
+best time kept), the fastest is used from then on and
 remembered on disk (`kernel_choices.json` in $AQ_CACHE_DIR or ~/.cache/aq_runtime, keyed by
 the backend, the node's weights and the input's shape), so a second process does not measure
 again. All candidates are exact, so the choice only moves speed."""
@@ -19,7 +20,7 @@ from ...runtime.cache import cache_root, read_json, write_json
 
 _choice: dict[str, "weakref.WeakKeyDictionary[Node, str]"] = {}
 _disk: dict[str, str] | None = None
-RUNS = 4  # timed runs per candidate, the best kept (the first includes one-time costs)
+RUNS = 5  # timed rounds over the candidates after one warm-up run each; the best time counts
 
 
 def choices_file() -> Path:
@@ -60,15 +61,15 @@ def run_fastest(scope: str, node: Node, shape: tuple, candidates: dict[str, Call
         if _disk.get(key) in candidates:
             picked[node] = _disk[key]
         else:
-            best, out = None, None
-            for name, fn in candidates.items():
-                t_best = float("inf")
-                for _ in range(RUNS):
+            outs = {name: fn() for name, fn in candidates.items()}  # warm-up: one-time costs
+            best_t = dict.fromkeys(candidates, float("inf"))
+            for _ in range(RUNS):  # rounds across the candidates: noise hits them alike
+                for name, fn in candidates.items():
                     t = time.perf_counter()
-                    y = fn()
-                    t_best = min(t_best, time.perf_counter() - t)
-                if best is None or t_best < best[0]:
-                    best, out = (t_best, name), y
+                    fn()
+                    best_t[name] = min(best_t[name], time.perf_counter() - t)
+            name = min(best_t, key=best_t.__getitem__)
+            best, out = (best_t[name], name), outs[name]
             picked[node] = best[1]
             _remember(key, best[1])
             return out

@@ -34,9 +34,9 @@ def depthwise_fn(hp: int, wp: int, kh: int, kw: int, sh: int, sw: int, c16: int
             L = T.match_buffer(lh, (2, c16), "int32")
             O = T.match_buffer(o, (mo, c16), "uint8")
             for t in T.parallel(nb * ho):
+                acc = T.alloc_buffer((16,), "int32", scope="local")
                 for cb in range(c16 // 16):
                     for xx in range(wo):
-                        acc = T.alloc_buffer((16,), "int32", scope="local")
                         acc[T.ramp(0, 1, 16)] = B.vload([cb * 16], "int32x16")
                         for i in T.unroll(kh):
                             for j in T.unroll(kw):

@@ -14,6 +14,10 @@ import numpy as np
 
 from .compiled import kernel
 
+TASKS = 64  # parallel tasks per call: local buffers are set up per task, not per row block
+# (a buffer declared inside the row-block loop became a workspace allocation per block, and
+# its accumulators lived in memory: 2-6x slower)
+
 
 def _prim_func(k: int, n: int):
     from tvm.script import tirx as T
@@ -27,9 +31,11 @@ def _prim_func(k: int, n: int):
         A = T.match_buffer(a, (m, k), "uint8")
         B = T.match_buffer(b, (nb_n, kb_n, 4, 64), "int8")
         C = T.match_buffer(c, (m, n), "int32")
-        for mb in T.parallel(m // 4):
-            for nb in range(nb_n):
-                acc = T.alloc_buffer((4, 64), "int32", scope="local")
+        per = (m // 4 + TASKS - 1) // TASKS
+        for task in T.parallel(TASKS):
+            acc = T.alloc_buffer((4, 64), "int32", scope="local")
+            for mbi, nb in T.grid(T.max(0, T.min(per, m // 4 - task * per)), nb_n):
+                mb = task * per + mbi
                 for i in T.unroll(4):
                     for v in T.unroll(4):
                         acc[i, T.ramp(v * 16, 1, 16)] = T.broadcast(T.int32(0), 16)
@@ -97,7 +103,8 @@ def _digit_sum(acc: Any, i: Any, u: Any, ndig: int) -> Any:
     return s
 
 
-def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int, dtype: str):
+def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int, dtype: str,
+                cols_outer: bool = False):
     from tvm.script import tirx as T
 
     from .vec_requant import requant16
@@ -115,9 +122,13 @@ def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int, dtype: str):
         Q = T.match_buffer(q, (2, ncol), "float64")
         L = T.match_buffer(lh, (2, ncol), "int32")
         O = T.match_buffer(o, (m, c16), dtype)
-        for mb in T.parallel(m // 4):
-            for nb in range(nbn):
-                acc = T.alloc_buffer((4, nv * 16), "int32", scope="local")
+        per = (m // 4 + TASKS - 1) // TASKS if not cols_outer else m // 4
+        for task in T.parallel(TASKS if not cols_outer else nbn):
+            acc = T.alloc_buffer((4, nv * 16), "int32", scope="local")
+            for mbi, nbi in T.grid(T.max(0, T.min(per, m // 4 - task * per)) if not cols_outer
+                                   else m // 4, nbn if not cols_outer else 1):
+                mb = task * per + mbi if not cols_outer else mbi
+                nb = nbi if not cols_outer else task
                 for i in T.unroll(4):
                     for v in T.unroll(nv):
                         acc[i, T.ramp(v * 16, 1, 16)] = T.broadcast(T.int32(0), 16)
@@ -149,13 +160,16 @@ def fused_shape(o: int, ndig: int) -> tuple[int, int]:
     return cv, -(-cvec // cv)
 
 
-def fused_fn(k: int, o: int, ndig: int, c16: int, dtype: str = "uint8"
-             ) -> Callable[..., None]:
+def fused_fn(k: int, o: int, ndig: int, c16: int, dtype: str = "uint8",
+             cols_outer: bool = False) -> Callable[..., None]:
     """C = requant(A @ W + bias) straight to codes: fused(a (M4, K) u8, b (pack_fused), bias
-    (ncol,) int32, q, lh (vec_requant.float_params), o (M4, c16) uint8, or int32 (logits))."""
+    (ncol,) int32, q, lh (vec_requant.float_params), o (M4, c16) uint8, or int32 (logits)).
+    Row blocks are the outer, parallel loop; with `cols_outer` the column blocks are, each
+    task sweeping all rows with its weights in cache (for few rows and many weights)."""
     cv, nbn = fused_shape(o, ndig)
-    return kernel(f"gemmq_k{k}_b{nbn}_v{cv}_d{ndig}_c{c16}_{dtype}",
-                  lambda: _fused_func(k, nbn, cv, ndig, c16, dtype))
+    order = "c" if cols_outer else "r"
+    return kernel(f"gemmq_k{k}_b{nbn}_v{cv}_d{ndig}_c{c16}_{dtype}_{order}",
+                  lambda: _fused_func(k, nbn, cv, ndig, c16, dtype, cols_outer))
 
 
 def pack_fused(digits: np.ndarray, o: int, ndig: int, k_multiple: int = 4) -> np.ndarray:

@@ -14,6 +14,7 @@ kernel bound to its constants (`_fast`), so a run is a walk of prepared calls.""
 
 from __future__ import annotations
 
+import threading
 import weakref
 from typing import Callable
 
@@ -71,6 +72,28 @@ nhwc = _Serial(_nhwc)
 _nb = _Serial(_nbops)
 
 
+class _Scratch:
+    """The arrays one planned node writes (its output rows, im2col rows, padded copies), kept
+    from run to run per thread: no allocation and no fresh pages to fault in on every run.
+    A node's output is read only within the same run (the executor frees it after its last
+    use; to_host copies the graph output), so the next run may overwrite it."""
+
+    def __init__(self) -> None:
+        self._tls = threading.local()
+
+    def get(self, role: str, shape: tuple[int, ...], dtype) -> np.ndarray:
+        bufs = self._tls.__dict__
+        b = bufs.get(role)
+        if b is None or b.shape != shape or b.dtype != dtype:
+            b = bufs[role] = aligned_empty(shape, dtype)
+        return b
+
+    def act(self, n: int, h: int, w: int, c: int, dtype) -> Act:
+        m = n * h * w
+        return Act(self.get("out", (m + (-m % 4), c + (-c % _nhwc.CPAD)), np.dtype(dtype)),
+                   n, h, w, c)
+
+
 def _key(a: Act) -> tuple:
     return (a.n, a.h, a.w, a.c, a.data.dtype)
 
@@ -97,7 +120,8 @@ def from_images(images: np.ndarray) -> Act:
 
 
 def to_host(x) -> np.ndarray:
-    return to_nchw(x) if isinstance(x, Act) else np.asarray(x)
+    """A copy (never a view of a buffer the next run reuses)."""
+    return np.array(to_nchw(x) if isinstance(x, Act) else x, copy=True)
 
 
 def digit_rows(w: np.ndarray) -> tuple[np.ndarray, int]:
@@ -174,9 +198,10 @@ def _fused_params(d: dict, rows: np.ndarray, k_multiple: int) -> None:
     bias[:o] = d["bias"]
     c16 = o + (-o % _nhwc.CPAD)
     q, lh = float_params(d["mult"], d["shift"], d["z"], d["lo"], d["hi"], ncol)
+    kp, dt = packed.shape[1] * 4, np.dtype(d["dtype"]).name
     d["fused"] = dict(packed=packed, bias=bias, c16=c16, q=q, lh=lh,
-                      fn=fused_fn(packed.shape[1] * 4, o, ndig, c16,
-                                  np.dtype(d["dtype"]).name))
+                      fn=fused_fn(kp, o, ndig, c16, dt),
+                      fn_cols=fused_fn(kp, o, ndig, c16, dt, cols_outer=True))
 
 
 def _out_hw(a: Act, kh: int, kw: int, node: Node) -> tuple[int, int]:
@@ -203,18 +228,20 @@ def _gemm_runners(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray
         zp = aligned_zeros((c16,), np.uint8)
         zp[:c] = zi
 
+    sc = _Scratch()
+
     def rows_of(x: Act) -> np.ndarray:
         if direct:
             return x.data  # the activation rows are the GEMM's A operand
-        rows = aligned_empty((m + (-m % 4), kp), np.uint8)
+        rows = sc.get("rows", (m + (-m % 4), kp), np.dtype(np.uint8))
         i2c(x.data, zp, rows, n)
         return rows
 
     def gemm(x: Act) -> Act:
         rows = rows_of(x)
-        cm = aligned_empty((rows.shape[0], d["npad"]), np.int32)
+        cm = sc.get("sums", (rows.shape[0], d["npad"]), np.dtype(np.int32))
         d["fn"](rows, d["packed"], cm)
-        out = new_act(n, ho, wo, o, d["dtype"])
+        out = sc.act(n, ho, wo, o, d["dtype"])
         if d["ternary"]:
             nhwc.epilogue_ternary(cm, m, o, d["bias"], d["bias_n"], d["mult"], d["mult_n"],
                                   d["shift"], d["z"], d["lo"], d["hi"], out.data)
@@ -230,7 +257,7 @@ def _gemm_runners(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray
         if "wt" not in d:
             wk = np.asarray(node.arrays["weight"], np.int64).transpose(0, 2, 3, 1).reshape(o, -1)
             d["wt"] = np.ascontiguousarray(wk.T, dtype=np.int32)  # (K, O)
-        out = new_act(n, ho, wo, o, d["dtype"])
+        out = sc.act(n, ho, wo, o, d["dtype"])
         nhwc.pointwise_rows(rows_of(x), m, d["wt"], d["bias"], d["mult"], d["shift"], d["z"],
                             d["lo"], d["hi"], out.data)
         return out
@@ -240,11 +267,19 @@ def _gemm_runners(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray
         f = d["fused"]
         fn, packed, bias, q, lh = f["fn"], f["packed"], f["bias"], f["q"], f["lh"]
 
+        fn_cols = f["fn_cols"]
+
         def fused(x: Act) -> Act:
-            out = new_act(n, ho, wo, o, d["dtype"])
+            out = sc.act(n, ho, wo, o, d["dtype"])
             fn(rows_of(x), packed, bias, q, lh, out.data)
             return out
+
+        def fused_cols(x: Act) -> Act:
+            out = sc.act(n, ho, wo, o, d["dtype"])
+            fn_cols(rows_of(x), packed, bias, q, lh, out.data)
+            return out
         runners["fused"] = fused
+        runners["fused-cols"] = fused_cols
     return runners
 
 
@@ -294,6 +329,7 @@ def _depthwise(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Act:
     ho, wo = _out_hw(a, kh, kw, node)
     (sh, sw), pad = node.attrs["stride"], node.attrs["pad"]
     dtype = d["dtype"]
+    sc = _Scratch()
     if "q" in d and a.data.dtype == np.uint8 and a.data.shape[1] % _nhwc.CPAD == 0:
         c16 = a.data.shape[1]
         pt, pb, pl, pr = pad
@@ -303,8 +339,8 @@ def _depthwise(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Act:
         zp, w16, b16, q, lh = d["zp"], d["w16"], d["b16"], d["q"], d["lh"]
 
         def run(x: Act) -> Act:
-            out = new_act(n, ho, wo, c, dtype)
-            xp = aligned_empty((n, hp, wp, c16), np.uint8)
+            out = sc.act(n, ho, wo, c, dtype)
+            xp = sc.get("padded", (n, hp, wp, c16), np.dtype(np.uint8))
             padf(x.data, zp, xp)
             dwf(xp, w16, b16, q, lh, out.data)
             return out
@@ -313,7 +349,7 @@ def _depthwise(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Act:
         z, lo, hi = d["z"], d["lo"], d["hi"]
 
         def run(x: Act) -> Act:
-            out = new_act(n, ho, wo, c, dtype)
+            out = sc.act(n, ho, wo, c, dtype)
             nhwc.depthwise(x.data, n, h, w, c, wt, wz, sh, sw, pad[0], pad[2], ho, wo, bias,
                            mult, shift, z, lo, hi, out.data)
             return out
@@ -371,6 +407,7 @@ def add(node: Node, x1, z1: np.ndarray, x2, z2: np.ndarray, z_out: np.ndarray) -
     lo, hi = _i64(ar["lo"]), _i64(ar["hi"])
     n, h, w, c = a1.n, a1.h, a1.w, a1.c
     dtype = out_dtype(lo, hi)
+    sc = _Scratch()
     d = None
     c16 = c + (-c % _nhwc.CPAD)
     if (a1.data.dtype == a2.data.dtype == dtype == np.uint8
@@ -380,7 +417,7 @@ def add(node: Node, x1, z1: np.ndarray, x2, z2: np.ndarray, z_out: np.ndarray) -
         fn, zm, q, lh = d["fn"], d["zm"], d["q"], d["lh"]
 
         def run(x1: Act, x2: Act) -> Act:
-            out = new_act(n, h, w, c, np.uint8)
+            out = sc.act(n, h, w, c, np.uint8)
             fn(x1.data, x2.data, zm, q, lh, out.data)
             return out
     else:
@@ -388,7 +425,7 @@ def add(node: Node, x1, z1: np.ndarray, x2, z2: np.ndarray, z_out: np.ndarray) -
         sh, zo = _i64(ar["shift"]), _i64(z_out)
 
         def run(x1: Act, x2: Act) -> Act:
-            out = new_act(n, h, w, c, dtype)
+            out = sc.act(n, h, w, c, dtype)
             nhwc.add(x1.data, za, x2.data, zb, ma, mb, sh, zo, lo, hi, x1.m, c, out.data)
             return out
     _fast[node] = (_key(a1) + _key(a2), run)
@@ -415,6 +452,7 @@ def gap(node: Node, x, z_in: np.ndarray, z_out: np.ndarray) -> Act:
     n, c, p = a.n, a.c, a.h * a.w
     dtype = out_dtype(lo, hi)
     c16 = c + (-c % _nhwc.CPAD)
+    sc = _Scratch()
     if (a.data.dtype == dtype == np.uint8 and a.data.shape[1] == c16
             and float_exact(np.full(c, 255 * p), mult, shift, zo)):
         zpp = aligned_zeros((c16,), np.int32)
@@ -423,12 +461,12 @@ def gap(node: Node, x, z_in: np.ndarray, z_out: np.ndarray) -> Act:
         fn = gap_fn(p, c16)
 
         def run(x: Act) -> Act:
-            out = new_act(n, 1, 1, c, np.uint8)
+            out = sc.act(n, 1, 1, c, np.uint8)
             fn(x.data, zpp, q, lh, out.data, n)
             return out
     else:
         def run(x: Act) -> Act:
-            out = new_act(n, 1, 1, c, dtype)
+            out = sc.act(n, 1, 1, c, dtype)
             nhwc.gap(x.data, zi, mult, shift, zo, lo, hi, n, p, c, out.data)
             return out
     _fast[node] = (_key(a), run)
