@@ -145,6 +145,7 @@ def test_lite0_mixed_low_and_high_bits_and_ternary(lite0_mixed, photos96):
 
 
 @pytest.mark.parametrize("backend,forced", [("tvm", "gemm"), ("tvm", "rows"), ("tvm", "fused"),
+                                            ("tvm", "fused-cols"),
                                             ("numba", "int8"), ("numba", "bitserial")])
 def test_every_kernel_candidate_is_exact(backend, forced, lite0_mixed, photos96, monkeypatch):
     """The per-layer timing picks one candidate per layer; here each candidate is forced on every
@@ -243,6 +244,23 @@ def test_bitserial_pointwise_equals_int_math():
         want = requantize(acc + bias[None, :, None], mult[None, :, None], shift[None, :, None],
                           z[None, :, None], lo[None, :, None], hi[None, :, None])
         assert np.array_equal(got, want), (n, c, p, o, wmax, abits)
+
+
+def test_tvm_batch_sizes_in_one_session(lite0_mixed, photos96, monkeypatch):
+    """One session at batch 1, then 3, then 1 again: every conv keeps to the backend's own
+    kernels (timed per input shape; never the NCHW fallback, which Lite0 does not need) and the
+    logits equal the reference each time."""
+    if "tvm" not in FAST:
+        pytest.skip("tvm is not available here")
+    from aq_runtime.kernels.tvm import ops as tops
+
+    def no_fallback(*a):
+        raise AssertionError("a Lite0 conv took the NCHW Numba fallback")
+    monkeypatch.setattr(tops._nbops, "conv", no_fallback)
+    s, ref = Session(lite0_mixed, "tvm"), Session(lite0_mixed, "reference")
+    for n in (1, 3, 1):
+        x = photos96[1][:n]
+        assert np.array_equal(s.run(x), ref.run(x)), n
 
 
 def test_numba_picks_bitserial_or_int8_by_timing_and_remembers(tmp_path, monkeypatch):

@@ -18,7 +18,8 @@ import numpy as np
 from ...export.ir import Node
 from ...runtime.cache import cache_root, read_json, write_json
 
-_choice: dict[str, "weakref.WeakKeyDictionary[Node, str]"] = {}
+# per backend, per node: {input shape: kernel name}, and under None the latest pick
+_choice: dict[str, "weakref.WeakKeyDictionary[Node, dict]"] = {}
 _disk: dict[str, str] | None = None
 RUNS = 5  # timed rounds over the candidates after one warm-up run each; the best time counts
 
@@ -43,9 +44,10 @@ def _remember(key: str, value: str) -> None:
     write_json(choices_file(), _disk)
 
 
-def chosen(scope: str, node: Node) -> str | None:
-    """The kernel `scope` (a backend) picked for the node, if it ran yet."""
-    return _choice.get(scope, {}).get(node)
+def chosen(scope: str, node: Node, shape: tuple | None = None) -> str | None:
+    """The kernel `scope` (a backend) picked for the node at this input shape (None: at the
+    shape it ran at last), if it ran yet."""
+    return _choice.get(scope, {}).get(node, {}).get(shape)
 
 
 def run_fastest(scope: str, node: Node, shape: tuple, candidates: dict[str, Callable[[], Any]]
@@ -53,13 +55,13 @@ def run_fastest(scope: str, node: Node, shape: tuple, candidates: dict[str, Call
     """Run the node's chosen candidate (choosing it first if needed) and return its output.
     `scope` names the backend: each keeps its own decisions."""
     global _disk
-    picked = _choice.setdefault(scope, weakref.WeakKeyDictionary())
-    if node not in picked:
+    picked = _choice.setdefault(scope, weakref.WeakKeyDictionary()).setdefault(node, {})
+    if shape not in picked:
         if _disk is None:
             _disk = read_json(choices_file())
         key = _key(scope, node, shape, tuple(sorted(candidates)))
         if _disk.get(key) in candidates:
-            picked[node] = _disk[key]
+            picked[shape] = _disk[key]
         else:
             outs = {name: fn() for name, fn in candidates.items()}  # warm-up: one-time costs
             best_t = dict.fromkeys(candidates, float("inf"))
@@ -69,8 +71,8 @@ def run_fastest(scope: str, node: Node, shape: tuple, candidates: dict[str, Call
                     fn()
                     best_t[name] = min(best_t[name], time.perf_counter() - t)
             name = min(best_t, key=best_t.__getitem__)
-            best, out = (best_t[name], name), outs[name]
-            picked[node] = best[1]
-            _remember(key, best[1])
-            return out
-    return candidates[picked[node]]()
+            picked[shape] = picked[None] = name
+            _remember(key, name)
+            return outs[name]
+    picked[None] = picked[shape]
+    return candidates[picked[shape]]()

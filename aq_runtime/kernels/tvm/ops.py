@@ -64,7 +64,6 @@ class _Serial:
                 return f(*args, **kw)
             finally:
                 numba.set_num_threads(prev)
-        setattr(self, name, serial)
         return serial
 
 
@@ -146,9 +145,9 @@ def digit_rows(w: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def kernel_choice(node: Node) -> str:
-    """The kernel this backend runs for a conv node: 'gemm' (VNNI) or 'rows' (Numba, int32
-    weights along the output channels: no digit split, no int32 matrix in memory), whichever
-    was faster when timed at plan time; 'depthwise'; 'numba' (NCHW fallback)."""
+    """The kernel this backend last ran for a conv node: for one-group convs the GEMM candidate
+    that was fastest at plan time for that input shape ('fused', 'fused-cols', 'gemm',
+    'rows'; see the module docstring); 'depthwise'; 'numba' (NCHW fallback)."""
     o, cg, _, _ = node.arrays["weight"].shape
     g = node.attrs["groups"]
     if g == 1:
@@ -291,7 +290,7 @@ def _gemm_conv(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Act:
     rows_shape = (m + (-m % 4), _cache[node]["kpad"])
     out = choice.run_fastest("tvm", node, rows_shape,
                              {k: (lambda r=r: r(a)) for k, r in runners.items()})
-    picked = choice.chosen("tvm", node)
+    picked = choice.chosen("tvm", node, rows_shape)
     if picked in runners:
         _fast[node] = (_key(a), runners[picked])
     return out
@@ -363,7 +362,7 @@ def conv(node: Node, x, z_in: np.ndarray, z_out: np.ndarray) -> Act:
     if f is not None and f[0] == _key(a):
         return f[1](a)
     kind = kernel_choice(node)
-    if kind in ("gemm", "rows", "fused") and a.data.dtype == np.uint8:
+    if node.attrs["groups"] == 1 and a.data.dtype == np.uint8:  # every GEMM candidate
         return _gemm_conv(node, a, z_in, z_out)
     if kind == "depthwise":
         return _depthwise(node, a, z_in, z_out)
