@@ -26,7 +26,7 @@ from ...quant.requant import float_exact
 from ..numba_cpu import choice
 from ..numba_cpu import ops as _nbops
 from . import nhwc as _nhwc
-from .depthwise import depthwise_fn
+from .depthwise import depthwise_fn, padded_fn
 from .elementwise import add_fn, gap_fn
 from .gemm import (
     aligned_empty,
@@ -147,14 +147,19 @@ def digit_rows(w: np.ndarray) -> tuple[np.ndarray, int]:
 def kernel_choice(node: Node) -> str:
     """The kernel this backend last ran for a conv node: for one-group convs the GEMM candidate
     that was fastest at plan time for that input shape ('fused', 'fused-cols', 'gemm',
-    'rows'; see the module docstring); 'depthwise'; 'numba' (NCHW fallback)."""
+    'rows'; see the module docstring); for depthwise convs 'depthwise' (bounds checked at the
+    border) or 'depthwise-padded' (on a padded copy), also timed; 'numba' (NCHW fallback)."""
+    if node.attrs["groups"] == 1:
+        return choice.chosen("tvm", node) or "gemm"
+    if _is_depthwise(node):
+        return choice.chosen("tvm", node) or "depthwise"
+    return "numba"
+
+
+def _is_depthwise(node: Node) -> bool:
     o, cg, _, _ = node.arrays["weight"].shape
     g = node.attrs["groups"]
-    if g == 1:
-        return choice.chosen("tvm", node) or "gemm"
-    if cg == 1 and g == o and node.attrs.get("mode", "int") == "int":
-        return "depthwise"
-    return "numba"
+    return cg == 1 and g == o and g > 1 and node.attrs.get("mode", "int") == "int"
 
 
 def _gemm_params(node: Node, z_out: np.ndarray) -> dict:
@@ -315,6 +320,8 @@ def _depthwise_params(node: Node, z_in: np.ndarray, z_out: np.ndarray) -> dict:
             d["b16"] = aligned_zeros((c16,), np.int32)
             d["b16"][:c] = bias
             d["q"], d["lh"] = float_params(mult, shift, z, lo, hi, c16)
+            d["wz16"] = aligned_zeros((kh, kw, c16), np.int32)
+            d["wz16"][:, :, :c] = d["wz"]
             d["zp"] = aligned_zeros((c16,), np.uint8)
             d["zp"][:c] = _i64(z_in)
         _cache[node] = d
@@ -333,16 +340,29 @@ def _depthwise(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Act:
         c16 = a.data.shape[1]
         pt, pb, pl, pr = pad
         hp, wp = h + pt + pb, w + pl + pr
+        dwf = depthwise_fn(h, w, kh, kw, sh, sw, pt, pl, ho, wo, c16)
         padf = pad_fn(h, w, c16, pt, pb, pl, pr)
-        dwf = depthwise_fn(hp, wp, kh, kw, sh, sw, c16)
-        zp, w16, b16, q, lh = d["zp"], d["w16"], d["b16"], d["q"], d["lh"]
+        dwp = padded_fn(hp, wp, kh, kw, sh, sw, c16)
+        w16, wz16, b16, q, lh, zp = d["w16"], d["wz16"], d["b16"], d["q"], d["lh"], d["zp"]
 
-        def run(x: Act) -> Act:
+        def inline(x: Act) -> Act:
+            out = sc.act(n, ho, wo, c, dtype)
+            dwf(x.data, w16, wz16, b16, q, lh, out.data, n)
+            return out
+
+        def padded(x: Act) -> Act:
             out = sc.act(n, ho, wo, c, dtype)
             xp = sc.get("padded", (n, hp, wp, c16), np.dtype(np.uint8))
             padf(x.data, zp, xp)
-            dwf(xp, w16, b16, q, lh, out.data)
+            dwp(xp, w16, b16, q, lh, out.data)
             return out
+        runners = {"depthwise": inline, "depthwise-padded": padded}
+        out = choice.run_fastest("tvm", node, a.data.shape,
+                                 {k: (lambda r=r: r(a)) for k, r in runners.items()})
+        picked = choice.chosen("tvm", node, a.data.shape)
+        if picked in runners:
+            _fast[node] = (_key(a), runners[picked])
+        return out
     else:
         wt, wz, bias, mult, shift = d["wt"], d["wz"], d["bias"], d["mult"], d["shift"]
         z, lo, hi = d["z"], d["lo"], d["hi"]
@@ -361,10 +381,9 @@ def conv(node: Node, x, z_in: np.ndarray, z_out: np.ndarray) -> Act:
     f = _fast.get(node)
     if f is not None and f[0] == _key(a):
         return f[1](a)
-    kind = kernel_choice(node)
     if node.attrs["groups"] == 1 and a.data.dtype == np.uint8:  # every GEMM candidate
         return _gemm_conv(node, a, z_in, z_out)
-    if kind == "depthwise":
+    if _is_depthwise(node):
         return _depthwise(node, a, z_in, z_out)
     y = _nb.conv(node, to_nchw(a), z_in, z_out)
     return from_nchw(y, out_dtype(_i64(node.arrays["lo"]), _i64(node.arrays["hi"])))
