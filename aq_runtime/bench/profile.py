@@ -143,5 +143,5 @@ def format_profile(rows: list[LayerTime], backend: str, peak: tuple[str, float],
             kernels[r.kernel] += 1
     if kernels:
         lines.append("conv kernels: " + ", ".join(f"{k} {v}" for k, v in sorted(kernels.items()))
-                     + " (bitserial vs int8: the faster when timed at plan time)")
+                     + " (per layer the fastest exact candidate, timed at plan time)")
     return "\n".join(lines)

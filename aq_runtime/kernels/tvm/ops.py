@@ -38,6 +38,7 @@ from .gemm import (
 )
 from .layout import im2col_fn, pad_fn
 from .nhwc import Act, from_nchw, new_act, out_dtype, to_nchw
+from .runtime_lib import cpu_threads
 from .vec_requant import float_params
 
 _cache: "weakref.WeakKeyDictionary[Node, dict]" = weakref.WeakKeyDictionary()
@@ -283,7 +284,8 @@ def _gemm_runners(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray
             fn_cols(rows_of(x), packed, bias, q, lh, out.data)
             return out
         runners["fused"] = fused
-        runners["fused-cols"] = fused_cols
+        if packed.shape[0] >= cpu_threads():  # a column block per task: enough to share out
+            runners["fused-cols"] = fused_cols
     return runners
 
 
