@@ -6,9 +6,10 @@ weights two 0/1 column blocks. Per conv up to three exact candidates are timed a
 (the fastest kept and remembered, numba_cpu/choice.py): 'fused', the GEMM that requantizes in
 registers (vec_requant: float64, used only where quant.requant.float_exact proves it exact);
 'gemm', int32 sums through memory and the int64 Numba epilogue; 'rows', a Numba kernel on int32
-weights. Depthwise convs (depthwise.py), residual adds and global pooling (elementwise.py)
-requantize in registers the same way, with the int64 Numba kernels (nhwc.py) where the proof
-fails; gating, tables, grouped convs and pools run in Numba (numba_cpu fallbacks in NCHW).
+weights. Depthwise convs (depthwise.py), residual adds, gating and global pooling
+(elementwise.py) requantize in registers the same way, with the int64 Numba kernels (nhwc.py)
+where the proof fails; tables are a TIR gather; grouped convs other than depthwise and
+max/average pools run in Numba (numba_cpu fallbacks in NCHW).
 Numba kernels run on the calling thread (`_Serial`). Each node, once planned, keeps its chosen
 kernel bound to its constants (`_fast`), so a run is a walk of prepared calls."""
 
@@ -27,7 +28,7 @@ from ..numba_cpu import choice
 from ..numba_cpu import ops as _nbops
 from . import nhwc as _nhwc
 from .depthwise import depthwise_fn, padded_fn
-from .elementwise import add_fn, gap_fn
+from .elementwise import add_fn, gap_fn, lut_fn, mul_fn
 from .gemm import (
     aligned_empty,
     aligned_zeros,
@@ -454,11 +455,37 @@ def add(node: Node, x1, z1: np.ndarray, x2, z2: np.ndarray, z_out: np.ndarray) -
 
 def mul(node: Node, x1, z1: np.ndarray, x2, z2: np.ndarray, z_out: np.ndarray) -> Act:
     a1, a2 = _act(x1), _act(x2)
+    f = _fast.get(node)
+    if f is not None and f[0] == _key(a1) + _key(a2):
+        return f[1](a1, a2)
     ar = node.arrays
-    lo, hi, out = _requant_out(node, a1.n, a1.h, a1.w, a1.c)
-    nhwc.mul(a1.data, _i64(z1), a2.data, _i64(z2), _i64(ar["mult"]), _i64(ar["shift"]),
-             _i64(z_out), lo, hi, a1.n, a1.h * a1.w, a1.c, out.data)
-    return out
+    lo, hi = _i64(ar["lo"]), _i64(ar["hi"])
+    mult, shift, za, zb, zo = (_i64(ar["mult"]), _i64(ar["shift"]), _i64(z1), _i64(z2),
+                               _i64(z_out))
+    n, h, w, c = a1.n, a1.h, a1.w, a1.c
+    dtype = out_dtype(lo, hi)
+    c16 = c + (-c % _nhwc.CPAD)
+    sc = _Scratch()
+    vmax = np.maximum(za, 255 - za) * np.maximum(zb, 255 - zb)
+    if (a1.data.dtype == a2.data.dtype == dtype == np.uint8
+            and a1.data.shape[1] == a2.data.shape[1] == c16
+            and float_exact(vmax, mult, shift, zo)):
+        zz = aligned_zeros((2, c16), np.int32)
+        zz[0, :c], zz[1, :c] = za, zb
+        q, lh = float_params(mult, shift, zo, lo, hi, c16)
+        fn = mul_fn(h * w, c16)
+
+        def run(x1: Act, x2: Act) -> Act:
+            out = sc.act(n, h, w, c, np.uint8)
+            fn(x1.data, x2.data, zz, q, lh, out.data, n)
+            return out
+    else:
+        def run(x1: Act, x2: Act) -> Act:
+            out = sc.act(n, h, w, c, dtype)
+            nhwc.mul(x1.data, za, x2.data, zb, mult, shift, zo, lo, hi, n, h * w, c, out.data)
+            return out
+    _fast[node] = (_key(a1) + _key(a2), run)
+    return run(a1, a2)
 
 
 def gap(node: Node, x, z_in: np.ndarray, z_out: np.ndarray) -> Act:
@@ -495,10 +522,29 @@ def gap(node: Node, x, z_in: np.ndarray, z_out: np.ndarray) -> Act:
 
 def lut(node: Node, x) -> Act:
     a = _act(x)
+    f = _fast.get(node)
+    if f is not None and f[0] == _key(a):
+        return f[1](a)
     table = np.ascontiguousarray(node.arrays["table"], dtype=np.int32)
-    out = new_act(a.n, a.h, a.w, a.c, out_dtype(table, table))
-    nhwc.lut(a.data, table, a.m, a.c, out.data)
-    return out
+    n, h, w, c = a.n, a.h, a.w, a.c
+    dtype = out_dtype(table, table)
+    sc = _Scratch()
+    if a.data.dtype == np.uint8:
+        tab = aligned_empty(table.shape, np.int32)
+        tab[...] = table
+        fn = lut_fn(c, a.data.shape[1], c + (-c % _nhwc.CPAD), np.dtype(dtype).name)
+
+        def run(x: Act) -> Act:
+            out = sc.act(n, h, w, c, dtype)
+            fn(x.data, tab, out.data, x.m)
+            return out
+    else:
+        def run(x: Act) -> Act:
+            out = sc.act(n, h, w, c, dtype)
+            nhwc.lut(x.data, table, x.m, c, out.data)
+            return out
+    _fast[node] = (_key(a), run)
+    return run(a)
 
 
 def maxpool(node: Node, x) -> Act:
