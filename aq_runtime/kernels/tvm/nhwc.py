@@ -1,11 +1,13 @@
 """Activations of the tvm CPU backend: NHWC rows of codes, `Act`, and the Numba kernels that work
-on them. A tensor of N x H x W pixels and C channels is one 64-byte aligned (M4, C16) array, M4 =
-N*H*W and C16 = C rounded up to multiples of 16 (whole vectors), row = pixel: uint8 for activation codes (0..255,
-DESIGN §3), int32 for wider outputs (logits). That is already the A operand of the VNNI GEMM
-(gemm.py) for a pointwise conv, so no transposes between layers; the rows beyond M and the
-columns beyond C are never read as values (the packed weights are zero there). Depthwise convs,
-requantization epilogues, residual adds, pools, gating and tables run along the channels, which
-vectorizes. Every requantization is quant.requant's `requant_one` / `finish_one`, compiled."""
+on them. A tensor of N x H x W pixels and C channels is one 64-byte aligned (M4, C16) array,
+M4 = N*H*W and C16 = C rounded up to multiples of 16 (whole vectors), row = pixel: uint8 for
+activation codes (0..255, DESIGN §3), int32 for wider outputs (logits). That is already the A
+operand of the VNNI GEMM (gemm.py) for a pointwise conv, so no transposes between layers; the
+rows beyond M and the columns beyond C are never read as values (the packed weights are zero
+there). The Numba kernels here are the int64 paths of the backend (epilogues after int32 GEMM
+sums, depthwise, add, gating, pooling, tables), taken where the TIR kernels' float64
+requantization is not proved exact; every requantization is quant.requant's `requant_one` /
+`finish_one`, compiled."""
 
 from __future__ import annotations
 
@@ -115,29 +117,6 @@ def epilogue_ternary(cm, m, o, bias, bias_n, mult, mult_n, shift, z, lo, hi, out
                 p = ((np.int64(cm[r, oc]) + bias[oc]) * mult[oc]
                      - (np.int64(cm[r, o + oc]) + bias_n[oc]) * mult_n[oc])
                 out[r, oc] = _finish(p, shift[oc], z[oc], lo[oc], hi[oc])
-
-
-@njit(parallel=True, cache=True)
-def im2col(x, n, h, w, c, kh, kw, sh, sw, pt, pl, ho, wo, zin, a):
-    """a[(b*Ho + y)*Wo + xx, (i*kw + j)*c + ch] = x at (b, y*sh+i-pt, xx*sw+j-pl, ch), or the
-    zero point zin[ch] outside the image (padding holds real zero)."""
-    for t in prange(n * ho):
-        b = t // ho
-        y = t % ho
-        for xx in range(wo):
-            r = t * wo + xx
-            for i in range(kh):
-                iy = y * sh + i - pt
-                for j in range(kw):
-                    ix = xx * sw + j - pl
-                    col = (i * kw + j) * c
-                    if iy < 0 or iy >= h or ix < 0 or ix >= w:
-                        for ch in range(c):
-                            a[r, col + ch] = zin[ch]
-                    else:
-                        src = (b * h + iy) * w + ix
-                        for ch in range(c):
-                            a[r, col + ch] = x[src, ch]
 
 
 @njit(parallel=True, cache=True)
