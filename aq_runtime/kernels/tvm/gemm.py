@@ -1,9 +1,13 @@
 """The u8 x s8 -> s32 GEMM microkernel of DESIGN §5, written in TVMScript (TVM 0.27, `tirx`):
-C[M, N] = A[M, K] @ B[K, N], M symbolic (a multiple of 4: the wrapper pads), K a multiple of 4,
-N of 64. A `T.parallel` loop over blocks of 4 rows; each block keeps 4 rows x 4 vectors of 16
-int32 accumulators and feeds `vpdpbusd` with int8x64 operands: 4 bytes of A broadcast, and the
-weights pre-packed as [N/64][K/4][4][64] (16 output columns x 4 k per vector). Exact: the
-exporter's overflow proof bounds every sum below 2^31. Compiled once per (K, N) (compiled.py)."""
+C[M, N] = requant(A[M, K] @ B[K, N] + bias), M symbolic (a multiple of 4: the rows are padded),
+K a multiple of 4. Parallel tasks over blocks of 4 rows (or, `cols_outer`, over column blocks);
+each block keeps 4 rows x up to 4 vectors of 16 int32 accumulators in registers and feeds
+`vpdpbusd` with int8x64 operands: 4 bytes of A broadcast, the weights pre-packed as
+[blocks][K/4][vectors][64] (16 output columns x 4 k per vector). Weight codes wider than int8
+come as base-128 digits in neighbouring vectors, summed in registers; the sums are requantized
+in registers (vec_requant) and stored as uint8 codes or int32 logits. `gemm_fn` is the same
+kernel with the identity requantization: plain int32 sums, for the int64 epilogues. Exact: the
+exporter's overflow proof bounds every sum below 2^31. Compiled once per shape (compiled.py)."""
 
 from __future__ import annotations
 
@@ -19,46 +23,15 @@ TASKS = 64  # parallel tasks per call: local buffers are set up per task, not pe
 # its accumulators lived in memory: 2-6x slower)
 
 
-def _prim_func(k: int, n: int):
-    from tvm.script import tirx as T
-
-    kb_n, nb_n = k // 4, n // 64
-
-    @T.prim_func
-    def gemm(a: T.handle, b: T.handle, c: T.handle):
-        T.func_attr({"global_symbol": "main", "tirx.noalias": True})
-        m = T.int32()
-        A = T.match_buffer(a, (m, k), "uint8")
-        B = T.match_buffer(b, (nb_n, kb_n, 4, 64), "int8")
-        C = T.match_buffer(c, (m, n), "int32")
-        per = (m // 4 + TASKS - 1) // TASKS
-        for task in T.parallel(TASKS):
-            acc = T.alloc_buffer((4, 64), "int32", scope="local")
-            for mbi, nb in T.grid(T.max(0, T.min(per, m // 4 - task * per)), nb_n):
-                mb = task * per + mbi
-                for i in T.unroll(4):
-                    for v in T.unroll(4):
-                        acc[i, T.ramp(v * 16, 1, 16)] = T.broadcast(T.int32(0), 16)
-                for kb in range(kb_n):
-                    for i in T.unroll(4):
-                        a4 = T.reinterpret(A.vload([mb * 4 + i, kb * 4], "uint8x4"),
-                                           dtype="int32")
-                        a64 = T.reinterpret(T.broadcast(a4, 16), dtype="int8x64")
-                        for v in T.unroll(4):
-                            acc[i, T.ramp(v * 16, 1, 16)] = T.call_llvm_pure_intrin(
-                                "int32x16", "llvm.x86.avx512.vpdpbusd.512",
-                                acc.vload([i, v * 16], "int32x16"), a64,
-                                B.vload([nb, kb, v, 0], "int8x64"))
-                for i in T.unroll(4):
-                    for v in T.unroll(4):
-                        C[mb * 4 + i, T.ramp(nb * 64 + v * 16, 1, 16)] = acc.vload(
-                            [i, v * 16], "int32x16")
-    return gemm
-
-
 def gemm_fn(k: int, n: int) -> Callable[[Any, Any, Any], None]:
-    """The compiled kernel for (K, N) (multiples of 4 and 64)."""
-    return kernel(f"gemm_u8s8_k{k}_n{n}", lambda: _prim_func(k, n))
+    """C = A @ W, int32 sums (K, N multiples of 4 and 64; W from pack_weights): the requantizing
+    kernel below with the identity as its requantization (floor(v * 1 + 1/2) = v, no clamp)."""
+    from .vec_requant import float_params
+    f = fused_fn(k, n, 1, n, "int32")
+    bias = aligned_zeros((n,), np.int32)
+    q, lh = float_params(np.full(n, 2), np.ones(n), np.zeros(n), np.full(n, -2 ** 31),
+                         np.full(n, 2 ** 31 - 1), n)
+    return lambda a, b, c: f(a, b, bias, q, lh, c)
 
 
 ALIGN = 64  # TVM assumes 64-byte aligned buffers and emits aligned vector loads/stores
@@ -81,16 +54,12 @@ def aligned_zeros(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
 
 
 def pack_weights(w: np.ndarray, k_multiple: int = 4) -> np.ndarray:
-    """int codes (N, K) -> int8 (Np/64, Kp/4, 4, 64), zero padded to N % 64 == 0 and K to a
-    multiple of `k_multiple` (4, or 16 to match activation rows)."""
-    n, k = w.shape
-    npad, kpad = -n % 64, -k % k_multiple
-    wp = np.zeros((n + npad, k + kpad), np.int8)
-    wp[:n, :k] = w
-    t = wp.reshape((n + npad) // 64, 4, 16, (k + kpad) // 4, 4)  # nb, v, nn, kb, kk
-    out = aligned_zeros(((n + npad) // 64, (k + kpad) // 4, 4, 64), np.int8)
-    out[...] = t.transpose(0, 3, 1, 2, 4).reshape(out.shape)
-    return out
+    """int codes (N, K) -> int8 (Np/64, Kp/4, 4, 64) for gemm_fn, zero padded to N % 64 == 0
+    and K to a multiple of `k_multiple` (4, or 16 to match activation rows)."""
+    n = w.shape[0]
+    wp = np.zeros((n + (-n % 64), w.shape[1]), np.int8)
+    wp[:n] = w
+    return pack_fused(wp, wp.shape[0], 1, k_multiple)
 
 
 def _digit_sum(acc: Any, i: Any, u: Any, ndig: int) -> Any:
