@@ -38,9 +38,14 @@ class Act:
         return self.n * self.h * self.w
 
 
+def width(c: int) -> int:
+    """The row width of C channels: C rounded up to whole 16-lane vectors."""
+    return c + (-c % CPAD)
+
+
 def new_act(n: int, h: int, w: int, c: int, dtype) -> Act:
     m = n * h * w
-    return Act(aligned_empty((m + (-m % 4), c + (-c % CPAD)), dtype), n, h, w, c)
+    return Act(aligned_empty((m + (-m % 4), width(c)), dtype), n, h, w, c)
 
 
 def from_nchw(x: np.ndarray, dtype) -> Act:

@@ -38,7 +38,7 @@ from .gemm import (
     pack_weights,
 )
 from .layout import im2col_fn, pad_fn
-from .nhwc import Act, from_nchw, new_act, out_dtype, to_nchw
+from .nhwc import Act, from_nchw, out_dtype, to_nchw, width
 from .runtime_lib import cpu_threads
 from .vec_requant import float_params
 
@@ -91,7 +91,7 @@ class _Scratch:
 
     def act(self, n: int, h: int, w: int, c: int, dtype) -> Act:
         m = n * h * w
-        return Act(self.get("out", (m + (-m % 4), c + (-c % _nhwc.CPAD)), np.dtype(dtype)),
+        return Act(self.get("out", (m + (-m % 4), width(c)), np.dtype(dtype)),
                    n, h, w, c)
 
 
@@ -224,7 +224,7 @@ def _fused_params(d: dict, rows: np.ndarray, k_multiple: int) -> None:
     ncol = packed.shape[0] * cv * 16
     bias = aligned_zeros((ncol,), np.int32)
     bias[:o] = d["bias"]
-    c16 = o + (-o % _nhwc.CPAD)
+    c16 = width(o)
     q, lh = float_params(d["mult"], d["shift"], d["z"], d["lo"], d["hi"], ncol)
     kp, dt = packed.shape[1] * 4, np.dtype(d["dtype"]).name
     d["fused"] = dict(packed=packed, bias=bias, c16=c16, q=q, lh=lh,
@@ -332,7 +332,7 @@ def _depthwise_params(node: Node, z_in: np.ndarray, z_out: np.ndarray) -> dict:
                  bias=bias, mult=mult, shift=shift, z=z, lo=lo, hi=hi, dtype=out_dtype(lo, hi))
         vmax = np.abs(w).reshape(c, -1).sum(1) * 255 + np.abs(bias)
         if d["dtype"] == np.uint8 and float_exact(vmax, mult, shift, z):  # the TIR kernel
-            c16 = c + (-c % _nhwc.CPAD)
+            c16 = width(c)
             kh, kw = wt.shape[:2]
             d["w16"] = aligned_zeros((kh, kw, c16), np.int32)
             d["w16"][:, :, :c] = wt
@@ -405,33 +405,6 @@ def conv(node: Node, x, z_in: np.ndarray, z_out: np.ndarray) -> Act:
     return _planned(node, (a,), plan)
 
 
-def _requant_out(node: Node, n: int, h: int, w: int, c: int
-                 ) -> tuple[np.ndarray, np.ndarray, Act]:
-    """(lo, hi, output rows) of a requantizing op: uint8 rows unless its codes need int32."""
-    lo, hi = _i64(node.arrays["lo"]), _i64(node.arrays["hi"])
-    return lo, hi, new_act(n, h, w, c, out_dtype(lo, hi))
-
-
-def _add_params(node: Node, c16: int, z1: np.ndarray, z2: np.ndarray, z_out: np.ndarray
-                ) -> dict | None:
-    """The TIR add's constants, or None where its float64 form is not proved exact."""
-    if node not in _cache:
-        ar = node.arrays
-        ma, mb, n = _i64(ar["mult_a"]), _i64(ar["mult_b"]), _i64(ar["shift"])
-        z1, z2 = _i64(z1), _i64(z2)
-        pmax = (np.maximum(z1, 255 - z1) * np.abs(ma) + np.maximum(z2, 255 - z2) * np.abs(mb))
-        d = None
-        if float_exact(pmax, np.ones_like(n), n, _i64(z_out)):
-            c = len(ma)
-            zm = aligned_zeros((4, c16), np.int32)
-            zm[0, :c], zm[1, :c], zm[2, :c], zm[3, :c] = z1, z2, ma, mb
-            q, lh = float_params(np.ones_like(n), n, _i64(z_out), _i64(ar["lo"]),
-                                 _i64(ar["hi"]), c16)
-            d = dict(zm=zm, q=q, lh=lh, fn=add_fn(c16))
-        _cache[node] = d
-    return _cache[node]
-
-
 def add(node: Node, x1, z1: np.ndarray, x2, z2: np.ndarray, z_out: np.ndarray) -> Act:
     a1, a2 = _act(x1), _act(x2)
     return _planned(node, (a1, a2), lambda: _plan_add(node, a1, a2, z1, z2, z_out))
@@ -441,25 +414,26 @@ def _plan_add(node: Node, a1: Act, a2: Act, z1: np.ndarray, z2: np.ndarray, z_ou
               ) -> Callable[[Act, Act], Act]:
     ar = node.arrays
     lo, hi = _i64(ar["lo"]), _i64(ar["hi"])
+    za, zb, ma, mb = _i64(z1), _i64(z2), _i64(ar["mult_a"]), _i64(ar["mult_b"])
+    sh, zo = _i64(ar["shift"]), _i64(z_out)
     n, h, w, c = a1.n, a1.h, a1.w, a1.c
     dtype = out_dtype(lo, hi)
+    c16 = width(c)
     sc = _Scratch()
-    d = None
-    c16 = c + (-c % _nhwc.CPAD)
+    pmax = np.maximum(za, 255 - za) * np.abs(ma) + np.maximum(zb, 255 - zb) * np.abs(mb)
     if (a1.data.dtype == a2.data.dtype == dtype == np.uint8
-            and a1.data.shape[1] == a2.data.shape[1] == c16):
-        d = _add_params(node, c16, z1, z2, z_out)
-    if d is not None:
-        fn, zm, q, lh = d["fn"], d["zm"], d["q"], d["lh"]
+            and a1.data.shape[1] == a2.data.shape[1] == c16
+            and float_exact(pmax, np.ones_like(sh), sh, zo)):  # the TIR kernel
+        zm = aligned_zeros((4, c16), np.int32)
+        zm[0, :c], zm[1, :c], zm[2, :c], zm[3, :c] = za, zb, ma, mb
+        q, lh = float_params(np.ones_like(sh), sh, zo, lo, hi, c16)
+        fn = add_fn(c16)
 
         def run(x1: Act, x2: Act) -> Act:
             out = sc.act(n, h, w, c, np.uint8)
             fn(x1.data, x2.data, zm, q, lh, out.data)
             return out
     else:
-        za, zb, ma, mb = _i64(z1), _i64(z2), _i64(ar["mult_a"]), _i64(ar["mult_b"])
-        sh, zo = _i64(ar["shift"]), _i64(z_out)
-
         def run(x1: Act, x2: Act) -> Act:
             out = sc.act(n, h, w, c, dtype)
             nhwc.add(x1.data, za, x2.data, zb, ma, mb, sh, zo, lo, hi, x1.m, c, out.data)
@@ -480,7 +454,7 @@ def _plan_mul(node: Node, a1: Act, a2: Act, z1: np.ndarray, z2: np.ndarray, z_ou
                                _i64(z_out))
     n, h, w, c = a1.n, a1.h, a1.w, a1.c
     dtype = out_dtype(lo, hi)
-    c16 = c + (-c % _nhwc.CPAD)
+    c16 = width(c)
     sc = _Scratch()
     vmax = np.maximum(za, 255 - za) * np.maximum(zb, 255 - zb)
     if (a1.data.dtype == a2.data.dtype == dtype == np.uint8
@@ -514,7 +488,7 @@ def _plan_gap(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Runner
     mult, shift, zi, zo = _i64(ar["mult"]), _i64(ar["shift"]), _i64(z_in), _i64(z_out)
     n, c, p = a.n, a.c, a.h * a.w
     dtype = out_dtype(lo, hi)
-    c16 = c + (-c % _nhwc.CPAD)
+    c16 = width(c)
     sc = _Scratch()
     if (a.data.dtype == dtype == np.uint8 and a.data.shape[1] == c16
             and float_exact(np.full(c, 255 * p), mult, shift, zo)):
@@ -548,7 +522,7 @@ def _plan_lut(node: Node, a: Act) -> Runner:
     if a.data.dtype == np.uint8:
         tab = aligned_empty(table.shape, np.int32)
         tab[...] = table
-        fn = lut_fn(c, a.data.shape[1], c + (-c % _nhwc.CPAD), np.dtype(dtype).name)
+        fn = lut_fn(c, a.data.shape[1], width(c), np.dtype(dtype).name)
 
         def run(x: Act) -> Act:
             out = sc.act(n, h, w, c, dtype)
