@@ -16,6 +16,11 @@ from ..quant.cost import micronet_score
 from ..runtime import Session
 from .fidelity import Fidelity, argmax_lowest, fidelity
 
+# The textbook export (min/max ranges, nearest rounding: ONNX Runtime's method), the default
+# uniform 8 bits (with bias correction) and `--bits auto`.
+EXPORTS = (("uniform 8 no-bc", 8, {"bias_correction": False}), ("uniform 8", 8, {}),
+           ("auto", "auto", {}))
+
 
 @dataclass
 class Row:
@@ -30,11 +35,11 @@ class Row:
 
 
 def compare_models(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Path,
-                   bits_list=(("uniform 8", 8), ("auto", "auto")), module=None,
-                   progress: bool = True, backend: str = "auto") -> tuple[list[Row], np.ndarray]:
-    """Rows for float, each bits setting, and ORT int8 when `module` (the torch model) is given.
-    Integer logits come from `backend` (every backend is tested equal to the reference).
-    Returns the rows and the float logits of `heldout`."""
+                   bits_list=EXPORTS, module=None, progress: bool = True,
+                   backend: str = "auto") -> tuple[list[Row], np.ndarray]:
+    """Rows for float, each (name, bits, export options) of `bits_list`, and ORT int8 when
+    `module` (the torch model) is given. Integer logits come from `backend` (every backend is
+    tested equal to the reference). Returns the rows and the float logits of `heldout`."""
     from ..export.api import calibrate_ranges, export_graph
     from ..export.float_exec import run_float_graph
     from ..training.fakequant import FakeQuantGraph
@@ -44,9 +49,9 @@ def compare_models(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Pa
     f = run_float_graph(fg, heldout)
     fp32_bytes = sum(n.weight.size + n.bias.size for n in fg.conv_nodes()) * 4
     rows = [Row("float (fp32)", fp32_bytes, 32.0, 32.0, None, None, None)]
-    for name, bits in bits_list:
-        g = export_graph(fg, calib, bits, ranges=ranges, progress=progress)
-        path = out / f"{fg.name}_{str(bits).replace('/', '_')}.aqz"
+    for name, bits, options in bits_list:
+        g = export_graph(fg, calib, bits, ranges=ranges, progress=progress, **options)
+        path = out / f"{fg.name}_{name.replace(' ', '_')}.aqz"
         size = write_aqz(g, path)
         s = Session(read_aqz(path), backend)
         q = np.concatenate([s.run(heldout[i:i + 16]) for i in tqdm(
@@ -64,10 +69,10 @@ def compare_models(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Pa
 
 
 def format_rows(rows: list[Row]) -> str:
-    lines = [f"{'model':13} {'file bytes':>11} {'w bits':>6} {'a bits':>6} {'MicroNet':>9} "
+    lines = [f"{'model':15} {'file bytes':>11} {'w bits':>6} {'a bits':>6} {'MicroNet':>9} "
              f"{'top-1':>6} {'top-5':>6} {'conf.':>6} {'SQNR dB':>8} {'int=fq':>7}"]
     for r in rows:
-        head = f"{r.name:13} {r.file_bytes:>11} {r.weight_bits:>6.2f} {r.act_bits:>6.2f} "
+        head = f"{r.name:15} {r.file_bytes:>11} {r.weight_bits:>6.2f} {r.act_bits:>6.2f} "
         if r.fid is None:
             lines.append(head + f"{'':>9} {'(reference)':>29}")
             continue
@@ -78,5 +83,6 @@ def format_rows(rows: list[Row]) -> str:
     n_conf = next((r.fid.n_confident for r in rows if r.fid), 0)
     lines += ["", "top-1: agreement with the float top-1; top-5: float top-1 within the top-5; "
               f"conf.: agreement where float p >= 0.5 ({n_conf} crops); int=fq: integer vs its "
-              "fake-quant model"]
+              "fake-quant model; no-bc: without bias correction (min/max ranges and nearest "
+              "rounding only, the method of ONNX Runtime's static int8)"]
     return "\n".join(lines)

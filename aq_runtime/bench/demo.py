@@ -38,8 +38,8 @@ def run_demo(out_dir: str | Path | None = None, every: int = 1, progress: bool =
     names = list(preds)
     lines = [f"EfficientNet-Lite0 on {len(xh)} held-out crops (no crop of a calibration photo "
              f"is scored); models in {out}", "", format_rows(rows), "",
-             f"{'photo':18} " + " ".join(f"{n:28}" for n in names)]
+             f"{'photo':18} " + " ".join(f"{n:24}" for n in names)]
     for i, photo in enumerate(HELDOUT_PHOTOS):
-        lines.append(f"{photo:18} " + " ".join(f"{fg.labels[preds[n][i]][:27]:28}" for n in names))
+        lines.append(f"{photo:18} " + " ".join(f"{fg.labels[preds[n][i]][:23]:24}" for n in names))
     lines.append(f"\n({time.time() - t0:.0f} s)")
     return "\n".join(lines)

@@ -20,6 +20,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--calib-method", choices=["minmax", "percentile"], default="minmax")
     ap.add_argument("--granularity", choices=["tensor", "channel"], default="tensor",
                     help="activation ranges per tensor (default) or per channel")
+    ap.add_argument("--no-bias-correction", action="store_true",
+                    help="keep each layer's mean weight-quantization error (min/max and nearest "
+                         "rounding only, as ONNX Runtime's static int8)")
     ap.add_argument("--input-size", type=int, help="square input side (EfficientNets, ONNX)")
     ap.add_argument("--mean", type=float, nargs="+", help="ONNX input normalization mean, pixel units")
     ap.add_argument("--std", type=float, nargs="+", help="ONNX input normalization std, pixel units")
@@ -38,7 +41,8 @@ def main(argv: list[str] | None = None) -> None:
         from ..export.pipeline import export_cli
         export_cli(a.source, a.output, model=a.model, bits=a.bits, budget=a.budget,
                    calib=a.calib, method=a.calib_method, granularity=a.granularity,
-                   input_size=a.input_size, mean=a.mean, std=a.std)
+                   input_size=a.input_size, mean=a.mean, std=a.std,
+                   bias_correction=not a.no_bias_correction)
     run_cli(go)
 
 

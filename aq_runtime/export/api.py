@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import AqError
 from .auto_bits import auto_bits
+from .bias_correction import corrected_biases
 from .bits_spec import BitsPlan, load_bits_json, resolve_bits
 from .calibrate import Ranges, calibrate, per_tensor
 from .float_graph import FloatGraph
@@ -28,10 +29,12 @@ def calibrate_ranges(fg: FloatGraph, images: np.ndarray, method: str = "minmax",
 
 
 def plan_bits(fg: FloatGraph, bits: str | int | dict, images: np.ndarray, ranges: Ranges,
-              budget: float = 1.0, progress: bool = True) -> tuple[BitsPlan, dict[str, Any]]:
+              budget: float = 1.0, progress: bool = True, bias_correction: bool = True
+              ) -> tuple[BitsPlan, dict[str, Any]]:
     """Resolve `bits` ('auto', an int, a JSON path or a dict) into a plan and a report."""
     if bits == "auto":
-        return auto_bits(fg, images, ranges, budget, progress=progress)
+        return auto_bits(fg, images, ranges, budget, progress=progress,
+                         bias_correction=bias_correction)
     if isinstance(bits, str):
         if bits.isdigit():
             bits = int(bits)
@@ -42,18 +45,25 @@ def plan_bits(fg: FloatGraph, bits: str | int | dict, images: np.ndarray, ranges
 
 def export_graph(fg: FloatGraph, images: np.ndarray, bits: str | int | dict = 8,
                  budget: float = 1.0, method: str = "minmax", granularity: str = "tensor",
-                 ranges: Ranges | None = None, progress: bool = True) -> Graph:
-    """Calibrate (unless `ranges` is given), plan bits and integerize."""
+                 ranges: Ranges | None = None, progress: bool = True,
+                 bias_correction: bool = True) -> Graph:
+    """Calibrate (unless `ranges` is given), plan bits and integerize; with `bias_correction`
+    integerize twice, the second time with each conv's mean weight-quantization error on the
+    calibration images taken out of its bias (export/bias_correction.py)."""
     if len(images) == 0:
         raise AqError("no calibration images")
     if ranges is None:
         ranges = calibrate_ranges(fg, images, method, granularity)
-    plan, report = plan_bits(fg, bits, images, ranges, budget, progress)
+    plan, report = plan_bits(fg, bits, images, ranges, budget, progress, bias_correction)
     meta = {"calibration": {"method": method, "granularity": granularity,
-                            "images": int(len(images))}}
+                            "images": int(len(images)), "bias_correction": bias_correction}}
     if report:
         meta["auto_bits"] = {k: v for k, v in report.items() if k != "bits"}
-    return integerize(fg, ranges, plan[0], plan[1], plan[2], meta=meta)
+    g = integerize(fg, ranges, plan[0], plan[1], plan[2], meta=meta)
+    if bias_correction:
+        fg = fg.with_biases(corrected_biases(fg, g, images))
+        g = integerize(fg, ranges, plan[0], plan[1], plan[2], meta=meta)
+    return g
 
 
 def export_to_file(fg: FloatGraph, images: np.ndarray, out: str | Path, **kw: Any) -> Graph:

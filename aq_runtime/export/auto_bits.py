@@ -13,6 +13,7 @@ from tqdm import tqdm
 from ..quant import act_params_from_range, quantize_weights
 from ..quant.cost import input_channel_map
 from ..quant.packing import packed_size
+from .bias_correction import output_shifts, sample
 from .bits_spec import BitsPlan
 from .calibrate import Ranges
 from .float_exec import run_float_graph
@@ -60,20 +61,28 @@ def noise_model(n_lo: float, n_hi: float) -> dict[int, float]:
 
 
 def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: float = 1.0,
-              n_images: int = 16, progress: bool = True) -> tuple[BitsPlan, dict]:
-    """(bits plan, report) with weight bytes <= budget_ratio * bytes of uniform 8 bits."""
+              n_images: int = 16, progress: bool = True, bias_correction: bool = True
+              ) -> tuple[BitsPlan, dict]:
+    """(bits plan, report) with weight bytes <= budget_ratio * bytes of uniform 8 bits.
+    With `bias_correction` each probe's noise is measured as the export will leave it: with
+    the layer's mean output error taken out of its bias."""
     idx = np.linspace(0, len(images) - 1, min(n_images, len(images))).astype(int)
     x = images[idx]
     ref = run_float_graph(fg, x)
     scales = {t: act_params_from_range(lo, hi, np.full(lo.shape, 8))[0]
               for t, (lo, hi) in ranges.items()}
     convs = fg.conv_nodes()
+    fake = {b: {n.name: fake_weights(n, scales[n.inputs[0]], b) for n in convs} for b in PROBES}
+    shift = {b: (output_shifts(fg, sample(images), {n.name: fake[b][n.name] - n.weight
+                                                    for n in convs})
+                 if bias_correction else {n.name: 0.0 for n in convs}) for b in PROBES}
     noise, sizes, allowed = {}, {}, {}
     for n in tqdm(convs, desc="sensitivity", disable=not progress):
         s_in = scales[n.inputs[0]]
         meas = []
         for b in PROBES:
-            y = run_float_graph(fg, x, weights={n.name: fake_weights(n, s_in, b)})
+            y = run_float_graph(fg, x, weights={n.name: fake[b][n.name]},
+                                biases={n.name: n.bias - shift[b][n.name]})
             meas.append(float(((y - ref) ** 2).mean()))
         noise[n.name] = noise_model(*meas)
         k = int(np.prod(n.weight.shape[1:]))

@@ -61,13 +61,16 @@ def apply_node(n: FloatNode, ins: list[torch.Tensor], weight: torch.Tensor | Non
 @torch.no_grad()
 def run_float_graph(fg: FloatGraph, images: np.ndarray, hook: Hook | None = None,
                     weights: dict[str, np.ndarray] | None = None, batch: int = 32,
-                    dtype=torch.float32) -> np.ndarray:
-    """Float logits (N, classes) as float64 numpy; `weights` overrides conv weights by name."""
+                    dtype=torch.float32, biases: dict[str, np.ndarray] | None = None
+                    ) -> np.ndarray:
+    """Float logits (N, classes) as float64 numpy; `weights` and `biases` override conv
+    parameters by name."""
     params = {}
     for n in fg.conv_nodes():
         w = (weights or {}).get(n.name, n.weight)
+        b = (biases or {}).get(n.name, n.bias)
         params[n.name] = (torch.from_numpy(np.asarray(w)).to(dtype),
-                          torch.from_numpy(n.bias).to(dtype))
+                          torch.from_numpy(np.asarray(b)).to(dtype))
     outs = []
     for i in range(0, len(images), batch):
         env = {fg.input: normalize_input(images[i:i + batch], fg, dtype)}

@@ -5,7 +5,7 @@ calibration, the fake-quant model and integerization consume it. No torch here."
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -40,6 +40,11 @@ class FloatGraph:
 
     def conv_nodes(self) -> list[FloatNode]:
         return [n for n in self.nodes if n.op == "conv"]
+
+    def with_biases(self, biases: dict[str, np.ndarray]) -> FloatGraph:
+        """A copy whose convs named in `biases` have those biases (weights shared)."""
+        return replace(self, nodes=[replace(n, bias=np.asarray(biases[n.name], np.float64))
+                                    if n.name in biases else n for n in self.nodes])
 
 
 def fold_bn(w: np.ndarray, b: np.ndarray | None, gamma: np.ndarray, beta: np.ndarray,

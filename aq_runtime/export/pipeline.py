@@ -85,7 +85,8 @@ def _training_checkpoint(source: str) -> dict | None:
 def export_cli(source: str, output: str, model: str | None = None, bits: str = "8",
                budget: float = 1.0, calib: str | None = None, method: str = "minmax",
                granularity: str = "tensor", input_size: int | None = None,
-               mean: list[float] | None = None, std: list[float] | None = None) -> None:
+               mean: list[float] | None = None, std: list[float] | None = None,
+               bias_correction: bool = True) -> None:
     out = Path(output)
     if not out.parent.exists():
         raise AqError(f"{out.parent}: output folder does not exist")
@@ -103,5 +104,6 @@ def export_cli(source: str, output: str, model: str | None = None, bits: str = "
     fg = load_source(source, model, input_size, mean, std)
     images = calibration_images(fg, calib)
     g = export_to_file(fg, images, out, bits=int(bits) if bits.isdigit() else bits,
-                       budget=budget, method=method, granularity=granularity)
+                       budget=budget, method=method, granularity=granularity,
+                       bias_correction=bias_correction)
     print(summarize(g, out), file=sys.stderr)

@@ -11,18 +11,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..export.dequant import dequantized_conv
 from ..export.integerize import nonlinear_fn
 from ..export.ir import Graph, Node
-from ..quant.cost import input_channel_map
-from ..quant.requant import implied_scale
 
 
 def _t(a: np.ndarray, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     return torch.from_numpy(np.asarray(a, np.float64)).to(dtype)
-
-
-def _implied(node: Node, key: str, out_scale: np.ndarray) -> np.ndarray:
-    return implied_scale(node.arrays[key], node.arrays["shift"], out_scale)
 
 
 class FakeQuantGraph:
@@ -33,20 +28,7 @@ class FakeQuantGraph:
         self.dtype = dtype
         self.params: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         for n in graph.weight_nodes():
-            t_in, out = graph.tensors[n.inputs[0]], graph.tensors[n.output]
-            w = n.arrays["weight"].astype(np.float64)
-            o, cg = w.shape[:2]
-            ch = input_channel_map(o, cg, n.attrs["groups"])
-            sa = t_in.scale[ch][:, :, None, None]
-            zq = (w * t_in.zero_point[ch][:, :, None, None]).reshape(o, -1)
-            sw = _implied(n, "mult", out.scale)
-            if n.attrs.get("mode") == "ternary":
-                sn = _implied(n, "mult_n", out.scale)
-                wf = (sw[:, None, None, None] * (w == 1) - sn[:, None, None, None] * (w == -1)) / sa
-                bf = sw * (n.arrays["bias"] + (zq * (w.reshape(o, -1) == 1)).sum(1))
-            else:
-                wf = sw[:, None, None, None] * w / sa
-                bf = sw * (n.arrays["bias"] + zq.sum(1))
+            wf, bf = dequantized_conv(graph, n)
             self.params[n.name] = (_t(wf, dtype), _t(bf, dtype))
 
     def _fq(self, y: torch.Tensor, n: Node) -> torch.Tensor:
