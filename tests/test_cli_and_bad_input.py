@@ -280,3 +280,18 @@ def test_pixel_cap(digits_aqz, tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100 * 100 // 2)
     with pytest.raises(AqError, match="larger than"):
         images.load_image(tmp_path / "big.png")
+
+
+def test_export_bias_correction_flag(tmp_path):
+    from aq_runtime.format import read_aqz
+    on, off = tmp_path / "on.aqz", tmp_path / "off.aqz"
+    assert cli("export", "digits-cnn", on).returncode == 0
+    r = cli("export", "digits-cnn", off, "--no-bias-correction")
+    assert r.returncode == 0, r.stderr
+    g_on, g_off = read_aqz(on), read_aqz(off)
+    assert g_on.meta["calibration"]["bias_correction"] is True
+    assert g_off.meta["calibration"]["bias_correction"] is False
+    pairs = list(zip(g_on.weight_nodes(), g_off.weight_nodes()))
+    assert all((a.arrays["weight"] == b.arrays["weight"]).all() for a, b in pairs)
+    assert any((a.arrays["bias"] != b.arrays["bias"]).any() for a, b in pairs)
+    assert "bias correction off" in cli("inspect", off).stdout

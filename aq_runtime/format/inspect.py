@@ -72,6 +72,8 @@ def inspect_dict(graph: Graph, path: str | Path | None = None) -> dict:
          "avg_act_bits": average_act_bits(graph), "micronet": {k: cost[k] for k in
                                                                 ("params", "ops", "score")},
          "micronet_layers": cost["layers"]}
+    if "calibration" in graph.meta:
+        d["calibration"] = graph.meta["calibration"]
     if path is not None:
         d["file_bytes"] = Path(path).stat().st_size
     return d
@@ -112,4 +114,9 @@ def summarize(graph: Graph, path: str | Path | None = None) -> str:
          f"{m['params']:.0f} ops {m['ops']:.4g} score {m['score']:.4f}")
     if path is not None:
         s += f", file {d['file_bytes']} bytes ({path})"
+    c = d.get("calibration")
+    if isinstance(c, dict):
+        bc = c.get("bias_correction")
+        s += (f"\ncalibration: {c.get('method')} per {c.get('granularity')} on {c.get('images')} "
+              f"images" + ("" if bc is None else f", bias correction {'on' if bc else 'off'}"))
     return s
