@@ -1,5 +1,6 @@
 """Fidelity of EfficientNet-Lite0 exports on all held-out crops, with ONNX Runtime int8 (QDQ)
-calibrated on the same calibration photos. Writes benchmarks/results/fidelity_lite0.txt.
+calibrated on the same calibration photos; `--bits auto` also at other weight-byte budgets.
+Writes benchmarks/results/fidelity_lite0.txt.
 
     python benchmarks/fidelity_lite0.py
 """
@@ -10,9 +11,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from aq_runtime.bench.compare import compare_models, format_rows
+from aq_runtime.bench.compare import EXPORTS, compare_models, format_rows
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
 from aq_runtime.models.efficientnet import lite0_float_graph, load_lite0
+
+BUDGETS = (0.6, 0.75, 1.25)  # weight bytes as a ratio of uniform 8 (auto's default is 1.0)
 
 
 def main() -> None:
@@ -20,7 +23,9 @@ def main() -> None:
     fg = lite0_float_graph()
     xc, _ = crops_of(CALIBRATION_PHOTOS)
     xh, _ = crops_of(HELDOUT_PHOTOS)
-    rows, _ = compare_models(fg, xc, xh, tempfile.mkdtemp(), module=load_lite0())
+    budgets = tuple((f"auto {b}x", "auto", {"budget": b}) for b in BUDGETS)
+    rows, _ = compare_models(fg, xc, xh, tempfile.mkdtemp(), EXPORTS + budgets,
+                             module=load_lite0())
     text = (f"EfficientNet-Lite0, {len(xc)} calibration crops of {', '.join(CALIBRATION_PHOTOS)};\n"
             f"{len(xh)} held-out crops of {', '.join(HELDOUT_PHOTOS)}\n"
             f"machine: {platform.processor() or platform.machine()}, python {sys.version.split()[0]}\n\n"

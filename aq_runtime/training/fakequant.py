@@ -31,7 +31,9 @@ class FakeQuantGraph:
             wf, bf = dequantized_conv(graph, n)
             self.params[n.name] = (_t(wf, dtype), _t(bf, dtype))
 
-    def _fq(self, y: torch.Tensor, n: Node) -> torch.Tensor:
+    def quantize_output(self, y: torch.Tensor, n: Node) -> torch.Tensor:
+        """`y` (real values of node `n`'s output) rounded to its codes, clamped as the integer
+        op clamps, and mapped back to real values."""
         out = self.g.tensors[n.output]
         d = self.dtype
         s = _t(out.scale, d).view(1, -1, 1, 1)
@@ -76,6 +78,6 @@ class FakeQuantGraph:
                 else:
                     y = torch.from_numpy(nonlinear_fn(n.attrs["fn"], ins[0].double().numpy(),
                                                       n.attrs)).to(d)
-                env[n.output] = self._fq(y, n)
+                env[n.output] = self.quantize_output(y, n)
             outs.append(env[g.output].reshape(env[g.output].shape[0], -1).double().numpy())
         return np.concatenate(outs)
