@@ -20,18 +20,18 @@ def rows(tmp_path_factory):
 
 
 def test_textbook_uniform8_matches_ort_int8(rows):
-    # The same method as ONNX Runtime's static int8 (min/max ranges, nearest rounding): the same
-    # numbers, both ways, so the integer semantics lose nothing against the industry tool.
-    plain, ort = rows["uniform 8 no-bc"].fid, rows["ORT int8 QDQ"].fid
-    assert plain.n >= 200
-    assert abs(plain.sqnr_db - ort.sqnr_db) <= 0.5
-    assert abs(plain.top1_agreement - ort.top1_agreement) <= 0.02
-    assert plain.confident_agreement == 1.0
+    # The same method as ONNX Runtime's static int8 (per-tensor min/max ranges, nearest
+    # rounding): the same numbers, both ways, so the integer semantics lose nothing against it.
+    tbk, ort = rows["textbook 8"].fid, rows["ORT int8 QDQ"].fid
+    assert tbk.n >= 200
+    assert abs(tbk.sqnr_db - ort.sqnr_db) <= 0.5
+    assert abs(tbk.top1_agreement - ort.top1_agreement) <= 0.02
+    assert tbk.confident_agreement == 1.0
 
 
 def test_uniform8_fidelity_bar(rows):
-    # Issue #8: uniform 8 bits (the default export, bias-corrected) no worse than ONNX Runtime
-    # int8 by more than 0.5 dB / 2 points, top-5 containment >= 99%, confident images all agree.
+    # Issue #8: uniform 8 bits (the default export) no worse than ONNX Runtime int8 by more
+    # than 0.5 dB / 2 points, top-5 containment >= 99%, confident images all agree.
     u8, ort = rows["uniform 8"].fid, rows["ORT int8 QDQ"].fid
     assert u8.n >= 200
     assert u8.sqnr_db >= ort.sqnr_db - 0.5
@@ -40,28 +40,31 @@ def test_uniform8_fidelity_bar(rows):
     assert u8.confident_agreement == 1.0
 
 
-def test_bias_correction_helps(rows):
-    plain, u8 = rows["uniform 8 no-bc"], rows["uniform 8"]
-    assert plain.graph.meta["calibration"]["bias_correction"] is False
+def test_default_export_beats_textbook(rows):
+    tbk, u8 = rows["textbook 8"], rows["uniform 8"]
+    assert tbk.graph.meta["calibration"] == {**u8.graph.meta["calibration"],
+                                             "granularity": "tensor", "bias_correction": False}
+    assert u8.graph.meta["calibration"]["granularity"] == "mixed"
     assert u8.graph.meta["calibration"]["bias_correction"] is True
-    assert u8.fid.sqnr_db >= plain.fid.sqnr_db + 3.0
+    assert u8.fid.sqnr_db >= tbk.fid.sqnr_db + 5.0
 
 
 def test_auto_at_same_bytes(rows):
     from aq_runtime.format.inspect import weight_bytes
-    plain, u8, auto = rows["uniform 8 no-bc"], rows["uniform 8"], rows["auto"]
-    assert weight_bytes(auto.graph) <= weight_bytes(u8.graph) == weight_bytes(plain.graph)
-    # the issue's +2 dB holds against uniform 8 without bias correction; against the
-    # bias-corrected uniform 8 what is left is 8-bit activation noise (see the issue note)
-    assert auto.fid.sqnr_db >= plain.fid.sqnr_db + 2.0
-    assert auto.fid.sqnr_db >= u8.fid.sqnr_db
-    assert auto.fid.top1_agreement >= u8.fid.top1_agreement
+    tbk, u8, auto = rows["textbook 8"], rows["uniform 8"], rows["auto"]
+    assert weight_bytes(auto.graph) <= weight_bytes(u8.graph) == weight_bytes(tbk.graph)
+    # Issue #8's +2 dB and "top-1 no lower", against the textbook uniform 8 bits (ORT's
+    # method); against the default uniform 8 (mixed ranges, bias correction) auto's lead is
+    # smaller, 8-bit activation noise being most of what is left (see the issue note)
+    assert auto.fid.sqnr_db >= tbk.fid.sqnr_db + 2.0
+    assert auto.fid.top1_agreement >= tbk.fid.top1_agreement
+    assert auto.fid.sqnr_db >= u8.fid.sqnr_db + 1.0
     assert auto.fid.top5_containment >= 0.99
     assert auto.fid.confident_agreement == 1.0
 
 
 def test_fake_quant_tracks_integer(rows):
-    for name in ("uniform 8 no-bc", "uniform 8", "auto"):
+    for name in ("textbook 8", "uniform 8", "auto"):
         assert rows[name].fq_agreement >= 0.95
 
 

@@ -134,7 +134,7 @@ def test_pools_and_hard_activations_exact_everywhere(tmp_path):
     with torch.no_grad():
         want = m(normalize_input(x, fg)).numpy()
     assert np.abs(run_float_graph(fg, x) - want).max() < 1e-4  # the float graph is the model
-    g = export_graph(fg, x, 8, progress=False)
+    g = export_graph(fg, x, 8, progress=False, granularity="tensor")  # QDQ below: per tensor
     write_aqz(g, tmp_path / "p.aqz")
     g = read_aqz(tmp_path / "p.aqz")
     ref = Session(g, "reference").run(x)

@@ -25,9 +25,10 @@ def lite0_models(tmp_path_factory):
     from aq_runtime.models.efficientnet import lite0_float_graph
     fg = lite0_float_graph()
     xc = crops_of(CALIBRATION_PHOTOS)[0][::2]
-    r = calibrate_ranges(fg, xc)
+    r = calibrate_ranges(fg, xc, granularity="tensor")  # QDQ takes per-tensor activations
     xh = crops_of(HELDOUT_PHOTOS)[0][::4]
-    return {b: export_graph(fg, xc, b, ranges=r, progress=False) for b in (8, "auto")}, xh
+    return {b: export_graph(fg, xc, b, ranges=r, progress=False, granularity="tensor")
+            for b in (8, "auto")}, xh
 
 
 def test_uniform8_qdq_agrees(lite0_models, tmp_path):
@@ -51,3 +52,16 @@ def test_auto_qdq_agrees_without_ort_graph_rewrites(lite0_models, tmp_path):
     agree = (got.argmax(1) == ref.argmax(1)).mean()
     print(f"\nQDQ vs integer top-1 agreement (auto, ORT unoptimized): {agree:.1%}")
     assert agree >= 0.9
+
+
+def test_per_channel_activations_refused(tmp_path):
+    from aq_runtime import AqError
+    from aq_runtime.data.photos import CALIBRATION_PHOTOS, crops_of
+    from aq_runtime.export.api import export_graph
+    from aq_runtime.models.registry import build_float_graph
+    fg = build_float_graph("efficientnet-lite0", 64)
+    g = export_graph(fg, crops_of(CALIBRATION_PHOTOS[:1], 64)[0], 8, progress=False)
+    assert g.meta["calibration"]["granularity"] == "mixed"
+    with pytest.raises(AqError, match="--granularity tensor"):
+        to_onnx_qdq(g, tmp_path / "q.onnx")
+    assert not (tmp_path / "q.onnx").exists()

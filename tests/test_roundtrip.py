@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from aq_runtime.export.api import export_graph
+from aq_runtime.export.api import calibrate_ranges, export_graph
 from aq_runtime.export.bits_spec import resolve_bits
-from aq_runtime.export.calibrate import calibrate, per_tensor
 from aq_runtime.export.integerize import integerize
 from aq_runtime.export.validate import conv_bounds
 from aq_runtime.format import read_aqz, write_aqz
@@ -65,9 +64,11 @@ def _calib(fg):
 def test_roundtrip_uniform_and_mixed(model, tmp_path):
     fg = _fgs()[model]()
     x = _calib(fg)
-    ranges = per_tensor(calibrate(fg, x))
+    ranges = calibrate_ranges(fg, x)  # the default: mixed per-tensor / per-channel ranges
     graphs = {b: export_graph(fg, x, b, ranges=ranges, progress=False) for b in (8, 4)}
-    graphs["mixed"] = _mixed_bits(fg, ranges, 0)
+    # random per-channel bits already give every tensor per-channel scales; with per-channel
+    # ranges on top, Lite0's file is 0.2% over the bound (see the issue note): per tensor here
+    graphs["mixed"] = _mixed_bits(fg, calibrate_ranges(fg, x, granularity="tensor"), 0)
     assert max(int(n.arrays["wbits"].max()) for n in graphs["mixed"].weight_nodes()) >= 8
     if model == "digits-cnn":
         assert any(16 in n.arrays["wbits"] for n in graphs["mixed"].weight_nodes())

@@ -16,10 +16,10 @@ from ..quant.cost import micronet_score
 from ..runtime import Session
 from .fidelity import Fidelity, argmax_lowest, fidelity
 
-# The textbook export (min/max ranges, nearest rounding: ONNX Runtime's method), the default
-# uniform 8 bits (with bias correction) and `--bits auto`.
-EXPORTS = (("uniform 8 no-bc", 8, {"bias_correction": False}), ("uniform 8", 8, {}),
-           ("auto", "auto", {}))
+# The textbook export (per-tensor min/max ranges, nearest rounding: ONNX Runtime's method), the
+# default uniform 8 bits (mixed-granularity ranges, bias correction) and `--bits auto`.
+TEXTBOOK = {"bias_correction": False, "granularity": "tensor"}
+EXPORTS = (("textbook 8", 8, TEXTBOOK), ("uniform 8", 8, {}), ("auto", "auto", {}))
 
 
 @dataclass
@@ -40,16 +40,18 @@ def compare_models(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Pa
     """Rows for float, each (name, bits, export options) of `bits_list`, and ORT int8 when
     `module` (the torch model) is given. Integer logits come from `backend` (every backend is
     tested equal to the reference). Returns the rows and the float logits of `heldout`."""
-    from ..export.api import calibrate_ranges, export_graph
+    from ..export.api import export_graph
+    from ..export.calibrate import at_granularity, calibrate
     from ..export.float_exec import run_float_graph
     from ..training.fakequant import FakeQuantGraph
 
     out = Path(out_dir)
-    ranges = calibrate_ranges(fg, calib)
+    raw = calibrate(fg, calib)
     f = run_float_graph(fg, heldout)
     fp32_bytes = sum(n.weight.size + n.bias.size for n in fg.conv_nodes()) * 4
     rows = [Row("float (fp32)", fp32_bytes, 32.0, 32.0, None, None, None)]
     for name, bits, options in bits_list:
+        ranges = at_granularity(fg, raw, options.get("granularity", "mixed"))
         g = export_graph(fg, calib, bits, ranges=ranges, progress=progress, **options)
         path = out / f"{fg.name}_{name.replace(' ', '_')}.aqz"
         size = write_aqz(g, path)
@@ -83,6 +85,7 @@ def format_rows(rows: list[Row]) -> str:
     n_conf = next((r.fid.n_confident for r in rows if r.fid), 0)
     lines += ["", "top-1: agreement with the float top-1; top-5: float top-1 within the top-5; "
               f"conf.: agreement where float p >= 0.5 ({n_conf} crops); int=fq: integer vs its "
-              "fake-quant model; no-bc: without bias correction (min/max ranges and nearest "
-              "rounding only, the method of ONNX Runtime's static int8)"]
+              "fake-quant model; textbook 8: uniform 8 bits with per-tensor min/max ranges and "
+              "nearest rounding, ONNX Runtime's static int8 method (no mixed ranges, no bias "
+              "correction)"]
     return "\n".join(lines)

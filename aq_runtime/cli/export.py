@@ -18,8 +18,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="--bits auto: weight bytes as a ratio of uniform 8 bits")
     ap.add_argument("--calib", help="folder of calibration images (default: bundled photos)")
     ap.add_argument("--calib-method", choices=["minmax", "percentile"], default="minmax")
-    ap.add_argument("--granularity", choices=["tensor", "channel"], default="tensor",
-                    help="activation ranges per tensor (default) or per channel")
+    ap.add_argument("--granularity", choices=["mixed", "tensor", "channel"], default="mixed",
+                    help="activation ranges per channel where no activation bounds the values "
+                         "and per tensor elsewhere (mixed, the default), per tensor, or per "
+                         "channel")
     ap.add_argument("--no-bias-correction", action="store_true",
                     help="keep each layer's mean weight-quantization error (min/max and nearest "
                          "rounding only, as ONNX Runtime's static int8)")

@@ -1,5 +1,7 @@
 """Post-training calibration: per-channel ranges of every tensor of a float graph on
-calibration images, by min/max or by a percentile of |values| per side (subsampled)."""
+calibration images, by min/max or by a percentile of |values| per side (subsampled), and the
+granularity they are used at: per tensor, per channel, or mixed (per channel only where no
+activation bounds the values)."""
 
 from __future__ import annotations
 
@@ -52,3 +54,29 @@ def per_tensor(ranges: Ranges) -> Ranges:
     """One range per tensor (the union over its channels), broadcast back to every channel."""
     return {k: (np.full_like(lo, lo.min()), np.full_like(hi, hi.max()))
             for k, (lo, hi) in ranges.items()}
+
+
+GRANULARITIES = ("mixed", "tensor", "channel")
+
+
+def unbounded_tensors(fg: FloatGraph) -> set[str]:
+    """Tensors no activation bounds: outputs of convs without ReLU/ReLU6 (projections, the
+    inputs of table nonlinearities) and of residual adds."""
+    return {n.output for n in fg.nodes
+            if n.op == "add" or (n.op == "conv" and n.attrs.get("act", "none") == "none")}
+
+
+def at_granularity(fg: FloatGraph, ranges: Ranges, granularity: str) -> Ranges:
+    """Per-channel `ranges` used per tensor, per channel, or mixed: per channel on the
+    unbounded tensors, where channels differ by an order of magnitude and the calibrated range
+    is the real one, per tensor elsewhere (a bounded channel that stayed small on the
+    calibration images would clip unseen images)."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"unknown range granularity {granularity!r} "
+                         f"({', '.join(GRANULARITIES)})")
+    if granularity == "channel":
+        return dict(ranges)
+    out = per_tensor(ranges)
+    if granularity == "mixed":
+        out.update({k: ranges[k] for k in unbounded_tensors(fg) if k in ranges})
+    return out

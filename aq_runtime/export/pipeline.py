@@ -84,7 +84,7 @@ def _training_checkpoint(source: str) -> dict | None:
 
 def export_cli(source: str, output: str, model: str | None = None, bits: str = "8",
                budget: float = 1.0, calib: str | None = None, method: str = "minmax",
-               granularity: str = "tensor", input_size: int | None = None,
+               granularity: str = "mixed", input_size: int | None = None,
                mean: list[float] | None = None, std: list[float] | None = None,
                bias_correction: bool = True) -> None:
     out = Path(output)

@@ -117,6 +117,8 @@ def summarize(graph: Graph, path: str | Path | None = None) -> str:
     c = d.get("calibration")
     if isinstance(c, dict):
         bc = c.get("bias_correction")
-        s += (f"\ncalibration: {c.get('method')} per {c.get('granularity')} on {c.get('images')} "
-              f"images" + ("" if bc is None else f", bias correction {'on' if bc else 'off'}"))
+        s += (f"\ncalibration: {c.get('method')} ranges ({c.get('granularity')}) on "
+              f"{c.get('images')} images")
+        if bc is not None:
+            s += f", bias correction {'on' if bc else 'off'}"
     return s

@@ -3,7 +3,10 @@ between Q/DQ pairs that reproduce each tensor's scale, zero point and clamp boun
 bit-exact: convolutions accumulate in float, requantization uses float scales instead of our
 fixed-point (m, n), and ONNX Runtime may fuse Q/DQ into its own int8 kernels with their own
 rounding. Weights of up to 8 bits are int8 with per-output-channel DequantizeLinear; wider
-channels' layers are stored as float (QDQ has no int16 weight path in opset 17)."""
+channels' layers are stored as float (QDQ has no int16 weight path in opset 17). Activations
+must be per tensor, as QDQ consumers (ONNX Runtime's QLinearConv among them) require: a model
+exported with per-channel activation ranges (aq-export's default `--granularity mixed`) is
+refused with a one-line error naming the remedy."""
 
 from __future__ import annotations
 
@@ -18,22 +21,32 @@ from ..quant.requant import implied_scale
 from .onnx_int import _B
 
 
+def _check_per_tensor(graph: Graph) -> None:
+    for t in graph.tensors.values():
+        if t.name in (graph.input, graph.output):
+            continue
+        if not (np.all(t.scale == t.scale[0]) and np.all(t.zero_point == t.zero_point[0])):
+            raise AqError(f"onnx-qdq export: tensor {t.name!r} has per-channel activation scales "
+                          "(aq-export's default --granularity mixed, or per-channel bits); QDQ "
+                          "takes per-tensor activations: export with --granularity tensor, or "
+                          "use --to onnx-int (exact)")
+
+
 def to_onnx_qdq(graph: Graph, path: str | Path) -> None:
     import onnx
+    _check_per_tensor(graph)
     b = _B()
     T = graph.tensors
     F = onnx.TensorProto.FLOAT
 
     def qdq(x: str, t, lo=None, hi=None) -> str:
         s = t.scale.astype(np.float32)
-        z = t.zero_point.astype(np.uint8)
         if lo is not None:  # clamp bounds narrower than the uint8 range (ReLU6, sub-8-bit codes)
             c = lambda v: b.ch(v, np.float32)  # noqa: E731
             x = b.op("Min", [b.op("Max", [x, c(s * (lo - t.zero_point))]), c(s * (hi - t.zero_point))])
-        if np.all(s == s[0]) and np.all(z == z[0]):  # per tensor: what QDQ consumers expect
-            s, z = s[:1].reshape(()), z[:1].reshape(())
-        q = b.op("QuantizeLinear", [x, b.const(s), b.const(z)], axis=1)
-        return b.op("DequantizeLinear", [q, b.const(s), b.const(z)], axis=1)
+        s, z = s[:1].reshape(()), t.zero_point.astype(np.uint8)[:1].reshape(())  # per tensor
+        q = b.op("QuantizeLinear", [x, b.const(s), b.const(z)])
+        return b.op("DequantizeLinear", [q, b.const(s), b.const(z)])
 
     c_in, h, w = T[graph.input].shape
     tin = T[graph.input]
