@@ -12,19 +12,24 @@ from .. import AqError
 from .auto_bits import auto_bits
 from .bias_correction import corrected_biases
 from .bits_spec import BitsPlan, load_bits_json, resolve_bits
-from .calibrate import GRANULARITIES, Ranges, at_granularity, calibrate
+from .calibrate import (
+    DEFAULT_GRANULARITY,
+    Ranges,
+    at_granularity,
+    calibrate,
+    check_granularity,
+)
 from .float_graph import FloatGraph
 from .integerize import integerize
 from .ir import Graph
 
 
 def calibrate_ranges(fg: FloatGraph, images: np.ndarray, method: str = "minmax",
-                     granularity: str = "mixed") -> Ranges:
+                     granularity: str = DEFAULT_GRANULARITY) -> Ranges:
     """Activation ranges; mixed by default: per channel on tensors no activation bounds, per
     tensor elsewhere (per-channel ranges of ReLU6 outputs from a few photos clip unseen photos
     badly: see docs/SEMANTICS.md)."""
-    if granularity not in GRANULARITIES:
-        raise AqError(f"unknown range granularity {granularity!r} ({', '.join(GRANULARITIES)})")
+    check_granularity(granularity)  # before the calibration pass
     return at_granularity(fg, calibrate(fg, images, method=method), granularity)
 
 
@@ -44,7 +49,7 @@ def plan_bits(fg: FloatGraph, bits: str | int | dict, images: np.ndarray, ranges
 
 
 def export_graph(fg: FloatGraph, images: np.ndarray, bits: str | int | dict = 8,
-                 budget: float = 1.0, method: str = "minmax", granularity: str = "mixed",
+                 budget: float = 1.0, method: str = "minmax", granularity: str = DEFAULT_GRANULARITY,
                  ranges: Ranges | None = None, progress: bool = True,
                  bias_correction: bool = True) -> Graph:
     """Calibrate (unless `ranges` is given), plan bits and integerize; with `bias_correction`

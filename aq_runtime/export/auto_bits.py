@@ -66,8 +66,7 @@ def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: 
     """(bits plan, report) with weight bytes <= budget_ratio * bytes of uniform 8 bits.
     With `bias_correction` each probe's noise is measured as the export will leave it: with
     the layer's mean output error taken out of its bias."""
-    idx = np.linspace(0, len(images) - 1, min(n_images, len(images))).astype(int)
-    x = images[idx]
+    x = sample(images, n_images)
     ref = run_float_graph(fg, x)
     scales = {t: act_params_from_range(lo, hi, np.full(lo.shape, 8))[0]
               for t, (lo, hi) in ranges.items()}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import AqError
 from .float_exec import run_float_graph
 from .float_graph import FloatGraph
 
@@ -57,6 +58,12 @@ def per_tensor(ranges: Ranges) -> Ranges:
 
 
 GRANULARITIES = ("mixed", "tensor", "channel")
+DEFAULT_GRANULARITY = "mixed"
+
+
+def check_granularity(granularity: str) -> None:
+    if granularity not in GRANULARITIES:
+        raise AqError(f"unknown range granularity {granularity!r} ({', '.join(GRANULARITIES)})")
 
 
 def unbounded_tensors(fg: FloatGraph) -> set[str]:
@@ -71,9 +78,7 @@ def at_granularity(fg: FloatGraph, ranges: Ranges, granularity: str) -> Ranges:
     unbounded tensors, where channels differ by an order of magnitude and the calibrated range
     is the real one, per tensor elsewhere (a bounded channel that stayed small on the
     calibration images would clip unseen images)."""
-    if granularity not in GRANULARITIES:
-        raise ValueError(f"unknown range granularity {granularity!r} "
-                         f"({', '.join(GRANULARITIES)})")
+    check_granularity(granularity)
     if granularity == "channel":
         return dict(ranges)
     out = per_tensor(ranges)

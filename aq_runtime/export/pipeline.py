@@ -10,6 +10,7 @@ import numpy as np
 
 from .. import AqError
 from .api import export_to_file
+from .calibrate import DEFAULT_GRANULARITY
 from .float_graph import FloatGraph
 
 
@@ -84,7 +85,7 @@ def _training_checkpoint(source: str) -> dict | None:
 
 def export_cli(source: str, output: str, model: str | None = None, bits: str = "8",
                budget: float = 1.0, calib: str | None = None, method: str = "minmax",
-               granularity: str = "mixed", input_size: int | None = None,
+               granularity: str = DEFAULT_GRANULARITY, input_size: int | None = None,
                mean: list[float] | None = None, std: list[float] | None = None,
                bias_correction: bool = True) -> None:
     out = Path(output)
