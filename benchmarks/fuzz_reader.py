@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from aq_runtime.bench.fuzz import fuzz_reader
+from aq_runtime.export.options import ExportOptions
 from aq_runtime.export.api import export_graph
 from aq_runtime.format import write_aqz
 from aq_runtime.models.digits import digits_data
@@ -20,7 +21,8 @@ def main() -> None:
     cases = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
     d = Path(tempfile.mkdtemp())
     fg = build_float_graph("digits-cnn")
-    write_aqz(export_graph(fg, digits_data()[0][:256], "auto", progress=False), d / "digits.aqz")
+    write_aqz(export_graph(fg, digits_data()[0][:256],
+                           ExportOptions(bits="auto", progress=False)), d / "digits.aqz")
     t = time.time()
     stats = fuzz_reader(d / "digits.aqz", cases, d, seed=20261125)
     text = (f"fuzz_reader on the digits model (--bits auto): {stats}\n"

@@ -36,13 +36,15 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 def _models() -> dict:
     """name -> (graph, uint8 images)."""
     from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
+    from aq_runtime.export.options import ExportOptions
     from aq_runtime.export.api import export_graph
-    from aq_runtime.export.pipeline import calibration_images
+    from aq_runtime.export.sources import calibration_images
     from aq_runtime.models.digits import digits_data
     from aq_runtime.models.registry import build_float_graph
     out = {}
     fg = build_float_graph("digits-cnn")
-    out["digits"] = (export_graph(fg, digits_data()[0][:256], 8, progress=False),
+    out["digits"] = (export_graph(fg, digits_data()[0][:256],
+                                  ExportOptions(bits=8, progress=False)),
                      digits_data()[2][:64])
     cal96 = crops_of(CALIBRATION_PHOTOS[:2], 96)[0][::4]
     held96 = crops_of(HELDOUT_PHOTOS[:2], 96)[0][:6]

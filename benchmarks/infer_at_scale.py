@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, crops_of
+from aq_runtime.export.options import ExportOptions
 from aq_runtime.export.api import export_graph
 from aq_runtime.format import write_aqz
 from aq_runtime.models.efficientnet import lite0_float_graph
 d, n = Path(sys.argv[1]), int(sys.argv[2])
 xc, _ = crops_of(CALIBRATION_PHOTOS)
-write_aqz(export_graph(lite0_float_graph(), xc, 8, progress=False), d / "lite0.aqz")
+write_aqz(export_graph(lite0_float_graph(), xc,
+                       ExportOptions(bits=8, progress=False)), d / "lite0.aqz")
 rng = np.random.default_rng(0)
 for i in range(n):
     sub = d / "images" / f"{i // 1000:02d}"

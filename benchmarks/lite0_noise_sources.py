@@ -14,11 +14,12 @@ from tqdm import tqdm
 
 from aq_runtime.bench.fidelity import sqnr_db
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
+from aq_runtime.export.options import ExportOptions
 from aq_runtime.export.api import calibrate_ranges, export_graph
 from aq_runtime.export.dequant import dequantized_conv
 from aq_runtime.export.float_exec import run_float_graph
 from aq_runtime.models.efficientnet import lite0_float_graph
-from aq_runtime.training.fakequant import FakeQuantGraph
+from aq_runtime.export.fakequant import FakeQuantGraph
 
 EVERY = 3  # the per-tensor sweep scores every third held-out crop
 
@@ -30,7 +31,8 @@ def main() -> None:
     xh, _ = crops_of(HELDOUT_PHOTOS)
     f = run_float_graph(fg, xh)
     ranges = calibrate_ranges(fg, xc)
-    graphs = {bc: export_graph(fg, xc, 8, ranges=ranges, progress=False, bias_correction=bc)
+    graphs = {bc: export_graph(fg, xc,
+                               ExportOptions(bits=8, progress=False, bias_correction=bc), ranges=ranges)
               for bc in (False, True)}
     g = graphs[True]
     fq = FakeQuantGraph(g)

@@ -39,13 +39,15 @@ def test_output_shift_is_mean_of_conv_error(lite0_64):
 
 
 def test_correction_lands_in_bias_codes(lite0_64):
+    from aq_runtime.export.options import ExportOptions
     from aq_runtime.export.api import calibrate_ranges, export_graph
     from aq_runtime.export.bias_correction import corrected_biases
     from aq_runtime.quant.requant import implied_scale
     fg, x = lite0_64
     ranges = calibrate_ranges(fg, x)
-    plain = export_graph(fg, x, 8, ranges=ranges, progress=False, bias_correction=False)
-    fixed = export_graph(fg, x, 8, ranges=ranges, progress=False)
+    plain = export_graph(fg, x,
+                         ExportOptions(bits=8, progress=False, bias_correction=False), ranges=ranges)
+    fixed = export_graph(fg, x, ExportOptions(bits=8, progress=False), ranges=ranges)
     assert fixed.meta["calibration"]["bias_correction"] is True
     new_b = corrected_biases(fg, plain, x)
     moved = 0

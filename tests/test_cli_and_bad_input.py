@@ -22,11 +22,13 @@ def cli(name, *args):
 @pytest.fixture(scope="module")
 def lite_small(tmp_path_factory):
     from aq_runtime.data.photos import CALIBRATION_PHOTOS, crops_of
+    from aq_runtime.export.options import ExportOptions
     from aq_runtime.export.api import export_graph
     from aq_runtime.format import write_aqz
     from aq_runtime.models.registry import build_float_graph
     fg = build_float_graph("efficientnet-lite0", 96)
-    g = export_graph(fg, crops_of(CALIBRATION_PHOTOS[:2], 96)[0][::3], 8, progress=False)
+    g = export_graph(fg, crops_of(CALIBRATION_PHOTOS[:2], 96)[0][::3],
+                     ExportOptions(bits=8, progress=False))
     p = tmp_path_factory.mktemp("lite") / "lite96.aqz"
     write_aqz(g, p)
     return p

@@ -9,6 +9,7 @@ import sys
 
 SCRIPT = r'''
 import numpy as np
+from aq_runtime.export.options import ExportOptions
 from aq_runtime.export.api import export_graph
 from aq_runtime.models.digits import digits_data
 from aq_runtime.models.registry import build_float_graph
@@ -24,12 +25,12 @@ def check(name, g, x):
 
 fg = build_float_graph("digits-cnn")
 x = digits_data()[0]
-check("digits", export_graph(fg, x[:128], 4, progress=False), x[:2])
+check("digits", export_graph(fg, x[:128], ExportOptions(bits=4, progress=False)), x[:2])
 
 rng = np.random.default_rng(0)
 imgs = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
 b0 = build_float_graph("efficientnet-b0", 32)
-check("b0", export_graph(b0, imgs[:6], 6, progress=False), imgs[6:7])
+check("b0", export_graph(b0, imgs[:6], ExportOptions(bits=6, progress=False)), imgs[6:7])
 
 import sys
 sys.path.insert(0, TESTS)  # set by the test: the folder of this file

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from aq_runtime import AqError
+from aq_runtime.export.options import ExportOptions
 from aq_runtime.export.api import export_graph
 from aq_runtime.interop.onnx_in import float_graph_from_onnx
 
@@ -26,7 +27,8 @@ def _same(fo, ft, x):
         assert a.attrs == b.attrs
         if a.op == "conv":
             assert np.array_equal(a.weight, b.weight) and np.array_equal(a.bias, b.bias)
-    g1, g2 = export_graph(fo, x, 8, progress=False), export_graph(ft, x, 8, progress=False)
+    opts = ExportOptions(bits=8, progress=False)
+    g1, g2 = export_graph(fo, x, opts), export_graph(ft, x, opts)
     for n1, n2 in zip(g1.nodes, g2.nodes):
         assert n1.op == n2.op and n1.attrs == n2.attrs
         if n1.op == "conv":  # module paths survive the trip (bits files keep working)
@@ -134,7 +136,8 @@ def test_pools_and_hard_activations_exact_everywhere(tmp_path):
     with torch.no_grad():
         want = m(normalize_input(x, fg)).numpy()
     assert np.abs(run_float_graph(fg, x) - want).max() < 1e-4  # the float graph is the model
-    g = export_graph(fg, x, 8, progress=False, granularity="tensor")  # QDQ below: per tensor
+    g = export_graph(fg, x,
+                     ExportOptions(bits=8, progress=False, granularity="tensor"))  # QDQ below: per tensor
     write_aqz(g, tmp_path / "p.aqz")
     g = read_aqz(tmp_path / "p.aqz")
     ref = Session(g, "reference").run(x)

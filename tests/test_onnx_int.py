@@ -31,6 +31,7 @@ def test_digits(digits_graph, tmp_path):
 
 def test_b0_and_lite0_mixed(tmp_path):
     from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
+    from aq_runtime.export.options import ExportOptions
     from aq_runtime.export.api import export_graph
     from aq_runtime.export.bits_spec import resolve_bits
     from aq_runtime.export.calibrate import calibrate, per_tensor
@@ -39,7 +40,7 @@ def test_b0_and_lite0_mixed(tmp_path):
     xc = crops_of(CALIBRATION_PHOTOS[:2], 96)[0][::4]
     xh = crops_of(HELDOUT_PHOTOS[:1], 96)[0][:4]
     b0 = build_float_graph("efficientnet-b0", 96)
-    _check(export_graph(b0, xc, 8, progress=False), xh, tmp_path)
+    _check(export_graph(b0, xc, ExportOptions(bits=8, progress=False)), xh, tmp_path)
     fg = build_float_graph("efficientnet-lite0", 96)
     r = per_tensor(calibrate(fg, xc))
     wb, ab, _ = resolve_bits(fg, 8)

@@ -21,13 +21,15 @@ def _run(path, x, level=None):
 @pytest.fixture(scope="module")
 def lite0_models(tmp_path_factory):
     from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
+    from aq_runtime.export.options import ExportOptions
     from aq_runtime.export.api import calibrate_ranges, export_graph
     from aq_runtime.models.efficientnet import lite0_float_graph
     fg = lite0_float_graph()
     xc = crops_of(CALIBRATION_PHOTOS)[0][::2]
     r = calibrate_ranges(fg, xc, granularity="tensor")  # QDQ takes per-tensor activations
     xh = crops_of(HELDOUT_PHOTOS)[0][::4]
-    return {b: export_graph(fg, xc, b, ranges=r, progress=False, granularity="tensor")
+    return {b: export_graph(fg, xc,
+                            ExportOptions(bits=b, progress=False, granularity="tensor"), ranges=r)
             for b in (8, "auto")}, xh
 
 
@@ -58,9 +60,11 @@ def test_per_channel_activations_refused(tmp_path):
     from aq_runtime import AqError
     from aq_runtime.data.photos import CALIBRATION_PHOTOS, crops_of
     from aq_runtime.export.api import export_graph
+    from aq_runtime.export.options import ExportOptions
     from aq_runtime.models.registry import build_float_graph
     fg = build_float_graph("efficientnet-lite0", 64)
-    g = export_graph(fg, crops_of(CALIBRATION_PHOTOS[:1], 64)[0], 8, progress=False)
+    g = export_graph(fg, crops_of(CALIBRATION_PHOTOS[:1], 64)[0],
+                     ExportOptions(bits=8, progress=False))
     assert g.meta["calibration"]["granularity"] == "mixed"
     with pytest.raises(AqError, match="--granularity tensor"):
         to_onnx_qdq(g, tmp_path / "q.onnx")

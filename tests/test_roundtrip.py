@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from aq_runtime.export.options import ExportOptions
 from aq_runtime.export.api import export_graph
 from aq_runtime.export.bits_spec import resolve_bits
 from aq_runtime.export.calibrate import at_granularity, calibrate
@@ -67,7 +68,8 @@ def test_roundtrip_uniform_and_mixed(model, tmp_path):
     x = _calib(fg)
     raw = calibrate(fg, x)
     ranges = at_granularity(fg, raw, "mixed")  # the default: per-tensor / per-channel ranges
-    graphs = {b: export_graph(fg, x, b, ranges=ranges, progress=False) for b in (8, 4)}
+    graphs = {b: export_graph(fg, x,
+                              ExportOptions(bits=b, progress=False), ranges=ranges) for b in (8, 4)}
     # random per-channel bits already give every tensor per-channel scales; with per-channel
     # ranges on top, Lite0's file is 0.2% over the bound (see the issue note): per tensor here
     graphs["mixed"] = _mixed_bits(fg, at_granularity(fg, raw, "tensor"), 0)
@@ -96,7 +98,7 @@ def test_roundtrip_uniform_and_mixed(model, tmp_path):
 
 def test_b0_uses_luts_and_elementwise(tmp_path):
     fg = _fgs()["efficientnet-b0"]()
-    g = export_graph(fg, _calib(fg), 8, progress=False)
+    g = export_graph(fg, _calib(fg), ExportOptions(bits=8, progress=False))
     ops = {n.op for n in g.nodes}
     assert {"lut", "mul", "gap", "add", "conv"} <= ops
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from aq_runtime.export.options import ExportOptions
 from aq_runtime.export.api import export_graph
 from aq_runtime.models.registry import build_float_graph
 from aq_runtime.quant.requant import finish_one, requant_one
@@ -68,7 +69,8 @@ def test_digits(digits_graph):
 def test_b0_se_swish():
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
-    g = export_graph(build_float_graph("efficientnet-b0", 32), imgs[:6], 6, progress=False)
+    g = export_graph(build_float_graph("efficientnet-b0", 32), imgs[:6],
+                     ExportOptions(bits=6, progress=False))
     _check(g, imgs[6:])
 
 
@@ -92,7 +94,8 @@ def test_lite0_cuda_code_compiles_with_nvcc():
     from aq_runtime.kernels.tvm_cuda.nvcc import compile_cubin, find_nvcc
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, (2, 224, 224, 3), dtype=np.uint8)
-    g = export_graph(build_float_graph("efficientnet-lite0", 224), imgs, 8, progress=False)
+    g = export_graph(build_float_graph("efficientnet-lite0", 224), imgs,
+                     ExportOptions(bits=8, progress=False))
     names, by_sig = plan(g)
     assert set(names) == {n.name for n in g.nodes} and len(by_sig) < len(g.nodes)
     lib = compile_module(by_sig, gpu=True)

@@ -41,9 +41,10 @@ def compare_models(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Pa
     `module` (the torch model) is given. Integer logits come from `backend` (every backend is
     tested equal to the reference). Returns the rows and the float logits of `heldout`."""
     from ..export.api import export_graph
-    from ..export.calibrate import DEFAULT_GRANULARITY, at_granularity, calibrate
+    from ..export.calibrate import at_granularity, calibrate
+    from ..export.options import ExportOptions
     from ..export.float_exec import run_float_graph
-    from ..training.fakequant import FakeQuantGraph
+    from ..export.fakequant import FakeQuantGraph
 
     out = Path(out_dir)
     raw = calibrate(fg, calib)
@@ -51,8 +52,9 @@ def compare_models(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Pa
     fp32_bytes = sum(n.weight.size + n.bias.size for n in fg.conv_nodes()) * 4
     rows = [Row("float (fp32)", fp32_bytes, 32.0, 32.0, None, None, None)]
     for name, bits, options in bits_list:
-        ranges = at_granularity(fg, raw, options.get("granularity", DEFAULT_GRANULARITY))
-        g = export_graph(fg, calib, bits, ranges=ranges, progress=progress, **options)
+        o = ExportOptions(bits=bits, progress=progress, **options)
+        ranges = at_granularity(fg, raw, o.granularity)
+        g = export_graph(fg, calib, o, ranges=ranges)
         path = out / f"{fg.name}_{name.replace(' ', '_')}.aqz"
         size = write_aqz(g, path)
         s = Session(read_aqz(path), backend)

@@ -97,7 +97,7 @@ def baseline_timings(graph, images, batches, runs) -> list[Timing]:
     fg = build_float_graph(name, size if name != "digits-cnn" else None)
     module = _module(name)
     torch.set_num_threads(os.cpu_count() or 1)
-    from ..export.pipeline import calibration_images
+    from ..export.sources import calibration_images
     calib = calibration_images(fg, None)[::4]
     tmp = tempfile.mkdtemp(prefix="aq-bench-")
     t = time.perf_counter()

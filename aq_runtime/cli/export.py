@@ -25,6 +25,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-bias-correction", action="store_true",
                     help="keep each layer's mean weight-quantization error (min/max and nearest "
                          "rounding only, as ONNX Runtime's static int8)")
+    ap.add_argument("--clipping", choices=["max", "mse"], default="max",
+                    help="weight range per output channel: max|w| (default), or the range with "
+                         "the least squared rounding error at the channel's bits (low bits)")
+    ap.add_argument("--rounding", choices=["nearest", "learned"], default="nearest",
+                    help="weight rounding: to nearest (default), or learned block by block to "
+                         "reproduce the float model's block outputs on the calibration images "
+                         "(AdaRound/BRECQ-style; minutes; for low bits)")
+    ap.add_argument("--rounding-iters", type=int, default=400,
+                    help="--rounding learned: optimisation steps per block")
     ap.add_argument("--input-size", type=int, help="square input side (EfficientNets, ONNX)")
     ap.add_argument("--mean", type=float, nargs="+", help="ONNX input normalization mean, pixel units")
     ap.add_argument("--std", type=float, nargs="+", help="ONNX input normalization std, pixel units")
@@ -40,11 +49,14 @@ def main(argv: list[str] | None = None) -> None:
             from ..interop.onnx_qdq import to_onnx_qdq
             (to_onnx_int if a.to == "onnx-int" else to_onnx_qdq)(read_aqz(a.source), a.output)
             return
+        from ..export.options import ExportOptions
         from ..export.pipeline import export_cli
-        export_cli(a.source, a.output, model=a.model, bits=a.bits, budget=a.budget,
-                   calib=a.calib, method=a.calib_method, granularity=a.granularity,
-                   input_size=a.input_size, mean=a.mean, std=a.std,
-                   bias_correction=not a.no_bias_correction)
+        options = ExportOptions(bits=a.bits, budget=a.budget, method=a.calib_method,
+                                granularity=a.granularity,
+                                bias_correction=not a.no_bias_correction, clipping=a.clipping,
+                                rounding=a.rounding, rounding_iters=a.rounding_iters)
+        export_cli(a.source, a.output, options, model=a.model, calib=a.calib,
+                   input_size=a.input_size, mean=a.mean, std=a.std)
     run_cli(go)
 
 

@@ -12,16 +12,12 @@ from .. import AqError
 from .auto_bits import auto_bits
 from .bias_correction import corrected_biases
 from .bits_spec import BitsPlan, load_bits_json, resolve_bits
-from .calibrate import (
-    DEFAULT_GRANULARITY,
-    Ranges,
-    at_granularity,
-    calibrate,
-    check_granularity,
-)
+from .calibrate import Ranges, at_granularity, calibrate
+from .clipping import mse_ranges
 from .float_graph import FloatGraph
 from .integerize import integerize
 from .ir import Graph
+from .options import DEFAULT_GRANULARITY, ExportOptions, check_granularity
 
 
 def calibrate_ranges(fg: FloatGraph, images: np.ndarray, method: str = "minmax",
@@ -48,32 +44,49 @@ def plan_bits(fg: FloatGraph, bits: str | int | dict, images: np.ndarray, ranges
     return resolve_bits(fg, bits), {}
 
 
-def export_graph(fg: FloatGraph, images: np.ndarray, bits: str | int | dict = 8,
-                 budget: float = 1.0, method: str = "minmax", granularity: str = DEFAULT_GRANULARITY,
-                 ranges: Ranges | None = None, progress: bool = True,
-                 bias_correction: bool = True) -> Graph:
-    """Calibrate (unless `ranges` is given), plan bits and integerize; with `bias_correction`
-    integerize twice, the second time with each conv's mean weight-quantization error on the
-    calibration images taken out of its bias (export/bias_correction.py)."""
+def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | int | str = 8,
+                 ranges: Ranges | None = None) -> Graph:
+    """Calibrate (unless `ranges` is given), plan bits, choose weight ranges (`clipping`) and
+    integerize. With `bias_correction` integerize again with each conv's mean weight-rounding
+    error on the calibration images taken out of its bias (export/bias_correction.py); with
+    `rounding='learned'` the codes and biases then come from block-wise reconstruction on the
+    calibration images (export/learned_rounding.py). A bare int or str is the bits, with
+    every other option at its default."""
+    o = options if isinstance(options, ExportOptions) else ExportOptions(bits=options)
     if len(images) == 0:
         raise AqError("no calibration images")
     if ranges is None:
-        ranges = calibrate_ranges(fg, images, method, granularity)
-    plan, report = plan_bits(fg, bits, images, ranges, budget, progress, bias_correction)
-    meta = {"calibration": {"method": method, "granularity": granularity,
-                            "images": int(len(images)), "bias_correction": bias_correction}}
+        ranges = calibrate_ranges(fg, images, o.method, o.granularity)
+    plan, report = plan_bits(fg, o.bits, images, ranges, o.budget, o.progress, o.bias_correction)
+    meta = {"calibration": o.as_meta(len(images))}
     if report:
         meta["auto_bits"] = {k: v for k, v in report.items() if k != "bits"}
-    g = integerize(fg, ranges, plan[0], plan[1], plan[2], meta=meta)
-    if bias_correction:
+    wrange: dict[str, np.ndarray] = {}
+
+    def build(f: FloatGraph, codes: dict[str, np.ndarray] | None = None) -> Graph:
+        return integerize(f, ranges, plan[0], plan[1], plan[2], meta=meta, wrange=wrange,
+                          codes=codes)
+
+    g = build(fg)
+    if o.clipping == "mse":
+        wrange = mse_ranges(fg, g)
+        g = build(fg)
+    if o.bias_correction:
         fg = fg.with_biases(corrected_biases(fg, g, images))
-        g = integerize(fg, ranges, plan[0], plan[1], plan[2], meta=meta)
+        g = build(fg)
+    if o.rounding == "learned":
+        from .learned_rounding import learn_rounding
+        biases, codes, info = learn_rounding(fg, g, images, iters=o.rounding_iters,
+                                             progress=o.progress)
+        meta["calibration"]["learned_rounding"] = info
+        g = build(fg.with_biases(biases), codes)
     return g
 
 
-def export_to_file(fg: FloatGraph, images: np.ndarray, out: str | Path, **kw: Any) -> Graph:
+def export_to_file(fg: FloatGraph, images: np.ndarray, out: str | Path,
+                   options: ExportOptions | int | str = 8) -> Graph:
     from ..format import write_aqz
 
-    g = export_graph(fg, images, **kw)
+    g = export_graph(fg, images, options)
     write_aqz(g, out)
     return g

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import AqError
 from .float_exec import run_float_graph
 from .float_graph import FloatGraph
+from .options import DEFAULT_GRANULARITY, check_granularity  # noqa: F401 (re-exported)
 
 Ranges = dict[str, tuple[np.ndarray, np.ndarray]]
 
@@ -55,15 +55,6 @@ def per_tensor(ranges: Ranges) -> Ranges:
     """One range per tensor (the union over its channels), broadcast back to every channel."""
     return {k: (np.full_like(lo, lo.min()), np.full_like(hi, hi.max()))
             for k, (lo, hi) in ranges.items()}
-
-
-GRANULARITIES = ("mixed", "tensor", "channel")
-DEFAULT_GRANULARITY = "mixed"
-
-
-def check_granularity(granularity: str) -> None:
-    if granularity not in GRANULARITIES:
-        raise AqError(f"unknown range granularity {granularity!r} ({', '.join(GRANULARITIES)})")
 
 
 def unbounded_tensors(fg: FloatGraph) -> set[str]:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .float_graph import FloatGraph, FloatNode
+from .float_graph import NONLINEAR, FloatGraph, FloatNode
 
 Hook = Callable[[str, torch.Tensor], None]
 
@@ -19,6 +19,19 @@ def normalize_input(images: np.ndarray, fg: FloatGraph, dtype=torch.float32) -> 
     m = torch.tensor(fg.pixel_mean, dtype=dtype).view(1, -1, 1, 1)
     s = torch.tensor(fg.pixel_std, dtype=dtype).view(1, -1, 1, 1)
     return (x - m) / s
+
+
+def torch_nonlinear(op: str, x: torch.Tensor, attrs: dict) -> torch.Tensor:
+    """The table nonlinearities in torch (integerize.nonlinear_fn is their float64 form)."""
+    if op == "swish":
+        return F.silu(x)
+    if op == "sigmoid":
+        return torch.sigmoid(x)
+    if op == "hswish":
+        return F.hardswish(x)
+    if op == "hsigmoid":
+        return torch.clamp(attrs["alpha"] * x + attrs["beta"], 0.0, 1.0)
+    raise ValueError(f"unknown nonlinearity {op!r}")
 
 
 def apply_node(n: FloatNode, ins: list[torch.Tensor], weight: torch.Tensor | None = None,
@@ -40,14 +53,8 @@ def apply_node(n: FloatNode, ins: list[torch.Tensor], weight: torch.Tensor | Non
         return ins[0] * ins[1]
     if n.op == "gap":
         return ins[0].mean(dim=(2, 3), keepdim=True)
-    if n.op == "swish":
-        return F.silu(ins[0])
-    if n.op == "sigmoid":
-        return torch.sigmoid(ins[0])
-    if n.op == "hswish":
-        return F.hardswish(ins[0])
-    if n.op == "hsigmoid":
-        return torch.clamp(n.attrs["alpha"] * ins[0] + n.attrs["beta"], 0.0, 1.0)
+    if n.op in NONLINEAR:
+        return torch_nonlinear(n.op, ins[0], n.attrs)
     if n.op in ("maxpool", "avgpool"):
         t, b, l, r = n.attrs["pad"]
         if n.op == "maxpool":

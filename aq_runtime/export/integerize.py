@@ -89,14 +89,17 @@ def _clamp_bounds(n: FloatNode, spec: TensorSpec) -> tuple[np.ndarray, np.ndarra
 def integerize(fg: FloatGraph, ranges: Ranges, wbits: dict[str, np.ndarray],
                abits: dict[str, np.ndarray], ternary: dict[str, Any] | None = None,
                meta: dict | None = None, wrange: dict[str, np.ndarray] | None = None,
-               bias_bits: int = 32) -> Graph:
+               bias_bits: int = 32, codes: dict[str, np.ndarray] | None = None) -> Graph:
     """Build the integer graph. `wbits[node]` (O,), `abits[tensor]` (C,) per channel;
     `ternary[node] = threshold` (or {"threshold", "wp", "wn"} with trained scales, per channel,
     relative to max|We[o]|) makes that conv TTQ-ternary; `wrange[node]` (O,) scales each channel's weight
     range (AQ's alpha; 1 = max|w|); `bias_bits` < 32 clamps the bias codes round(B/sw) to
-    that many signed bits before the zero-point correction. Raises AqError on refusal."""
+    that many signed bits before the zero-point correction; `codes[node]` (O, K) int replaces
+    the nearest-rounded weight codes of that conv (learned rounding: same scales, each code
+    within one step of We/sw and inside its bits' range). Raises AqError on refusal."""
     ternary = ternary or {}
     wrange = wrange or {}
+    codes = codes or {}
     if not 2 <= bias_bits <= 32:
         raise AqError(f"bias bits must be in 2..32, got {bias_bits}")
     shapes = tensor_shapes(fg)
@@ -131,7 +134,8 @@ def integerize(fg: FloatGraph, ranges: Ranges, wbits: dict[str, np.ndarray],
         tensors[n.output] = spec
         ins = [tensors[t] for t in n.inputs]
         try:
-            nodes.append(_int_node(n, ins, spec, wbits, ternary, wrange, bias_bits))
+            nodes.append(_int_node(n, ins, spec, wbits, ternary, wrange, bias_bits,
+                                    codes.get(n.name)))
         except (ValueError, KeyError) as e:
             raise AqError(f"cannot integerize {n.name!r}: {e}") from None
     graph = Graph(fg.input, fg.output, tensors, nodes, dict(meta or {}))
@@ -151,9 +155,9 @@ def integerize(fg: FloatGraph, ranges: Ranges, wbits: dict[str, np.ndarray],
 
 def _int_node(n: FloatNode, ins: list[TensorSpec], out: TensorSpec,
               wbits: dict[str, np.ndarray], ternary: dict[str, Any],
-              wrange: dict[str, np.ndarray], bias_bits: int) -> Node:
+              wrange: dict[str, np.ndarray], bias_bits: int, codes: np.ndarray | None) -> Node:
     if n.op == "conv":
-        return _int_conv(n, ins[0], out, wbits, ternary, wrange, bias_bits)
+        return _int_conv(n, ins[0], out, wbits, ternary, wrange, bias_bits, codes)
     if n.op == "maxpool":
         return Node("maxpool", n.name, list(n.inputs), n.output, {
             k: list(n.attrs[k]) for k in ("kernel", "stride", "pad")}, {})
@@ -201,13 +205,46 @@ def bias_codes(b: np.ndarray, scale: np.ndarray, bias_bits: int = 32) -> np.ndar
     return q
 
 
+def effective_weights(n: FloatNode, s_in: np.ndarray) -> np.ndarray:
+    """We (O, K): the conv's float weights with its input's per-channel scales folded in."""
+    o, cg = n.weight.shape[:2]
+    ch = input_channel_map(o, cg, n.attrs["groups"])
+    return (n.weight * s_in[ch][:, :, None, None]).reshape(o, -1)
+
+
+def weight_codes(we: np.ndarray, bits: np.ndarray, bias: np.ndarray,
+                 wrange: np.ndarray | float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(nearest codes (O, K), scales (O,)) of a conv's effective weights as the exporter
+    quantizes them: scales floored so that the bias codes stay below BIAS_CODE_LIMIT."""
+    return quantize_weights(we, bits, np.abs(bias) / BIAS_CODE_LIMIT, wrange)
+
+
+def _checked_codes(codes: np.ndarray, nearest: np.ndarray, we: np.ndarray, sw: np.ndarray,
+                   bits: np.ndarray) -> np.ndarray:
+    """Learned codes, refused unless each lies inside its channel's code range and within one
+    step of clamp(We/sw) (floor or ceil, as learned rounding chooses; 1-bit rows: +-1)."""
+    q = np.asarray(codes)
+    if q.shape != nearest.shape or q.dtype.kind not in "iu":
+        raise ValueError(f"learned codes: expected int {nearest.shape}, got {q.dtype} {q.shape}")
+    q = q.astype(np.int64)
+    one = bits == 1
+    qmax = np.where(one, 1, (np.int64(1) << np.maximum(bits - 1, 1)) - 1)[:, None]
+    if (np.abs(q) > qmax).any() or (q[one] == 0).any():
+        raise ValueError("learned codes outside their bits' range")
+    r = np.clip(we / sw[:, None], -qmax, qmax)
+    if (np.abs(q - r)[~one] >= 1.0).any():
+        raise ValueError("learned codes more than one step from the weights")
+    return q
+
+
 def _int_conv(n: FloatNode, t_in: TensorSpec, out: TensorSpec, wbits: dict[str, np.ndarray],
-              ternary: dict[str, Any], wrange: dict[str, np.ndarray], bias_bits: int) -> Node:
+              ternary: dict[str, Any], wrange: dict[str, np.ndarray], bias_bits: int,
+              codes: np.ndarray | None = None) -> Node:
     w = n.weight
     o, cg, kh, kw = w.shape
     groups = n.attrs["groups"]
     ch = input_channel_map(o, cg, groups)
-    we = (w * t_in.scale[ch][:, :, None, None]).reshape(o, -1)
+    we = effective_weights(n, t_in.scale)
     zk = np.repeat(t_in.zero_point[ch].astype(np.int64), kh * kw, axis=1)  # z_a per (o, c, k)
     lo, hi = _clamp_bounds(n, out)
     attrs = dict(stride=list(n.attrs["stride"]), pad=list(n.attrs["pad"]), groups=groups,
@@ -225,8 +262,9 @@ def _int_conv(n: FloatNode, t_in: TensorSpec, out: TensorSpec, wbits: dict[str, 
         bits = np.asarray(wbits.get(n.name, np.full(o, 8)), np.int64)
         if bits.shape != (o,):
             raise ValueError(f"weight bits: expected {o} channels")
-        q, sw = quantize_weights(we, bits, np.abs(n.bias) / BIAS_CODE_LIMIT,
-                                 wrange.get(n.name, 1.0))
+        q, sw = weight_codes(we, bits, n.bias, wrange.get(n.name, 1.0))
+        if codes is not None:
+            q = _checked_codes(codes, q, we, sw, bits)
         m, sh = quantize_multiplier(sw / out.scale)
         arrays = dict(weight=q.reshape(w.shape), wbits=bits,
                       bias=bias_codes(n.bias, sw, bias_bits) - (zk * q).sum(1), mult=m, shift=sh)

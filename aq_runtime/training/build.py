@@ -21,7 +21,7 @@ from .qgraph import QuantGraph, QuantSetup
 def teacher_graph(cfg: TrainConfig) -> FloatGraph:
     """The float model: the built-in one, or `--float-ckpt` (a state dict, weights_only)."""
     if cfg.float_ckpt:
-        from ..export.pipeline import load_source
+        from ..export.sources import load_source
         return load_source(cfg.float_ckpt, cfg.model, cfg.input_size)
     from ..models.registry import build_float_graph
     return build_float_graph(cfg.model, cfg.input_size)
@@ -55,7 +55,7 @@ def calibration_set(cfg: TrainConfig, fg: FloatGraph, data: TrainData) -> np.nda
     """For the built-in data sets, the very images `aq-export` calibrates on by default (so a
     run starts from the exporter's post-training model); else the first training samples."""
     if cfg.data in ("digits", "photos"):
-        from ..export.pipeline import calibration_images
+        from ..export.sources import calibration_images
         return calibration_images(fg, None)
     images, _ = data.train_batch(np.arange(min(cfg.calib_images, data.size)),
                                  np.random.default_rng(cfg.seed))

@@ -1,0 +1,41 @@
+"""Weight clipping (`--clipping mse`): per output channel, the range factor alpha (AQ's range
+scale, 1 = max|We[o]|) that minimises the channel's squared weight-rounding error at its own
+bits, by a grid search. At low bits a channel's largest weight costs every other weight
+resolution; clipping it trades a little error there for less everywhere else."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .float_graph import FloatGraph
+from .integerize import effective_weights, weight_codes
+from .ir import Graph
+
+ALPHAS = np.round(np.arange(0.30, 1.0001, 0.01), 2)
+
+
+def mse_alpha(we: np.ndarray, bits: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Per channel the alpha of ALPHAS with the least sum (We - sw * Q)^2 (first on ties)."""
+    best = np.full(we.shape[0], np.inf)
+    alpha = np.ones(we.shape[0])
+    for a in ALPHAS[::-1]:  # from 1.0 down: ties keep the larger range
+        q, sw = weight_codes(we, bits, bias, a)
+        err = ((we - q * sw[:, None]) ** 2).sum(axis=1)
+        better = err < best * (1 - 1e-12)
+        best = np.where(better, err, best)
+        alpha = np.where(better, a, alpha)
+    return np.where(bits <= 1, 1.0, alpha)
+
+
+def mse_ranges(fg: FloatGraph, graph: Graph) -> dict[str, np.ndarray]:
+    """alpha per output channel of every non-ternary conv of `fg`, at the bits and input
+    scales `graph` (its nearest-rounded integerization) gives it."""
+    nodes = {n.name: n for n in graph.weight_nodes()}
+    out = {}
+    for n in fg.conv_nodes():
+        node = nodes.get(n.name)
+        if node is None or node.attrs.get("mode") == "ternary":
+            continue
+        we = effective_weights(n, graph.tensors[n.inputs[0]].scale)
+        out[n.name] = mse_alpha(we, node.arrays["wbits"].astype(np.int64), n.bias)
+    return out

@@ -1,0 +1,68 @@
+"""Export options, gathered in one object: what `aq-export`, the demo, the benchmarks and the
+tests pass from the command line down to `export_graph` (bits plan, calibration, bias
+correction, weight rounding and clipping). Validated once, when built. No torch here."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from .. import AqError
+
+GRANULARITIES = ("mixed", "tensor", "channel")
+DEFAULT_GRANULARITY = "mixed"
+CALIB_METHODS = ("minmax", "percentile")
+ROUNDINGS = ("nearest", "learned")
+CLIPPINGS = ("max", "mse")
+
+
+def check_granularity(granularity: str) -> None:
+    if granularity not in GRANULARITIES:
+        raise AqError(f"unknown range granularity {granularity!r} ({', '.join(GRANULARITIES)})")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How a float model becomes an integer graph.
+
+    bits: an int (uniform), 'auto' (sensitivity-driven under `budget`), a bits-JSON path or a
+    dict in that format; budget: weight bytes as a ratio of uniform 8 bits (auto only);
+    method/granularity: activation calibration; bias_correction: take each conv's mean
+    weight-rounding error out of its bias; clipping: per-channel weight range, 'max' (max|w|)
+    or 'mse' (the range minimising each channel's weight error at its bits); rounding:
+    'nearest', or 'learned' (block-wise reconstruction on the calibration images, see
+    export/learned_rounding.py) with `rounding_iters` steps per block; progress: tqdm bars."""
+    bits: int | str | dict = 8
+    budget: float = 1.0
+    method: str = "minmax"
+    granularity: str = DEFAULT_GRANULARITY
+    bias_correction: bool = True
+    clipping: str = "max"
+    rounding: str = "nearest"
+    rounding_iters: int = 400
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_granularity(self.granularity)
+        if self.method not in CALIB_METHODS:
+            raise AqError(f"unknown calibration method {self.method!r} "
+                          f"({', '.join(CALIB_METHODS)})")
+        if self.rounding not in ROUNDINGS:
+            raise AqError(f"unknown rounding {self.rounding!r} ({', '.join(ROUNDINGS)})")
+        if self.clipping not in CLIPPINGS:
+            raise AqError(f"unknown weight clipping {self.clipping!r} ({', '.join(CLIPPINGS)})")
+        if not 0 < self.budget <= 4:
+            raise AqError(f"--budget {self.budget}: must lie in (0, 4]")
+        if self.rounding_iters < 1:
+            raise AqError("rounding iterations must be at least 1")
+
+    def with_(self, **changes: Any) -> ExportOptions:
+        return replace(self, **changes)
+
+    def as_meta(self, n_images: int) -> dict[str, Any]:
+        """How the model was calibrated, for graph.json's `calibration` (aq-inspect shows it)."""
+        d = {k: v for k, v in asdict(self).items() if k not in ("bits", "budget", "progress")}
+        if self.rounding != "learned":
+            d.pop("rounding_iters")
+        d["images"] = int(n_images)
+        return d
