@@ -4,6 +4,8 @@ quant agreement; optionally ONNX Runtime static int8 calibrated on the same imag
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,58 +34,73 @@ class Row:
     fid: Fidelity | None
     fq_agreement: float | None
     graph: object = None
+    seconds: float | None = None  # export time
 
 
-def compare_models(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Path,
-                   bits_list=EXPORTS, module=None, progress: bool = True,
-                   backend: str = "auto") -> tuple[list[Row], np.ndarray]:
-    """Rows for float, each (name, bits, export options) of `bits_list`, and ORT int8 when
-    `module` (the torch model) is given. Integer logits come from `backend` (every backend is
-    tested equal to the reference). Returns the rows and the float logits of `heldout`."""
+def iter_rows(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Path,
+              bits_list=EXPORTS, module=None, progress: bool = True,
+              backend: str = "auto") -> Iterator[tuple[Row, np.ndarray]]:
+    """(row, float logits of `heldout`) for float, then each (name, bits, export options) of
+    `bits_list` as it finishes, then ORT int8 when `module` (the torch model) is given.
+    Integer logits come from `backend` (every backend is tested equal to the reference)."""
     from ..export.api import export_graph
     from ..export.calibrate import at_granularity, calibrate
-    from ..export.options import ExportOptions
-    from ..export.float_exec import run_float_graph
     from ..export.fakequant import FakeQuantGraph
+    from ..export.float_exec import run_float_graph
+    from ..export.options import ExportOptions
 
     out = Path(out_dir)
     raw = calibrate(fg, calib)
     f = run_float_graph(fg, heldout)
     fp32_bytes = sum(n.weight.size + n.bias.size for n in fg.conv_nodes()) * 4
-    rows = [Row("float (fp32)", fp32_bytes, 32.0, 32.0, None, None, None)]
+    yield Row("float (fp32)", fp32_bytes, 32.0, 32.0, None, None, None), f
     for name, bits, options in bits_list:
         o = ExportOptions(bits=bits, progress=progress, **options)
         ranges = at_granularity(fg, raw, o.granularity)
+        t0 = time.time()
         g = export_graph(fg, calib, o, ranges=ranges)
+        seconds = time.time() - t0
         path = out / f"{fg.name}_{name.replace(' ', '_')}.aqz"
         size = write_aqz(g, path)
         s = Session(read_aqz(path), backend)
         q = np.concatenate([s.run(heldout[i:i + 16]) for i in tqdm(
             range(0, len(heldout), 16), desc=f"integer {name}", disable=not progress)])
         fq = FakeQuantGraph(g)(heldout)
-        rows.append(Row(name, size, average_weight_bits(g), average_act_bits(g),
-                        micronet_score(g)["score"], fidelity(f, q, g.meta["logit_scale"]),
-                        float((argmax_lowest(fq) == argmax_lowest(q)).mean()), g))
+        yield Row(name, size, average_weight_bits(g), average_act_bits(g),
+                  micronet_score(g)["score"], fidelity(f, q, g.meta["logit_scale"]),
+                  float((argmax_lowest(fq) == argmax_lowest(q)).mean()), g, seconds), f
     if module is not None:
         from .ort_baseline import ort_int8, ort_logits
         _, int8 = ort_int8(module, fg, calib, str(out))
-        rows.append(Row("ORT int8 QDQ", Path(int8).stat().st_size, 8.0, 8.0, None,
-                        fidelity(f, ort_logits(int8, fg, heldout)), None))
-    return rows, f
+        yield Row("ORT int8 QDQ", Path(int8).stat().st_size, 8.0, 8.0, None,
+                  fidelity(f, ort_logits(int8, fg, heldout)), None), f
 
 
-def format_rows(rows: list[Row]) -> str:
-    lines = [f"{'model':15} {'file bytes':>11} {'w bits':>6} {'a bits':>6} {'MicroNet':>9} "
-             f"{'top-1':>6} {'top-5':>6} {'conf.':>6} {'SQNR dB':>8} {'int=fq':>7}"]
+def compare_models(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Path,
+                   bits_list=EXPORTS, module=None, progress: bool = True,
+                   backend: str = "auto") -> tuple[list[Row], np.ndarray]:
+    """All of `iter_rows`: the rows and the float logits of `heldout`."""
+    pairs = list(iter_rows(fg, calib, heldout, out_dir, bits_list, module, progress, backend))
+    return [r for r, _ in pairs], pairs[0][1]
+
+
+def format_rows(rows: list[Row], with_seconds: bool = False) -> str:
+    """The fidelity table; `with_seconds` adds each export's time."""
+    w = max(15, max(len(r.name) for r in rows))
+    lines = [f"{'model':{w}} {'file bytes':>11} {'w bits':>6} {'a bits':>6} {'MicroNet':>9} "
+             f"{'top-1':>6} {'top-5':>6} {'conf.':>6} {'SQNR dB':>8} {'int=fq':>7}"
+             + (f" {'export s':>8}" if with_seconds else "")]
     for r in rows:
-        head = f"{r.name:15} {r.file_bytes:>11} {r.weight_bits:>6.2f} {r.act_bits:>6.2f} "
+        head = f"{r.name:{w}} {r.file_bytes:>11} {r.weight_bits:>6.2f} {r.act_bits:>6.2f} "
         if r.fid is None:
             lines.append(head + f"{'':>9} {'(reference)':>29}")
             continue
         score = f"{r.score:>9.4f}" if r.score is not None else f"{'':>9}"
         fq = f"{r.fq_agreement:>7.1%}" if r.fq_agreement is not None else f"{'':>7}"
+        secs = (f" {r.seconds:>8.0f}" if r.seconds is not None else f" {'':>8}") \
+            if with_seconds else ""
         lines.append(head + f"{score} {r.fid.top1_agreement:>6.1%} {r.fid.top5_containment:>6.1%} "
-                     f"{r.fid.confident_agreement:>6.1%} {r.fid.sqnr_db:>8.2f} {fq}")
+                     f"{r.fid.confident_agreement:>6.1%} {r.fid.sqnr_db:>8.2f} {fq}{secs}")
     n_conf = next((r.fid.n_confident for r in rows if r.fid), 0)
     lines += ["", "top-1: agreement with the float top-1; top-5: float top-1 within the top-5; "
               f"conf.: agreement where float p >= 0.5 ({n_conf} crops); int=fq: integer vs its "

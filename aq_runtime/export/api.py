@@ -30,12 +30,12 @@ def calibrate_ranges(fg: FloatGraph, images: np.ndarray, method: str = "minmax",
 
 
 def plan_bits(fg: FloatGraph, bits: str | int | dict, images: np.ndarray, ranges: Ranges,
-              budget: float = 1.0, progress: bool = True, bias_correction: bool = True
-              ) -> tuple[BitsPlan, dict[str, Any]]:
+              budget: float = 1.0, progress: bool = True, bias_correction: bool = True,
+              clipping: str = "max") -> tuple[BitsPlan, dict[str, Any]]:
     """Resolve `bits` ('auto', an int, a JSON path or a dict) into a plan and a report."""
     if bits == "auto":
         return auto_bits(fg, images, ranges, budget, progress=progress,
-                         bias_correction=bias_correction)
+                         bias_correction=bias_correction, clipping=clipping)
     if isinstance(bits, str):
         if bits.isdigit():
             bits = int(bits)
@@ -49,15 +49,16 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
     """Calibrate (unless `ranges` is given), plan bits, choose weight ranges (`clipping`) and
     integerize. With `bias_correction` integerize again with each conv's mean weight-rounding
     error on the calibration images taken out of its bias (export/bias_correction.py); with
-    `rounding='learned'` the codes and biases then come from block-wise reconstruction on the
-    calibration images (export/learned_rounding.py). A bare int or str is the bits, with
-    every other option at its default."""
+    `rounding='learned'` the codes then come from block-wise reconstruction on the calibration
+    images and augmented views of them (export/learned_rounding.py), and the mean error they
+    leave is corrected again. A bare int or str is the bits, every other option default."""
     o = options if isinstance(options, ExportOptions) else ExportOptions(bits=options)
     if len(images) == 0:
         raise AqError("no calibration images")
     if ranges is None:
         ranges = calibrate_ranges(fg, images, o.method, o.granularity)
-    plan, report = plan_bits(fg, o.bits, images, ranges, o.budget, o.progress, o.bias_correction)
+    plan, report = plan_bits(fg, o.bits, images, ranges, o.budget, o.progress, o.bias_correction,
+                             o.clipping)
     meta = {"calibration": o.as_meta(len(images))}
     if report:
         meta["auto_bits"] = {k: v for k, v in report.items() if k != "bits"}
@@ -67,6 +68,7 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
         return integerize(f, ranges, plan[0], plan[1], plan[2], meta=meta, wrange=wrange,
                           codes=codes)
 
+    float_fg = fg
     g = build(fg)
     if o.clipping == "mse":
         wrange = mse_ranges(fg, g)
@@ -75,11 +77,14 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
         fg = fg.with_biases(corrected_biases(fg, g, images))
         g = build(fg)
     if o.rounding == "learned":
+        from ..data.augment import augmented
         from .learned_rounding import learn_rounding
-        biases, codes, info = learn_rounding(fg, g, images, iters=o.rounding_iters,
-                                             progress=o.progress)
+        codes, info = learn_rounding(float_fg, fg, g, augmented(images, o.rounding_images),
+                                     o.rounding_iters, wrange, o.progress)
         meta["calibration"]["learned_rounding"] = info
-        g = build(fg.with_biases(biases), codes)
+        g = build(float_fg, codes)
+        if o.bias_correction:  # the mean error the learned codes leave, out of the biases
+            g = build(float_fg.with_biases(corrected_biases(float_fg, g, images)), codes)
     return g
 
 

@@ -1,112 +1,162 @@
-"""`--bits auto`: weight bits per layer chosen by measured sensitivity under a weight-byte
-budget (by default the bytes of uniform 8). For every conv, the logit noise power of
-quantizing that layer alone is measured at two bit-widths on calibration images and
-extended to 2..16 bits by a log-linear model; a Lagrangian search then picks the bits that
-minimize the summed noise within the budget. Layers where the int32 proof would fail at a
-bit-width never get it. Activations stay at 8 bits (they cost no weight bytes)."""
+"""`--bits auto`: weight bits per output channel chosen by measured sensitivity under a
+weight-byte budget (by default the bytes of uniform 8).
+
+1. Per conv, the logit noise power of quantizing that layer alone is measured on calibration
+   images at PROBES bits (with the export's clipping and, if on, bias correction), and
+   interpolated log-linearly to every candidate (2..16; 4x less per bit above 8).
+2. Within a layer the noise is shared out over its output channels in proportion to each
+   channel's own weight error at those bits, weighted by its inputs' mean square
+   (sum_k dWe[o,k]^2 E[x_k^2], the output noise power that channel adds): a channel whose
+   weights quantize well, or whose inputs are small, takes fewer bits.
+3. A Lagrangian search over all channels of all layers picks the bits that minimise the summed
+   noise within the budget (each channel packs to ceil(K * bits / 8) bytes).
+Layers where the int32 proof would fail at a bit-width never get it. Activations stay at 8
+bits (they cost no weight bytes)."""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
-from ..quant import act_params_from_range, quantize_weights
+from ..quant import act_params_from_range
 from ..quant.cost import input_channel_map
-from ..quant.packing import packed_size
+from ..quant.packing import row_bytes
 from .bias_correction import output_shifts, sample
 from .bits_spec import BitsPlan
 from .calibrate import Ranges
+from .clipping import mse_alpha
 from .float_exec import run_float_graph
 from .float_graph import FloatGraph, FloatNode
+from .integerize import effective_weights, weight_codes
 
-CANDIDATES = tuple(range(2, 17))
-PROBES = (4, 8)
+CANDIDATES = np.arange(2, 17)
+PROBES = (2, 3, 4, 6, 8)
 ACC_MARGIN = float(1 << 30)
-
-
-def fake_weights(n: FloatNode, s_in: np.ndarray, bits: int) -> np.ndarray:
-    """The float weights a layer has after folding s_in, quantizing at `bits`, unfolding."""
-    o, cg, kh, kw = n.weight.shape
-    ch = input_channel_map(o, cg, n.attrs["groups"])
-    sa = s_in[ch][:, :, None, None]
-    q, sw = quantize_weights((n.weight * sa).reshape(o, -1), np.full(o, bits))
-    return (q * sw[:, None]).reshape(n.weight.shape) / sa
 
 
 def max_safe_bits(n: FloatNode, s_in: np.ndarray) -> int:
     """Largest candidate whose accumulator bound with 8-bit inputs stays under 2^30."""
     o = n.weight.shape[0]
-    best = CANDIDATES[0]
+    best = int(CANDIDATES[0])
     for b in CANDIDATES:
-        q, _ = quantize_weights((n.weight * s_in.max()).reshape(o, -1), np.full(o, b))
+        q, _ = weight_codes((n.weight * s_in.max()).reshape(o, -1), np.full(o, b), n.bias)
         if float(np.abs(q).sum(axis=1).max()) * 255 < ACC_MARGIN:
-            best = b
+            best = int(b)
     return best
 
 
-def noise_model(n_lo: float, n_hi: float) -> dict[int, float]:
-    """Noise power per candidate bits from measurements at PROBES (4, 8)."""
-    lo_b, hi_b = PROBES
-    n_lo, n_hi = max(n_lo, 1e-30), max(n_hi, 1e-30)
-    slope = float(np.clip(np.log2(n_lo / n_hi) / (hi_b - lo_b), 1.0, 2.5))
-    out = {}
-    for b in CANDIDATES:
-        if b >= hi_b:
-            out[b] = n_hi * 4.0 ** -(b - hi_b)
-        elif b >= lo_b:
-            out[b] = n_hi * 2.0 ** (slope * (hi_b - b))
-        else:
-            out[b] = n_lo * 2.0 ** (max(slope, 2.5) * (lo_b - b))
-    return out
+def _interp(probes: dict[int, float]) -> np.ndarray:
+    """Per candidate bits, log-linear between the measured probes, 4x less per bit above the
+    highest and 4x more per bit below the lowest."""
+    bs = np.array(sorted(probes))
+    logs = np.log(np.maximum([probes[b] for b in bs], 1e-30))
+    out = np.interp(CANDIDATES, bs, logs)
+    out = np.where(CANDIDATES > bs[-1], logs[-1] - np.log(4.0) * (CANDIDATES - bs[-1]), out)
+    out = np.where(CANDIDATES < bs[0], logs[0] + np.log(4.0) * (bs[0] - CANDIDATES), out)
+    return np.exp(out)
+
+
+class _Layer:
+    """One conv's quantization at every candidate bit-width: per-channel weight error
+    (input-weighted) and fake-quantized float weights at the probes."""
+
+    def __init__(self, n: FloatNode, s_in: np.ndarray, m2: np.ndarray, clipping: str):
+        o, cg, kh, kw = n.weight.shape
+        self.node = n
+        we = effective_weights(n, s_in)
+        ch = input_channel_map(o, cg, n.attrs["groups"])
+        wx = np.repeat(m2[ch] / s_in[ch] ** 2, kh * kw, axis=1)  # E[(q - z)^2] per tap
+        self.err = np.zeros((o, len(CANDIDATES)))
+        self.fake: dict[int, np.ndarray] = {}
+        sa = s_in[ch][:, :, None, None]
+        for i, b in enumerate(CANDIDATES):
+            bits = np.full(o, b)
+            alpha = mse_alpha(we, bits, n.bias) if clipping == "mse" and b <= 8 else 1.0
+            q, sw = weight_codes(we, bits, n.bias, alpha)
+            d = q * sw[:, None] - we
+            self.err[:, i] = (d * d * wx).sum(axis=1)
+            if b in PROBES:
+                self.fake[int(b)] = (q * sw[:, None]).reshape(n.weight.shape) / sa
+        k = cg * kh * kw
+        self.size = np.broadcast_to(row_bytes(k, CANDIDATES).astype(float), self.err.shape)
+
+
+def _input_power(fg: FloatGraph, x: np.ndarray) -> dict[str, np.ndarray]:
+    """E[x_c^2] per channel of every conv input tensor, over images and positions."""
+    wanted = {n.inputs[0] for n in fg.conv_nodes()}
+    sums: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+
+    def hook(name: str, t: torch.Tensor) -> None:
+        if name in wanted:
+            v = t.double()
+            sums[name] = sums.get(name, 0) + (v * v).sum(dim=(0, 2, 3)).numpy()
+            counts[name] = counts.get(name, 0) + t.shape[0] * t.shape[2] * t.shape[3]
+
+    run_float_graph(fg, x, hook=hook)
+    return {k: sums[k] / counts[k] for k in sums}
 
 
 def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: float = 1.0,
-              n_images: int = 16, progress: bool = True, bias_correction: bool = True
-              ) -> tuple[BitsPlan, dict]:
-    """(bits plan, report) with weight bytes <= budget_ratio * bytes of uniform 8 bits.
-    With `bias_correction` each probe's noise is measured as the export will leave it: with
-    the layer's mean output error taken out of its bias."""
+              n_images: int = 16, progress: bool = True, bias_correction: bool = True,
+              clipping: str = "max") -> tuple[BitsPlan, dict]:
+    """(bits plan with per-channel weight bits, report), weight bytes <= budget_ratio * bytes
+    of uniform 8 bits. With `bias_correction` each probe's noise is measured as the export
+    will leave it: with the layer's mean output error taken out of its bias."""
     x = sample(images, n_images)
     ref = run_float_graph(fg, x)
+    m2 = _input_power(fg, x)
     scales = {t: act_params_from_range(lo, hi, np.full(lo.shape, 8))[0]
               for t, (lo, hi) in ranges.items()}
     convs = fg.conv_nodes()
-    fake = {b: {n.name: fake_weights(n, scales[n.inputs[0]], b) for n in convs} for b in PROBES}
-    shift = {b: (output_shifts(fg, sample(images), {n.name: fake[b][n.name] - n.weight
+    layers = {n.name: _Layer(n, scales[n.inputs[0]], m2[n.inputs[0]], clipping)
+              for n in tqdm(convs, desc="weight errors", disable=not progress)}
+    shift = {b: (output_shifts(fg, sample(images), {n.name: layers[n.name].fake[b] - n.weight
                                                     for n in convs})
                  if bias_correction else {n.name: 0.0 for n in convs}) for b in PROBES}
-    noise, sizes, allowed = {}, {}, {}
+    noise, allowed = [], []
     for n in tqdm(convs, desc="sensitivity", disable=not progress):
-        s_in = scales[n.inputs[0]]
-        meas = []
+        L = layers[n.name]
+        meas = {}
         for b in PROBES:
-            y = run_float_graph(fg, x, weights={n.name: fake[b][n.name]},
+            y = run_float_graph(fg, x, weights={n.name: L.fake[b]},
                                 biases={n.name: n.bias - shift[b][n.name]})
-            meas.append(float(((y - ref) ** 2).mean()))
-        noise[n.name] = noise_model(*meas)
-        k = int(np.prod(n.weight.shape[1:]))
-        sizes[n.name] = {b: packed_size(k, np.full(n.weight.shape[0], b)) for b in CANDIDATES}
-        allowed[n.name] = max_safe_bits(n, s_in)
-    budget = budget_ratio * sum(sizes[n.name][8] for n in convs)
+            meas[b] = float(((y - ref) ** 2).mean())
+        layer_noise = _interp(meas)  # (candidates,)
+        total = L.err.sum(axis=0)
+        share = np.where(total > 0, L.err / np.where(total > 0, total, 1.0), 1.0 / len(L.err))
+        noise.append(share * layer_noise[None, :])
+        allowed.append(np.broadcast_to(CANDIDATES <= max_safe_bits(n, scales[n.inputs[0]]),
+                                       L.err.shape))
+    noise_a = np.concatenate(noise)
+    size_a = np.concatenate([layers[n.name].size for n in convs])
+    ok = np.concatenate(allowed)
+    budget = budget_ratio * size_a[:, CANDIDATES == 8].sum()
 
-    def choose(lam: float) -> dict[str, int]:
-        return {n.name: min((b for b in CANDIDATES if b <= allowed[n.name]),
-                            key=lambda b: noise[n.name][b] + lam * sizes[n.name][b])
-                for n in convs}
+    def choose(lam: float) -> np.ndarray:
+        cost = np.where(ok, noise_a + lam * size_a, np.inf)
+        return cost.argmin(axis=1)
 
-    def total(c: dict[str, int]) -> int:
-        return sum(sizes[k][b] for k, b in c.items())
+    def total_bytes(idx: np.ndarray) -> float:
+        return float(size_a[np.arange(len(idx)), idx].sum())
 
     lo, hi = 1e-30, 1e30
     for _ in range(200):
         mid = float(np.sqrt(lo * hi))
-        if total(choose(mid)) <= budget:
+        if total_bytes(choose(mid)) <= budget:
             hi = mid
         else:
             lo = mid
-    pick = choose(hi)
-    wbits = {n.name: np.full(n.weight.shape[0], pick[n.name], np.int64) for n in convs}
-    report = {"budget_bytes": int(budget), "weight_bytes": total(pick),
-              "predicted_noise": float(sum(noise[k][b] for k, b in pick.items())),
-              "bits": pick}
+    idx = choose(hi)
+    bits = CANDIDATES[idx]
+    wbits, start = {}, 0
+    for n in convs:
+        o = n.weight.shape[0]
+        wbits[n.name] = bits[start:start + o].astype(np.int64)
+        start += o
+    report = {"budget_bytes": int(budget), "weight_bytes": int(total_bytes(idx)),
+              "predicted_noise": float(noise_a[np.arange(len(idx)), idx].sum()),
+              "probes": list(PROBES), "clipping": clipping,
+              "bits": {k: float(v.mean()) for k, v in wbits.items()}}
     return (wbits, {}, {}), report

@@ -95,8 +95,8 @@ def integerize(fg: FloatGraph, ranges: Ranges, wbits: dict[str, np.ndarray],
     relative to max|We[o]|) makes that conv TTQ-ternary; `wrange[node]` (O,) scales each channel's weight
     range (AQ's alpha; 1 = max|w|); `bias_bits` < 32 clamps the bias codes round(B/sw) to
     that many signed bits before the zero-point correction; `codes[node]` (O, K) int replaces
-    the nearest-rounded weight codes of that conv (learned rounding: same scales, each code
-    within one step of We/sw and inside its bits' range). Raises AqError on refusal."""
+    the nearest-rounded weight codes of that conv (learned rounding: same scales,
+    codes inside their bits' range). Raises AqError on refusal."""
     ternary = ternary or {}
     wrange = wrange or {}
     codes = codes or {}
@@ -219,21 +219,17 @@ def weight_codes(we: np.ndarray, bits: np.ndarray, bias: np.ndarray,
     return quantize_weights(we, bits, np.abs(bias) / BIAS_CODE_LIMIT, wrange)
 
 
-def _checked_codes(codes: np.ndarray, nearest: np.ndarray, we: np.ndarray, sw: np.ndarray,
-                   bits: np.ndarray) -> np.ndarray:
-    """Learned codes, refused unless each lies inside its channel's code range and within one
-    step of clamp(We/sw) (floor or ceil, as learned rounding chooses; 1-bit rows: +-1)."""
+def _checked_codes(codes: np.ndarray, nearest: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """Given codes (learned rounding), refused unless integer, of the weights' shape
+    and inside each channel's code range (1-bit rows: +-1)."""
     q = np.asarray(codes)
     if q.shape != nearest.shape or q.dtype.kind not in "iu":
-        raise ValueError(f"learned codes: expected int {nearest.shape}, got {q.dtype} {q.shape}")
+        raise ValueError(f"given codes: expected int {nearest.shape}, got {q.dtype} {q.shape}")
     q = q.astype(np.int64)
     one = bits == 1
     qmax = np.where(one, 1, (np.int64(1) << np.maximum(bits - 1, 1)) - 1)[:, None]
     if (np.abs(q) > qmax).any() or (q[one] == 0).any():
-        raise ValueError("learned codes outside their bits' range")
-    r = np.clip(we / sw[:, None], -qmax, qmax)
-    if (np.abs(q - r)[~one] >= 1.0).any():
-        raise ValueError("learned codes more than one step from the weights")
+        raise ValueError("given codes outside their bits' range")
     return q
 
 
@@ -264,7 +260,7 @@ def _int_conv(n: FloatNode, t_in: TensorSpec, out: TensorSpec, wbits: dict[str, 
             raise ValueError(f"weight bits: expected {o} channels")
         q, sw = weight_codes(we, bits, n.bias, wrange.get(n.name, 1.0))
         if codes is not None:
-            q = _checked_codes(codes, q, we, sw, bits)
+            q = _checked_codes(codes, q, bits)
         m, sh = quantize_multiplier(sw / out.scale)
         arrays = dict(weight=q.reshape(w.shape), wbits=bits,
                       bias=bias_codes(n.bias, sw, bias_bits) - (zk * q).sum(1), mult=m, shift=sh)

@@ -30,8 +30,9 @@ class ExportOptions:
     method/granularity: activation calibration; bias_correction: take each conv's mean
     weight-rounding error out of its bias; clipping: per-channel weight range, 'max' (max|w|)
     or 'mse' (the range minimising each channel's weight error at its bits); rounding:
-    'nearest', or 'learned' (block-wise reconstruction on the calibration images, see
-    export/learned_rounding.py) with `rounding_iters` steps per block; progress: tqdm bars."""
+    'nearest', or 'learned' (block-wise reconstruction, export/learned_rounding.py:
+    `rounding_iters` steps per block on `rounding_images` images, the calibration images and
+    augmented views of them); progress: tqdm bars."""
     bits: int | str | dict = 8
     budget: float = 1.0
     method: str = "minmax"
@@ -40,6 +41,7 @@ class ExportOptions:
     clipping: str = "max"
     rounding: str = "nearest"
     rounding_iters: int = 400
+    rounding_images: int = 1024
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -64,5 +66,7 @@ class ExportOptions:
         d = {k: v for k, v in asdict(self).items() if k not in ("bits", "budget", "progress")}
         if self.rounding != "learned":
             d.pop("rounding_iters")
+        if self.rounding == "nearest":
+            d.pop("rounding_images")
         d["images"] = int(n_images)
         return d

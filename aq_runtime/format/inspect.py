@@ -121,4 +121,15 @@ def summarize(graph: Graph, path: str | Path | None = None) -> str:
               f"{c.get('images')} images")
         if bc is not None:
             s += f", bias correction {'on' if bc else 'off'}"
+        if c.get("clipping", "max") != "max":
+            s += f", weight clipping {c['clipping']}"
+        rounding = c.get("rounding")
+        info = c.get(f"{rounding}_rounding")
+        if isinstance(info, dict):
+            steps = (f"{info.get('blocks')} blocks x {info.get('iters')} steps, "
+                     if "iters" in info else "")
+            s += (f", {rounding} rounding ({steps}{info.get('images')} images, "
+                  f"{info.get('seconds')} s)")
+        elif rounding:
+            s += f", {rounding} rounding"
     return s

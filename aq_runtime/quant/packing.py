@@ -7,13 +7,14 @@ from __future__ import annotations
 import numpy as np
 
 
-def _row_bytes(k: int, bits: np.ndarray) -> np.ndarray:
+def row_bytes(k: int, bits: np.ndarray) -> np.ndarray:
+    """Bytes of each channel's k packed codes at its bits (channels start on a byte)."""
     return (k * np.asarray(bits, dtype=np.int64) + 7) // 8
 
 
 def packed_size(k: int, bits: np.ndarray) -> int:
     """Bytes taken by O channels of k codes with per-channel `bits`."""
-    return int(_row_bytes(k, bits).sum())
+    return int(row_bytes(k, bits).sum())
 
 
 def _offset(b: int) -> int:
@@ -25,7 +26,7 @@ def pack_codes(codes: np.ndarray, bits: np.ndarray) -> np.ndarray:
     codes = np.asarray(codes, dtype=np.int64)
     bits = np.asarray(bits, dtype=np.int64)
     o, k = codes.shape
-    rb = _row_bytes(k, bits)
+    rb = row_bytes(k, bits)
     starts = np.concatenate([[0], np.cumsum(rb)[:-1]]).astype(np.int64)
     out = np.zeros(int(rb.sum()), dtype=np.uint8)
     for b in np.unique(bits):
@@ -44,7 +45,7 @@ def pack_codes(codes: np.ndarray, bits: np.ndarray) -> np.ndarray:
 def unpack_codes(packed: np.ndarray, bits: np.ndarray, k: int) -> np.ndarray:
     """Inverse of `pack_codes`: (O, K) int16 codes (int32 if any channel has > 16 bits)."""
     bits = np.asarray(bits, dtype=np.int64)
-    rb = _row_bytes(k, bits)
+    rb = row_bytes(k, bits)
     if packed.ndim != 1 or packed.shape[0] != int(rb.sum()):
         raise ValueError(f"packed weights hold {packed.size} bytes, expected {int(rb.sum())}")
     starts = np.concatenate([[0], np.cumsum(rb)[:-1]]).astype(np.int64)

@@ -1,0 +1,217 @@
+"""Learned rounding (`--rounding learned`): each weight rounds down or up as minimises the
+error of its block's output, not its own (AdaRound, Nagel et al. 2020; block reconstruction as
+in BRECQ, Li et al. 2021). The float graph is cut into blocks (a residual block, or a chain of
+convs sharing a module prefix); block by block, in order, on the calibration images:
+
+- the block's input is the *quantized* model's (earlier blocks already rounded as learned, every
+  activation quantized as the integer ops quantize it), its target the float model's output,
+  so each block also corrects the error that reaches it;
+- each weight code is floor(We/sw) + h(V), h a rectified sigmoid of a free variable V started
+  at the weight's fractional part; Adam minimises the block's output error plus a regulariser
+  that drives every h to 0 or 1 (its exponent annealed from 20 to 2 after a 20% warm-up);
+- then h becomes a hard 0/1 choice: the codes are plain integers at the same scales, checked by
+  integerize (inside the bits' range, within one step of We/sw), so the exported model is
+  exactly what the runtime computes and the fake-quant model still matches it.
+
+Cost: `iters` Adam steps per block on batches of the calibration images (Lite0, 18 blocks,
+400 steps of 16 images: minutes on 2 cores), reported in the file's calibration metadata."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..quant.cost import input_channel_map
+from ..quant.requant import implied_scale
+from .fakequant import FakeQuantGraph
+from .float_exec import apply_node, normalize_input
+from .float_graph import FloatGraph, FloatNode
+from .integerize import effective_weights, weight_codes
+from .ir import Graph
+
+ZETA, GAMMA = 1.1, -0.1  # rectified sigmoid stretch (AdaRound)
+REG_WEIGHT = 0.01
+WARMUP = 0.2
+BETA = (20.0, 2.0)
+LR = 1e-2
+BATCH = 16
+EVAL_IMAGES = 64  # the block errors reported: the first images (the user's own)
+
+
+def blocks(fg: FloatGraph) -> list[list[FloatNode]]:
+    """Consecutive node groups with one input tensor each: the graph is cut wherever a single
+    tensor carries everything later nodes need; adjacent pieces whose first conv shares a
+    module prefix (`_blocks.0.`) are joined, and pieces without a conv join the one before."""
+    last_use: dict[str, int] = {}
+    for i, n in enumerate(fg.nodes):
+        for t in n.inputs:
+            last_use[t] = i
+    pieces: list[list[FloatNode]] = []
+    cur: list[FloatNode] = []
+    live = {fg.input}
+    for i, n in enumerate(fg.nodes):
+        cur.append(n)
+        live.add(n.output)
+        live = {t for t in live if last_use.get(t, -1) > i or t == fg.output}
+        if live <= {n.output}:
+            pieces.append(cur)
+            cur = []
+    if cur:
+        pieces.append(cur)
+
+    def key(p: list[FloatNode]) -> str | None:
+        conv = next((n for n in p if n.op == "conv"), None)
+        return None if conv is None else conv.name.rpartition(".")[0]
+
+    out: list[list[FloatNode]] = []
+    for p in pieces:
+        if out and (key(p) is None or key(p) == key(out[-1])):
+            out[-1] = out[-1] + p
+        else:
+            out.append(p)
+    return out
+
+
+def _rect_sigmoid(v: torch.Tensor) -> torch.Tensor:
+    return torch.clamp(torch.sigmoid(v) * (ZETA - GAMMA) + GAMMA, 0.0, 1.0)
+
+
+class _Rounding:
+    """One conv's learnable rounding: codes = clamp(floor(We/sw) + h(V), -qmax, qmax) on the
+    rows with >= 2 bits; other rows keep their nearest codes."""
+
+    def __init__(self, n: FloatNode, node, s_in: np.ndarray, s_out: np.ndarray,
+                 wrange: np.ndarray | float):
+        bits = node.arrays["wbits"].astype(np.int64)
+        we = effective_weights(n, s_in)
+        q, sw = weight_codes(we, bits, n.bias, wrange)
+        self.shape = n.weight.shape
+        self.learn = torch.from_numpy(bits >= 2)
+        r = we / sw[:, None]
+        base = np.floor(r)
+        frac = np.clip(r - base, 1e-4, 1 - 1e-4)
+        self.base = torch.from_numpy(base).float()
+        self.nearest = torch.from_numpy(q).float()
+        qmax = np.where(bits >= 2, (np.int64(1) << np.maximum(bits - 1, 1)) - 1, 1)
+        self.qmax = torch.from_numpy(qmax.astype(np.float32))[:, None]
+        self.v = torch.nn.Parameter(torch.from_numpy(
+            -np.log((ZETA - GAMMA) / (frac - GAMMA) - 1)).float())
+        self.unit = code_unit(n, node, s_in, s_out)
+
+    def codes(self, hard: bool) -> torch.Tensor:
+        h = (self.v >= 0).float() if hard else _rect_sigmoid(self.v)
+        c = torch.clamp(self.base + h, -self.qmax, self.qmax)
+        return torch.where(self.learn[:, None], c, self.nearest)
+
+    def weight(self, hard: bool = False) -> torch.Tensor:
+        return self.codes(hard).reshape(self.shape) * self.unit
+
+    def regularizer(self, beta: float) -> torch.Tensor:
+        h = _rect_sigmoid(self.v)[self.learn]
+        return (1 - (2 * h - 1).abs().pow(beta)).sum()
+
+
+def run_nodes(nodes: list, x: torch.Tensor, fn, want: str | None = None) -> torch.Tensor:
+    """Run a block's `nodes` (fn(node, inputs) -> output) on its input `x`; the tensor named
+    `want` (default: the last output), or `x` itself when there is nothing to run."""
+    if not nodes:
+        return x
+    env = {nodes[0].inputs[0]: x}
+    for n in nodes:
+        if want in env:
+            break
+        env[n.output] = fn(n, [env[t] for t in n.inputs])
+    return env[want or nodes[-1].output]
+
+
+def code_unit(n: FloatNode, node, s_in: np.ndarray, s_out: np.ndarray) -> torch.Tensor:
+    """Per weight (broadcast over taps), the real weight one code of IR conv `node` stands
+    for: the scale its multiplier implies, unfolded from the input's activation scales."""
+    o, cg = n.weight.shape[:2]
+    sa = s_in[input_channel_map(o, cg, n.attrs["groups"])][:, :, None, None]
+    scale = implied_scale(node.arrays["mult"], node.arrays["shift"], s_out)
+    return torch.from_numpy(scale[:, None, None, None] / sa).float()
+
+
+def learn_rounding(float_fg: FloatGraph, fg: FloatGraph, graph: Graph, images: np.ndarray,
+                   iters: int = 400, wrange: dict[str, np.ndarray] | None = None,
+                   progress: bool = True, batch: int = BATCH, seed: int = 0
+                   ) -> tuple[dict[str, np.ndarray], dict]:
+    """(learned codes (O, K) int64 per conv, report) for `graph`, the nearest-rounded
+    integerization of `fg` (the float model `float_fg`, biases possibly corrected) with
+    weight ranges `wrange`; `images` uint8 NHWC calibration images. Targets are `float_fg`'s
+    own block outputs: the float model, not its bias-corrected copy."""
+    t0 = time.time()
+    wrange = wrange or {}
+    torch.manual_seed(seed)
+    gen = np.random.default_rng(seed)
+    fq = FakeQuantGraph(graph)
+    ir = {n.name: n for n in graph.nodes}
+    ternary = {n.name for n in graph.weight_nodes() if n.attrs.get("mode") == "ternary"}
+    with torch.no_grad():
+        xf = torch.cat([normalize_input(images[i:i + 64], fg) for i in range(0, len(images), 64)])
+        xq = torch.cat([fq.input_values(images[i:i + 64]) for i in range(0, len(images), 64)])
+    codes: dict[str, np.ndarray] = {}
+    report: list[dict[str, Any]] = []
+    parts = blocks(fg)
+    bar = tqdm(parts, desc="learned rounding", disable=not progress)
+    float_nodes = {n.name: n for n in float_fg.nodes}
+    for part in bar:
+        irs = [ir[n.name] for n in part]
+        targets = [float_nodes[n.name] for n in part]
+        with torch.no_grad():
+            yf = torch.cat([run_nodes(targets, xf[i:i + 64], lambda n, ins: apply_node(
+                n, ins, *(torch.from_numpy(n.weight).float(), torch.from_numpy(n.bias).float())
+                if n.op == "conv" else (None, None))) for i in range(0, len(xf), 64)])
+        learn = {n.name: _Rounding(n, ir[n.name], graph.tensors[n.inputs[0]].scale,
+                                   graph.tensors[n.output].scale, wrange.get(n.name, 1.0))
+                 for n in part if n.op == "conv" and n.name not in ternary}
+
+        def forward(x: torch.Tensor, hard: bool) -> torch.Tensor:
+            def fn(n, ins):
+                r = learn.get(n.name)
+                p = (r.weight(hard), fq.params[n.name][1]) if r else None
+                return fq.node(n, ins, p, ste=not hard)
+            return run_nodes(irs, x, fn)
+
+        def error(hard: bool) -> float:
+            """Relative squared error of the block's output on (up to) EVAL_IMAGES images."""
+            with torch.no_grad():
+                x, y = xq[:EVAL_IMAGES], yf[:EVAL_IMAGES]
+                return float(((forward(x, hard) - y) ** 2).sum() / max(float((y ** 2).sum()),
+                                                                       1e-30))
+
+        before = error(True)
+        if learn:
+            opt = torch.optim.Adam([r.v for r in learn.values()], lr=LR)
+            for it in range(iters):
+                idx = torch.from_numpy(gen.choice(len(xq), min(batch, len(xq)), replace=False))
+                out = forward(xq[idx], hard=False)
+                rec = ((out - yf[idx]) ** 2).sum(1).mean()
+                done = it / iters
+                if done < WARMUP:
+                    reg = torch.zeros(())
+                else:
+                    t = (done - WARMUP) / (1 - WARMUP)
+                    beta = BETA[1] + 0.5 * (BETA[0] - BETA[1]) * (1 + math.cos(t * math.pi))
+                    reg = REG_WEIGHT * sum(r.regularizer(beta) for r in learn.values())
+                opt.zero_grad()
+                (rec + reg).backward()
+                opt.step()
+            for name, r in learn.items():
+                codes[name] = r.codes(hard=True).detach().numpy().astype(np.int64)
+        after = error(True)
+        report.append({"block": part[0].name, "error_before": round(before, 6),
+                       "error_after": round(after, 6)})
+        bar.set_postfix_str(f"rel. error {before:.4f} -> {after:.4f}")
+        with torch.no_grad():
+            xq = torch.cat([forward(xq[i:i + 64], hard=True) for i in range(0, len(xq), 64)])
+        xf = yf
+    info = {"iters": iters, "batch": batch, "blocks": len(parts), "images": int(len(images)),
+            "seconds": round(time.time() - t0, 1), "per_block": report}
+    return codes, info

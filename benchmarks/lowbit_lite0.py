@@ -1,0 +1,106 @@
+"""Low-bit EfficientNet-Lite0 (issue: <= 4 average weight bits that keep their accuracy).
+
+One row per model, all scored on the 376 held-out crops (never used for calibration): uniform
+weight bits 8/6/5/4/3 (activations 8) and `--bits auto` at weight budgets 0.375/0.5/0.625/0.75
+of uniform 8's bytes, each exported with nearest rounding (the default export), with MSE
+clipping, and with MSE clipping + learned rounding; ONNX Runtime int8 for reference. Columns:
+file bytes, average weight/activation bits, MicroNet score, DESIGN §7's four numbers, integer
+vs fake-quant agreement, export time. Resumable: finished rows are kept in
+results/lowbit_lite0.json and skipped on a rerun (`--redo NAME...` recomputes rows, `--only
+NAME...` runs just those). Writes results/lowbit_lite0.{txt,json,png}.
+
+    python benchmarks/lowbit_lite0.py            # everything (about 2 hours on 2 cores)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aq_runtime.bench.compare import Row, format_rows, iter_rows
+from aq_runtime.bench.fidelity import Fidelity
+from aq_runtime.bench.pareto import plot_pareto
+from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
+from aq_runtime.models.efficientnet import lite0_float_graph, load_lite0
+
+RESULTS = Path(__file__).parent / "results"
+MSE = {"clipping": "mse"}
+LEARNED = {"clipping": "mse", "rounding": "learned"}
+RECIPES = (("nearest", {}), ("mse", MSE), ("learned", LEARNED))
+
+
+def rows_wanted() -> list[tuple[str, object, dict]]:
+    out = []
+    for b in (8, 6, 5, 4, 3):
+        for tag, opts in RECIPES:
+            out.append((f"w{b} {tag}", {"weight": b, "act": 8}, opts))
+    for budget in (0.75, 0.625, 0.5, 0.375):
+        for tag, opts in RECIPES:
+            out.append((f"auto {budget} {tag}", "auto", {"budget": budget, **opts}))
+    return out
+
+
+def _row_dict(r: Row) -> dict:
+    return {"name": r.name, "file_bytes": r.file_bytes, "weight_bits": r.weight_bits,
+            "act_bits": r.act_bits, "score": r.score, "fid": r.fid.as_dict() if r.fid else None,
+            "fq_agreement": r.fq_agreement, "seconds": r.seconds}
+
+
+def _row(d: dict) -> Row:
+    return Row(d["name"], d["file_bytes"], d["weight_bits"], d["act_bits"], d["score"],
+               Fidelity(**d["fid"]) if d["fid"] else None, d["fq_agreement"],
+               seconds=d.get("seconds"))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--redo", nargs="*", default=[])
+    ap.add_argument("--only", nargs="*")
+    a = ap.parse_args()
+    store = RESULTS / "lowbit_lite0.json"
+    done = {d["name"]: d for d in json.loads(store.read_text())["rows"]} if store.exists() else {}
+    fg = lite0_float_graph()
+    xc, _ = crops_of(CALIBRATION_PHOTOS)
+    xh, _ = crops_of(HELDOUT_PHOTOS)
+    tmp = tempfile.mkdtemp()
+
+    def save() -> None:
+        doc = {"machine": platform.processor() or platform.machine(),
+               "python": sys.version.split()[0], "rows": list(done.values())}
+        t = store.with_suffix(".tmp")
+        t.write_text(json.dumps(doc, indent=1))
+        t.replace(store)
+
+    todo = [(n, b, o) for n, b, o in rows_wanted()
+            if not (a.only and n not in a.only) and (n not in done or n in a.redo)]
+    ort = "ORT int8 QDQ" not in done or "ORT int8 QDQ" in a.redo
+    t0 = time.time()
+    for r, _ in iter_rows(fg, xc, xh, tmp, todo, module=load_lite0() if ort else None):
+        done[r.name] = _row_dict(r)
+        save()
+        if r.fid is not None:
+            print(f"{r.name}: {r.fid.sqnr_db:.2f} dB, export {r.seconds or 0:.0f} s "
+                  f"({time.time() - t0:.0f} s so far)", flush=True)
+    order = ["float (fp32)"] + [n for n, _, _ in rows_wanted()] + ["ORT int8 QDQ"]
+    rows = [_row(done[n]) for n in order if n in done]
+    table = format_rows(rows, with_seconds=True)
+    text = (f"EfficientNet-Lite0 at low weight bits: calibration {len(xc)} crops of "
+            f"{', '.join(CALIBRATION_PHOTOS)};\nscored on {len(xh)} held-out crops of "
+            f"{', '.join(HELDOUT_PHOTOS)}\nmachine: {platform.processor() or platform.machine()}"
+            f", python {sys.version.split()[0]}\n"
+            "nearest: the default export (max|w| ranges, nearest rounding, bias correction); "
+            "mse: + per-channel MSE weight clipping;\nlearned: + learned rounding "
+            "(block reconstruction on augmented calibration crops)\n\n" + table + "\n")
+    (RESULTS / "lowbit_lite0.txt").write_text(text)
+    plot_pareto(rows, RESULTS / "lowbit_lite0.png",
+                "EfficientNet-Lite0: weight bytes vs logit SQNR on held-out crops")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Low-bit export: per-channel `auto` bits under the byte budget, MSE weight clipping, learned
+rounding (block reconstruction) and augmented calibration images. The learned model is exact
+on every CPU backend (`==` the reference), its codes stay within one step of the weights, and
+it reproduces the float model better than nearest rounding on the images it learned from."""
+
+import numpy as np
+import pytest
+
+from aq_runtime import AqError
+from aq_runtime.runtime import Session, available_backends
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def lite0_small():
+    from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
+    from aq_runtime.export.api import calibrate_ranges
+    from aq_runtime.models.registry import build_float_graph
+    fg = build_float_graph("efficientnet-lite0", SIZE)
+    xc = crops_of(CALIBRATION_PHOTOS[:3], SIZE)[0][::2]
+    xh = crops_of(HELDOUT_PHOTOS[:2], SIZE)[0][::4]
+    return fg, xc, xh, calibrate_ranges(fg, xc)
+
+
+@pytest.fixture(scope="module")
+def lowbit(lite0_small):
+    """auto at 0.5x uniform 8's weight bytes with MSE clipping: nearest and learned."""
+    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.options import ExportOptions
+    fg, xc, _, ranges = lite0_small
+    base = ExportOptions(bits="auto", budget=0.5, clipping="mse", progress=False)
+    near = export_graph(fg, xc, base, ranges=ranges)
+    learned = export_graph(fg, xc, base.with_(rounding="learned", rounding_iters=30,
+                                              rounding_images=160), ranges=ranges)
+    return near, learned
+
+
+def test_blocks_cover_the_graph_once(lite0_small):
+    from aq_runtime.export.learned_rounding import blocks
+    fg = lite0_small[0]
+    parts = blocks(fg)
+    assert [n.name for p in parts for n in p] == [n.name for n in fg.nodes]
+    firsts = [p[0].name for p in parts]
+    assert firsts[:3] == ["_conv_stem", "_blocks.0._depthwise_conv", "_blocks.1._expand_conv"]
+    assert [n.name for n in parts[-1]] == ["_conv_head", "_avg_pooling", "_fc"]
+    for p in parts:  # one input from outside each block
+        inside = {n.output for n in p}
+        outside = {t for n in p for t in n.inputs if t not in inside}
+        assert len(outside) == 1
+
+
+def test_auto_is_per_channel_and_within_budget(lowbit):
+    from aq_runtime.format.inspect import average_weight_bits
+    near, learned = lowbit
+    rep = near.meta["auto_bits"]
+    assert rep["weight_bytes"] <= rep["budget_bytes"]
+    assert average_weight_bits(near) <= 4.1
+    varied = [n for n in near.weight_nodes() if len(set(n.arrays["wbits"].tolist())) > 1]
+    assert varied, "per-channel allocation gave every channel of every layer the same bits"
+    for a, b in zip(near.weight_nodes(), learned.weight_nodes()):  # same plan, same scales
+        assert (a.arrays["wbits"] == b.arrays["wbits"]).all()
+        assert (a.arrays["mult"] == b.arrays["mult"]).all()
+
+
+def test_mse_clipping_never_worse_than_max():
+    from aq_runtime.export.clipping import mse_alpha
+    from aq_runtime.export.integerize import weight_codes
+    rng = np.random.default_rng(0)
+    we = rng.standard_t(3, size=(16, 200))  # heavy tails: clipping pays
+    bits = np.array([2, 3, 4, 5] * 4)
+    bias = np.zeros(16)
+    alpha = mse_alpha(we, bits, bias)
+
+    def err(a):
+        q, s = weight_codes(we, bits, bias, a)
+        return ((we - q * s[:, None]) ** 2).sum(1)
+    assert (err(alpha) <= err(1.0) + 1e-12).all() and (alpha < 1).sum() >= 8
+
+
+def test_learned_rounding_is_exact_and_recorded(lowbit, lite0_small):
+    _, _, xh, _ = lite0_small
+    _, learned = lowbit
+    info = learned.meta["calibration"]["learned_rounding"]
+    assert info["iters"] == 30 and info["blocks"] == len(info["per_block"]) == 18
+    assert info["images"] == 160
+    assert learned.meta["calibration"]["rounding"] == "learned"
+    ref = Session(learned, "reference").run(xh[:3])
+    for b in available_backends():
+        assert (Session(learned, b).run(xh[:3]) == ref).all(), b
+
+
+def test_learned_codes_within_one_step(lowbit, lite0_small):
+    fg = lite0_small[0]
+    near, learned = lowbit
+    moved = 0
+    for f, a, b in zip(fg.conv_nodes(), near.weight_nodes(), learned.weight_nodes()):
+        qa, qb = a.arrays["weight"].astype(np.int64), b.arrays["weight"].astype(np.int64)
+        assert np.abs(qa - qb).max() <= 1
+        moved += int((qa != qb).sum())
+    assert moved > 0
+
+
+def test_learned_rounding_fits_its_images_better(lowbit, lite0_small):
+    """On the calibration images (what it optimised), learned rounding reproduces the float
+    logits better than nearest rounding; held-out fidelity is the benchmark's business."""
+    from aq_runtime.bench.fidelity import sqnr_db
+    from aq_runtime.export.fakequant import FakeQuantGraph
+    from aq_runtime.export.float_exec import run_float_graph
+    fg, xc, _, _ = lite0_small
+    near, learned = lowbit
+    f = run_float_graph(fg, xc)
+    assert sqnr_db(f, FakeQuantGraph(learned)(xc)) > sqnr_db(f, FakeQuantGraph(near)(xc)) + 0.3
+
+
+def test_integerize_refuses_codes_out_of_range(lite0_small):
+    from aq_runtime.export.bits_spec import resolve_bits
+    from aq_runtime.export.integerize import integerize
+    fg, _, _, ranges = lite0_small
+    plan = resolve_bits(fg, 4)
+    g = integerize(fg, ranges, *plan)
+    n = g.weight_nodes()[3]
+    q = n.arrays["weight"].reshape(n.arrays["weight"].shape[0], -1).astype(np.int64)
+    with pytest.raises(AqError, match="range"):
+        integerize(fg, ranges, *plan, codes={n.name: q * 3})
+
+
+def test_augmented_images_are_deterministic_views():
+    from aq_runtime.data.augment import augmented
+    from aq_runtime.data.photos import CALIBRATION_PHOTOS, crops_of
+    x = crops_of(CALIBRATION_PHOTOS[:1], 32)[0]
+    a, b = augmented(x, 60, seed=1), augmented(x, 60, seed=1)
+    assert a.shape == (60, 32, 32, 3) and a.dtype == np.uint8 and (a == b).all()
+    assert (a[:len(x)] == x).all()
+    extra = a[len(x):]
+    assert not any((extra[i] == x).all(axis=(1, 2, 3)).any() for i in range(len(extra)))
