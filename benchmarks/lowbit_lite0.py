@@ -3,13 +3,15 @@
 One row per model, all scored on the 376 held-out crops (never used for calibration): uniform
 weight bits 8/6/5/4/3 (activations 8) and `--bits auto` at weight budgets 0.375/0.5/0.625/0.75
 of uniform 8's bytes, each exported with nearest rounding (the default export), with MSE
-clipping, and with MSE clipping + learned rounding; ONNX Runtime int8 for reference. Columns:
+clipping, (auto) with per-channel bits, and with learned rounding on top; ONNX Runtime int8
+for reference. Columns:
 file bytes, average weight/activation bits, MicroNet score, DESIGN §7's four numbers, integer
 vs fake-quant agreement, export time. Resumable: finished rows are kept in
 results/lowbit_lite0.json and skipped on a rerun (`--redo NAME...` recomputes rows, `--only
 NAME...` runs just those). Writes results/lowbit_lite0.{txt,json,png}.
 
-    python benchmarks/lowbit_lite0.py            # everything (about 2 hours on 2 cores)
+    python benchmarks/lowbit_lite0.py            # everything (about 3 hours on 2 cores)
+    python benchmarks/lowbit_lite0.py --only "auto 0.5 learned"
 """
 
 from __future__ import annotations
@@ -30,17 +32,20 @@ from aq_runtime.models.efficientnet import lite0_float_graph, load_lite0
 
 RESULTS = Path(__file__).parent / "results"
 MSE = {"clipping": "mse"}
+CHANNEL = {"clipping": "mse", "allocation": "channel"}
 LEARNED = {"clipping": "mse", "rounding": "learned"}
-RECIPES = (("nearest", {}), ("mse", MSE), ("learned", LEARNED))
+UNIFORM = (("nearest", {}), ("mse", MSE), ("learned", LEARNED))
+AUTO = (("nearest", {}), ("mse", MSE), ("mse-ch", CHANNEL),
+        ("learned", {**LEARNED, "allocation": "channel"}))
 
 
 def rows_wanted() -> list[tuple[str, object, dict]]:
     out = []
     for b in (8, 6, 5, 4, 3):
-        for tag, opts in RECIPES:
+        for tag, opts in UNIFORM:
             out.append((f"w{b} {tag}", {"weight": b, "act": 8}, opts))
     for budget in (0.75, 0.625, 0.5, 0.375):
-        for tag, opts in RECIPES:
+        for tag, opts in AUTO:
             out.append((f"auto {budget} {tag}", "auto", {"budget": budget, **opts}))
     return out
 
@@ -93,9 +98,12 @@ def main() -> None:
             f"{', '.join(CALIBRATION_PHOTOS)};\nscored on {len(xh)} held-out crops of "
             f"{', '.join(HELDOUT_PHOTOS)}\nmachine: {platform.processor() or platform.machine()}"
             f", python {sys.version.split()[0]}\n"
-            "nearest: the default export (max|w| ranges, nearest rounding, bias correction); "
-            "mse: + per-channel MSE weight clipping;\nlearned: + learned rounding "
-            "(block reconstruction on augmented calibration crops)\n\n" + table + "\n")
+            "nearest: the default export (max|w| ranges, nearest rounding, bias correction; auto:"
+            " one width per layer);\nmse: + per-channel MSE weight clipping (--clipping mse); "
+            "mse-ch: + per-channel bits (--allocation channel);\nlearned: mse (uniform) or "
+            "mse-ch (auto) + learned rounding (--rounding learned: block reconstruction on the "
+            "calibration crops\nand augmented views of them, 1024 images, 200 steps per block)"
+            "\n\n" + table + "\n")
     (RESULTS / "lowbit_lite0.txt").write_text(text)
     plot_pareto(rows, RESULTS / "lowbit_lite0.png",
                 "EfficientNet-Lite0: weight bytes vs logit SQNR on held-out crops")

@@ -297,3 +297,23 @@ def test_export_bias_correction_flag(tmp_path):
     assert all((a.arrays["weight"] == b.arrays["weight"]).all() for a, b in pairs)
     assert any((a.arrays["bias"] != b.arrays["bias"]).any() for a, b in pairs)
     assert "bias correction off" in cli("inspect", off).stdout
+
+
+def test_export_low_bit_flags(tmp_path):
+    """--bits auto --allocation channel --clipping mse --rounding learned from the CLI: the file
+    records how it was made, aq-inspect says so, aq-verify finds every backend equal."""
+    from aq_runtime.format import read_aqz
+    out = tmp_path / "low.aqz"
+    r = cli("export", "digits-cnn", out, "--bits", "auto", "--budget", "0.5", "--allocation",
+            "channel", "--clipping", "mse", "--rounding", "learned", "--rounding-iters", "20",
+            "--rounding-images", "600")
+    assert r.returncode == 0, r.stderr
+    c = read_aqz(out).meta["calibration"]
+    assert c["clipping"] == "mse" and c["rounding"] == "learned"
+    assert c["learned_rounding"]["iters"] == 20 and c["learned_rounding"]["images"] == 600
+    text = cli("inspect", out).stdout
+    assert "weight clipping mse" in text and "learned rounding" in text
+    for bad in (["--rounding", "best"], ["--rounding-iters", "0"], ["--allocation", "x"]):
+        r = cli("export", "digits-cnn", tmp_path / "bad.aqz", *bad)
+        assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert not (tmp_path / "bad.aqz").exists()

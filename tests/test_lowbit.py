@@ -25,11 +25,12 @@ def lite0_small():
 
 @pytest.fixture(scope="module")
 def lowbit(lite0_small):
-    """auto at 0.5x uniform 8's weight bytes with MSE clipping: nearest and learned."""
+    """auto at 0.5x uniform 8's weight bytes, per channel, MSE clipping: nearest and learned."""
     from aq_runtime.export.api import export_graph
     from aq_runtime.export.options import ExportOptions
     fg, xc, _, ranges = lite0_small
-    base = ExportOptions(bits="auto", budget=0.5, clipping="mse", progress=False)
+    base = ExportOptions(bits="auto", budget=0.5, allocation="channel", clipping="mse",
+                         progress=False)
     near = export_graph(fg, xc, base, ranges=ranges)
     learned = export_graph(fg, xc, base.with_(rounding="learned", rounding_iters=30,
                                               rounding_images=160), ranges=ranges)
@@ -58,6 +59,7 @@ def test_auto_is_per_channel_and_within_budget(lowbit):
     assert average_weight_bits(near) <= 4.1
     varied = [n for n in near.weight_nodes() if len(set(n.arrays["wbits"].tolist())) > 1]
     assert varied, "per-channel allocation gave every channel of every layer the same bits"
+    assert rep["granularity"] == "channel"
     for a, b in zip(near.weight_nodes(), learned.weight_nodes()):  # same plan, same scales
         assert (a.arrays["wbits"] == b.arrays["wbits"]).all()
         assert (a.arrays["mult"] == b.arrays["mult"]).all()

@@ -1,2 +1,4 @@
-"""Measurement: fidelity of an integer model against its float model (DESIGN §7) and, later,
-the latency harness with ONNX Runtime and PyTorch baselines."""
+"""Measurement: fidelity of integer models against their float model (DESIGN §7) and the
+comparison tables and size-vs-fidelity plot built on it, the latency harness with ONNX Runtime
+int8 and PyTorch fp32 baselines in the same run, per-layer profiles, the reader fuzzer and
+the demo."""

@@ -16,6 +16,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--bits", default="8", help="8 (uniform), a bits JSON file, or auto")
     ap.add_argument("--budget", type=float, default=1.0,
                     help="--bits auto: weight bytes as a ratio of uniform 8 bits")
+    ap.add_argument("--allocation", choices=["layer", "channel"], default="layer",
+                    help="--bits auto: one weight width per layer (default) or per output "
+                         "channel")
     ap.add_argument("--calib", help="folder of calibration images (default: bundled photos)")
     ap.add_argument("--calib-method", choices=["minmax", "percentile"], default="minmax")
     ap.add_argument("--granularity", choices=["mixed", "tensor", "channel"], default="mixed",
@@ -32,8 +35,11 @@ def main(argv: list[str] | None = None) -> None:
                     help="weight rounding: to nearest (default), or learned block by block to "
                          "reproduce the float model's block outputs on the calibration images "
                          "(AdaRound/BRECQ-style; minutes; for low bits)")
-    ap.add_argument("--rounding-iters", type=int, default=400,
+    ap.add_argument("--rounding-iters", type=int, default=200,
                     help="--rounding learned: optimisation steps per block")
+    ap.add_argument("--rounding-images", type=int, default=1024,
+                    help="--rounding learned: images to learn from (the calibration images, "
+                         "then augmented views of them)")
     ap.add_argument("--input-size", type=int, help="square input side (EfficientNets, ONNX)")
     ap.add_argument("--mean", type=float, nargs="+", help="ONNX input normalization mean, pixel units")
     ap.add_argument("--std", type=float, nargs="+", help="ONNX input normalization std, pixel units")
@@ -51,10 +57,12 @@ def main(argv: list[str] | None = None) -> None:
             return
         from ..export.options import ExportOptions
         from ..export.pipeline import export_cli
-        options = ExportOptions(bits=a.bits, budget=a.budget, method=a.calib_method,
+        options = ExportOptions(bits=a.bits, budget=a.budget, allocation=a.allocation,
+                                method=a.calib_method,
                                 granularity=a.granularity,
                                 bias_correction=not a.no_bias_correction, clipping=a.clipping,
-                                rounding=a.rounding, rounding_iters=a.rounding_iters)
+                                rounding=a.rounding, rounding_iters=a.rounding_iters,
+                                rounding_images=a.rounding_images)
         export_cli(a.source, a.output, options, model=a.model, calib=a.calib,
                    input_size=a.input_size, mean=a.mean, std=a.std)
     run_cli(go)

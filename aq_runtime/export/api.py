@@ -31,11 +31,13 @@ def calibrate_ranges(fg: FloatGraph, images: np.ndarray, method: str = "minmax",
 
 def plan_bits(fg: FloatGraph, bits: str | int | dict, images: np.ndarray, ranges: Ranges,
               budget: float = 1.0, progress: bool = True, bias_correction: bool = True,
-              clipping: str = "max") -> tuple[BitsPlan, dict[str, Any]]:
+              clipping: str = "max", allocation: str = "layer"
+              ) -> tuple[BitsPlan, dict[str, Any]]:
     """Resolve `bits` ('auto', an int, a JSON path or a dict) into a plan and a report."""
     if bits == "auto":
         return auto_bits(fg, images, ranges, budget, progress=progress,
-                         bias_correction=bias_correction, clipping=clipping)
+                         bias_correction=bias_correction, clipping=clipping,
+                         granularity=allocation)
     if isinstance(bits, str):
         if bits.isdigit():
             bits = int(bits)
@@ -58,7 +60,7 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
     if ranges is None:
         ranges = calibrate_ranges(fg, images, o.method, o.granularity)
     plan, report = plan_bits(fg, o.bits, images, ranges, o.budget, o.progress, o.bias_correction,
-                             o.clipping)
+                             o.clipping, o.allocation)
     meta = {"calibration": o.as_meta(len(images))}
     if report:
         meta["auto_bits"] = {k: v for k, v in report.items() if k != "bits"}

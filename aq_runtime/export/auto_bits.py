@@ -4,12 +4,17 @@ weight-byte budget (by default the bytes of uniform 8).
 1. Per conv, the logit noise power of quantizing that layer alone is measured on calibration
    images at PROBES bits (with the export's clipping and, if on, bias correction), and
    interpolated log-linearly to every candidate (2..16; 4x less per bit above 8).
-2. Within a layer the noise is shared out over its output channels in proportion to each
+2. For per-channel plans, within a layer the noise is shared out over its output channels in proportion to each
    channel's own weight error at those bits, weighted by its inputs' mean square
    (sum_k dWe[o,k]^2 E[x_k^2], the output noise power that channel adds): a channel whose
    weights quantize well, or whose inputs are small, takes fewer bits.
-3. A Lagrangian search over all channels of all layers picks the bits that minimise the summed
-   noise within the budget (each channel packs to ceil(K * bits / 8) bytes).
+3. A Lagrangian search picks the bits that minimise the summed noise within the budget: over
+   layers (one width per layer, the default), or over all channels of all layers
+   (`--allocation channel`; each channel packs to ceil(K * bits / 8) bytes).
+Measured on Lite0's held-out crops (docs/BENCHMARKS.md): per channel gains at low budgets
+(0.5x: +0.4 dB) and loses at 8 bits' bytes (-0.9 dB): its split assumes every channel of a layer
+matters equally downstream and weights channels by their inputs' power on the calibration
+images, which does not carry over to unseen photos as well as a layer's total does.
 Layers where the int32 proof would fail at a bit-width never get it. Activations stay at 8
 bits (they cost no weight bytes)."""
 
@@ -98,12 +103,32 @@ def _input_power(fg: FloatGraph, x: np.ndarray) -> dict[str, np.ndarray]:
     return {k: sums[k] / counts[k] for k in sums}
 
 
+def _lagrange(noise: np.ndarray, size: np.ndarray, ok: np.ndarray, budget: float
+              ) -> np.ndarray:
+    """Per unit (row) the candidate index minimising noise + lam * size, lam the smallest
+    whose total size fits `budget` (bisection in log space)."""
+    rows = np.arange(len(noise))
+
+    def choose(lam: float) -> np.ndarray:
+        return np.where(ok, noise + lam * size, np.inf).argmin(axis=1)
+
+    lo, hi = 1e-30, 1e30
+    for _ in range(200):
+        mid = float(np.sqrt(lo * hi))
+        if size[rows, choose(mid)].sum() <= budget:
+            hi = mid
+        else:
+            lo = mid
+    return choose(hi)
+
+
 def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: float = 1.0,
               n_images: int = 16, progress: bool = True, bias_correction: bool = True,
-              clipping: str = "max") -> tuple[BitsPlan, dict]:
-    """(bits plan with per-channel weight bits, report), weight bytes <= budget_ratio * bytes
-    of uniform 8 bits. With `bias_correction` each probe's noise is measured as the export
-    will leave it: with the layer's mean output error taken out of its bias."""
+              clipping: str = "max", granularity: str = "layer") -> tuple[BitsPlan, dict]:
+    """(bits plan, report), weight bytes <= budget_ratio * bytes of uniform 8 bits, one
+    width per layer or (`granularity='channel'`) per output channel. With `bias_correction`
+    each probe's noise is measured as the export will leave it: with the layer's mean output
+    error taken out of its bias."""
     x = sample(images, n_images)
     ref = run_float_graph(fg, x)
     m2 = _input_power(fg, x)
@@ -115,7 +140,7 @@ def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: 
     shift = {b: (output_shifts(fg, sample(images), {n.name: layers[n.name].fake[b] - n.weight
                                                     for n in convs})
                  if bias_correction else {n.name: 0.0 for n in convs}) for b in PROBES}
-    noise, allowed = [], []
+    noise, allowed, layer_noise, layer_ok = [], [], [], []
     for n in tqdm(convs, desc="sensitivity", disable=not progress):
         L = layers[n.name]
         meas = {}
@@ -123,40 +148,35 @@ def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: 
             y = run_float_graph(fg, x, weights={n.name: L.fake[b]},
                                 biases={n.name: n.bias - shift[b][n.name]})
             meas[b] = float(((y - ref) ** 2).mean())
-        layer_noise = _interp(meas)  # (candidates,)
+        ln = _interp(meas)  # (candidates,)
         total = L.err.sum(axis=0)
         share = np.where(total > 0, L.err / np.where(total > 0, total, 1.0), 1.0 / len(L.err))
-        noise.append(share * layer_noise[None, :])
-        allowed.append(np.broadcast_to(CANDIDATES <= max_safe_bits(n, scales[n.inputs[0]]),
-                                       L.err.shape))
-    noise_a = np.concatenate(noise)
-    size_a = np.concatenate([layers[n.name].size for n in convs])
-    ok = np.concatenate(allowed)
-    budget = budget_ratio * size_a[:, CANDIDATES == 8].sum()
-
-    def choose(lam: float) -> np.ndarray:
-        cost = np.where(ok, noise_a + lam * size_a, np.inf)
-        return cost.argmin(axis=1)
-
-    def total_bytes(idx: np.ndarray) -> float:
-        return float(size_a[np.arange(len(idx)), idx].sum())
-
-    lo, hi = 1e-30, 1e30
-    for _ in range(200):
-        mid = float(np.sqrt(lo * hi))
-        if total_bytes(choose(mid)) <= budget:
-            hi = mid
-        else:
-            lo = mid
-    idx = choose(hi)
-    bits = CANDIDATES[idx]
+        noise.append(share * ln[None, :])
+        ok = CANDIDATES <= max_safe_bits(n, scales[n.inputs[0]])
+        allowed.append(np.broadcast_to(ok, L.err.shape))
+        layer_noise.append(ln)
+        layer_ok.append(ok)
+    size_c = np.concatenate([layers[n.name].size for n in convs])
+    budget = budget_ratio * size_c[:, CANDIDATES == 8].sum()
     wbits, start = {}, 0
-    for n in convs:
-        o = n.weight.shape[0]
-        wbits[n.name] = bits[start:start + o].astype(np.int64)
-        start += o
-    report = {"budget_bytes": int(budget), "weight_bytes": int(total_bytes(idx)),
-              "predicted_noise": float(noise_a[np.arange(len(idx)), idx].sum()),
-              "probes": list(PROBES), "clipping": clipping,
-              "bits": {k: float(v.mean()) for k, v in wbits.items()}}
+    if granularity == "channel":
+        noise_c = np.concatenate(noise)
+        idx = _lagrange(noise_c, size_c, np.concatenate(allowed), budget)
+        predicted = float(noise_c[np.arange(len(idx)), idx].sum())
+        for n in convs:
+            o = n.weight.shape[0]
+            wbits[n.name] = CANDIDATES[idx[start:start + o]].astype(np.int64)
+            start += o
+    else:
+        noise_l = np.stack(layer_noise)
+        size_l = np.stack([layers[n.name].size.sum(axis=0) for n in convs])
+        idx = _lagrange(noise_l, size_l, np.stack(layer_ok), budget)
+        predicted = float(noise_l[np.arange(len(idx)), idx].sum())
+        wbits = {n.name: np.full(n.weight.shape[0], CANDIDATES[i], np.int64)
+                 for n, i in zip(convs, idx)}
+    k_of = {n.name: int(np.prod(n.weight.shape[1:])) for n in convs}
+    report = {"budget_bytes": int(budget),
+              "weight_bytes": int(sum(row_bytes(k_of[k], v).sum() for k, v in wbits.items())),
+              "granularity": granularity, "predicted_noise": predicted, "probes": list(PROBES),
+              "clipping": clipping, "bits": {k: float(v.mean()) for k, v in wbits.items()}}
     return (wbits, {}, {}), report

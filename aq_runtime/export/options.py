@@ -14,6 +14,7 @@ DEFAULT_GRANULARITY = "mixed"
 CALIB_METHODS = ("minmax", "percentile")
 ROUNDINGS = ("nearest", "learned")
 CLIPPINGS = ("max", "mse")
+ALLOCATIONS = ("layer", "channel")
 
 
 def check_granularity(granularity: str) -> None:
@@ -26,7 +27,8 @@ class ExportOptions:
     """How a float model becomes an integer graph.
 
     bits: an int (uniform), 'auto' (sensitivity-driven under `budget`), a bits-JSON path or a
-    dict in that format; budget: weight bytes as a ratio of uniform 8 bits (auto only);
+    dict in that format; budget: weight bytes as a ratio of uniform 8 bits and allocation:
+    one width per 'layer' or per 'channel' (auto only);
     method/granularity: activation calibration; bias_correction: take each conv's mean
     weight-rounding error out of its bias; clipping: per-channel weight range, 'max' (max|w|)
     or 'mse' (the range minimising each channel's weight error at its bits); rounding:
@@ -35,12 +37,13 @@ class ExportOptions:
     augmented views of them); progress: tqdm bars."""
     bits: int | str | dict = 8
     budget: float = 1.0
+    allocation: str = "layer"
     method: str = "minmax"
     granularity: str = DEFAULT_GRANULARITY
     bias_correction: bool = True
     clipping: str = "max"
     rounding: str = "nearest"
-    rounding_iters: int = 400
+    rounding_iters: int = 200
     rounding_images: int = 1024
     progress: bool = True
 
@@ -51,6 +54,8 @@ class ExportOptions:
                           f"({', '.join(CALIB_METHODS)})")
         if self.rounding not in ROUNDINGS:
             raise AqError(f"unknown rounding {self.rounding!r} ({', '.join(ROUNDINGS)})")
+        if self.allocation not in ALLOCATIONS:
+            raise AqError(f"unknown bits allocation {self.allocation!r} ({', '.join(ALLOCATIONS)})")
         if self.clipping not in CLIPPINGS:
             raise AqError(f"unknown weight clipping {self.clipping!r} ({', '.join(CLIPPINGS)})")
         if not 0 < self.budget <= 4:
@@ -63,7 +68,8 @@ class ExportOptions:
 
     def as_meta(self, n_images: int) -> dict[str, Any]:
         """How the model was calibrated, for graph.json's `calibration` (aq-inspect shows it)."""
-        d = {k: v for k, v in asdict(self).items() if k not in ("bits", "budget", "progress")}
+        d = {k: v for k, v in asdict(self).items()
+             if k not in ("bits", "budget", "allocation", "progress")}
         if self.rounding != "learned":
             d.pop("rounding_iters")
         if self.rounding == "nearest":

@@ -1,5 +1,7 @@
-"""The `.aqz` file (DESIGN §4, docs/FORMAT.md): a stored zip of graph.json and .npy arrays,
-bit-packed weights, SHA-256 per array, atomic write, strict validation on read. No pickle."""
+"""The `.aqz` file (DESIGN §4, docs/FORMAT.md): a zip of graph.json and a few 1-D .npy pools
+(the bit-packed weight pool stored uncompressed so it can be memory-mapped, the small
+parameter pools LZMA-compressed), one SHA-256 per pool, atomic write, strict validation on
+read. No pickle."""
 
 from .reader import read_aqz
 from .schema import FORMAT_NAME, FORMAT_VERSION

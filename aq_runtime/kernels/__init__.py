@@ -1,2 +1,5 @@
-"""Fast backends, one folder each (numba_cpu/, later tvm/ and numba_cuda/). Each exposes the
-same op functions as `runtime.reference` and must give identical integers."""
+"""Fast backends, one folder each: numba_cpu/ (parallel Numba CPU kernels, bit-serial for 1-3
+bit pointwise convs), tvm/ (TIR kernels for the CPU at hand, AVX-512 VNNI GEMM microkernel),
+tvm_cuda/ (TVM tensor expressions for CUDA) and numba_cuda/ (numba-cuda kernels, also run
+under the CUDA simulator). Each registers in `runtime.backends` and must give integers equal
+to `runtime.reference`, element for element."""
