@@ -317,3 +317,21 @@ def test_export_low_bit_flags(tmp_path):
         r = cli("export", "digits-cnn", tmp_path / "bad.aqz", *bad)
         assert r.returncode == 2 and "Traceback" not in r.stderr
         assert not (tmp_path / "bad.aqz").exists()
+
+
+def test_export_interrupted_leaves_nothing(tmp_path):
+    """Ctrl-C during learned rounding: exit 130, one line, no file and no temp file left."""
+    import signal
+    import time
+    out = tmp_path / "x.aqz"
+    code = ("import sys; from aq_runtime.cli.export import main; sys.argv[0] = 'aq-export'; "
+            "main()")
+    p = subprocess.Popen([sys.executable, "-c", code, "digits-cnn", str(out), "--rounding",
+                          "learned", "--rounding-iters", "1000000"], stderr=subprocess.PIPE,
+                         text=True)
+    time.sleep(15)  # imports, calibration, then inside the rounding loop
+    assert p.poll() is None
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
