@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import sys
 import tempfile
 import time
@@ -62,6 +62,15 @@ def _row(d: dict) -> Row:
                seconds=d.get("seconds"))
 
 
+def machine() -> str:
+    """CPU model and its integer-dot-product features (tables say where they ran)."""
+    from aq_runtime.kernels.tvm.target import cpu_flags
+    from aq_runtime.runtime.cache import cpu_name
+    feats = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+             if f in cpu_flags()]
+    return f"{cpu_name()} ({', '.join(feats) or 'no AVX2'})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--redo", nargs="*", default=[])
@@ -75,7 +84,7 @@ def main() -> None:
     tmp = tempfile.mkdtemp()
 
     def save() -> None:
-        doc = {"machine": platform.processor() or platform.machine(),
+        doc = {"machine": machine(),
                "python": sys.version.split()[0], "rows": list(done.values())}
         t = store.with_suffix(".tmp")
         t.write_text(json.dumps(doc, indent=1))
@@ -96,7 +105,7 @@ def main() -> None:
     table = format_rows(rows, with_seconds=True)
     text = (f"EfficientNet-Lite0 at low weight bits: calibration {len(xc)} crops of "
             f"{', '.join(CALIBRATION_PHOTOS)};\nscored on {len(xh)} held-out crops of "
-            f"{', '.join(HELDOUT_PHOTOS)}\nmachine: {platform.processor() or platform.machine()}"
+            f"{', '.join(HELDOUT_PHOTOS)}\nmachine: {machine()}, {os.cpu_count()} cores"
             f", python {sys.version.split()[0]}\n"
             "nearest: the default export (max|w| ranges, nearest rounding, bias correction; auto:"
             " one width per layer);\nmse: + per-channel MSE weight clipping (--clipping mse); "

@@ -1,5 +1,6 @@
 """A size-vs-fidelity scatter (Pillow only): file bytes on a log axis against logit SQNR, one
-colour per export recipe (the last word of a row's name), the Pareto front joined."""
+colour per export recipe (the last word of a row's name), squares for uniform bit-widths
+(names starting with 'w'), the Pareto front joined."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def plot_pareto(rows: list, path: str | Path, title: str = "") -> None:
         return (L + (math.log10(b) - x0) / (x1 - x0) * (W - L - R),
                 H - B - (db - y0) / (y1 - y0) * (H - T - B))
 
-    for db in range(int(math.ceil(y0)), int(y1) + 1, 5):
+    for db in range(5 * int(math.ceil(y0 / 5)), int(y1) + 1, 5):
         y = at(10 ** x0, db)[1]
         d.line([(L, y), (W - R, y)], fill=(230, 230, 230))
         d.text((L - 30, y - 6), f"{db:>3}", fill="black")
@@ -40,13 +41,15 @@ def plot_pareto(rows: list, path: str | Path, title: str = "") -> None:
             d.line([(x, T), (x, H - B)], fill=(230, 230, 230))
             d.text((x - 10, H - B + 6), f"{mb:g}", fill="black")
     d.text((L + 150, H - B + 24), "file size, MB (log scale)", fill="black")
-    d.text((4, T - 24), "logit SQNR, dB (held-out crops)", fill="black")
-    d.text((L, 6), title, fill="black")
+    d.text((4, T - 16), "logit SQNR, dB", fill="black")
+    d.text((L, 4), title, fill="black")
+    def family(name: str) -> str:
+        return "ORT int8" if name.startswith("ORT") else name.split()[-1]
+
     families = []
     for name, _, _ in pts:
-        f = name.split()[-1] if len(name.split()) > 1 else name
-        if f not in families:
-            families.append(f)
+        if family(name) not in families:
+            families.append(family(name))
     front, best = [], -1e9
     for name, b, db in sorted(pts, key=lambda p: p[1]):
         if db > best:
@@ -55,15 +58,18 @@ def plot_pareto(rows: list, path: str | Path, title: str = "") -> None:
     if len(front) > 1:
         d.line(front, fill=(180, 180, 180), width=1)
     for name, b, db in pts:
-        f = name.split()[-1] if len(name.split()) > 1 else name
-        c = COLOURS[families.index(f) % len(COLOURS)]
+        c = COLOURS[families.index(family(name)) % len(COLOURS)]
         x, y = at(b, db)
-        d.ellipse([x - 4, y - 4, x + 4, y + 4], fill=c)
+        mark = d.rectangle if name.startswith("w") and name[1:2].isdigit() else d.ellipse
+        mark([x - 4, y - 4, x + 4, y + 4], fill=c)
     for i, f in enumerate(families):
         y = T + 10 + 16 * i
         c = COLOURS[i % len(COLOURS)]
         d.ellipse([W - R + 12, y, W - R + 20, y + 8], fill=c)
         d.text((W - R + 26, y - 2), f, fill="black")
+    y = T + 14 + 16 * len(families)
+    d.text((W - R + 12, y), "square: uniform bits", fill="black")
+    d.text((W - R + 12, y + 14), "circle: --bits auto", fill="black")
     tmp = Path(path).with_suffix(".tmp.png")
     im.save(tmp)
     tmp.replace(path)
