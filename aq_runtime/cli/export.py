@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+from ..export.options import (
+    ALLOCATIONS,
+    CALIB_METHODS,
+    CLIPPINGS,
+    GRANULARITIES,
+    ROUNDINGS,
+    ExportOptions,
+)
 from .common import run_cli
+
+DEFAULT = ExportOptions()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -14,30 +24,30 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("output", help="the .aqz file to write")
     ap.add_argument("--model", help="architecture of a .pt state dict")
     ap.add_argument("--bits", default="8", help="8 (uniform), a bits JSON file, or auto")
-    ap.add_argument("--budget", type=float, default=1.0,
+    ap.add_argument("--budget", type=float, default=DEFAULT.budget,
                     help="--bits auto: weight bytes as a ratio of uniform 8 bits")
-    ap.add_argument("--allocation", choices=["layer", "channel"], default="layer",
+    ap.add_argument("--allocation", choices=ALLOCATIONS, default=DEFAULT.allocation,
                     help="--bits auto: one weight width per layer (default) or per output "
                          "channel")
     ap.add_argument("--calib", help="folder of calibration images (default: bundled photos)")
-    ap.add_argument("--calib-method", choices=["minmax", "percentile"], default="minmax")
-    ap.add_argument("--granularity", choices=["mixed", "tensor", "channel"], default="mixed",
+    ap.add_argument("--calib-method", choices=CALIB_METHODS, default=DEFAULT.method)
+    ap.add_argument("--granularity", choices=GRANULARITIES, default=DEFAULT.granularity,
                     help="activation ranges per channel where no activation bounds the values "
                          "and per tensor elsewhere (mixed, the default), per tensor, or per "
                          "channel")
     ap.add_argument("--no-bias-correction", action="store_true",
                     help="keep each layer's mean weight-quantization error (min/max and nearest "
                          "rounding only, as ONNX Runtime's static int8)")
-    ap.add_argument("--clipping", choices=["max", "mse"], default="max",
+    ap.add_argument("--clipping", choices=CLIPPINGS, default=DEFAULT.clipping,
                     help="weight range per output channel: max|w| (default), or the range with "
                          "the least squared rounding error at the channel's bits (low bits)")
-    ap.add_argument("--rounding", choices=["nearest", "learned"], default="nearest",
+    ap.add_argument("--rounding", choices=ROUNDINGS, default=DEFAULT.rounding,
                     help="weight rounding: to nearest (default), or learned block by block to "
                          "reproduce the float model's block outputs on the calibration images "
                          "(AdaRound/BRECQ-style; minutes; for low bits)")
-    ap.add_argument("--rounding-iters", type=int, default=200,
+    ap.add_argument("--rounding-iters", type=int, default=DEFAULT.rounding_iters,
                     help="--rounding learned: optimisation steps per block")
-    ap.add_argument("--rounding-images", type=int, default=1024,
+    ap.add_argument("--rounding-images", type=int, default=DEFAULT.rounding_images,
                     help="--rounding learned: images to learn from (the calibration images, "
                          "then augmented views of them)")
     ap.add_argument("--input-size", type=int, help="square input side (EfficientNets, ONNX)")
@@ -55,11 +65,9 @@ def main(argv: list[str] | None = None) -> None:
             from ..interop.onnx_qdq import to_onnx_qdq
             (to_onnx_int if a.to == "onnx-int" else to_onnx_qdq)(read_aqz(a.source), a.output)
             return
-        from ..export.options import ExportOptions
         from ..export.pipeline import export_cli
         options = ExportOptions(bits=a.bits, budget=a.budget, allocation=a.allocation,
-                                method=a.calib_method,
-                                granularity=a.granularity,
+                                method=a.calib_method, granularity=a.granularity,
                                 bias_correction=not a.no_bias_correction, clipping=a.clipping,
                                 rounding=a.rounding, rounding_iters=a.rounding_iters,
                                 rounding_images=a.rounding_images)

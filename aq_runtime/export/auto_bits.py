@@ -63,28 +63,38 @@ def _interp(probes: dict[int, float]) -> np.ndarray:
 
 
 class _Layer:
-    """One conv's quantization at every candidate bit-width: per-channel weight error
-    (input-weighted) and fake-quantized float weights at the probes."""
+    """One conv's quantization: fake-quantized float weights at the probes and, for
+    per-channel plans (`m2`, its input's per-channel mean square, given), each channel's
+    input-weighted weight error at every candidate bit-width."""
 
-    def __init__(self, n: FloatNode, s_in: np.ndarray, m2: np.ndarray, clipping: str):
+    def __init__(self, n: FloatNode, s_in: np.ndarray, clipping: str,
+                 m2: np.ndarray | None = None):
         o, cg, kh, kw = n.weight.shape
-        self.node = n
         we = effective_weights(n, s_in)
         ch = input_channel_map(o, cg, n.attrs["groups"])
-        wx = np.repeat(m2[ch] / s_in[ch] ** 2, kh * kw, axis=1)  # E[(q - z)^2] per tap
+        sa = s_in[ch][:, :, None, None]
+        wx = None if m2 is None else np.repeat(m2[ch] / s_in[ch] ** 2, kh * kw, axis=1)
         self.err = np.zeros((o, len(CANDIDATES)))
         self.fake: dict[int, np.ndarray] = {}
-        sa = s_in[ch][:, :, None, None]
         for i, b in enumerate(CANDIDATES):
+            if wx is None and b not in PROBES:
+                continue
             bits = np.full(o, b)
             alpha = mse_alpha(we, bits, n.bias) if clipping == "mse" and b <= 8 else 1.0
             q, sw = weight_codes(we, bits, n.bias, alpha)
-            d = q * sw[:, None] - we
-            self.err[:, i] = (d * d * wx).sum(axis=1)
+            if wx is not None:
+                d = q * sw[:, None] - we
+                self.err[:, i] = (d * d * wx).sum(axis=1)  # E[(q - z)^2] per tap
             if b in PROBES:
                 self.fake[int(b)] = (q * sw[:, None]).reshape(n.weight.shape) / sa
-        k = cg * kh * kw
-        self.size = np.broadcast_to(row_bytes(k, CANDIDATES).astype(float), self.err.shape)
+        self.size = np.broadcast_to(row_bytes(cg * kh * kw, CANDIDATES).astype(float),
+                                    self.err.shape)
+
+    def channel_noise(self, layer_noise: np.ndarray) -> np.ndarray:
+        """The layer's noise per candidate shared over its channels by their weight error."""
+        total = self.err.sum(axis=0)
+        return np.where(total > 0, self.err / np.where(total > 0, total, 1.0),
+                        1.0 / len(self.err)) * layer_noise[None, :]
 
 
 def _input_power(fg: FloatGraph, x: np.ndarray) -> dict[str, np.ndarray]:
@@ -131,16 +141,17 @@ def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: 
     error taken out of its bias."""
     x = sample(images, n_images)
     ref = run_float_graph(fg, x)
-    m2 = _input_power(fg, x)
+    per_channel = granularity == "channel"
+    m2 = _input_power(fg, x) if per_channel else {}
     scales = {t: act_params_from_range(lo, hi, np.full(lo.shape, 8))[0]
               for t, (lo, hi) in ranges.items()}
     convs = fg.conv_nodes()
-    layers = {n.name: _Layer(n, scales[n.inputs[0]], m2[n.inputs[0]], clipping)
+    layers = {n.name: _Layer(n, scales[n.inputs[0]], clipping, m2.get(n.inputs[0]))
               for n in tqdm(convs, desc="weight errors", disable=not progress)}
     shift = {b: (output_shifts(fg, sample(images), {n.name: layers[n.name].fake[b] - n.weight
                                                     for n in convs})
                  if bias_correction else {n.name: 0.0 for n in convs}) for b in PROBES}
-    noise, allowed, layer_noise, layer_ok = [], [], [], []
+    layer_noise, layer_ok = [], []
     for n in tqdm(convs, desc="sensitivity", disable=not progress):
         L = layers[n.name]
         meas = {}
@@ -148,32 +159,26 @@ def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: 
             y = run_float_graph(fg, x, weights={n.name: L.fake[b]},
                                 biases={n.name: n.bias - shift[b][n.name]})
             meas[b] = float(((y - ref) ** 2).mean())
-        ln = _interp(meas)  # (candidates,)
-        total = L.err.sum(axis=0)
-        share = np.where(total > 0, L.err / np.where(total > 0, total, 1.0), 1.0 / len(L.err))
-        noise.append(share * ln[None, :])
-        ok = CANDIDATES <= max_safe_bits(n, scales[n.inputs[0]])
-        allowed.append(np.broadcast_to(ok, L.err.shape))
-        layer_noise.append(ln)
-        layer_ok.append(ok)
+        layer_noise.append(_interp(meas))  # (candidates,)
+        layer_ok.append(CANDIDATES <= max_safe_bits(n, scales[n.inputs[0]]))
     size_c = np.concatenate([layers[n.name].size for n in convs])
     budget = budget_ratio * size_c[:, CANDIDATES == 8].sum()
-    wbits, start = {}, 0
-    if granularity == "channel":
-        noise_c = np.concatenate(noise)
-        idx = _lagrange(noise_c, size_c, np.concatenate(allowed), budget)
-        predicted = float(noise_c[np.arange(len(idx)), idx].sum())
-        for n in convs:
-            o = n.weight.shape[0]
-            wbits[n.name] = CANDIDATES[idx[start:start + o]].astype(np.int64)
-            start += o
+    if per_channel:
+        noise = np.concatenate([layers[n.name].channel_noise(ln)
+                                for n, ln in zip(convs, layer_noise)])
+        size = size_c
+        ok = np.concatenate([np.broadcast_to(k, layers[n.name].err.shape)
+                             for n, k in zip(convs, layer_ok)])
     else:
-        noise_l = np.stack(layer_noise)
-        size_l = np.stack([layers[n.name].size.sum(axis=0) for n in convs])
-        idx = _lagrange(noise_l, size_l, np.stack(layer_ok), budget)
-        predicted = float(noise_l[np.arange(len(idx)), idx].sum())
-        wbits = {n.name: np.full(n.weight.shape[0], CANDIDATES[i], np.int64)
-                 for n, i in zip(convs, idx)}
+        noise = np.stack(layer_noise)
+        size = np.stack([layers[n.name].size.sum(axis=0) for n in convs])
+        ok = np.stack(layer_ok)
+    idx = _lagrange(noise, size, ok, budget)
+    predicted = float(noise[np.arange(len(idx)), idx].sum())
+    units = np.cumsum([0] + [n.weight.shape[0] if per_channel else 1 for n in convs])
+    wbits = {n.name: np.broadcast_to(CANDIDATES[idx[units[i]:units[i + 1]]],
+                                     (n.weight.shape[0],)).astype(np.int64)
+             for i, n in enumerate(convs)}
     k_of = {n.name: int(np.prod(n.weight.shape[1:])) for n in convs}
     report = {"budget_bytes": int(budget),
               "weight_bytes": int(sum(row_bytes(k_of[k], v).sum() for k, v in wbits.items())),

@@ -18,7 +18,7 @@ from ..quant import (
     quantize_weights,
     round_half_up,
 )
-from ..quant.bits import LOGIT_BITS, act_code_range
+from ..quant.bits import LOGIT_BITS, act_code_range, weight_code_max
 from ..quant.cost import input_channel_map
 from .calibrate import Ranges
 from .float_graph import NONLINEAR, POOLS, FloatGraph, FloatNode, conv_out
@@ -227,7 +227,7 @@ def _checked_codes(codes: np.ndarray, nearest: np.ndarray, bits: np.ndarray) -> 
         raise ValueError(f"given codes: expected int {nearest.shape}, got {q.dtype} {q.shape}")
     q = q.astype(np.int64)
     one = bits == 1
-    qmax = np.where(one, 1, (np.int64(1) << np.maximum(bits - 1, 1)) - 1)[:, None]
+    qmax = weight_code_max(bits)[:, None]
     if (np.abs(q) > qmax).any() or (q[one] == 0).any():
         raise ValueError("given codes outside their bits' range")
     return q

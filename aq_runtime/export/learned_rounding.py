@@ -9,9 +9,9 @@ convs sharing a module prefix); block by block, in order, on the calibration ima
 - each weight code is floor(We/sw) + h(V), h a rectified sigmoid of a free variable V started
   at the weight's fractional part; Adam minimises the block's output error plus a regulariser
   that drives every h to 0 or 1 (its exponent annealed from 20 to 2 after a 20% warm-up);
-- then h becomes a hard 0/1 choice: the codes are plain integers at the same scales, checked by
-  integerize (inside the bits' range, within one step of We/sw), so the exported model is
-  exactly what the runtime computes and the fake-quant model still matches it.
+- then h becomes a hard 0/1 choice: the codes are plain integers at the same scales, each
+  within one step of We/sw, checked by integerize (inside the bits' range), so the exported
+  model is exactly what the runtime computes and the fake-quant model still matches it.
 
 Cost: `iters` Adam steps per block on batches of 16 images, plus a few passes over all images
 (Lite0, 18 blocks, 200 steps, 1024 images: about 10 minutes on 2 cores), reported in the
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ..quant.bits import weight_code_max
 from ..quant.cost import input_channel_map
 from ..quant.requant import implied_scale
 from .fakequant import FakeQuantGraph
@@ -98,8 +99,7 @@ class _Rounding:
         frac = np.clip(r - base, 1e-4, 1 - 1e-4)
         self.base = torch.from_numpy(base).float()
         self.nearest = torch.from_numpy(q).float()
-        qmax = np.where(bits >= 2, (np.int64(1) << np.maximum(bits - 1, 1)) - 1, 1)
-        self.qmax = torch.from_numpy(qmax.astype(np.float32))[:, None]
+        self.qmax = torch.from_numpy(weight_code_max(bits).astype(np.float32))[:, None]
         self.v = torch.nn.Parameter(torch.from_numpy(
             -np.log((ZETA - GAMMA) / (frac - GAMMA) - 1)).float())
         self.unit = code_unit(n, node, s_in, s_out)
@@ -165,10 +165,11 @@ def learn_rounding(float_fg: FloatGraph, fg: FloatGraph, graph: Graph, images: n
     for part in bar:
         irs = [ir[n.name] for n in part]
         targets = [float_nodes[n.name] for n in part]
+        wb = {n.name: (torch.from_numpy(n.weight).float(), torch.from_numpy(n.bias).float())
+              for n in targets if n.op == "conv"}
         with torch.no_grad():
             yf = torch.cat([run_nodes(targets, xf[i:i + 64], lambda n, ins: apply_node(
-                n, ins, *(torch.from_numpy(n.weight).float(), torch.from_numpy(n.bias).float())
-                if n.op == "conv" else (None, None))) for i in range(0, len(xf), 64)])
+                n, ins, *wb.get(n.name, (None, None)))) for i in range(0, len(xf), 64)])
         learn = {n.name: _Rounding(n, ir[n.name], graph.tensors[n.inputs[0]].scale,
                                    graph.tensors[n.output].scale, wrange.get(n.name, 1.0))
                  for n in part if n.op == "conv" and n.name not in ternary}

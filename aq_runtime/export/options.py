@@ -1,6 +1,7 @@
 """Export options, gathered in one object: what `aq-export`, the demo, the benchmarks and the
 tests pass from the command line down to `export_graph` (bits plan, calibration, bias
-correction, weight rounding and clipping). Validated once, when built. No torch here."""
+correction, weight rounding and clipping). Validated once, when built. No torch here (the
+CLI takes its choices and defaults from this module while parsing arguments)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,13 @@ CLIPPINGS = ("max", "mse")
 ALLOCATIONS = ("layer", "channel")
 
 
+def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise AqError(f"unknown {what} {value!r} ({', '.join(choices)})")
+
+
 def check_granularity(granularity: str) -> None:
-    if granularity not in GRANULARITIES:
-        raise AqError(f"unknown range granularity {granularity!r} ({', '.join(GRANULARITIES)})")
+    check_choice("range granularity", granularity, GRANULARITIES)
 
 
 @dataclass(frozen=True)
@@ -49,15 +54,10 @@ class ExportOptions:
 
     def __post_init__(self) -> None:
         check_granularity(self.granularity)
-        if self.method not in CALIB_METHODS:
-            raise AqError(f"unknown calibration method {self.method!r} "
-                          f"({', '.join(CALIB_METHODS)})")
-        if self.rounding not in ROUNDINGS:
-            raise AqError(f"unknown rounding {self.rounding!r} ({', '.join(ROUNDINGS)})")
-        if self.allocation not in ALLOCATIONS:
-            raise AqError(f"unknown bits allocation {self.allocation!r} ({', '.join(ALLOCATIONS)})")
-        if self.clipping not in CLIPPINGS:
-            raise AqError(f"unknown weight clipping {self.clipping!r} ({', '.join(CLIPPINGS)})")
+        check_choice("calibration method", self.method, CALIB_METHODS)
+        check_choice("rounding", self.rounding, ROUNDINGS)
+        check_choice("bits allocation", self.allocation, ALLOCATIONS)
+        check_choice("weight clipping", self.clipping, CLIPPINGS)
         if not 0 < self.budget <= 4:
             raise AqError(f"--budget {self.budget}: must lie in (0, 4]")
         if self.rounding_iters < 1:
@@ -70,9 +70,8 @@ class ExportOptions:
         """How the model was calibrated, for graph.json's `calibration` (aq-inspect shows it)."""
         d = {k: v for k, v in asdict(self).items()
              if k not in ("bits", "budget", "allocation", "progress")}
-        if self.rounding != "learned":
-            d.pop("rounding_iters")
         if self.rounding == "nearest":
+            d.pop("rounding_iters")
             d.pop("rounding_images")
         d["images"] = int(n_images)
         return d

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 WEIGHT_BITS_MAX = 16
 ACT_BITS_MAX = 8
 LOGIT_BITS = 32
@@ -18,6 +20,12 @@ def weight_code_range(bits: int) -> tuple[int, int]:
         return -1, 1
     q = (1 << (bits - 1)) - 1
     return -q, q
+
+
+def weight_code_max(bits: np.ndarray) -> np.ndarray:
+    """Per channel the largest |code| of weights with `bits` bits (1 for binary)."""
+    bits = np.asarray(bits, dtype=np.int64)
+    return np.where(bits <= 1, 1, (np.int64(1) << np.maximum(bits - 1, 1)) - 1)
 
 
 def act_code_range(bits: int) -> tuple[int, int]:
