@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .float_exec import run_float_graph
-from .float_graph import FloatGraph
+from .float_graph import FloatGraph, node_act
 from .options import DEFAULT_GRANULARITY, check_granularity  # noqa: F401 (re-exported)
 
 Ranges = dict[str, tuple[np.ndarray, np.ndarray]]
@@ -58,10 +58,10 @@ def per_tensor(ranges: Ranges) -> Ranges:
 
 
 def unbounded_tensors(fg: FloatGraph) -> set[str]:
-    """Tensors no activation bounds: outputs of convs without ReLU/ReLU6 (projections, the
-    inputs of table nonlinearities) and of residual adds."""
+    """Tensors no activation bounds: outputs of convs and residual adds without ReLU/ReLU6
+    (projections, the inputs of table nonlinearities, MobileNet/EfficientNet adds)."""
     return {n.output for n in fg.nodes
-            if n.op == "add" or (n.op == "conv" and n.attrs.get("act", "none") == "none")}
+            if n.op in ("add", "conv") and node_act(n) == "none"}
 
 
 def at_granularity(fg: FloatGraph, ranges: Ranges, granularity: str) -> Ranges:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .float_graph import NONLINEAR, FloatGraph, FloatNode
+from .float_graph import NONLINEAR, FloatGraph, FloatNode, node_act
 
 Hook = Callable[[str, torch.Tensor], None]
 
@@ -34,6 +34,11 @@ def torch_nonlinear(op: str, x: torch.Tensor, attrs: dict) -> torch.Tensor:
     raise ValueError(f"unknown nonlinearity {op!r}")
 
 
+def torch_act(y: torch.Tensor, act: str) -> torch.Tensor:
+    """A fused activation ("none", "relu", "relu6") applied in torch."""
+    return F.relu6(y) if act == "relu6" else F.relu(y) if act == "relu" else y
+
+
 def apply_node(n: FloatNode, ins: list[torch.Tensor], weight: torch.Tensor | None = None,
                bias: torch.Tensor | None = None) -> torch.Tensor:
     """One float op; conv pads with zeros (real zero), ReLU/ReLU6 fused."""
@@ -41,14 +46,9 @@ def apply_node(n: FloatNode, ins: list[torch.Tensor], weight: torch.Tensor | Non
         t, b, l, r = n.attrs["pad"]
         x = F.pad(ins[0], (l, r, t, b)) if (t or b or l or r) else ins[0]
         y = F.conv2d(x, weight, bias, stride=n.attrs["stride"], groups=n.attrs["groups"])
-        act = n.attrs.get("act", "none")
-        if act == "relu":
-            y = F.relu(y)
-        elif act == "relu6":
-            y = F.relu6(y)
-        return y
+        return torch_act(y, node_act(n))
     if n.op == "add":
-        return ins[0] + ins[1]
+        return torch_act(ins[0] + ins[1], node_act(n))
     if n.op == "mul":
         return ins[0] * ins[1]
     if n.op == "gap":

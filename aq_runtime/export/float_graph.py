@@ -21,7 +21,7 @@ class FloatNode:
     name: str
     inputs: list[str]
     output: str
-    attrs: dict[str, Any] = field(default_factory=dict)  # conv: stride, pad, groups, act
+    attrs: dict[str, Any] = field(default_factory=dict)  # conv: stride, pad, groups, act; add: act
     weight: np.ndarray | None = None  # float64 (O, C/groups, kh, kw), BN folded
     bias: np.ndarray | None = None  # float64 (O,)
 
@@ -37,6 +37,7 @@ class FloatGraph:
     nodes: list[FloatNode]
     labels: list[str] = field(default_factory=list)
     preprocess: dict[str, Any] = field(default_factory=dict)  # resize / crop for files
+    notes: list[str] = field(default_factory=list)  # what an importer changed (told the user)
 
     def conv_nodes(self) -> list[FloatNode]:
         return [n for n in self.nodes if n.op == "conv"]
@@ -45,6 +46,12 @@ class FloatGraph:
         """A copy whose convs named in `biases` have those biases (weights shared)."""
         return replace(self, nodes=[replace(n, bias=np.asarray(biases[n.name], np.float64))
                                     if n.name in biases else n for n in self.nodes])
+
+
+def node_act(n: FloatNode) -> str:
+    """The activation fused into a node's output: convs and residual adds may carry ReLU/ReLU6
+    (a ResNet's add is followed by ReLU), every other op carries none."""
+    return n.attrs.get("act", "none") if n.op in ("conv", "add") else "none"
 
 
 def fold_bn(w: np.ndarray, b: np.ndarray | None, gamma: np.ndarray, beta: np.ndarray,

@@ -21,7 +21,7 @@ from ..quant import (
 from ..quant.bits import LOGIT_BITS, act_code_range, weight_code_max
 from ..quant.cost import input_channel_map
 from .calibrate import Ranges
-from .float_graph import NONLINEAR, POOLS, FloatGraph, FloatNode, conv_out
+from .float_graph import NONLINEAR, POOLS, FloatGraph, FloatNode, conv_out, node_act
 from .ir import Graph, Node, TensorSpec, canonical
 from .validate import validate_graph
 
@@ -66,7 +66,7 @@ def lut_inputs(fg: FloatGraph) -> set[str]:
 
 
 def _act_range(n: FloatNode, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    act = n.attrs.get("act", "none") if n.op == "conv" else "none"
+    act = node_act(n)
     if act in ("relu", "relu6"):
         lo = np.zeros_like(lo)
         hi = np.minimum(hi, 6.0) if act == "relu6" else hi
@@ -78,7 +78,7 @@ def _act_range(n: FloatNode, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray
 def _clamp_bounds(n: FloatNode, spec: TensorSpec) -> tuple[np.ndarray, np.ndarray]:
     rng = np.array([act_code_range(int(b)) for b in spec.bits], dtype=np.int64).reshape(-1, 2)
     lo, hi = rng[:, 0].copy(), rng[:, 1].copy()
-    act = n.attrs.get("act", "none") if n.op == "conv" else "none"
+    act = node_act(n)
     if act in ("relu", "relu6"):
         lo = np.maximum(lo, spec.zero_point)
     if act == "relu6":

@@ -26,8 +26,8 @@ from torch import nn
 
 from .. import AqError
 from ..export.calibrate import Ranges
-from ..export.float_exec import apply_node
-from ..export.float_graph import NONLINEAR, FloatGraph, FloatNode
+from ..export.float_exec import apply_node, torch_act
+from ..export.float_graph import NONLINEAR, FloatGraph, FloatNode, node_act
 from ..export.integerize import BIAS_CODE_LIMIT, lut_inputs, tensor_shapes
 from ..quant.bits import ACT_BITS_MAX, LOGIT_BITS, WEIGHT_BITS_MAX
 from ..quant.cost import conv_cost, elementwise_cost, input_channel_map
@@ -186,7 +186,7 @@ class QuantGraph(nn.Module):
         alpha = self.a_alpha[k]
         lo = alpha * getattr(self, f"lo0_{k}").float()
         hi = alpha * getattr(self, f"hi0_{k}").float()
-        act = n.attrs.get("act", "none") if n.op == "conv" else "none"
+        act = node_act(n)
         if act in ("relu", "relu6") or n.op in ("sigmoid", "hsigmoid"):
             lo = torch.zeros_like(lo)
         if act == "relu6":
@@ -252,8 +252,8 @@ class QuantGraph(nn.Module):
                 t, bo, l, r = n.attrs["pad"]
                 x = F.pad(ins[0], (l, r, t, bo)) if (t or bo or l or r) else ins[0]
                 y = F.conv2d(x, w, b, stride=n.attrs["stride"], groups=n.attrs["groups"])
-                if n.output == fg.output and n.attrs.get("act", "none") != "none":
-                    y = F.relu6(y) if n.attrs["act"] == "relu6" else F.relu(y)
+                if n.output == fg.output:
+                    y = torch_act(y, node_act(n))
             else:
                 y = apply_node(n, ins)
             if n.output == fg.output or n.op == "maxpool":
