@@ -152,3 +152,72 @@ def test_pools_and_hard_activations_exact_everywhere(tmp_path):
     q = ort.InferenceSession(str(tmp_path / "pq.onnx"), o, providers=["CPUExecutionProvider"]).run(
         None, {"images": x})[0]
     assert (q.argmax(1) == ref.argmax(1)).mean() >= 0.8
+
+
+class OddOps(torch.nn.Module):
+    """Ops exporters write that the models above do not: normalization inside the graph,
+    Mul/Add of constants after BN, MaxPool with ceil_mode, Pad into AveragePool,
+    GlobalMaxPool, a Softmax at the end."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(1)
+        self.c1 = torch.nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.b1 = torch.nn.BatchNorm2d(8)
+        self.c2 = torch.nn.Conv2d(8, 8, 1)
+        self.fc = torch.nn.Linear(8, 6)
+
+    def forward(self, x):
+        x = (x - torch.tensor([0.1, -0.2, 0.3]).view(1, 3, 1, 1)) / 0.5
+        y = torch.relu(self.b1(self.c1(x)) * 0.5 + 0.25)
+        y = torch.nn.functional.max_pool2d(y, 3, 2, ceil_mode=True)
+        y = torch.nn.functional.avg_pool2d(torch.nn.functional.pad(y, (1, 1, 1, 1)), 3, 1)
+        y = torch.relu(self.c2(y))
+        g = torch.nn.functional.adaptive_max_pool2d(y, 1) + y.mean(dim=(2, 3), keepdim=True)
+        return torch.softmax(self.fc(torch.flatten(g, 1)), dim=1)
+
+
+@pytest.mark.parametrize("dynamo", [False, True])
+def test_odd_ops_import_and_compute_the_model(dynamo, tmp_path):
+    from aq_runtime.export.float_exec import normalize_input, run_float_graph
+    from onnx_models import randomize_bn, to_onnx
+    m = randomize_bn(OddOps())
+    to_onnx(m, (3, 15, 15), tmp_path / "odd.onnx", "dynamo" if dynamo else "torchscript", True)
+    fg = float_graph_from_onnx(tmp_path / "odd.onnx", [128.0], [64.0])
+    assert any("Softmax" in n for n in fg.notes)
+    assert fg.pixel_mean != [128.0] * 3 and fg.pixel_std == [32.0] * 3  # folded in
+    assert {n.op for n in fg.nodes} == {"conv", "maxpool", "avgpool", "gap", "add"}
+    x = np.random.default_rng(0).integers(0, 256, size=(4, 15, 15, 3), dtype=np.uint8)
+    with torch.no_grad():
+        want = m(torch.from_numpy(x).permute(0, 3, 1, 2).float().sub(128).div(64)).numpy()
+    got = torch.softmax(torch.from_numpy(run_float_graph(fg, x)), 1).numpy()
+    assert np.abs(got - want).max() < 1e-5
+    g = export_graph(fg, x, ExportOptions(bits=8, progress=False))
+    from aq_runtime.runtime import Session, available_backends
+    ref = Session(g, "reference").run(x)
+    for b in available_backends():
+        assert np.array_equal(Session(g, b).run(x), ref), b
+
+
+@pytest.mark.parametrize("body,match", [
+    (lambda s, x: torch.nn.functional.avg_pool2d(s.c(x), 3, 2, ceil_mode=True),
+     "AveragePool with ceil_mode"),
+    (lambda s, x: torch.cat([s.c(x), s.c(x)], 1), "unsupported ONNX op Concat"),
+    (lambda s, x: torch.nn.functional.pad(s.c(x), (1, 1, 1, 1), mode="reflect"),
+     "reflect padding"),
+    (lambda s, x: torch.nn.functional.max_pool2d(torch.nn.functional.pad(s.c(x), (1, 1, 1, 1)), 3),
+     "a Pad may only feed"),
+    (lambda s, x: torch.relu(s.c(x).flatten(1)), "Flatten of a 4 x 6 x 6 tensor"),
+])
+def test_what_cannot_import_says_op_node_and_why(body, match, tmp_path):
+    class M(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return body(self, x)
+    _to_onnx(M(), (3, 8, 8), tmp_path / "m.onnx")
+    with pytest.raises(AqError, match=match) as e:
+        float_graph_from_onnx(tmp_path / "m.onnx", [0.0], [1.0])
+    assert "\n" not in str(e.value) and "node" in str(e.value)

@@ -51,6 +51,8 @@ def export_cli(source: str, output: str, options: ExportOptions, model: str | No
         print(summarize(g, out), file=sys.stderr)
         return
     fg = load_source(source, model, input_size, mean, std)
+    for note in fg.notes:
+        print(f"note: {note}", file=sys.stderr)
     images = calibration_images(fg, calib)
     g = export_to_file(fg, images, out, options)
     print(summarize(g, out), file=sys.stderr)

@@ -4,7 +4,7 @@ Shape and pad subgraphs fold to constants first (`onnx_fold`); what is left must
 Conv (+ BatchNormalization, + Relu / Clip(0, 6) / Clip(0, inf), + Add or Mul of a constant),
 Pad into the next Conv or AveragePool, residual Add (+ Relu), x*Sigmoid(x) (swish), Sigmoid /
 HardSigmoid gates times a tensor (squeeze-excite), HardSwish, MaxPool (ceil_mode as extra
-padding), AveragePool, GlobalAveragePool / ReduceMean over H, W, GlobalMaxPool, Gemm / MatMul
+padding), AveragePool, GlobalAveragePool / ReduceMean over H, W, GlobalMaxPool / ReduceMax over H, W, Gemm / MatMul
 after a pool (a 1x1 conv), Flatten / Reshape / Squeeze / Unsqueeze of a pooled vector, Identity,
 Dropout, and a Softmax at the end (dropped: the file gives logits, same ranking). Sub / Add /
 Mul / Div of a constant on the image input fold into the pixel normalization. The batch may be
@@ -131,7 +131,8 @@ class _Importer:
                     continue
                 handler = getattr(self, f"op_{n.op_type}", None)
                 if handler is None or n.domain not in ("", "ai.onnx"):
-                    raise AqError(f"{self.p}: unsupported ONNX op {n.op_type} (node {n.name or k})")
+                    op = f"{n.domain}.{n.op_type}" if n.domain not in ("", "ai.onnx") else n.op_type
+                    raise AqError(f"{self.p}: unsupported ONNX op {op} (node {n.name or k})")
                 for t in n.input[:1]:
                     if t in self.pads and n.op_type not in ("Conv", "AveragePool", "Pad"):
                         self.fail("a Pad may only feed a Conv or an AveragePool")
@@ -486,18 +487,25 @@ class _Importer:
         self.add("gap", _layer_name(n, None, n.output[0]), [x], n.output[0],
                  (1, self.chw(x)[0], 1, 1))
 
-    def op_ReduceMean(self, n, attrs):
+    def _spatial_reduce(self, n, attrs) -> tuple[str, tuple[int, ...]]:
+        """ReduceMean / ReduceMax over H and W: the input and the output shape."""
         x = self.src(n.input[0])
-        r = len(self.shapes[x])
         axes = attrs.get("axes")
         if axes is None and len(n.input) > 1 and n.input[1]:
             axes = self.const(n.input[1]).reshape(-1).tolist()
-        if r != 4 or sorted(int(a) % 4 for a in (axes or [])) != [2, 3]:
-            self.fail("only ReduceMean over H and W is supported")
-        keep = int(attrs.get("keepdims", 1))
+        if len(self.shapes[x]) != 4 or sorted(int(a) % 4 for a in (axes or [])) != [2, 3]:
+            self.fail(f"only {n.op_type} over H and W is supported")
         c = self.chw(x)[0]
-        self.add("gap", _layer_name(n, None, n.output[0]), [x], n.output[0],
-                 (1, c, 1, 1) if keep else (1, c))
+        return x, ((1, c, 1, 1) if int(attrs.get("keepdims", 1)) else (1, c))
+
+    def op_ReduceMean(self, n, attrs):
+        x, shape = self._spatial_reduce(n, attrs)
+        self.add("gap", _layer_name(n, None, n.output[0]), [x], n.output[0], shape)
+
+    def op_ReduceMax(self, n, attrs):
+        x, shape = self._spatial_reduce(n, attrs)
+        self.op_GlobalMaxPool(n, {})
+        self.shapes[n.output[0]] = shape
 
     def _dense(self, n, wt: np.ndarray, b: np.ndarray):
         x = self.src(n.input[0])
