@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 
 from aq_runtime.bench.compare import Row, format_rows, iter_rows
 from aq_runtime.bench.fidelity import Fidelity
+from aq_runtime.bench.machine import describe
 from aq_runtime.bench.pareto import plot_pareto
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
 from aq_runtime.models.efficientnet import lite0_float_graph, load_lite0
@@ -62,15 +62,6 @@ def _row(d: dict) -> Row:
                seconds=d.get("seconds"))
 
 
-def machine() -> str:
-    """CPU model and its integer-dot-product features (tables say where they ran)."""
-    from aq_runtime.kernels.tvm.target import cpu_flags
-    from aq_runtime.runtime.cache import cpu_name
-    feats = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
-             if f in cpu_flags()]
-    return f"{cpu_name()} ({', '.join(feats) or 'no AVX2'})"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--redo", nargs="*", default=[])
@@ -84,7 +75,7 @@ def main() -> None:
     tmp = tempfile.mkdtemp()
 
     def save() -> None:
-        doc = {"machine": machine(),
+        doc = {"machine": describe(),
                "python": sys.version.split()[0], "rows": list(done.values())}
         t = store.with_suffix(".tmp")
         t.write_text(json.dumps(doc, indent=1))
@@ -100,13 +91,12 @@ def main() -> None:
         if r.fid is not None:
             print(f"{r.name}: {r.fid.sqnr_db:.2f} dB, export {r.seconds or 0:.0f} s "
                   f"({time.time() - t0:.0f} s so far)", flush=True)
-    order = ["float (fp32)"] + [n for n, _, _ in rows_wanted()] + ["ORT int8 QDQ"]
+    order = ["float (fp32)"] + [n for n, _, _ in rows_wanted()] + ["ORT int8 QDQ", "ORT int8 u8u8"]
     rows = [_row(done[n]) for n in order if n in done]
     table = format_rows(rows, with_seconds=True)
     text = (f"EfficientNet-Lite0 at low weight bits: calibration {len(xc)} crops of "
             f"{', '.join(CALIBRATION_PHOTOS)};\nscored on {len(xh)} held-out crops of "
-            f"{', '.join(HELDOUT_PHOTOS)}\nmachine: {machine()}, {os.cpu_count()} cores"
-            f", python {sys.version.split()[0]}\n"
+            f"{', '.join(HELDOUT_PHOTOS)}\nmachine: {describe()}\n"
             "nearest: the default export (max|w| ranges, nearest rounding, bias correction; auto:"
             " one width per layer);\nmse: + per-channel MSE weight clipping (--clipping mse); "
             "mse-ch: + per-channel bits (--allocation channel);\nlearned: mse (uniform) or "

@@ -41,7 +41,9 @@ def iter_rows(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Path,
               bits_list=EXPORTS, module=None, progress: bool = True,
               backend: str = "auto") -> Iterator[tuple[Row, np.ndarray]]:
     """(row, float logits of `heldout`) for float, then each (name, bits, export options) of
-    `bits_list` as it finishes, then ORT int8 when `module` (the torch model) is given.
+    `bits_list` as it finishes, then ONNX Runtime int8 when `module` (the torch model) is
+    given: its default ("ORT int8 QDQ", int8 weights: exact on VNNI CPUs, saturating without)
+    and with uint8 weights ("ORT int8 u8u8", exact on every CPU).
     Integer logits come from `backend` (every backend is tested equal to the reference)."""
     from ..export.api import export_graph
     from ..export.calibrate import at_granularity, calibrate
@@ -71,9 +73,10 @@ def iter_rows(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Path,
                   float((argmax_lowest(fq) == argmax_lowest(q)).mean()), g, seconds), f
     if module is not None:
         from .ort_baseline import ort_int8, ort_logits
-        _, int8 = ort_int8(module, fg, calib, str(out))
-        yield Row("ORT int8 QDQ", Path(int8).stat().st_size, 8.0, 8.0, None,
-                  fidelity(f, ort_logits(int8, fg, heldout)), None), f
+        for config, name in (("s8", "ORT int8 QDQ"), ("u8u8", "ORT int8 u8u8")):
+            _, int8 = ort_int8(module, fg, calib, str(out), config)
+            yield Row(name, Path(int8).stat().st_size, 8.0, 8.0, None,
+                      fidelity(f, ort_logits(int8, fg, heldout)), None), f
 
 
 def compare_models(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Path,

@@ -1,5 +1,11 @@
 """ONNX Runtime baselines of the same float model: fp32 and static int8 (QDQ, per-channel
-weights, uint8 activations, min/max calibration on the same calibration images)."""
+weights, uint8 activations, min/max calibration on the same calibration images).
+
+ONNX Runtime's int8 is CPU-dependent: its default (int8 weights, "s8") multiplies u8 x s8 with
+`vpdpbusd` on AVX-512 VNNI / AVX-VNNI CPUs, exact, but with `vpmaddubsw` on AVX2-only CPUs,
+whose int16 pair sums saturate (its docs: use 7-bit weights, `reduce_range`, or uint8 weights,
+"u8u8", there). u8u8 is exact on every CPU, so tests compare with it; the default is reported
+as it runs on the CPU at hand."""
 
 from __future__ import annotations
 
@@ -20,9 +26,13 @@ def export_onnx(module, fg: FloatGraph, path: str) -> None:
                       opset_version=17, dynamo=False)
 
 
-def ort_int8(module, fg: FloatGraph, calib: np.ndarray, workdir: str | None = None
-             ) -> tuple[str, str]:
-    """(fp32 .onnx path, int8 QDQ .onnx path) for `module`, calibrated on `calib` images."""
+ORT_CONFIGS = ("s8", "u8u8", "reduce_range")  # weights int8 (default) / uint8 / int8 in 7 bits
+
+
+def ort_int8(module, fg: FloatGraph, calib: np.ndarray, workdir: str | None = None,
+             config: str = "s8") -> tuple[str, str]:
+    """(fp32 .onnx path, int8 QDQ .onnx path) for `module`, calibrated on `calib` images, in
+    one of ORT_CONFIGS."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -33,8 +43,11 @@ def ort_int8(module, fg: FloatGraph, calib: np.ndarray, workdir: str | None = No
 
     from ..export.float_exec import normalize_input
 
+    if config not in ORT_CONFIGS:
+        raise ValueError(f"unknown ONNX Runtime int8 configuration {config!r}")
     d = workdir or tempfile.mkdtemp(prefix="aq-ort-")
-    fp32, int8 = os.path.join(d, "model_fp32.onnx"), os.path.join(d, "model_int8.onnx")
+    fp32 = os.path.join(d, "model_fp32.onnx")
+    int8 = os.path.join(d, "model_int8.onnx" if config == "s8" else f"model_int8_{config}.onnx")
     export_onnx(module, fg, fp32)
 
     class Reader(CalibrationDataReader):
@@ -48,7 +61,9 @@ def ort_int8(module, fg: FloatGraph, calib: np.ndarray, workdir: str | None = No
             return {"x": normalize_input(calib[self.i - 1:self.i], fg).numpy()}
 
     quantize_static(fp32, int8, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QUInt8 if config == "u8u8" else QuantType.QInt8,
+                    reduce_range=config == "reduce_range",
                     calibrate_method=CalibrationMethod.MinMax)
     return fp32, int8
 

@@ -56,6 +56,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--to", choices=["onnx-int", "onnx-qdq"],
                     help="convert SOURCE (.aqz) instead: onnx-int = integer-exact ONNX, "
                          "onnx-qdq = standard QDQ graph (close, not exact)")
+    ap.add_argument("--qdq-weights", choices=["s8", "u8"], default="s8",
+                    help="--to onnx-qdq: int8 weights (ONNX Runtime's u8 x s8 kernels; they "
+                         "saturate on CPUs without VNNI) or uint8 weights with zero point 128 "
+                         "(its u8 x u8 kernels, exact on every CPU)")
     a = ap.parse_args(argv)
 
     def go() -> None:
@@ -63,7 +67,10 @@ def main(argv: list[str] | None = None) -> None:
             from ..format import read_aqz
             from ..interop.onnx_int import to_onnx_int
             from ..interop.onnx_qdq import to_onnx_qdq
-            (to_onnx_int if a.to == "onnx-int" else to_onnx_qdq)(read_aqz(a.source), a.output)
+            if a.to == "onnx-int":
+                to_onnx_int(read_aqz(a.source), a.output)
+            else:
+                to_onnx_qdq(read_aqz(a.source), a.output, weights=a.qdq_weights)
             return
         from ..export.pipeline import export_cli
         options = ExportOptions(bits=a.bits, budget=a.budget, allocation=a.allocation,

@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     a("--lr-fixed", action="store_true", help="constant learning rates (default: cosine)")
     a("--max-epoch", type=float, default=d.max_epoch)
     a("--batch-size", type=int, default=d.batch_size, help="global batch (all processes)")
+    a("--accumulate", type=int, default=d.accumulate,
+      help="micro-batches per step and process: the batch is split into processes x this "
+           "shards (as data-parallel ranks split it), their gradients summed then averaged")
     a("--epoch-size", type=int, default=d.epoch_size, help="samples per epoch of augmented sets")
     a("--finetune", action="store_true", help="bits frozen, SWA (needs --ckpt)")
     a("--swa-delay", type=float, default=d.swa_delay, help="epochs before SWA starts")

@@ -2,7 +2,9 @@
 between Q/DQ pairs that reproduce each tensor's scale, zero point and clamp bounds. It cannot be
 bit-exact: convolutions accumulate in float, requantization uses float scales instead of our
 fixed-point (m, n), and ONNX Runtime may fuse Q/DQ into its own int8 kernels with their own
-rounding. Weights of up to 8 bits are int8 with per-output-channel DequantizeLinear; wider
+rounding. Weights of up to 8 bits are int8 (or, `weights="u8"`, uint8 with zero point 128:
+ONNX Runtime's u8 x s8 kernels saturate int16 pair sums on CPUs without VNNI, its u8 x u8
+kernels are exact everywhere) with per-output-channel DequantizeLinear; wider
 channels' layers are stored as float (QDQ has no int16 weight path in opset 17). Activations
 must be per tensor, as QDQ consumers (ONNX Runtime's QLinearConv among them) require: a model
 exported with per-channel activation ranges (aq-export's default `--granularity mixed`) is
@@ -32,8 +34,10 @@ def _check_per_tensor(graph: Graph) -> None:
                           "use --to onnx-int (exact)")
 
 
-def to_onnx_qdq(graph: Graph, path: str | Path) -> None:
+def to_onnx_qdq(graph: Graph, path: str | Path, weights: str = "s8") -> None:
     import onnx
+    if weights not in ("s8", "u8"):
+        raise AqError(f"onnx-qdq export: weights must be s8 or u8, not {weights!r}")
     _check_per_tensor(graph)
     b = _B()
     T = graph.tensors
@@ -77,9 +81,10 @@ def to_onnx_qdq(graph: Graph, path: str | Path) -> None:
             else:
                 bias = sw * sa[:, 0] * (a["bias"] + zq)
                 if a["wbits"].max() <= 8:
-                    wname = b.op("DequantizeLinear", [b.const(q.astype(np.int8)),
-                                                      b.const(sw.astype(np.float32)),
-                                                      b.const(np.zeros(o, np.int8))], axis=0)
+                    wq, zw = (q.astype(np.int8), np.zeros(o, np.int8)) if weights == "s8" else \
+                        ((q + 128).astype(np.uint8), np.full(o, 128, np.uint8))
+                    wname = b.op("DequantizeLinear", [b.const(wq), b.const(sw.astype(np.float32)),
+                                                      b.const(zw)], axis=0)
                 else:
                     wname = b.const((sw[:, None, None, None] * q).astype(np.float32))
             t, bo, l, r = n.attrs["pad"]

@@ -30,6 +30,7 @@ class TrainConfig:
     lr_fixed: bool = False
     max_epoch: float = 1.0
     batch_size: int = 64
+    accumulate: int = 1  # micro-batches per step per process (gradients summed, then averaged)
     epoch_size: int = 256  # samples per epoch for augmented image sets
     finetune: bool = False
     swa_delay: float = 0.2
@@ -60,8 +61,8 @@ class TrainConfig:
             raise AqError("bits must satisfy 1 <= --min-bits <= --max-bits <= 16")
         if not 1 <= self.act_bits <= 8 or not 1 <= self.weight_bits <= 16:
             raise AqError("--act-bits must be in 1..8 and --weight-bits in 1..16")
-        if self.batch_size < 1 or self.max_epoch <= 0:
-            raise AqError("--batch-size and --max-epoch must be positive")
+        if self.batch_size < 1 or self.max_epoch <= 0 or self.accumulate < 1:
+            raise AqError("--batch-size, --max-epoch and --accumulate must be positive")
         if not 2 <= self.bias_bits <= 32:
             raise AqError("--bias-bits must be in 2..32")
         if self.finetune and not self.ckpt:

@@ -103,44 +103,58 @@ class Trainer:
         return self._perm[1][k * self.cfg.batch_size:(k + 1) * self.cfg.batch_size]
 
     def step(self, step: int) -> dict[str, Any]:
+        """One optimizer step on the global batch. The batch is cut into processes x
+        `accumulate` interleaved shards; this process runs its shards one after another,
+        gradients summed, then summed over processes and divided by the shard count: two
+        processes and one process with `accumulate` 2 add the same two gradients (a + b), so
+        they train to the same bits."""
         cfg, model = self.cfg, self.model
         idx = self.batch_indices(step)
         n_global = len(idx)
-        mine = np.arange(self.rank, n_global, self.world)
+        shards = self.world * cfg.accumulate
         rng = np.random.default_rng([cfg.seed, step])
         seeds = rng.integers(0, 2**63 - 1, size=n_global)
-        x, y = self.data.train_batch(idx[mine], [np.random.default_rng(int(s)) for s in seeds[mine]])
         bits_on = self.learn_bits and bits_trainable(step, self.spe, cfg.iter_train)
         lr = lr_at(step, self.total, cfg.lr, cfg.lr_fixed)
         self.opt.param_groups[0]["lr"] = lr
         self.opt.param_groups[1]["lr"] = lr_at(step, self.total, cfg.lr_bits, cfg.lr_fixed)
         model.train()
-        xt = torch.from_numpy(np.ascontiguousarray(x))
-        logits = model(xt)
-        zero = torch.zeros(())
-        ce = F.cross_entropy(logits, torch.from_numpy(y)) if (
-            y is not None and cfg.alpha > 0 and not cfg.kd_only) else zero
-        kd = F.mse_loss(logits, self.teacher(xt)) if self.teacher is not None else zero
-        data_loss = cfg.alpha * ce + cfg.kd * kd
-        metric = zero
-        if cfg.beta > 0:
-            params, ops = model.cost()
-            metric = (params / REF_PARAMS + (cfg.gamma * ops + (1 - cfg.gamma) * ops.detach())
-                      / REF_OPS).float()
-        share = len(mine) * self.world / n_global
-        loss = data_loss * share + cfg.beta * metric
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        stats = torch.stack([ce.detach() * share, kd.detach() * share,
-                             data_loss.detach() * share]).double()
+        stats = torch.zeros(3, dtype=torch.float64)
+        zero = torch.zeros(())
+        metric = zero
+        for j in range(cfg.accumulate):
+            mine = np.arange(self.rank + self.world * j, n_global, shards)
+            if len(mine) == 0:
+                continue
+            x, y = self.data.train_batch(idx[mine],
+                                         [np.random.default_rng(int(s)) for s in seeds[mine]])
+            xt = torch.from_numpy(np.ascontiguousarray(x))
+            logits = model(xt)
+            ce = F.cross_entropy(logits, torch.from_numpy(y)) if (
+                y is not None and cfg.alpha > 0 and not cfg.kd_only) else zero
+            kd = F.mse_loss(logits, self.teacher(xt)) if self.teacher is not None else zero
+            data_loss = cfg.alpha * ce + cfg.kd * kd
+            if cfg.beta > 0:
+                params, ops = model.cost()
+                metric = (params / REF_PARAMS + (cfg.gamma * ops + (1 - cfg.gamma) * ops.detach())
+                          / REF_OPS).float()
+            share = len(mine) * shards / n_global
+            loss = data_loss * share + cfg.beta * metric
+            loss.backward()
+            stats += torch.stack([ce.detach() * share, kd.detach() * share,
+                                  data_loss.detach() * share]).double()
         if self.world > 1:
             import torch.distributed as dist
             for p in model.parameters():
                 if p.grad is not None:
                     dist.all_reduce(p.grad)
-                    p.grad /= self.world
             dist.all_reduce(stats)
-            stats /= self.world
+        if shards > 1:
+            for p in model.parameters():
+                if p.grad is not None:
+                    p.grad /= shards
+            stats /= shards
         if not bits_on:
             for p in model.bit_parameters():
                 p.grad = None
