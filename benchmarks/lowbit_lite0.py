@@ -91,7 +91,7 @@ def main() -> None:
         if r.fid is not None:
             print(f"{r.name}: {r.fid.sqnr_db:.2f} dB, export {r.seconds or 0:.0f} s "
                   f"({time.time() - t0:.0f} s so far)", flush=True)
-    order = ["float (fp32)"] + [n for n, _, _ in rows_wanted()] + ["ORT int8 QDQ", "ORT int8 u8u8"]
+    order = ["float (fp32)"] + [n for n, _, _ in rows_wanted()] + ["ORT int8 QDQ", "ORT int8 QDQ float-sim"]
     rows = [_row(done[n]) for n in order if n in done]
     table = format_rows(rows, with_seconds=True)
     text = (f"EfficientNet-Lite0 at low weight bits: calibration {len(xc)} crops of "

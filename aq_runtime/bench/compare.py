@@ -39,11 +39,13 @@ class Row:
 
 def iter_rows(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Path,
               bits_list=EXPORTS, module=None, progress: bool = True,
-              backend: str = "auto") -> Iterator[tuple[Row, np.ndarray]]:
+              backend: str = "auto", ort_configs: tuple[str, ...] = ("s8",)
+              ) -> Iterator[tuple[Row, np.ndarray]]:
     """(row, float logits of `heldout`) for float, then each (name, bits, export options) of
     `bits_list` as it finishes, then ONNX Runtime int8 when `module` (the torch model) is
-    given: its default ("ORT int8 QDQ", int8 weights: exact on VNNI CPUs, saturating without)
-    and with uint8 weights ("ORT int8 u8u8", exact on every CPU).
+    given, in each of `ort_configs` (ort_baseline.ORT_CONFIGS): its default "ORT int8 QDQ" (int8
+    weights: exact on VNNI CPUs, saturating without) as it runs on this CPU, and the same model
+    run as DequantizeLinear + float ops ("... float-sim", the same on every CPU).
     Integer logits come from `backend` (every backend is tested equal to the reference)."""
     from ..export.api import export_graph
     from ..export.calibrate import at_granularity, calibrate
@@ -73,17 +75,24 @@ def iter_rows(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Path,
                   float((argmax_lowest(fq) == argmax_lowest(q)).mean()), g, seconds), f
     if module is not None:
         from .ort_baseline import ort_int8, ort_logits
-        for config, name in (("s8", "ORT int8 QDQ"), ("u8u8", "ORT int8 u8u8")):
+        for config in ort_configs:
             _, int8 = ort_int8(module, fg, calib, str(out), config)
-            yield Row(name, Path(int8).stat().st_size, 8.0, 8.0, None,
+            name = "ORT int8 QDQ" + ("" if config == "s8" else f" {config}")
+            size = Path(int8).stat().st_size
+            yield Row(name, size, 8.0, 8.0, None,
                       fidelity(f, ort_logits(int8, fg, heldout)), None), f
+            if config == "s8":
+                yield Row(f"{name} float-sim", size, 8.0, 8.0, None,
+                          fidelity(f, ort_logits(int8, fg, heldout, optimize=False)), None), f
 
 
 def compare_models(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Path,
                    bits_list=EXPORTS, module=None, progress: bool = True,
-                   backend: str = "auto") -> tuple[list[Row], np.ndarray]:
+                   backend: str = "auto", ort_configs: tuple[str, ...] = ("s8",)
+                   ) -> tuple[list[Row], np.ndarray]:
     """All of `iter_rows`: the rows and the float logits of `heldout`."""
-    pairs = list(iter_rows(fg, calib, heldout, out_dir, bits_list, module, progress, backend))
+    pairs = list(iter_rows(fg, calib, heldout, out_dir, bits_list, module, progress, backend,
+                           ort_configs))
     return [r for r, _ in pairs], pairs[0][1]
 
 

@@ -3,9 +3,12 @@ weights, uint8 activations, min/max calibration on the same calibration images).
 
 ONNX Runtime's int8 is CPU-dependent: its default (int8 weights, "s8") multiplies u8 x s8 with
 `vpdpbusd` on AVX-512 VNNI / AVX-VNNI CPUs, exact, but with `vpmaddubsw` on AVX2-only CPUs,
-whose int16 pair sums saturate (its docs: use 7-bit weights, `reduce_range`, or uint8 weights,
-"u8u8", there). u8u8 is exact on every CPU, so tests compare with it; the default is reported
-as it runs on the CPU at hand."""
+whose int16 pair sums saturate (5.7 dB on Lite0 on an AVX2-only EPYC; its docs: use 7-bit
+weights, `reduce_range`, or uint8 weights, "u8u8", there; both cost fidelity themselves:
+benchmarks/results/fidelity_lite0.txt). Run with graph optimizations off, ONNX Runtime executes
+the same QDQ model as DequantizeLinear + float ops: the recipe without the CPU's integer
+kernels, the same on every CPU; tests compare with that, and the default is reported as it runs
+on the CPU at hand."""
 
 from __future__ import annotations
 
@@ -68,13 +71,18 @@ def ort_int8(module, fg: FloatGraph, calib: np.ndarray, workdir: str | None = No
     return fp32, int8
 
 
-def ort_logits(path: str, fg: FloatGraph, images: np.ndarray, batch: int = 32) -> np.ndarray:
+def ort_logits(path: str, fg: FloatGraph, images: np.ndarray, batch: int = 32,
+               optimize: bool = True) -> np.ndarray:
+    """ONNX Runtime's logits; `optimize=False` runs QDQ models as DequantizeLinear + float ops
+    (no fused integer kernels: CPU-independent)."""
     import onnxruntime as ort
 
     from ..export.float_exec import normalize_input
 
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     s = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
     return np.concatenate([s.run(None, {"x": normalize_input(images[i:i + batch], fg).numpy()})[0]
                            for i in range(0, len(images), batch)]).astype(np.float64)

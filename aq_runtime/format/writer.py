@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import numpy as np
 from .. import __version__
 from ..export.ir import Graph, canonical
 from ..quant.packing import pack_codes
+from ..files import atomic_open
 from .schema import (
     ARRAY_DIR,
     FORMAT_NAME,
@@ -104,16 +103,9 @@ def write_aqz(graph: Graph, path: str | Path) -> int:
     """Write `graph` to `path` atomically; returns the file size in bytes."""
     path = Path(path)
     doc, members = graph_to_members(graph)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".aqz", dir=path.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
-            z.writestr(GRAPH_MEMBER, json.dumps(doc, separators=(",", ":"), sort_keys=True),
-                       compress_type=zipfile.ZIP_LZMA)
-            for name, (data, comp) in members.items():
-                z.writestr(name, data, compress_type=comp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
+        z.writestr(GRAPH_MEMBER, json.dumps(doc, separators=(",", ":"), sort_keys=True),
+                   compress_type=zipfile.ZIP_LZMA)
+        for name, (data, comp) in members.items():
+            z.writestr(name, data, compress_type=comp)
     return path.stat().st_size

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import AqError
-from .onnx_load import MAX_CONST_ELEMENTS, _first_line
+from .onnx_load import MAX_CONST_ELEMENTS, first_line
 
 SHAPE_OPS = ("Shape", "Size")
 # ops whose output size is chosen by an input value, checked before they run
@@ -52,5 +52,5 @@ def fold(node, consts: dict[str, np.ndarray], opset: int, where: str) -> list[np
         raise
     except Exception as e:
         raise AqError(f"node {where}: cannot fold this constant subgraph "
-                      f"({e.__class__.__name__}: {_first_line(e)})") from None
+                      f"({e.__class__.__name__}: {first_line(e)})") from None
     return [np.asarray(v) for v in outs]

@@ -20,10 +20,7 @@ import numpy as np
 from .. import AqError
 from ..export.float_graph import FloatGraph, FloatNode, conv_out, fold_bn, node_act, same_pad
 from .onnx_fold import SHAPE_OPS, fold, is_foldable, shape_value
-from .onnx_load import _first_line, check_order, image_input, load_model, opset_of, read_constants
-
-PASS_THROUGH = ("Identity", "Dropout", "Cast")
-VECTOR_OPS = ("Flatten", "Reshape", "Squeeze", "Unsqueeze")
+from .onnx_load import check_order, first_line, image_input, load_model, opset_of, read_constants
 
 
 def _layer_name(node, weight: str | None, fallback: str) -> str:
@@ -141,10 +138,10 @@ class _Importer:
                 msg = str(e)
                 raise AqError(msg if msg.startswith(str(self.p)) else f"{self.p}: {msg}") from None
             except onnx.onnx_cpp2py_export.checker.ValidationError as e:  # pragma: no cover
-                raise AqError(f"{self.p}: node {self.where}: {_first_line(e)}") from None
+                raise AqError(f"{self.p}: node {self.where}: {first_line(e)}") from None
             except (KeyError, IndexError, ValueError, TypeError, AttributeError) as e:
                 raise AqError(f"{self.p}: node {self.where}: malformed ({e.__class__.__name__}: "
-                              f"{_first_line(e)})") from None
+                              f"{first_line(e)})") from None
 
     # ---- pass-through and vector reshapes ---------------------------------------------------
     def op_Identity(self, n, attrs):
@@ -162,14 +159,13 @@ class _Importer:
 
     def _vector(self, n, attrs):
         """Flatten / Reshape / Squeeze / Unsqueeze: only between (1, C) and (1, C, 1, 1)."""
-        from .onnx_fold import fold as _fold
         x = n.input[0]
         c, h, w = self.chw(x)
         if (h, w) != (1, 1):
             self.fail(f"{n.op_type} of a {c} x {h} x {w} tensor (only pooled 1 x 1 vectors)")
         probe = dict(self.consts)
         probe[x] = np.zeros(self.shapes[x], np.float32)
-        out = _fold(n, probe, self.opset, self.where)[0]
+        out = fold(n, probe, self.opset, self.where)[0]
         if out.ndim not in (2, 4) or out.shape[0] != 1 or out.shape[1] != c or out.size != c:
             self.fail(f"{n.op_type} gives shape {list(out.shape)}; only (N, {c}) or "
                       f"(N, {c}, 1, 1) keep the channels")

@@ -53,7 +53,7 @@ def read_constants(g, p: Path) -> dict[str, np.ndarray]:
             a = numpy_helper.to_array(t)
         except Exception as e:
             raise AqError(f"{p}: initializer {t.name!r} is unreadable ({e.__class__.__name__}: "
-                          f"{_first_line(e)})") from None
+                          f"{first_line(e)})") from None
         consts[t.name] = a.astype(np.float64) if a.dtype.kind == "f" else a
     return consts
 
@@ -98,6 +98,6 @@ def image_input(g, consts: dict[str, np.ndarray], p: Path,
     return inputs[0].name, (int(c), int(h), int(w))
 
 
-def _first_line(e: BaseException) -> str:
+def first_line(e: BaseException) -> str:
     s = str(e).strip().splitlines()
     return s[0][:200] if s else ""

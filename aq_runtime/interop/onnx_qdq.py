@@ -129,5 +129,5 @@ def to_onnx_qdq(graph: Graph, path: str | Path, weights: str = "s8") -> None:
     model = b.h.make_model(g, opset_imports=[b.h.make_opsetid("", 17)], producer_name="aq_runtime")
     model.ir_version = 8
     onnx.checker.check_model(model)
-    from ..runtime.predict import write_atomic_bytes
+    from ..files import write_atomic_bytes
     write_atomic_bytes(path, model.SerializeToString())

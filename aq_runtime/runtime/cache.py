@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from ..files import atomic_open
 
 
 def cache_root() -> Path:
@@ -31,10 +32,8 @@ def write_json(path: Path, obj: Any) -> None:
     """Write `obj` as JSON atomically; failures are ignored (the cache is an optimization)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".json", dir=path.parent)
-        with os.fdopen(fd, "w") as f:
+        with atomic_open(path, "w") as f:
             json.dump(obj, f)
-        os.replace(tmp, path)
     except OSError:
         pass
 

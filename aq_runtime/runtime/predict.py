@@ -4,12 +4,11 @@ CSV or JSON, written to a temp file and renamed."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import multiprocessing
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import IO, Any, Iterator
@@ -19,6 +18,7 @@ from tqdm import tqdm
 
 from .. import AqError
 from ..data.images import list_images, load_image, resize_center_crop
+from ..files import atomic_open, write_atomic_bytes
 from .session import Session
 
 
@@ -112,22 +112,6 @@ def write_atomic(path: str | Path, text: str) -> None:
     write_atomic_bytes(path, text.encode())
 
 
-def write_atomic_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temp file beside `path`, then rename: never a half-written file."""
-    path = Path(path)
-    if not path.parent.exists():
-        raise AqError(f"{path.parent}: output folder does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def infer_folder(model: str | Path, folder: str | Path, top_k: int = 5, fmt: str = "csv",
                  backend: str = "auto", progress: bool = True, output: str | Path | None = None,
                  stream: IO[str] | None = None, limit: int | None = None, recursive: bool = True,
@@ -152,16 +136,12 @@ def infer_folder(model: str | Path, folder: str | Path, top_k: int = 5, fmt: str
     out_path = Path(output) if output else None
     if out_path is not None and not out_path.parent.exists():
         raise AqError(f"{out_path.parent}: output folder does not exist")
-    tmp = None
-    if out_path is not None:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=out_path.parent)
-        f: IO[str] = os.fdopen(fd, "w", newline="")
-    else:
-        f = stream if stream is not None else io.StringIO()
     t0 = time.perf_counter()
     skipped: list[tuple[str, str]] = []
     writer = None
-    try:
+    with contextlib.ExitStack() as stack:  # a file appears complete, or not at all
+        f: IO[str] = stack.enter_context(atomic_open(out_path, "w", newline="")) \
+            if out_path is not None else stream if stream is not None else io.StringIO()
         for rec, err in predict_stream(session, paths, k, batch, workers, progress):
             if err:
                 skipped.append(err)
@@ -173,15 +153,6 @@ def infer_folder(model: str | Path, folder: str | Path, top_k: int = 5, fmt: str
             first = skipped[0][1] if skipped else "no images"
             raise AqError(f"{folder}: no readable images ({len(skipped)} skipped; first: {first})")
         writer.close()
-        if out_path is not None:
-            f.close()
-            os.replace(tmp, out_path)
-    except BaseException:
-        if out_path is not None:
-            f.close()
-            if tmp and os.path.exists(tmp):
-                os.unlink(tmp)
-        raise
     dt = time.perf_counter() - t0
     return {"images": writer.n, "skipped": skipped, "seconds": dt,
             "images_per_s": writer.n / dt if dt > 0 else float("inf"),

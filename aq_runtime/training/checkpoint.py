@@ -6,29 +6,21 @@ error."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import AqError
+from ..files import atomic_open, atomic_path
 
 FORMAT = "aq_runtime.train/1"
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
+    with atomic_path(p) as tmp:
         torch.save({"format": FORMAT, **state}, tmp)
-        os.replace(tmp, p)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def is_training_checkpoint(obj: Any) -> bool:
@@ -62,7 +54,5 @@ def load_checkpoint(path: str | Path, raw: Any = None) -> dict[str, Any]:
 def write_json(path: str | Path, obj: Any) -> None:
     """JSON written atomically (temp file + rename)."""
     p = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    with os.fdopen(fd, "w") as f:
+    with atomic_open(p, "w") as f:
         json.dump(obj, f, indent=1)
-    os.replace(tmp, p)

@@ -9,10 +9,11 @@ from __future__ import annotations
 import ctypes
 import importlib.util
 import os
-import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from ...files import atomic_path
 
 
 def cache_dir() -> Path:
@@ -93,15 +94,10 @@ def load_module(path: Path, cuda: bool = False) -> Any:
 def save_module(lib: Any, path: Path) -> bool:
     """Export a compiled module to `path` atomically (temp file + rename). The cache is an
     optimization: without a C toolchain to link the .so it is skipped (returns False)."""
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
-        os.close(fd)
-        lib.export_library(tmp)
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".so") as tmp:
+            lib.export_library(tmp)
         return True
     except Exception:
-        if tmp and os.path.exists(tmp):
-            os.unlink(tmp)
         return False

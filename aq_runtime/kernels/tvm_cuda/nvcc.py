@@ -14,6 +14,7 @@ import tempfile
 from functools import lru_cache
 from pathlib import Path
 
+from ...files import write_atomic_bytes
 from ..tvm.runtime_lib import cache_dir
 
 
@@ -54,10 +55,7 @@ def compile_cubin(code: str, arch: str) -> bytes:
         if r.returncode != 0:
             raise RuntimeError(f"nvcc failed: {r.stderr.strip()[-2000:]}")
         data = out.read_bytes()
-    fd, tmp_path = tempfile.mkstemp(dir=path.parent)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp_path, path)
+    write_atomic_bytes(path, data)
     return data
 
 
