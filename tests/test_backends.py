@@ -21,26 +21,30 @@ def test_numba_is_available_here():
     assert "numba" in FAST  # a missing backend must not pass silently
 
 
-def test_tvm_is_available_where_the_cpu_has_vnni():
+def test_tvm_is_available_where_the_cpu_has_avx2():
     from aq_runtime.kernels.tvm.target import missing_features
     from aq_runtime.runtime.backends import tvm_unavailable
-    if missing_features():  # the tvm backend needs AVX-512 VNNI; it must say so in one line
-        assert "AVX-512 VNNI" in tvm_unavailable()
+    if missing_features():  # the tvm backend needs AVX2 + FMA; it must say so in one line
+        assert "AVX2" in tvm_unavailable()
     else:
         assert FAST[0] == "tvm"  # installed by the test extras, first choice of "auto"
 
 
 def test_tvm_gemm_edges():
     """The microkernel on odd sizes (M, K, N not multiples of 4/4/64 before padding), extreme
-    codes (0/255 activations, -127/127 weights), against int64 numpy."""
+    codes (0/255 activations, the largest weight digits of this instruction set: +-127, or
+    +-64 with AVX2), against int64 numpy."""
     pytest.importorskip("tvm")
-    from aq_runtime.kernels.tvm.target import missing_features
+    from aq_runtime.kernels.tvm.target import isa, missing_features
     if missing_features():
-        pytest.skip("no AVX-512 VNNI on this CPU")
-    from aq_runtime.kernels.tvm.gemm import aligned_zeros, gemm_fn, pack_weights
+        pytest.skip("no AVX2 on this CPU")
+    from aq_runtime.kernels.tvm.buffers import aligned_zeros
+    from aq_runtime.kernels.tvm.dot import digit_limit
+    from aq_runtime.kernels.tvm.gemm import gemm_fn, pack_weights
     rng = np.random.default_rng(0)
+    lim = digit_limit(isa())
     for m, k, n in [(1, 1, 1), (5, 3, 65), (7, 33, 10), (64, 256, 128)]:
-        w = rng.choice([-127, 127, 0, 1, -1], size=(n, k)).astype(np.int8)
+        w = rng.choice([-lim, lim, 0, 1, -1], size=(n, k)).astype(np.int8)
         packed = pack_weights(w)
         kp, np_ = packed.shape[1] * 4, packed.shape[0] * 64
         a = aligned_zeros((m + (-m % 4), kp), np.uint8)
@@ -55,17 +59,19 @@ def test_tvm_requantizing_gemm_edges():
     """The GEMM with the float64 requantization in registers (gemm.fused_fn): odd sizes, 1..3
     base-128 digits, negative sums, clamps inside [0, 255], == the int64 requantize."""
     pytest.importorskip("tvm")
-    from aq_runtime.kernels.tvm.target import missing_features
+    from aq_runtime.kernels.tvm.target import isa, missing_features
     if missing_features():
-        pytest.skip("no AVX-512 VNNI on this CPU")
-    from aq_runtime.kernels.tvm.gemm import aligned_zeros, fused_fn, pack_fused
+        pytest.skip("no AVX2 on this CPU")
+    from aq_runtime.kernels.tvm.buffers import aligned_zeros
+    from aq_runtime.kernels.tvm.dot import digit_limit
+    from aq_runtime.kernels.tvm.gemm import fused_fn, pack_fused
     from aq_runtime.kernels.tvm.ops import digit_rows
     from aq_runtime.kernels.tvm.vec_requant import float_params
     from aq_runtime.quant.requant import float_exact
     rng = np.random.default_rng(5)
     for m, k, o, wbits in [(1, 1, 1, 8), (5, 3, 17, 12), (7, 33, 40, 16), (13, 70, 130, 5)]:
         w = rng.integers(-(2 ** (wbits - 1)) + 1, 2 ** (wbits - 1), (o, k))
-        rows, ndig = digit_rows(w)
+        rows, ndig = digit_rows(w, digit_limit(isa()))
         packed = pack_fused(rows, o, ndig)
         kp, ncol = packed.shape[1] * 4, packed.shape[0] * packed.shape[2] // ndig * 16
         c16 = o + (-o % 16)

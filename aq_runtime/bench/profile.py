@@ -1,6 +1,6 @@
 """Per-layer profile of one backend: the time of every node (median over runs), its MACs and
 achieved GOPS (2 ops per MAC), grouped by kind (pointwise / depthwise / other conv / add / ...),
-next to a measured int8 GEMM peak of this machine (the tvm VNNI microkernel where available,
+next to a measured int8 GEMM peak of this machine (the tvm microkernel where available,
 the numba pointwise kernel otherwise)."""
 
 from __future__ import annotations
@@ -87,13 +87,17 @@ def gemm_peak_gops() -> tuple[str, float]:
         from ..runtime.backends import tvm_unavailable
         if tvm_unavailable():
             raise ImportError
-        from ..kernels.tvm.gemm import aligned_zeros, gemm_fn, pack_weights
+        from ..kernels.tvm.buffers import aligned_zeros
+        from ..kernels.tvm.dot import digit_limit
+        from ..kernels.tvm.gemm import gemm_fn, pack_weights
+        from ..kernels.tvm.target import isa
         a = aligned_zeros((m, k), np.uint8)
         a[...] = rng.integers(0, 256, (m, k))
-        b = pack_weights(rng.integers(-127, 128, (n, k)))
+        lim = digit_limit(isa())  # one digit per weight: the instruction's own peak
+        b = pack_weights(rng.integers(-lim, lim + 1, (n, k)))
         c = aligned_zeros((m, n), np.int32)
         fn = gemm_fn(k, n)
-        what = "tvm vpdpbusd GEMM 1024^3"
+        what = f"tvm {isa()} GEMM 1024^3"
 
         def run():
             fn(a, b, c)

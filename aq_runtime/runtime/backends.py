@@ -32,7 +32,7 @@ def tvm_unavailable() -> str | None:
     from ..kernels.tvm.target import missing_features
     miss = missing_features()
     if miss:
-        return f"backend 'tvm' needs a CPU with AVX-512 VNNI (missing: {', '.join(miss)})"
+        return f"backend 'tvm' needs an x86 CPU with AVX2 and FMA (missing: {', '.join(miss)})"
     return None
 
 

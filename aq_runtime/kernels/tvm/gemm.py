@@ -1,22 +1,27 @@
 """The u8 x s8 -> s32 GEMM microkernel of DESIGN §5, written in TVMScript (TVM 0.27, `tirx`):
 C[M, N] = requant(A[M, K] @ B[K, N] + bias), M symbolic (a multiple of 4: the rows are padded),
 K a multiple of 4. Parallel tasks over blocks of 4 rows (or, `cols_outer`, over column blocks);
-each block keeps 4 rows x up to 4 vectors of 16 int32 accumulators in registers and feeds
-`vpdpbusd` with int8x64 operands: 4 bytes of A broadcast, the weights pre-packed as
-[blocks][K/4][vectors][64] (16 output columns x 4 k per vector). Weight codes wider than int8
-come as base-128 digits in neighbouring vectors, summed in registers; the sums are requantized
+each block keeps 4 rows x up to 4 vectors of 16 int32 accumulators in registers and feeds the
+instruction set's u8 x s8 dot product (dot.py: `vpdpbusd` on 64 bytes with AVX-512 VNNI, on 32
+with AVX-VNNI, `vpmaddubsw` + `vpmaddwd` with AVX2) with 4 bytes of A broadcast and the weights
+pre-packed as [blocks][K/4][vectors][64] (16 output columns x 4 k per vector; 4 consecutive
+bytes per int32 lane on every instruction set). Weight codes wider than the dot product takes
+(int8; |w| <= 64 on AVX2) come as base-128 digits in neighbouring vectors, summed in registers; the sums are requantized
 in registers (vec_requant) and stored as uint8 codes or int32 logits. `gemm_fn` is the same
 kernel with the identity requantization: plain int32 sums, for the int64 epilogues. Exact: the
 exporter's overflow proof bounds every sum below 2^31. Compiled once per shape (compiled.py)."""
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import numpy as np
 
+from .buffers import aligned_zeros
 from .compiled import kernel
+from .dot import dot, lanes
+from .target import isa as target_isa
+from .vec_requant import float_params, requant16
 
 TASKS = 64  # parallel tasks per call: local buffers are set up per task, not per row block
 # (a buffer declared inside the row-block loop became a workspace allocation per block, and
@@ -26,31 +31,11 @@ TASKS = 64  # parallel tasks per call: local buffers are set up per task, not pe
 def gemm_fn(k: int, n: int) -> Callable[[Any, Any, Any], None]:
     """C = A @ W, int32 sums (K, N multiples of 4 and 64; W from pack_weights): the requantizing
     kernel below with the identity as its requantization (floor(v * 1 + 1/2) = v, no clamp)."""
-    from .vec_requant import float_params
     f = fused_fn(k, n, 1, n, "int32")
     bias = aligned_zeros((n,), np.int32)
     q, lh = float_params(np.full(n, 2), np.ones(n), np.zeros(n), np.full(n, -2 ** 31),
                          np.full(n, 2 ** 31 - 1), n)
     return lambda a, b, c: f(a, b, bias, q, lh, c)
-
-
-ALIGN = 64  # TVM assumes 64-byte aligned buffers and emits aligned vector loads/stores
-
-
-def aligned_empty(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
-    """A C-contiguous array whose data starts on a 64-byte boundary (numpy only guarantees
-    16: an unaligned buffer makes the kernel fault at random)."""
-    dt = np.dtype(dtype)
-    nbytes = math.prod(shape) * dt.itemsize
-    raw = np.empty(nbytes + ALIGN, np.uint8)
-    off = -raw.__array_interface__["data"][0] % ALIGN
-    return raw[off:off + nbytes].view(dt).reshape(shape)
-
-
-def aligned_zeros(shape: tuple[int, ...], dtype: np.dtype | type) -> np.ndarray:
-    out = aligned_empty(shape, dtype)
-    out[...] = 0
-    return out
 
 
 def pack_weights(w: np.ndarray, k_multiple: int = 4) -> np.ndarray:
@@ -73,11 +58,13 @@ def _digit_sum(acc: Any, i: Any, u: Any, ndig: int) -> Any:
 
 
 def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int, dtype: str,
-                cols_outer: bool = False):
+                cols_outer: bool = False, isa: str | None = None):
+    """The kernel's PrimFunc for instruction set `isa` (default: this process's)."""
     from tvm.script import tirx as T
 
-    from .vec_requant import requant16
-
+    isa = isa or target_isa()
+    ln = lanes(isa)
+    acc_t, bytes_t = f"int32x{ln}", f"int8x{4 * ln}"
     kb_n, nv = k // 4, cv * ndig
     ncol = nbn * cv * 16
 
@@ -105,19 +92,19 @@ def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int, dtype: str,
                     for i in T.unroll(4):
                         a4 = T.reinterpret(A.vload([mb * 4 + i, kb * 4], "uint8x4"),
                                            dtype="int32")
-                        a64 = T.reinterpret(T.broadcast(a4, 16), dtype="int8x64")
+                        ab = T.reinterpret(T.broadcast(a4, ln), dtype=bytes_t)
                         for v in T.unroll(nv):
-                            acc[i, T.ramp(v * 16, 1, 16)] = T.call_llvm_pure_intrin(
-                                "int32x16", "llvm.x86.avx512.vpdpbusd.512",
-                                acc.vload([i, v * 16], "int32x16"), a64,
-                                B.vload([nb, kb, v, 0], "int8x64"))
+                            for h in T.unroll(16 // ln):
+                                acc[i, T.ramp(v * 16 + h * ln, 1, ln)] = dot(
+                                    isa, acc.vload([i, v * 16 + h * ln], acc_t), ab,
+                                    B.vload([nb, kb, v, h * ln * 4], bytes_t))
                 for u in T.unroll(cv):
                     if (nb * cv + u) * 16 < c16:
                         for i in T.unroll(4):
                             O[mb * 4 + i, T.ramp((nb * cv + u) * 16, 1, 16)] = requant16(
                                 _digit_sum(acc, i, u, ndig) + Bi.vload([(nb * cv + u) * 16],
                                                                        "int32x16"),
-                                Q, L, (nb * cv + u) * 16, dtype)
+                                Q, L, (nb * cv + u) * 16, dtype, isa)
     return main
 
 

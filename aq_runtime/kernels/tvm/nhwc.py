@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...quant.requant import finish_one, requant_one
-from .gemm import aligned_empty
+from .buffers import aligned_empty
 
 _requant = njit(inline="always", cache=True)(requant_one)
 _finish = njit(inline="always", cache=True)(finish_one)

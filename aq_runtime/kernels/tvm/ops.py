@@ -29,15 +29,11 @@ from ..numba_cpu import ops as _nbops
 from . import nhwc as _nhwc
 from .depthwise import depthwise_fn, padded_fn
 from .elementwise import add_fn, gap_fn, lut_fn, mul_fn
-from .gemm import (
-    aligned_empty,
-    aligned_zeros,
-    fused_fn,
-    gemm_fn,
-    pack_fused,
-    pack_weights,
-)
+from .buffers import aligned_empty, aligned_zeros
+from .dot import digit_limit
+from .gemm import fused_fn, gemm_fn, pack_fused, pack_weights
 from .layout import im2col_fn, pad_fn
+from .target import isa
 from .nhwc import Act, from_nchw, out_dtype, to_nchw, width
 from .runtime_lib import cpu_threads
 from .vec_requant import float_params
@@ -147,24 +143,25 @@ def to_host(x) -> np.ndarray:
     return np.array(to_nchw(x) if isinstance(x, Act) else x, copy=True)
 
 
-def digit_rows(w: np.ndarray) -> tuple[np.ndarray, int]:
-    """Weight codes (O, K) of up to 16 bits -> (int8 rows (ndig*O, K), ndig). When some code
-    does not fit int8, every channel is written in base 128: w = d0 + 128 d1 (+ 16384 d2), the
-    lower digits in 0..127, the top one signed; block j of O rows holds digit j, so the
-    epilogue recombines column oc with columns O + oc (and 2 O + oc), vectorized."""
+def digit_rows(w: np.ndarray, limit: int = 127) -> tuple[np.ndarray, int]:
+    """Weight codes (O, K) of up to 16 bits -> (int8 rows (ndig*O, K), ndig) whose digits the
+    dot product takes exactly (|d| <= `limit`: 127, int8, or 64 with AVX2's vpmaddubsw). When
+    some code does not fit, every channel is written in base 128: w = d0 + 128 d1 (+ 16384 d2),
+    the lower digits in 0..127 (limit 127) or -64..63 (limit 64), the top one signed; block j
+    of O rows holds digit j, so the epilogue recombines column oc with columns O + oc (and
+    2 O + oc), vectorized."""
     w = np.asarray(w, np.int64)
-    if not w.size or np.abs(w).max() <= 127:
+    lo = -128 if limit == 127 else -limit
+    if not w.size or (w.min() >= lo and w.max() <= limit):
         return w.astype(np.int8), 1
-    d0 = np.mod(w, 128)
-    r = (w - d0) // 128
-    digits = [d0]
-    if np.abs(w).max() > 16383:
-        d1 = np.mod(r, 128)
-        digits += [d1, (r - d1) // 128]
-    else:
-        digits.append(r)
+    digits, r = [], w
+    while not digits or r.min() < lo or r.max() > limit:
+        d = np.mod(r, 128) if limit == 127 else np.mod(r + 64, 128) - 64
+        digits.append(d)
+        r = (r - d) // 128
+    digits.append(r)
     out = np.concatenate(digits)
-    assert out.min() >= -128 and out.max() <= 127
+    assert out.min() >= lo and out.max() <= limit and len(digits) <= 3
     return out.astype(np.int8), len(digits)
 
 
@@ -199,7 +196,7 @@ def _gemm_params(node: Node, z_out: np.ndarray) -> dict:
             rows = np.concatenate([wk == 1, wk == -1]).astype(np.int8)
             d.update(bias_n=_i64(a["bias_n"]), mult_n=_i64(a["mult_n"]))
         else:
-            rows, d["ndig"] = digit_rows(wk)
+            rows, d["ndig"] = digit_rows(wk, digit_limit(isa()))
         pointwise = wk.shape[1] == w.shape[1]  # 1x1: K = C, the activation rows' width
         d["packed"] = pack_weights(rows, _nhwc.CPAD if pointwise else 4)
         d["kpad"], d["npad"] = d["packed"].shape[1] * 4, d["packed"].shape[0] * 64

@@ -3,7 +3,8 @@ quant.requant.requant_float, exact where quant.requant.float_exact holds (the ca
 per layer at plan time, else they take the int64 path). Per channel: float64 (2, C) constants
 m 2^-n and z + 1/2, int32 (2, C) clamp bounds lo, hi (`float_params`). Per 8 lanes one
 convert, one fused multiply-add and one convert rounding toward -inf (AVX-512 embedded
-rounding: the floor comes free), then an int32 clamp."""
+rounding: the floor comes free; other instruction sets round down, then convert), then an
+int32 clamp."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from ...quant.requant import float_factors
-from .gemm import aligned_zeros
+from .buffers import aligned_zeros
+from .target import isa
 
 ROUND_DOWN = 9  # _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC
 
@@ -28,7 +30,8 @@ def float_params(mult: np.ndarray, shift: np.ndarray, z: np.ndarray, lo: np.ndar
     return q, lh
 
 
-def requant16(acc: Any, q: Any, lh: Any, col: Any, dtype: str = "uint8") -> Any:
+def requant16(acc: Any, q: Any, lh: Any, col: Any, dtype: str = "uint8",
+              isa_name: str | None = None) -> Any:
     """The codes (uint8x16, or int32x16 for dtype "int32") of 16 int32 sums (bias already
     added) for channels col..col+15: clamp(floor(v * m 2^-n + z + 1/2), lo, hi)
     (quant.requant.requant_float)."""
@@ -44,10 +47,13 @@ def requant16(acc: Any, q: Any, lh: Any, col: Any, dtype: str = "uint8") -> Any:
         f = T.call_llvm_pure_intrin("float64x8", "llvm.fma.v8f64", f,
                                     q.vload([0, col + h], "float64x8"),
                                     q.vload([1, col + h], "float64x8"))
-        halves.append(T.call_llvm_pure_intrin(
-            "int32x8", "llvm.x86.avx512.mask.cvtpd2dq.512", f,
-            tirx.Broadcast(tirx.const(0, "int32"), 8), tirx.const(-1, "int8"),
-            tirx.const(ROUND_DOWN, "int32")))
+        if (isa_name or isa()) == "avx512_vnni":
+            halves.append(T.call_llvm_pure_intrin(
+                "int32x8", "llvm.x86.avx512.mask.cvtpd2dq.512", f,
+                tirx.Broadcast(tirx.const(0, "int32"), 8), tirx.const(-1, "int8"),
+                tirx.const(ROUND_DOWN, "int32")))
+        else:  # round down (vroundpd), then an exact conversion of an integral value
+            halves.append(tirx.Cast("int32x8", tirx.floor(f)))
     r = tirx.Shuffle(halves, lanes(0, 16))
     r = tirx.min(tirx.max(r, lh.vload([0, col], "int32x16")), lh.vload([1, col], "int32x16"))
     return r if dtype == "int32" else tirx.Cast("uint8x16", r)

@@ -1,0 +1,52 @@
+"""The u8 x s8 -> s32 dot products of the GEMM microkernel, one builder per instruction set
+(target.py). Every form computes, per int32 lane j, acc[j] + sum_{t<4} a[4j+t] * b[4j+t] with
+a unsigned and b signed bytes, exactly:
+
+- avx512_vnni: `vpdpbusd` zmm, 16 lanes;
+- avx_vnni: VEX `vpdpbusd` ymm, 8 lanes;
+- avx2: `vpmaddubsw` (pairs of products summed to int16, saturating: exact because |b| <= 64,
+  so |a0 b0 + a1 b1| <= 2 * 255 * 64 = 32640) then `vpmaddwd` by ones (pairs of int16 to
+  int32), 8 lanes;
+- neon_dot: `sdot` (signed x signed, 4 lanes) on a - 128 (the top bit flipped): the sums lack
+  128 * sum(b) per column, which a caller must add to the bias. Compiled and inspected in the
+  tests only: ops does not add that term, and target.py never offers neon_dot at run time (no
+  ARM machine has run it).
+
+`lanes(isa)` is the int32 lanes of one instruction; the kernel loops 16 / lanes times."""
+
+from __future__ import annotations
+
+from typing import Any
+
+LANES = {"avx512_vnni": 16, "avx_vnni": 8, "avx2": 8, "neon_dot": 4}
+
+
+def lanes(isa: str) -> int:
+    return LANES[isa]
+
+
+def dot(isa: str, acc: Any, a: Any, b: Any) -> Any:
+    """acc (int32 x L) + the 4-byte dot products of a (int8 x 4L, unsigned codes
+    reinterpreted) and b (int8 x 4L), L = lanes(isa)."""
+    from tvm import tirx
+    from tvm.script import tirx as T
+
+    n = LANES[isa]
+    if isa == "avx512_vnni":
+        return T.call_llvm_pure_intrin("int32x16", "llvm.x86.avx512.vpdpbusd.512", acc, a, b)
+    if isa == "avx_vnni":
+        return T.call_llvm_pure_intrin("int32x8", "llvm.x86.avx512.vpdpbusd.256", acc, a, b)
+    if isa == "avx2":
+        p = T.call_llvm_pure_intrin("int16x16", "llvm.x86.avx2.pmadd.ub.sw", a, b)
+        ones = tirx.Broadcast(tirx.const(1, "int16"), 16)
+        return acc + T.call_llvm_pure_intrin("int32x8", "llvm.x86.avx2.pmadd.wd", p, ones)
+    if isa == "neon_dot":
+        flip = tirx.Broadcast(tirx.const(-128, "int8"), 4 * n)
+        return T.call_llvm_pure_intrin("int32x4", "llvm.aarch64.neon.sdot.v4i32.v16i8", acc,
+                                       tirx.bitwise_xor(a, flip), b)
+    raise ValueError(f"unknown instruction set {isa!r}")
+
+
+def digit_limit(isa: str) -> int:
+    """The largest |weight digit| the dot product takes exactly (ops.digit_rows)."""
+    return 64 if isa == "avx2" else 127
