@@ -36,8 +36,11 @@ def run_demo(out_dir: str | Path | None = None, every: int = 1, progress: bool =
     for r in rows[1:]:
         preds[r.name] = argmax_lowest(Session(r.graph).run(views))
     names = list(preds)
+    from ..runtime.backends import backend_report
     lines = [f"EfficientNet-Lite0 on {len(xh)} held-out crops (no crop of a calibration photo "
-             f"is scored); models in {out}", "", format_rows(rows), "",
+             f"is scored); models in {out}",
+             f"integer logits from backend {Session(rows[1].graph).backend_name!r} (auto); "
+             "backends here:", *("  " + b for b in backend_report()), "", format_rows(rows), "",
              f"{'photo':18} " + " ".join(f"{n:24}" for n in names)]
     for i, photo in enumerate(HELDOUT_PHOTOS):
         lines.append(f"{photo:18} " + " ".join(f"{fg.labels[preds[n][i]][:23]:24}" for n in names))

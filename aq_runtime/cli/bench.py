@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> None:
         from ..runtime.predict import write_atomic
         if a.runs < 1 or min(a.batch) < 1:
             raise AqError("--runs and --batch must be positive")
+        from ..bench.machine import describe
+        from ..runtime.backends import backend_report
+        print(f"machine: {describe()}\n" + "\n".join(backend_report()), flush=True)
         rows = bench(a.model, a.batch, a.runs, not a.no_baselines, a.backend)
         warm = {} if a.no_warm_start else {
             r.name[3:]: warm_start(a.model, r.name[3:]) for r in rows

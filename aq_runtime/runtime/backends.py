@@ -29,10 +29,14 @@ def tvm_unavailable() -> str | None:
         return "backend 'tvm' needs the apache-tvm package (pip install apache-tvm)"
     if importlib.util.find_spec("numba") is None:
         return "backend 'tvm' needs the numba package"
-    from ..kernels.tvm.target import missing_features
+    from ..kernels.tvm.target import isa, missing_features
     miss = missing_features()
     if miss:
         return f"backend 'tvm' needs an x86 CPU with AVX2 and FMA (missing: {', '.join(miss)})"
+    try:
+        isa()
+    except AqError as e:  # AQ_TVM_ISA names an instruction set this CPU lacks
+        return f"backend 'tvm': {e}"
     return None
 
 
@@ -137,6 +141,27 @@ def available_backends() -> list[str]:
             continue  # the simulator is for tests: never listed, only asked for by name
         out.append(name)
     return out
+
+
+def backend_report() -> list[str]:
+    """One line per backend: available (tvm: with which instruction set) or why not."""
+    why = {"tvm-cuda": tvm_cuda_unavailable, "numba-cuda": cuda_unavailable,
+           "tvm": tvm_unavailable,
+           "numba": lambda: None if importlib.util.find_spec("numba") else
+           "backend 'numba' needs the numba package", "reference": lambda: None}
+    lines = []
+    for name in BACKENDS:
+        reason = why[name]()
+        if reason is None and name == "numba-cuda" and _simulated():
+            reason = "the CUDA simulator (NUMBA_ENABLE_CUDASIM) is only used when asked for by name"
+        if reason:
+            lines.append(f"{name}: not available: {reason.removeprefix(f'backend {name!r} ')}")
+        elif name == "tvm":
+            from ..kernels.tvm.target import isa
+            lines.append(f"tvm: available ({isa()} kernels)")
+        else:
+            lines.append(f"{name}: available")
+    return lines
 
 
 def get_backend(name: str, graph: Graph, batch: int = 16) -> tuple[str, Any]:
