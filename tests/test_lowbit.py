@@ -136,3 +136,28 @@ def test_augmented_images_are_deterministic_views():
     assert (a[:len(x)] == x).all()
     extra = a[len(x):]
     assert not any((extra[i] == x).all(axis=(1, 2, 3)).any() for i in range(len(extra)))
+
+
+def test_target_avx2_keeps_codes_in_one_vpmaddubsw(digits_fg):
+    """--target avx2: no 8-bit weight codes (7 instead; auto never picks 8), so every layer of
+    at most 8 bits is one digit for the AVX2 kernel (|w| <= 64); the model stays exact."""
+    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.options import ExportOptions
+    from aq_runtime.kernels.tvm.ops import digit_rows
+    from aq_runtime.models.digits import digits_data
+    x = digits_data()[0][:64]
+    for bits in (8, "auto"):
+        g = export_graph(digits_fg, x, ExportOptions(bits=bits, target="avx2", progress=False))
+        assert g.meta["calibration"]["target"] == "avx2"
+        for n in g.weight_nodes():
+            wb = n.arrays["wbits"]
+            assert not np.any(wb == 8), (bits, n.name)
+            w = n.arrays["weight"].reshape(len(wb), -1)
+            small = wb <= 8
+            if small.any():
+                assert digit_rows(w[small], 64)[1] == 1
+        ref = Session(g, "reference").run(x[:8])
+        for b in available_backends():
+            assert np.array_equal(Session(g, b).run(x[:8]), ref), b
+    with pytest.raises(AqError, match="target"):
+        ExportOptions(target="avx9")

@@ -10,6 +10,7 @@ from ..export.options import (
     CLIPPINGS,
     GRANULARITIES,
     ROUNDINGS,
+    TARGETS,
     ExportOptions,
 )
 from .common import run_cli
@@ -50,6 +51,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounding-images", type=int, default=DEFAULT.rounding_images,
                     help="--rounding learned: images to learn from (the calibration images, "
                          "then augmented views of them)")
+    ap.add_argument("--target", choices=TARGETS, default=DEFAULT.target,
+                    help="avx2: no 8-bit weight codes (7 instead; --bits auto never picks 8), "
+                         "so AVX2-only CPUs run every 8-bit-or-less layer with one "
+                         "vpmaddubsw per pair instead of two digits")
     ap.add_argument("--input-size", type=int, help="square input side (EfficientNets, ONNX)")
     ap.add_argument("--mean", type=float, nargs="+", help="ONNX input normalization mean, pixel units")
     ap.add_argument("--std", type=float, nargs="+", help="ONNX input normalization std, pixel units")
@@ -77,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
                                 method=a.calib_method, granularity=a.granularity,
                                 bias_correction=not a.no_bias_correction, clipping=a.clipping,
                                 rounding=a.rounding, rounding_iters=a.rounding_iters,
-                                rounding_images=a.rounding_images)
+                                rounding_images=a.rounding_images, target=a.target)
         export_cli(a.source, a.output, options, model=a.model, calib=a.calib,
                    input_size=a.input_size, mean=a.mean, std=a.std)
     run_cli(go)

@@ -29,21 +29,22 @@ def calibrate_ranges(fg: FloatGraph, images: np.ndarray, method: str = "minmax",
     return at_granularity(fg, calibrate(fg, images, method=method), granularity)
 
 
-def plan_bits(fg: FloatGraph, bits: str | int | dict, images: np.ndarray, ranges: Ranges,
-              budget: float = 1.0, progress: bool = True, bias_correction: bool = True,
-              clipping: str = "max", allocation: str = "layer"
-              ) -> tuple[BitsPlan, dict[str, Any]]:
-    """Resolve `bits` ('auto', an int, a JSON path or a dict) into a plan and a report."""
-    if bits == "auto":
-        return auto_bits(fg, images, ranges, budget, progress=progress,
-                         bias_correction=bias_correction, clipping=clipping,
-                         granularity=allocation)
+def plan_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges,
+              options: ExportOptions) -> tuple[BitsPlan, dict[str, Any]]:
+    """Resolve `options.bits` ('auto', an int, a JSON path or a dict) into a plan and a report;
+    `options.target` 'avx2' turns 8-bit weight widths into 7 (auto: never chooses 8)."""
+    o = options
+    if o.bits == "auto":
+        return auto_bits(fg, images, ranges, o.budget, progress=o.progress,
+                         bias_correction=o.bias_correction, clipping=o.clipping,
+                         granularity=o.allocation, skip_bits=(8,) if o.target == "avx2" else ())
+    bits = o.bits
     if isinstance(bits, str):
-        if bits.isdigit():
-            bits = int(bits)
-        else:
-            bits = load_bits_json(bits)
-    return resolve_bits(fg, bits), {}
+        bits = int(bits) if bits.isdigit() else load_bits_json(bits)
+    wbits, abits, tern = resolve_bits(fg, bits)
+    if o.target == "avx2":
+        wbits = {k: np.where(v == 8, 7, v) for k, v in wbits.items()}
+    return (wbits, abits, tern), {}
 
 
 def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | int | str = 8,
@@ -59,8 +60,7 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
         raise AqError("no calibration images")
     if ranges is None:
         ranges = calibrate_ranges(fg, images, o.method, o.granularity)
-    plan, report = plan_bits(fg, o.bits, images, ranges, o.budget, o.progress, o.bias_correction,
-                             o.clipping, o.allocation)
+    plan, report = plan_bits(fg, images, ranges, o)
     meta = {"calibration": o.as_meta(len(images))}
     if report:
         meta["auto_bits"] = {k: v for k, v in report.items() if k != "bits"}

@@ -134,9 +134,11 @@ def _lagrange(noise: np.ndarray, size: np.ndarray, ok: np.ndarray, budget: float
 
 def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: float = 1.0,
               n_images: int = 16, progress: bool = True, bias_correction: bool = True,
-              clipping: str = "max", granularity: str = "layer") -> tuple[BitsPlan, dict]:
+              clipping: str = "max", granularity: str = "layer",
+              skip_bits: tuple[int, ...] = ()) -> tuple[BitsPlan, dict]:
     """(bits plan, report), weight bytes <= budget_ratio * bytes of uniform 8 bits, one
-    width per layer or (`granularity='channel'`) per output channel. With `bias_correction`
+    width per layer or (`granularity='channel'`) per output channel, never a width in
+    `skip_bits`. With `bias_correction`
     each probe's noise is measured as the export will leave it: with the layer's mean output
     error taken out of its bias."""
     x = sample(images, n_images)
@@ -160,7 +162,8 @@ def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: 
                                 biases={n.name: n.bias - shift[b][n.name]})
             meas[b] = float(((y - ref) ** 2).mean())
         layer_noise.append(_interp(meas))  # (candidates,)
-        layer_ok.append(CANDIDATES <= max_safe_bits(n, scales[n.inputs[0]]))
+        layer_ok.append((CANDIDATES <= max_safe_bits(n, scales[n.inputs[0]]))
+                        & ~np.isin(CANDIDATES, skip_bits))
     size_c = np.concatenate([layers[n.name].size for n in convs])
     budget = budget_ratio * size_c[:, CANDIDATES == 8].sum()
     if per_channel:

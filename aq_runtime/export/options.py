@@ -16,6 +16,7 @@ CALIB_METHODS = ("minmax", "percentile")
 ROUNDINGS = ("nearest", "learned")
 CLIPPINGS = ("max", "mse")
 ALLOCATIONS = ("layer", "channel")
+TARGETS = ("any", "avx2")  # avx2: no 8-bit weight codes (the AVX2 kernels split |w| > 64)
 
 
 def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
@@ -39,7 +40,10 @@ class ExportOptions:
     or 'mse' (the range minimising each channel's weight error at its bits); rounding:
     'nearest', or 'learned' (block-wise reconstruction, export/learned_rounding.py:
     `rounding_iters` steps per block on `rounding_images` images, the calibration images and
-    augmented views of them); progress: tqdm bars."""
+    augmented views of them); target: 'any', or 'avx2', which keeps weight codes within the
+    AVX2 kernel's one-instruction range (|w| <= 64): layers planned at 8 bits get 7, and
+    `--bits auto` never chooses 8 (7, or 9 and up where the budget allows); progress: tqdm
+    bars."""
     bits: int | str | dict = 8
     budget: float = 1.0
     allocation: str = "layer"
@@ -50,6 +54,7 @@ class ExportOptions:
     rounding: str = "nearest"
     rounding_iters: int = 200
     rounding_images: int = 1024
+    target: str = "any"
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -58,6 +63,7 @@ class ExportOptions:
         check_choice("rounding", self.rounding, ROUNDINGS)
         check_choice("bits allocation", self.allocation, ALLOCATIONS)
         check_choice("weight clipping", self.clipping, CLIPPINGS)
+        check_choice("target", self.target, TARGETS)
         if not 0 < self.budget <= 4:
             raise AqError(f"--budget {self.budget}: must lie in (0, 4]")
         if self.rounding_iters < 1:

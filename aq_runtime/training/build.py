@@ -91,10 +91,11 @@ def new_model(cfg: TrainConfig, fg: FloatGraph, data: TrainData) -> QuantGraph:
     wbits = abits = None
     if cfg.init_bits:
         from ..export.api import plan_bits
+        from ..export.options import ExportOptions
         # training starts from the float biases (it learns its own), so the plan's sensitivity
         # is measured without bias correction, as the starting model has it
-        plan, _ = plan_bits(fg, cfg.init_bits, images, ranges, progress=True,
-                            bias_correction=False)
+        plan, _ = plan_bits(fg, images, ranges,
+                            ExportOptions(bits=cfg.init_bits, bias_correction=False))
         wbits, abits = plan[0], plan[1]
     return QuantGraph(fg, ranges, cfg.quant_setup(), wbits, abits)
 
