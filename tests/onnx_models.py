@@ -12,18 +12,7 @@ import warnings
 import torch
 from torch import nn
 
-
-def randomize_bn(m: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BatchNorm statistics (fresh ones fold to the identity)."""
-    g = torch.Generator().manual_seed(seed)
-    for mod in m.modules():
-        if isinstance(mod, nn.BatchNorm2d):
-            c = mod.num_features
-            mod.weight.data = 0.5 + torch.rand(c, generator=g)
-            mod.bias.data = 0.1 * torch.randn(c, generator=g)
-            mod.running_mean.data = 0.1 * torch.randn(c, generator=g)
-            mod.running_var.data = 0.5 + torch.rand(c, generator=g)
-    return m.eval()
+from aq_runtime.models.efficientnet import randomize_bn  # noqa: F401 (re-exported)
 
 
 class BasicBlock(nn.Module):

@@ -180,10 +180,9 @@ def load_lite0() -> EfficientNet:
     return m.eval()
 
 
-def make_b0(seed: int = 0) -> EfficientNet:
-    """EfficientNet-B0 (SE + swish), random init with non-trivial BN statistics."""
-    torch.manual_seed(seed)
-    m = EfficientNet(lite=False)
+def randomize_bn(m: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BatchNorm parameters and statistics for a randomly initialized network
+    (fresh ones fold to the identity and test nothing); returns `m` in eval mode."""
     g = torch.Generator().manual_seed(seed)
     for mod in m.modules():
         if isinstance(mod, nn.BatchNorm2d):
@@ -193,6 +192,12 @@ def make_b0(seed: int = 0) -> EfficientNet:
             mod.running_mean.data = 0.1 * torch.randn(c, generator=g)
             mod.running_var.data = 0.5 + torch.rand(c, generator=g)
     return m.eval()
+
+
+def make_b0(seed: int = 0) -> EfficientNet:
+    """EfficientNet-B0 (SE + swish), random init with non-trivial BN statistics."""
+    torch.manual_seed(seed)
+    return randomize_bn(EfficientNet(lite=False), seed)
 
 
 def imagenet_labels() -> list[str]:
