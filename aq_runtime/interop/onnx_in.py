@@ -35,6 +35,18 @@ def _layer_name(node, weight: str | None, fallback: str) -> str:
     return fallback
 
 
+def _own_pads(auto_pad: str, pads: list[int], h: int, w: int, kh: int, kw: int,
+              stride: list[int]) -> list[int]:
+    """A Conv's or pool's own padding as [top, bottom, left, right]: ONNX `pads` ([t, l, b, r])
+    or, for auto_pad SAME_UPPER / SAME_LOWER, TF-SAME (the odd pixel after / before), VALID 0."""
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        (t0, t1), (l0, l1) = same_pad(h, kh, stride[0]), same_pad(w, kw, stride[1])
+        return [t0, t1, l0, l1] if auto_pad == "SAME_UPPER" else [t1, t0, l1, l0]
+    if auto_pad == "VALID":
+        return [0, 0, 0, 0]
+    return [pads[0], pads[2], pads[1], pads[3]]
+
+
 def _attr(a):
     import onnx
     v = onnx.helper.get_attribute_value(a)
@@ -141,9 +153,13 @@ class _Importer:
                               f"{first_line(e)})") from None
 
     # ---- pass-through and vector reshapes ---------------------------------------------------
+    def _alias(self, out: str, t: str) -> None:
+        """`out` is `t` (same values, same shape)."""
+        self.alias[out] = t
+        self.shapes[out] = self.shapes[t]
+
     def op_Identity(self, n, attrs):
-        self.alias[n.output[0]] = n.input[0]
-        self.shapes[n.output[0]] = self.shapes[n.input[0]]
+        self._alias(n.output[0], n.input[0])
 
     op_Dropout = op_Identity
 
@@ -240,14 +256,7 @@ class _Importer:
         ap = attrs.get("auto_pad", "NOTSET")
         if len(st) != 2 or len(cp) != 4 or min(st) < 1 or min(cp) < 0:
             self.fail("strides / pads are not 2-D or are negative")
-        if ap in ("SAME_UPPER", "SAME_LOWER"):
-            (t0, t1), (l0, l1) = same_pad(hh, kh, st[0]), same_pad(ww, kw, st[1])
-            if ap == "SAME_LOWER":
-                t0, t1, l0, l1 = t1, t0, l1, l0
-            cp = [t0, l0, t1, l1]
-        elif ap == "VALID":
-            cp = [0, 0, 0, 0]
-        pad = [pre[0] + cp[0], pre[1] + cp[2], pre[2] + cp[1], pre[3] + cp[3]]
+        pad = [a + b for a, b in zip(pre, _own_pads(ap, cp, hh, ww, kh, kw, st))]
         oh, ow = conv_out(hh, kh, st[0], pad[0], pad[1]), conv_out(ww, kw, st[1], pad[2], pad[3])
         if oh < 1 or ow < 1:
             self.fail(f"a {kh} x {kw} kernel does not fit the {hh} x {ww} input")
@@ -337,9 +346,7 @@ class _Importer:
                 self.std = self.std / v if op == "Mul" else self.std * v
             if np.any(self.std <= 0):
                 self.fail("scales the image by a negative number (unsupported)")
-            self.alias[n.output[0]] = t
-            self.shapes[n.output[0]] = self.shapes[t]
-            return
+            return self._alias(n.output[0], t)
         fn = self.sole_producer(t, ("conv",))
         if fn is None or node_act(fn) != "none":
             self.fail(f"{op} of a constant must follow the image input or a Conv/Gemm "
@@ -350,8 +357,7 @@ class _Importer:
             f = v if op == "Mul" else 1.0 / v
             fn.weight = fn.weight * f[:, None, None, None]
             fn.bias = fn.bias * f
-        self.alias[n.output[0]] = t
-        self.shapes[n.output[0]] = self.shapes[t]
+        self._alias(n.output[0], t)
 
     def _operands(self, n) -> tuple[str, str | None, np.ndarray | None]:
         a, b = n.input[0], n.input[1]
@@ -426,21 +432,19 @@ class _Importer:
         if len(ks) != 2 or len(st) != 2 or len(cp) != 4 or min(ks + st) < 1 or min(cp) < 0 \
                 or any(d != 1 for d in attrs.get("dilations", [1, 1])):
             self.fail("only 2-D pools without dilation")
-        if ap in ("SAME_UPPER", "SAME_LOWER") and op == "maxpool":
-            (t0, t1), (l0, l1) = same_pad(hh, ks[0], st[0]), same_pad(ww, ks[1], st[1])
-            cp = [t0, l0, t1, l1] if ap == "SAME_UPPER" else [t1, l1, t0, l0]
-        elif ap == "VALID":
-            cp = [0, 0, 0, 0]
-        elif ap != "NOTSET":
+        if ap not in ("NOTSET", "VALID") and op == "avgpool":
             self.fail(f"auto_pad={ap} on an AveragePool (the divisor is ambiguous): refused")
-        pad = [pre[0] + cp[0], pre[1] + cp[2], pre[2] + cp[1], pre[3] + cp[3]]
+        if ap not in ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER"):
+            self.fail(f"auto_pad={ap} is not an ONNX padding mode")
+        own = _own_pads(ap, cp, hh, ww, ks[0], ks[1], st)
+        pad = [a + b for a, b in zip(pre, own)]
         if attrs.get("ceil_mode", 0):
             if op == "avgpool":
                 self.fail("AveragePool with ceil_mode=1 (partial windows change the divisor): "
                           "refused")
             pad[1] += self._ceil_extra(hh, ks[0], st[0], pad[0], pad[1])
             pad[3] += self._ceil_extra(ww, ks[1], st[1], pad[2], pad[3])
-        if op == "avgpool" and any(cp) and not attrs.get("count_include_pad", 0):
+        if op == "avgpool" and any(own) and not attrs.get("count_include_pad", 0):
             self.fail("padded AveragePool needs count_include_pad=1")
         if max(pad[0], pad[1]) >= ks[0] or max(pad[2], pad[3]) >= ks[1]:
             self.fail("pool padding as large as the kernel")

@@ -127,33 +127,33 @@ BACKENDS: dict[str, Callable[[Graph], Any]] = {
 }
 
 
+def backend_unavailable(name: str) -> str | None:
+    """Why backend `name` is not offered here (None: it is). The CUDA simulator is for tests:
+    numba-cuda under it is never listed, only used when asked for by name."""
+    if name == "numba":
+        return None if importlib.util.find_spec("numba") else \
+            "backend 'numba' needs the numba package"
+    if name == "tvm":
+        return tvm_unavailable()
+    if name == "tvm-cuda":
+        return tvm_cuda_unavailable()
+    if name == "numba-cuda":
+        return cuda_unavailable() or ("backend 'numba-cuda' runs on the CUDA simulator "
+                                      "(NUMBA_ENABLE_CUDASIM) only when asked for by name"
+                                      if _simulated() else None)
+    return None
+
+
 def available_backends() -> list[str]:
     """Backends whose dependencies import here."""
-    out = []
-    for name in BACKENDS:
-        if name == "numba" and importlib.util.find_spec("numba") is None:
-            continue
-        if name == "tvm" and tvm_unavailable():
-            continue
-        if name == "tvm-cuda" and tvm_cuda_unavailable():
-            continue
-        if name == "numba-cuda" and (cuda_unavailable() or _simulated()):
-            continue  # the simulator is for tests: never listed, only asked for by name
-        out.append(name)
-    return out
+    return [name for name in BACKENDS if backend_unavailable(name) is None]
 
 
 def backend_report() -> list[str]:
     """One line per backend: available (tvm: with which instruction set) or why not."""
-    why = {"tvm-cuda": tvm_cuda_unavailable, "numba-cuda": cuda_unavailable,
-           "tvm": tvm_unavailable,
-           "numba": lambda: None if importlib.util.find_spec("numba") else
-           "backend 'numba' needs the numba package", "reference": lambda: None}
     lines = []
     for name in BACKENDS:
-        reason = why[name]()
-        if reason is None and name == "numba-cuda" and _simulated():
-            reason = "the CUDA simulator (NUMBA_ENABLE_CUDASIM) is only used when asked for by name"
+        reason = backend_unavailable(name)
         if reason:
             lines.append(f"{name}: not available: {reason.removeprefix(f'backend {name!r} ')}")
         elif name == "tvm":
