@@ -54,6 +54,20 @@ def test_split_is_disjoint_and_boxes_unique():
     assert len(boxes) == len(set(boxes)) and all(l + s <= 600 and t + s <= 400 for l, t, s in boxes)
 
 
+def test_photo_training_never_sees_the_heldout_photos():
+    """`aq-train --data photos` trains on the calibration photos and chooses its checkpoint
+    on their fixed crops: no held-out crop reaches training or checkpoint choice."""
+    from aq_runtime.data.photos import crops_of
+    from aq_runtime.models.registry import build_float_graph
+    from aq_runtime.training.data import load_train_data
+    fg = build_float_graph("efficientnet-lite0", 32)
+    d = load_train_data("photos", fg, True)
+    assert (d.val_x == crops_of(CALIBRATION_PHOTOS, 32)[0]).all()
+    held = {a.tobytes() for a in crops_of(HELDOUT_PHOTOS, 32)[0]}
+    assert not held & {a.tobytes() for a in d.val_x}
+    assert len(d._images) == len(CALIBRATION_PHOTOS)
+
+
 def test_percentile_ranges_inside_minmax(digits_fg):
     from aq_runtime.export.calibrate import calibrate
     from aq_runtime.models.digits import digits_data

@@ -30,7 +30,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--allocation", choices=ALLOCATIONS, default=DEFAULT.allocation,
                     help="--bits auto: one weight width per layer (default) or per output "
                          "channel")
-    ap.add_argument("--calib", help="folder of calibration images (default: bundled photos)")
+    ap.add_argument("--calib", help="folder of calibration images (default: bundled photos; "
+                                    "none: only --synthetic images, a data-free export)")
+    ap.add_argument("--synthetic", type=int, default=DEFAULT.synthetic, metavar="N",
+                    help="add N calibration images synthesized from the float model's "
+                         "BatchNorm statistics (no data needed; about 10 s per image on 2 "
+                         "cores for Lite0)")
     ap.add_argument("--calib-method", choices=CALIB_METHODS, default=DEFAULT.method)
     ap.add_argument("--granularity", choices=GRANULARITIES, default=DEFAULT.granularity,
                     help="activation ranges per channel where no activation bounds the values "
@@ -82,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
                                 method=a.calib_method, granularity=a.granularity,
                                 bias_correction=not a.no_bias_correction, clipping=a.clipping,
                                 rounding=a.rounding, rounding_iters=a.rounding_iters,
-                                rounding_images=a.rounding_images, target=a.target)
+                                rounding_images=a.rounding_images, target=a.target,
+                                synthetic=a.synthetic)
         export_cli(a.source, a.output, options, model=a.model, calib=a.calib,
                    input_size=a.input_size, mean=a.mean, std=a.std)
     run_cli(go)

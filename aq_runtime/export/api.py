@@ -56,6 +56,10 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
     images and augmented views of them (export/learned_rounding.py), and the mean error they
     leave is corrected again. A bare int or str is the bits, every other option default."""
     o = options if isinstance(options, ExportOptions) else ExportOptions(bits=options)
+    if o.synthetic:
+        from ..data.synthetic import synthesize
+        made = synthesize(fg, o.synthetic, progress=o.progress)
+        images = np.concatenate([images, made]) if len(images) else made
     if len(images) == 0:
         raise AqError("no calibration images")
     if ranges is None:

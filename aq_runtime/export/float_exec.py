@@ -39,14 +39,19 @@ def torch_act(y: torch.Tensor, act: str) -> torch.Tensor:
     return F.relu6(y) if act == "relu6" else F.relu(y) if act == "relu" else y
 
 
+def conv_pre(n: FloatNode, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+             ) -> torch.Tensor:
+    """A conv node's output before its fused activation (zero padding: real zero)."""
+    t, b, l, r = n.attrs["pad"]
+    x = F.pad(x, (l, r, t, b)) if (t or b or l or r) else x
+    return F.conv2d(x, weight, bias, stride=n.attrs["stride"], groups=n.attrs["groups"])
+
+
 def apply_node(n: FloatNode, ins: list[torch.Tensor], weight: torch.Tensor | None = None,
                bias: torch.Tensor | None = None) -> torch.Tensor:
     """One float op; conv pads with zeros (real zero), ReLU/ReLU6 fused."""
     if n.op == "conv":
-        t, b, l, r = n.attrs["pad"]
-        x = F.pad(ins[0], (l, r, t, b)) if (t or b or l or r) else ins[0]
-        y = F.conv2d(x, weight, bias, stride=n.attrs["stride"], groups=n.attrs["groups"])
-        return torch_act(y, node_act(n))
+        return torch_act(conv_pre(n, ins[0], weight, bias), node_act(n))
     if n.op == "add":
         return torch_act(ins[0] + ins[1], node_act(n))
     if n.op == "mul":

@@ -24,6 +24,7 @@ class FloatNode:
     attrs: dict[str, Any] = field(default_factory=dict)  # conv: stride, pad, groups, act; add: act
     weight: np.ndarray | None = None  # float64 (O, C/groups, kh, kw), BN folded
     bias: np.ndarray | None = None  # float64 (O,)
+    bn: tuple[np.ndarray, np.ndarray] | None = None  # folded BN: output (mean, std) it trained
 
 
 @dataclass
@@ -52,6 +53,16 @@ def node_act(n: FloatNode) -> str:
     """The activation fused into a node's output: convs and residual adds may carry ReLU/ReLU6
     (a ResNet's add is followed by ReLU), every other op carries none."""
     return n.attrs.get("act", "none") if n.op in ("conv", "add") else "none"
+
+
+def bn_stats(gamma: np.ndarray, beta: np.ndarray, var: np.ndarray, eps: float
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The per-channel (mean, std) a BatchNorm's output has on the data it was trained on:
+    (beta, |gamma| * sqrt(var / (var + eps))), i.e. what a folded conv's pre-activation output
+    should look like on real images (data-free calibration synthesizes images that match it)."""
+    g, v = np.asarray(gamma, np.float64), np.asarray(var, np.float64)
+    eps = float(np.float32(eps))
+    return np.asarray(beta, np.float64).copy(), np.abs(g) * np.sqrt(v / (v + eps))
 
 
 def fold_bn(w: np.ndarray, b: np.ndarray | None, gamma: np.ndarray, beta: np.ndarray,

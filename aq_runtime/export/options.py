@@ -42,8 +42,10 @@ class ExportOptions:
     `rounding_iters` steps per block on `rounding_images` images, the calibration images and
     augmented views of them); target: 'any', or 'avx2', which keeps weight codes within the
     AVX2 kernel's one-instruction range (|w| <= 64): layers planned at 8 bits get 7, and
-    `--bits auto` never chooses 8 (7, or 9 and up where the budget allows); progress: tqdm
-    bars."""
+    `--bits auto` never chooses 8 (7, or 9 and up where the budget allows); synthetic: that
+    many images synthesized from the float model's BatchNorm statistics join the calibration
+    images (data/synthetic.py; with none of the user's own, a data-free export); progress:
+    tqdm bars."""
     bits: int | str | dict = 8
     budget: float = 1.0
     allocation: str = "layer"
@@ -55,6 +57,7 @@ class ExportOptions:
     rounding_iters: int = 200
     rounding_images: int = 1024
     target: str = "any"
+    synthetic: int = 0
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -68,6 +71,8 @@ class ExportOptions:
             raise AqError(f"--budget {self.budget}: must lie in (0, 4]")
         if self.rounding_iters < 1:
             raise AqError("rounding iterations must be at least 1")
+        if self.synthetic < 0:
+            raise AqError("--synthetic: the number of images must not be negative")
 
     def with_(self, **changes: Any) -> ExportOptions:
         return replace(self, **changes)
@@ -79,5 +84,7 @@ class ExportOptions:
         if self.rounding == "nearest":
             d.pop("rounding_iters")
             d.pop("rounding_images")
+        if not self.synthetic:
+            d.pop("synthetic")
         d["images"] = int(n_images)
         return d

@@ -46,8 +46,11 @@ def load_source(source: str, model: str | None, input_size: int | None,
 
 
 def calibration_images(fg: FloatGraph, folder: str | None) -> np.ndarray:
-    """Images from `folder` (resized/cropped as the model wants) or the bundled defaults."""
+    """Images from `folder` (resized/cropped as the model wants), none at all for 'none'
+    (data-free: synthetic images only), or the bundled defaults."""
     c, h, w = fg.input_shape
+    if folder == "none":
+        return np.zeros((0, h, w, c), np.uint8)
     if folder:
         from ..data.images import list_images, load_image, resize_center_crop
         paths = list_images(folder)

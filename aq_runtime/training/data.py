@@ -91,17 +91,14 @@ def load_train_data(spec: str, fg: FloatGraph, kd_only: bool, epoch_size: int = 
         return TrainData("digits", len(ytr), not kd_only, xte, yte, _x=xtr,
                          _y=None if kd_only else ytr)
     if spec == "photos":
-        from ..data.photos import (
-            CALIBRATION_PHOTOS,
-            HELDOUT_PHOTOS,
-            crops_of,
-            photo_paths,
-        )
+        from ..data.photos import CALIBRATION_PHOTOS, crops_of, photo_paths
         if (h, w) != (h, h) or c != 3:
             raise AqError("--data photos needs a square RGB model input")
         paths = photo_paths()
         ims = [load_image(paths[n]) for n in CALIBRATION_PHOTOS]
-        val = crops_of(HELDOUT_PHOTOS, h)[0]
+        # checkpoints are chosen on the calibration photos' fixed crops (training draws random
+        # crops of the same photos); the held-out photos stay for scoring, outside training
+        val = crops_of(CALIBRATION_PHOTOS, h)[0]
         return TrainData("photos", epoch_size, False, val, None, _images=ims, _hw=(h, w),
                          _augment=True)
     root = Path(spec)
