@@ -28,7 +28,7 @@ from aq_runtime.bench.fidelity import Fidelity
 from aq_runtime.bench.machine import describe
 from aq_runtime.bench.pareto import plot_pareto
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
-from aq_runtime.data.synthetic import synthesize
+from aq_runtime.export.synthetic import synthesize
 from aq_runtime.models.efficientnet import lite0_float_graph, load_lite0
 
 RESULTS = Path(__file__).parent / "results"

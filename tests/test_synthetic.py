@@ -10,7 +10,7 @@ from aq_runtime import AqError
 
 
 def _loss(fg, images):
-    from aq_runtime.data.synthetic import bn_loss
+    from aq_runtime.export.synthetic import bn_loss
     from aq_runtime.export.float_exec import normalize_input
     params = {n.name: tuple(torch.from_numpy(np.asarray(a, np.float64)).float()
                             for a in (n.weight, n.bias, *n.bn)) for n in fg.conv_nodes()
@@ -33,7 +33,7 @@ def test_models_record_their_batchnorm(digits_fg):
 
 
 def test_synthetic_images_match_the_statistics(digits_fg):
-    from aq_runtime.data.synthetic import synthesize
+    from aq_runtime.export.synthetic import synthesize
     from aq_runtime.models.digits import digits_data
     a = synthesize(digits_fg, 24, iters=60, batch=16, progress=False)
     assert a.shape == (24, 8, 8, 1) and a.dtype == np.uint8
@@ -49,7 +49,7 @@ def test_synthetic_images_match_the_statistics(digits_fg):
 def test_synthetic_refuses_a_model_without_batchnorm(digits_fg):
     from dataclasses import replace
 
-    from aq_runtime.data.synthetic import synthesize
+    from aq_runtime.export.synthetic import synthesize
     bare = replace(digits_fg, nodes=[replace(n, bn=None) for n in digits_fg.nodes])
     with pytest.raises(AqError, match="no BatchNorm statistics"):
         synthesize(bare, 4, iters=2, progress=False)
@@ -75,6 +75,7 @@ def test_data_free_export_from_the_cli(tmp_path, digits_fg):
     out = tmp_path / "free.aqz"
     r = cli("digits-cnn", out, "--calib", "none", "--synthetic", "16")
     assert r.returncode == 0, r.stderr
+    assert "16 images (16 synthesized from the model's BatchNorm statistics)" in r.stderr
     g = read_aqz(out)
     assert g.meta["calibration"]["synthetic"] == 16 and g.meta["calibration"]["images"] == 16
     _, _, x, y = digits_data()

@@ -57,7 +57,7 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
     leave is corrected again. A bare int or str is the bits, every other option default."""
     o = options if isinstance(options, ExportOptions) else ExportOptions(bits=options)
     if o.synthetic:
-        from ..data.synthetic import synthesize
+        from .synthetic import synthesize
         made = synthesize(fg, o.synthetic, progress=o.progress)
         images = np.concatenate([images, made]) if len(images) else made
     if len(images) == 0:

@@ -44,7 +44,7 @@ class ExportOptions:
     AVX2 kernel's one-instruction range (|w| <= 64): layers planned at 8 bits get 7, and
     `--bits auto` never chooses 8 (7, or 9 and up where the budget allows); synthetic: that
     many images synthesized from the float model's BatchNorm statistics join the calibration
-    images (data/synthetic.py; with none of the user's own, a data-free export); progress:
+    images (export/synthetic.py; with none of the user's own, a data-free export); progress:
     tqdm bars."""
     bits: int | str | dict = 8
     budget: float = 1.0

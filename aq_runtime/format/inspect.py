@@ -119,6 +119,8 @@ def summarize(graph: Graph, path: str | Path | None = None) -> str:
         bc = c.get("bias_correction")
         s += (f"\ncalibration: {c.get('method')} ranges ({c.get('granularity')}) on "
               f"{c.get('images')} images")
+        if c.get("synthetic"):
+            s += f" ({c['synthetic']} synthesized from the model's BatchNorm statistics)"
         if bc is not None:
             s += f", bias correction {'on' if bc else 'off'}"
         if c.get("clipping", "max") != "max":

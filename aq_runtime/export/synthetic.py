@@ -12,8 +12,8 @@ import torch
 from tqdm import tqdm
 
 from .. import AqError
-from ..export.float_exec import apply_node, conv_pre, torch_act
-from ..export.float_graph import FloatGraph, node_act
+from .float_exec import apply_node, conv_pre, torch_act
+from .float_graph import FloatGraph, node_act
 
 ITERS = 200
 BATCH = 32
