@@ -1,4 +1,5 @@
-"""aq-export: a built-in model (or a state dict of one) -> calibrated, integerized .aqz."""
+"""aq-export: a built-in model, a float ONNX file, a state dict or an aq-train checkpoint ->
+integerized .aqz (calibrated, or as trained); or a .aqz -> ONNX (--to)."""
 
 from __future__ import annotations
 
@@ -81,6 +82,11 @@ def main(argv: list[str] | None = None) -> None:
                 to_onnx_int(read_aqz(a.source), a.output)
             else:
                 to_onnx_qdq(read_aqz(a.source), a.output, weights=a.qdq_weights)
+            return
+        from ..training.api import export_checkpoint, training_checkpoint
+        ck = training_checkpoint(a.source)
+        if ck is not None:
+            export_checkpoint(a.source, ck, a.output)
             return
         from ..export.pipeline import export_cli
         options = ExportOptions(bits=a.bits, budget=a.budget, allocation=a.allocation,

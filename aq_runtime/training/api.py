@@ -1,5 +1,5 @@
-"""Library calls on training checkpoints: evaluate one (integer and fake-quant), and turn one
-into the integer graph that `aq-export ckpt.pt model.aqz` writes."""
+"""Library calls on training checkpoints: recognise one, evaluate one (integer and fake-quant),
+and turn one into the integer graph that `aq-export ckpt.pt model.aqz` writes."""
 
 from __future__ import annotations
 
@@ -11,6 +11,36 @@ from ..export.ir import Graph
 from .build import restore_model
 from .checkpoint import load_checkpoint
 from .evaluate import evaluate, format_eval, write_reports
+
+
+def training_checkpoint(source: str) -> dict | None:
+    """The loaded aq-train checkpoint at `source` (its quant params are trained: no
+    calibration, no --bits), or None when `source` is something else."""
+    p = Path(source)
+    if p.suffix.lower() != ".pt" or not p.is_file():
+        return None
+    import torch
+
+    from .checkpoint import is_training_checkpoint
+    try:
+        raw = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception:  # not loadable: the float-model path reports it
+        return None
+    return load_checkpoint(p, raw) if is_training_checkpoint(raw) else None
+
+
+def export_checkpoint(path: str | Path, ck: dict, output: str | Path) -> Graph:
+    """`aq-export ckpt.pt model.aqz`: write a training checkpoint's integer graph (atomic)
+    and print its summary."""
+    from ..format import write_aqz
+    from ..format.inspect import summarize
+    out = Path(output)
+    if not out.parent.exists():
+        raise AqError(f"{out.parent}: output folder does not exist")
+    g = checkpoint_graph(path, ck)
+    write_aqz(g, out)
+    print(summarize(g, out), file=sys.stderr)
+    return g
 
 
 def checkpoint_graph(path: str | Path, ck: dict | None = None) -> Graph:
