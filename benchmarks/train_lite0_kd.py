@@ -49,13 +49,20 @@ def main() -> None:
     ap.add_argument("--tag", default="", help="suffix of the result files")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--report-only", action="store_true", help="no training: report a run")
+    ap.add_argument("--init-aqz", help="start from this post-training .aqz instead, bits frozen "
+                                       "(no metric term): distillation of its weights, scales "
+                                       "and ranges only")
+    ap.add_argument("--lr", type=float, default=2e-5)
     a = ap.parse_args()
     out = Path(a.out)
     cfg = TrainConfig(model="efficientnet-lite0", data="photos", kd_only=True, alpha=0.0, kd=1.0,
                       strategy="aq", init_bits="auto", weight_bits=8, act_bits=8, max_bits=16,
                       min_bits=2, bits_trainable=True, iter_train=True, beta=a.beta, gamma=0.7,
-                      lr=2e-5, lr_bits=a.lr_bits, batch_size=8, epoch_size=128, max_epoch=a.epochs,
-                      eval_backend="numba", out=str(out))
+                      lr=a.lr, lr_bits=a.lr_bits, batch_size=8, epoch_size=128,
+                      max_epoch=a.epochs, eval_backend="numba", out=str(out))
+    if a.init_aqz:
+        cfg.init_aqz, cfg.init_bits = a.init_aqz, None
+        cfg.bits_trainable, cfg.iter_train, cfg.beta = False, False, 0.0
     if not a.resume and not a.report_only:
         if out.exists():
             shutil.rmtree(out)
@@ -64,7 +71,7 @@ def main() -> None:
         before, g0 = evaluate(tr.model, tr.teacher_fg, heldout(), None, "numba")
         out.mkdir()
         (out / "before.json").write_text(json.dumps(before, indent=1))
-        plot_bits(g0, out / "bits_before.png", "Lite0 before KD (post-training auto bits)")
+        plot_bits(g0, out / "bits_before.png", "Lite0 before KD (post-training bits)")
         del tr
     code = 0 if a.report_only else train(cfg, resume=a.resume, progress=True)
     if code:
@@ -75,17 +82,20 @@ def main() -> None:
     model, fg = restore_model(load_checkpoint(out / "best.pt"))
     best, _ = evaluate(model, fg, heldout(), None, "numba")
     log = (out / "log.csv").read_text().splitlines()
-    head = ("EfficientNet-Lite0, distillation-only AQ (no labels), from the post-training "
-            "`--bits auto` model.\nTraining: augmented crops (random resized crop + flip) of the "
+    start = (f"the post-training export {Path(cfg.init_aqz).name} (aq-train --init-aqz), "
+             "bits frozen" if cfg.init_aqz else "the post-training `--bits auto` model")
+    loss = ("KD MSE to the float logits" + (f" + {cfg.beta:g} x MicroNet metric, bits trainable "
+            f"(iterative), lr {cfg.lr:g} / bits {cfg.lr_bits:g}" if cfg.bits_trainable else
+            f", lr {cfg.lr:g}"))
+    head = (f"EfficientNet-Lite0, distillation-only AQ (no labels), from {start}.\nTraining: "
+            "augmented crops (random resized crop + flip) of the "
             f"8 calibration photos, {cfg.max_epoch:g} epochs x {cfg.epoch_size} crops, batch "
-            f"{cfg.batch_size}, KD MSE to the float logits + {cfg.beta:g} x MicroNet metric, "
-            f"bits trainable (iterative), lr {cfg.lr:g} / bits {cfg.lr_bits:g}; "
-            f"{len(log) - 1} steps on 2 CPU cores.\n"
+            f"{cfg.batch_size}, {loss}; {len(log) - 1} steps on 2 CPU cores.\n"
             "Scored on 376 held-out crops of 11 photos never seen in calibration or training. "
             "int = the exported integer model; fq = its fake-quant twin.\n")
     cols = (f"{'model':34s} {'int top1':>8s} {'fq top1':>8s} {'top-5':>8s} {'SQNR dB':>8s} "
             f"{'int=fq':>8s} {'w bits':>7s} {'a bits':>7s} {'metric':>9s}")
-    text = "\n".join([head, cols, row("before (post-training auto)", before),
+    text = "\n".join([head, cols, row("before (post-training start)", before),
                       row("after KD-only AQ (final)", after),
                       row("best epoch (picked on calib. crops)", best), "",
                       "The best epoch is chosen by agreement on the calibration photos' fixed "
@@ -99,7 +109,7 @@ def main() -> None:
     (RESULTS / f"lite0_kd{t}.json").write_text(json.dumps(
         {"before": before, "after_final": after, "best_epoch": best}, indent=1))
     shutil.copy(out / "eval.csv", RESULTS / f"lite0_kd{t}_epochs.csv")
-    shutil.copy(out / "bits_before.png", RESULTS / "lite0_bits_before.png")
+    shutil.copy(out / "bits_before.png", RESULTS / f"lite0_bits_before{t}.png")
     plot_bits(g1, RESULTS / f"lite0_bits_after{t}.png", "Lite0 after KD-only AQ")
 
 

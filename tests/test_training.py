@@ -337,3 +337,45 @@ def test_untrained_model_exports_as_post_training(digits_fg, digits_ranges, bits
     for t in ptq.tensors:
         assert np.array_equal(ptq.tensors[t].zero_point, g.tensors[t].zero_point)
         assert np.array_equal(ptq.tensors[t].bits, g.tensors[t].bits)
+
+
+def test_init_aqz_starts_exactly_where_the_export_is(digits_fg, tmp_path):
+    """`aq-train --init-aqz model.aqz`: the untrained model is the file (its integers, array
+    for array: learned codes, MSE-clipped scales, corrected biases, mixed bits), and a KD run
+    from it trains and exports with the file's bits."""
+    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.options import ExportOptions
+    from aq_runtime.format import read_aqz, write_aqz
+    from aq_runtime.models.digits import digits_data
+    from aq_runtime.training.build import model_from_aqz
+    from aq_runtime.training.checkpoint import load_checkpoint
+    from aq_runtime.training.api import checkpoint_graph
+    g = export_graph(digits_fg, digits_data()[0][:256], ExportOptions(
+        bits="auto", budget=0.5, allocation="channel", clipping="mse", rounding="learned",
+        rounding_iters=20, rounding_images=300, progress=False))
+    path = tmp_path / "low.aqz"
+    write_aqz(g, path)
+    g = read_aqz(path)
+    assert len({int(b) for n in g.weight_nodes() for b in n.arrays["wbits"]}) > 1
+    cfg = TrainConfig(**FAST, init_aqz=str(path))
+    m = model_from_aqz(cfg, digits_fg, path).integerize()
+    for a, b in zip(g.weight_nodes(), m.weight_nodes()):
+        for k in ("weight", "wbits", "bias", "mult", "shift", "lo", "hi"):
+            assert (a.arrays[k] == b.arrays[k]).all(), (a.name, k)
+    for t, spec in g.tensors.items():
+        s2 = m.tensors[t]
+        assert (spec.scale == s2.scale).all() and (spec.zero_point == s2.zero_point).all(), t
+        assert (spec.bits == s2.bits).all(), t
+    x = digits_data()[2][:64]
+    assert (Session(m, "reference").run(x) == Session(g, "reference").run(x)).all()
+    out = tmp_path / "kd"
+    assert train(TrainConfig(**FAST, init_aqz=str(path), kd_only=True, alpha=0.0, max_steps=3,
+                             lr=1e-4, out=str(out)), progress=False) == 0
+    trained = checkpoint_graph(out / "last.pt", load_checkpoint(out / "last.pt"))
+    for a, b in zip(g.weight_nodes(), trained.weight_nodes()):
+        assert (a.arrays["wbits"] == b.arrays["wbits"]).all()
+    with pytest.raises(Exception, match="no --init-bits"):
+        TrainConfig(**FAST, init_aqz=str(path), init_bits="auto").validate()
+    assert "not an export of" in one_line_error(cli(
+        "--model", "efficientnet-lite0", "--data", "photos", "--kd-only", "--init-aqz", path,
+        "--out", tmp_path / "o9"))

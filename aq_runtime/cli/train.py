@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     a("--float-ckpt", help="float state dict of the architecture (default: built-in weights)")
     a("--init-thresholds", help="JSON {tensor: [lo, hi]} of initial activation ranges")
     a("--init-bits", help="starting bits: an int, a bits JSON (aq-export format) or auto")
+    a("--init-aqz", help="start from this post-training .aqz of --model (its codes, scales, "
+                         "ranges and bits: e.g. aq-export's best low-bit file)")
     a("--calib-images", type=int, default=d.calib_images)
     a("--min-bits", type=int, default=d.min_bits)
     a("--max-bits", type=int, default=d.max_bits)

@@ -1,10 +1,13 @@
 """Building the training model: the float teacher (built-in weights or a state dict), initial
 activation ranges (`--init-thresholds` JSON or calibration on training images), initial bits
-(an int, a bits JSON or the exporter's `auto` plan), and restoring both from a checkpoint."""
+(an int, a bits JSON or the exporter's `auto` plan) or a whole post-training `.aqz` as the
+start (`--init-aqz`), and restoring both from a checkpoint."""
 
 from __future__ import annotations
 
+import copy
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -85,7 +88,60 @@ def initial_ranges(cfg: TrainConfig, fg: FloatGraph, images: np.ndarray) -> Rang
     return ranges
 
 
+def model_from_aqz(cfg: TrainConfig, fg: FloatGraph, path: str | Path) -> QuantGraph:
+    """The trainable model that is exactly a post-training `.aqz` of `fg`'s architecture (its
+    codes, weight scales, biases, activation ranges and bits), so training starts where the
+    exporter's best model is: integerizing it untrained gives the file's integers back.
+    Per conv, weights = codes x scale (scale: what the file's multiplier implies), alpha =
+    qmax / max|codes| (so alpha * max|We| / qmax is that scale), biases with the zero-point
+    terms taken back out; per tensor, the range [-z s, (2^bits - 1 - z) s]."""
+    from ..export.dequant import dequantized_conv
+    from ..export.integerize import LOGIT_RANGE_BITS
+    from ..format import read_aqz
+    from ..quant.bits import weight_code_max
+    g = read_aqz(path)
+    nodes = {n.name: n for n in g.weight_nodes()}
+    convs = fg.conv_nodes()
+    if g.meta.get("model") != fg.name or set(nodes) != {n.name for n in convs} or any(
+            tuple(nodes[n.name].arrays["weight"].shape) != n.weight.shape for n in convs):
+        raise AqError(f"{path}: not an export of {fg.name} (--model)")
+    if any(n.attrs.get("mode") == "ternary" for n in nodes.values()):
+        raise AqError(f"{path}: ternary layers cannot start AQ training (export without TTQ)")
+    student = copy.copy(fg)
+    student.nodes = []
+    wbits, alpha = {}, {}
+    for n in fg.nodes:
+        if n.op == "conv":
+            node = nodes[n.name]
+            w, b = dequantized_conv(g, node)
+            q = node.arrays["weight"].astype(np.int64).reshape(w.shape[0], -1)
+            wbits[n.name] = node.arrays["wbits"].astype(np.int64)
+            top = np.abs(q).max(axis=1)
+            alpha[n.name] = np.where(top > 0, weight_code_max(wbits[n.name]) / np.maximum(top, 1),
+                                     1.0)
+            n = replace(n, weight=w, bias=b)
+        student.nodes.append(n)
+    ranges, abits = {}, {}
+    for t, spec in g.tensors.items():
+        if t in (g.input, g.output):
+            continue
+        levels = (np.int64(1) << spec.bits.astype(np.int64)) - 1
+        z = spec.zero_point.astype(np.float64)
+        ranges[t] = (-z * spec.scale, (levels - z) * spec.scale)
+        abits[t] = spec.bits.astype(np.int64)
+    top = float(g.tensors[g.output].scale.max()) * (1 << LOGIT_RANGE_BITS)
+    c = g.tensors[g.output].shape[0]
+    ranges[g.output] = (np.full(c, -top), np.full(c, top))
+    model = QuantGraph(student, ranges, cfg.quant_setup(), wbits, abits)
+    with torch.no_grad():
+        for name, a in alpha.items():
+            model.w_alpha[name.replace(".", "__")].copy_(torch.from_numpy(a).float())
+    return model
+
+
 def new_model(cfg: TrainConfig, fg: FloatGraph, data: TrainData) -> QuantGraph:
+    if cfg.init_aqz:
+        return model_from_aqz(cfg, fg, cfg.init_aqz)
     images = calibration_set(cfg, fg, data)
     ranges = initial_ranges(cfg, fg, images)
     wbits = abits = None

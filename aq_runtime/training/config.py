@@ -39,6 +39,7 @@ class TrainConfig:
     float_ckpt: str | None = None  # float state dict of the architecture (else built-in)
     init_thresholds: str | None = None  # JSON {tensor: [lo, hi] or [[lo...], [hi...]]}
     init_bits: str | None = None  # starting bits: an int, a bits JSON, or "auto"
+    init_aqz: str | None = None  # start from this post-training export (codes, ranges, bits)
     calib_images: int = 256
     min_bits: int = 1
     max_bits: int = 8
@@ -67,6 +68,9 @@ class TrainConfig:
             raise AqError("--bias-bits must be in 2..32")
         if self.finetune and not self.ckpt:
             raise AqError("--finetune needs --ckpt (the model to finetune)")
+        if self.init_aqz and (self.init_bits or self.init_thresholds or self.ckpt):
+            raise AqError("--init-aqz is the whole start: no --init-bits, --init-thresholds "
+                          "or --ckpt with it")
 
     def quant_setup(self) -> QuantSetup:
         return QuantSetup(self.strategy, self.weight_bits, self.act_bits, self.min_bits,
