@@ -3,8 +3,9 @@
 One row per model, all scored on the 376 held-out crops (never used for calibration): uniform
 weight bits 8/6/5/4/3 (activations 8) and `--bits auto` at weight budgets 0.375/0.5/0.625/0.75
 of uniform 8's bytes, each exported with nearest rounding (the default export), with MSE
-clipping, (auto) with per-channel bits, and with learned rounding on top; ONNX Runtime int8
-for reference. Columns:
+clipping, (auto) with per-channel bits, and with learned rounding on top; two data-free rows
+(uniform 8, and auto 0.5 learned) calibrated on images synthesized from the model's BatchNorm
+statistics instead of the photos; ONNX Runtime int8 for reference. Columns:
 file bytes, average weight/activation bits, MicroNet score, DESIGN §7's four numbers, integer
 vs fake-quant agreement, export time. Resumable: finished rows are kept in
 results/lowbit_lite0.json and skipped on a rerun (`--redo NAME...` recomputes rows, `--only

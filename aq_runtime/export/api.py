@@ -54,14 +54,16 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
     error on the calibration images taken out of its bias (export/bias_correction.py); with
     `rounding='learned'` the codes then come from block-wise reconstruction on the calibration
     images and augmented views of them (export/learned_rounding.py), and the mean error they
-    leave is corrected again. A bare int or str is the bits, every other option default."""
+    leave is corrected again. With `synthetic`, that many images synthesized from the float
+    model's BatchNorm statistics join `images` first (which may then be empty: data-free).
+    A bare int or str is the bits, every other option default."""
     o = options if isinstance(options, ExportOptions) else ExportOptions(bits=options)
     if o.synthetic:
         from .synthetic import synthesize
         made = synthesize(fg, o.synthetic, progress=o.progress)
         images = np.concatenate([images, made]) if len(images) else made
     if len(images) == 0:
-        raise AqError("no calibration images")
+        raise AqError("no calibration images (with --calib none, pass --synthetic N)")
     if ranges is None:
         ranges = calibrate_ranges(fg, images, o.method, o.granularity)
     plan, report = plan_bits(fg, images, ranges, o)
