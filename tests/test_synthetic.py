@@ -4,21 +4,14 @@ BatchNorm statistics end far closer to the trained ones than the noise they star
 
 import numpy as np
 import pytest
-import torch
 
 from aq_runtime import AqError
 
 
 def _loss(fg, images):
-    from aq_runtime.export.synthetic import bn_loss
     from aq_runtime.export.float_exec import normalize_input
-    params = {n.name: tuple(torch.from_numpy(np.asarray(a, np.float64)).float()
-                            for a in (n.weight, n.bias, *n.bn)) for n in fg.conv_nodes()
-              if n.bn is not None}
-    params.update({n.name: tuple(torch.from_numpy(np.asarray(a)).float()
-                                 for a in (n.weight, n.bias)) for n in fg.conv_nodes()
-                   if n.bn is None})
-    return float(bn_loss(fg, normalize_input(images, fg), params))
+    from aq_runtime.export.synthetic import bn_loss, bn_params
+    return float(bn_loss(fg, normalize_input(images, fg), bn_params(fg)))
 
 
 def test_models_record_their_batchnorm(digits_fg):

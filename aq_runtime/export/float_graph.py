@@ -55,26 +55,23 @@ def node_act(n: FloatNode) -> str:
     return n.attrs.get("act", "none") if n.op in ("conv", "add") else "none"
 
 
-def bn_stats(gamma: np.ndarray, beta: np.ndarray, var: np.ndarray, eps: float
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """The per-channel (mean, std) a BatchNorm's output has on the data it was trained on:
-    (beta, |gamma| * sqrt(var / (var + eps))), i.e. what a folded conv's pre-activation output
-    should look like on real images (data-free calibration synthesizes images that match it)."""
-    g, v = np.asarray(gamma, np.float64), np.asarray(var, np.float64)
-    eps = float(np.float32(eps))
-    return np.asarray(beta, np.float64).copy(), np.abs(g) * np.sqrt(v / (v + eps))
-
-
 def fold_bn(w: np.ndarray, b: np.ndarray | None, gamma: np.ndarray, beta: np.ndarray,
-            mean: np.ndarray, var: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
-    """Fold y = gamma * (conv(x) + b - mean) / sqrt(var + eps) + beta into (w', b'), in float64.
+            mean: np.ndarray, var: np.ndarray, eps: float
+            ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """Fold y = gamma * (conv(x) + b - mean) / sqrt(var + eps) + beta into (w', b'), in float64,
+    and give the per-channel (mean, std) y has on the data the BatchNorm was trained on,
+    (beta, |gamma| * sqrt(var / (var + eps))): what the folded conv's pre-activation output
+    should look like on real images (`FloatNode.bn`; data-free calibration matches it).
     eps is taken as the float32 value frameworks store and add (PyTorch's float32 BN, ONNX's
     float attribute), so every route to the same model folds to the same numbers."""
     eps = float(np.float32(eps))
-    f = np.asarray(gamma, np.float64) / np.sqrt(np.asarray(var, np.float64) + eps)
+    g, v = np.asarray(gamma, np.float64), np.asarray(var, np.float64)
+    f = g / np.sqrt(v + eps)
     w2 = np.asarray(w, np.float64) * f.reshape(-1, *([1] * (w.ndim - 1)))
     b0 = np.zeros_like(f) if b is None else np.asarray(b, np.float64)
-    return w2, (b0 - np.asarray(mean, np.float64)) * f + np.asarray(beta, np.float64)
+    bn_out = np.asarray(beta, np.float64)
+    return w2, (b0 - np.asarray(mean, np.float64)) * f + bn_out, \
+        (bn_out.copy(), np.abs(g) * np.sqrt(v / (v + eps)))
 
 
 def same_pad(size: int, k: int, stride: int) -> tuple[int, int]:

@@ -42,6 +42,12 @@ def bn_loss(fg: FloatGraph, x: torch.Tensor, params: dict[str, tuple[torch.Tenso
     return loss
 
 
+def bn_params(fg: FloatGraph) -> dict[str, tuple[torch.Tensor, ...]]:
+    """`bn_loss`'s parameters: per conv, float32 (weight, bias[, bn mean, bn std])."""
+    return {n.name: tuple(torch.from_numpy(np.asarray(a, np.float64)).float()
+                          for a in (n.weight, n.bias, *(n.bn or ()))) for n in fg.conv_nodes()}
+
+
 def synthesize(fg: FloatGraph, n: int, iters: int = ITERS, batch: int = BATCH, seed: int = 0,
                progress: bool = True) -> np.ndarray:
     """`n` uint8 N x H x W x C images synthesized from `fg`'s BatchNorm statistics
@@ -52,12 +58,7 @@ def synthesize(fg: FloatGraph, n: int, iters: int = ITERS, batch: int = BATCH, s
         raise AqError(f"{fg.name}: the model has no BatchNorm statistics to synthesize "
                       "images from (pass calibration images)")
     f32 = torch.float32
-    params = {}
-    for nd in fg.conv_nodes():
-        t = [torch.from_numpy(np.asarray(a, np.float64)).to(f32) for a in (nd.weight, nd.bias)]
-        if nd.bn is not None:
-            t += [torch.from_numpy(np.asarray(a, np.float64)).to(f32) for a in nd.bn]
-        params[nd.name] = tuple(t)
+    params = bn_params(fg)
     c, h, w = fg.input_shape
     mean = torch.tensor(fg.pixel_mean, dtype=f32).view(1, -1, 1, 1)
     std = torch.tensor(fg.pixel_std, dtype=f32).view(1, -1, 1, 1)

@@ -18,15 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import AqError
-from ..export.float_graph import (
-    FloatGraph,
-    FloatNode,
-    bn_stats,
-    conv_out,
-    fold_bn,
-    node_act,
-    same_pad,
-)
+from ..export.float_graph import FloatGraph, FloatNode, conv_out, fold_bn, node_act, same_pad
 from .onnx_fold import SHAPE_OPS, fold, is_foldable, shape_value
 from .onnx_load import check_order, first_line, image_input, load_model, opset_of, read_constants
 
@@ -281,9 +273,8 @@ class _Importer:
                              for t in n.input[1:5])
         if any(v.shape != fn.bias.shape for v in (gam, bet, mu, var)):
             self.fail("BatchNormalization statistics do not match the channels")
-        eps = float(attrs.get("epsilon", 1e-5))
-        fn.weight, fn.bias = fold_bn(fn.weight, fn.bias, gam, bet, mu, var, eps)
-        fn.bn = bn_stats(gam, bet, var, eps)
+        fn.weight, fn.bias, fn.bn = fold_bn(fn.weight, fn.bias, gam, bet, mu, var,
+                                            float(attrs.get("epsilon", 1e-5)))
         if not np.all(np.isfinite(fn.weight)) or not np.all(np.isfinite(fn.bias)):
             self.fail("folding BatchNormalization gives NaN or infinity (variance + eps <= 0?)")
         self.op_Identity(n, attrs)

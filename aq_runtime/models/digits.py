@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..export.float_graph import FloatGraph, FloatNode, bn_stats, fold_bn
+from ..export.float_graph import FloatGraph, FloatNode, fold_bn
 
 DIGITS_SCALE = 15  # sklearn digits are 0..16; pixels = value * 15 as uint8
 
@@ -45,14 +45,13 @@ class DigitsCNN(nn.Module):
         nodes, x = [], "input"
         for i, (conv, bn) in enumerate([(self.conv1, self.bn1), (self.conv2, self.bn2),
                                         (self.conv3, self.bn3)], 1):
-            gamma, beta, mean, var = (t.detach().double().numpy() for t in
-                                      (bn.weight, bn.bias, bn.running_mean, bn.running_var))
-            w, b = fold_bn(conv.weight.detach().double().numpy(), None, gamma, beta, mean, var,
-                           bn.eps)
+            w, b, stats = fold_bn(conv.weight.detach().double().numpy(), None,
+                                  *(t.detach().double().numpy() for t in
+                                    (bn.weight, bn.bias, bn.running_mean, bn.running_var)),
+                                  bn.eps)
             s, p = conv.stride[0], conv.padding[0]
             nodes.append(FloatNode("conv", f"conv{i}", [x], f"conv{i}", dict(
-                stride=[s, s], pad=[p, p, p, p], groups=1, act="relu"), w, b,
-                bn_stats(gamma, beta, var, bn.eps)))
+                stride=[s, s], pad=[p, p, p, p], groups=1, act="relu"), w, b, stats))
             x = f"conv{i}"
         nodes.append(FloatNode("gap", "pool", [x], "pool"))
         nodes.append(FloatNode("conv", "fc", ["pool"], "fc", dict(

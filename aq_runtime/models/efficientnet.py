@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..export.float_graph import FloatGraph, FloatNode, bn_stats, conv_out, fold_bn, same_pad
+from ..export.float_graph import FloatGraph, FloatNode, conv_out, fold_bn, same_pad
 
 BN_EPS = 1e-3
 # (repeats, kernel, stride, expand ratio, input filters, output filters) of B0 at width/depth 1.0
@@ -152,14 +152,13 @@ class _GraphBuilder:
         k, s = conv.kernel_size[0], conv.stride[0]
         pt, pb = same_pad(h, k, s)
         pl, pr = same_pad(w, k, s)
-        gamma, beta, mean, var = (t.detach().double().numpy() for t in
-                                  (bn.weight, bn.bias, bn.running_mean, bn.running_var))
-        wt, bias = fold_bn(conv.weight.detach().double().numpy(), None, gamma, beta, mean, var,
-                           bn.eps)
+        wt, bias, stats = fold_bn(conv.weight.detach().double().numpy(), None,
+                                  *(t.detach().double().numpy() for t in
+                                    (bn.weight, bn.bias, bn.running_mean, bn.running_var)),
+                                  bn.eps)
         kind = "relu6" if (act and self.lite) else "none"
         out = self.add_node(FloatNode("conv", name, [x], name, dict(
-            stride=[s, s], pad=[pt, pb, pl, pr], groups=conv.groups, act=kind), wt, bias,
-            bn_stats(gamma, beta, var, bn.eps)))
+            stride=[s, s], pad=[pt, pb, pl, pr], groups=conv.groups, act=kind), wt, bias, stats))
         if act and not self.lite:
             out = self.add_node(FloatNode("swish", f"{name}.swish", [out], f"{name}.swish"))
         return out, conv_out(h, k, s, pt, pb), conv_out(w, k, s, pl, pr)

@@ -18,7 +18,7 @@ from ..export.calibrate import Ranges
 from ..export.float_graph import FloatGraph
 from .config import TrainConfig
 from .data import TrainData
-from .qgraph import QuantGraph, QuantSetup
+from .qgraph import QuantGraph, QuantSetup, _key
 
 
 def teacher_graph(cfg: TrainConfig) -> FloatGraph:
@@ -135,7 +135,7 @@ def model_from_aqz(cfg: TrainConfig, fg: FloatGraph, path: str | Path) -> QuantG
     model = QuantGraph(student, ranges, cfg.quant_setup(), wbits, abits)
     with torch.no_grad():
         for name, a in alpha.items():
-            model.w_alpha[name.replace(".", "__")].copy_(torch.from_numpy(a).float())
+            model.w_alpha[_key(name)].copy_(torch.from_numpy(a).float())
     return model
 
 
