@@ -3,7 +3,8 @@
 One row per model, all scored on the 376 held-out crops (never used for calibration): uniform
 weight bits 8/6/5/4/3 (activations 8) and `--bits auto` at weight budgets 0.375/0.5/0.625/0.75
 of uniform 8's bytes, each exported with nearest rounding (the default export), with MSE
-clipping, (auto) with per-channel bits, and with learned rounding on top; two data-free rows
+clipping, (auto) with per-channel bits, and with learned rounding on top; three rows with
+activation widths below 8 (`--act-bits auto`, at most 10% more logit noise); two data-free rows
 (uniform 8, and auto 0.5 learned) calibrated on images synthesized from the model's BatchNorm
 statistics instead of the photos; ONNX Runtime int8 for reference. Columns:
 file bytes, average weight/activation bits, MicroNet score, DESIGN §7's four numbers, integer
@@ -41,6 +42,7 @@ AUTO = (("nearest", {}), ("mse", MSE), ("mse-ch", CHANNEL),
         ("learned", {**LEARNED, "allocation": "channel"}))
 
 
+ACT_AUTO = {"act_bits": "auto"}  # activation widths 2..8 where they add <= 10% logit noise
 SYNTHETIC = 32  # data-free rows: calibration images synthesized from BatchNorm statistics
 
 
@@ -52,6 +54,10 @@ def rows_wanted() -> list[tuple[str, object, dict]]:
     for budget in (0.75, 0.625, 0.5, 0.375):
         for tag, opts in AUTO:
             out.append((f"auto {budget} {tag}", "auto", {"budget": budget, **opts}))
+    out.append(("w8 nearest act-auto", {"weight": 8, "act": 8}, ACT_AUTO))
+    for budget in (0.75, 0.5):
+        out.append((f"auto {budget} learned act-auto", "auto",
+                    {"budget": budget, **LEARNED, "allocation": "channel", **ACT_AUTO}))
     out.append(("w8 data-free", {"weight": 8, "act": 8}, {}))
     out.append(("auto 0.5 learned data-free", "auto",
                 {"budget": 0.5, **LEARNED, "allocation": "channel"}))
@@ -121,6 +127,8 @@ def main() -> None:
             "mse-ch: + per-channel bits (--allocation channel);\nlearned: mse (uniform) or "
             "mse-ch (auto) + learned rounding (--rounding learned: block reconstruction on the "
             "calibration crops\nand augmented views of them, 1024 images, 200 steps per block); "
+            "act-auto: + activation widths 2..8 (--act-bits auto: MicroNet score down while the "
+            "logit noise added on the planning\nimages stays within 10% of the weight plan's); "
             f"data-free: no photo at all, {SYNTHETIC} images synthesized from the model's "
             "BatchNorm statistics\n(--calib none --synthetic 32) calibrate everything"
             "\n\n" + table + "\n")

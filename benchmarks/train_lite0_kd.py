@@ -5,7 +5,8 @@ held-out crops of 11 other photos (agreement with the float top-1, top-5, SQNR) 
 average bits, integer numbers (the exported graph on the numba backend, == reference) with the
 fake-quant ones beside them.
 
-    python benchmarks/train_lite0_kd.py [--steps-epochs 4] [--out runs/lite0_kd]
+    python benchmarks/train_lite0_kd.py [--epochs 8] [--out runs/lite0_kd]
+    python benchmarks/train_lite0_kd.py --init-aqz l05.aqz --kd-blocks 1 --tag _blocks
 
 Interruptible: rerun with --resume to continue. Writes benchmarks/results/lite0_kd.{txt,json}
 and lite0_bits_{before,after}.png."""
@@ -23,7 +24,7 @@ from aq_runtime.training.build import restore_model
 from aq_runtime.training.checkpoint import load_checkpoint
 from aq_runtime.training.config import TrainConfig
 from aq_runtime.training.evaluate import evaluate, plot_bits
-from aq_runtime.training.loop import prepare, train
+from aq_runtime.training.loop import block_outputs, prepare, train
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -53,13 +54,18 @@ def main() -> None:
                                        "(no metric term): distillation of its weights, scales "
                                        "and ranges only")
     ap.add_argument("--lr", type=float, default=2e-5)
+    ap.add_argument("--kd-blocks", type=float, default=0.0,
+                    help="weight of the block-output distillation (aq-train --kd-blocks)")
+    ap.add_argument("--metric-target", type=float,
+                    help="the metric term pulls only above this MicroNet score")
     a = ap.parse_args()
     out = Path(a.out)
     cfg = TrainConfig(model="efficientnet-lite0", data="photos", kd_only=True, alpha=0.0, kd=1.0,
                       strategy="aq", init_bits="auto", weight_bits=8, act_bits=8, max_bits=16,
                       min_bits=2, bits_trainable=True, iter_train=True, beta=a.beta, gamma=0.7,
                       lr=a.lr, lr_bits=a.lr_bits, batch_size=8, epoch_size=128,
-                      max_epoch=a.epochs, eval_backend="numba", out=str(out))
+                      max_epoch=a.epochs, eval_backend="numba", out=str(out),
+                      kd_blocks=a.kd_blocks, metric_target=a.metric_target)
     if a.init_aqz:
         cfg.init_aqz, cfg.init_bits = a.init_aqz, None
         cfg.bits_trainable, cfg.iter_train, cfg.beta = False, False, 0.0
@@ -84,7 +90,9 @@ def main() -> None:
     log = (out / "log.csv").read_text().splitlines()
     start = (f"the post-training export {Path(cfg.init_aqz).name} (aq-train --init-aqz), "
              "bits frozen" if cfg.init_aqz else "the post-training `--bits auto` model")
-    loss = ("KD MSE to the float logits" + (f" + {cfg.beta:g} x MicroNet metric, bits trainable "
+    loss = ("KD MSE to the float logits" + (
+        f" + {cfg.kd_blocks:g} x relative MSE of the {len(block_outputs(fg))} block outputs"
+        if cfg.kd_blocks else "") + (f" + {cfg.beta:g} x MicroNet metric, bits trainable "
             f"(iterative), lr {cfg.lr:g} / bits {cfg.lr_bits:g}" if cfg.bits_trainable else
             f", lr {cfg.lr:g}"))
     head = (f"EfficientNet-Lite0, distillation-only AQ (no labels), from {start}.\nTraining: "

@@ -313,7 +313,15 @@ def test_export_low_bit_flags(tmp_path):
     assert c["learned_rounding"]["iters"] == 20 and c["learned_rounding"]["images"] == 600
     text = cli("inspect", out).stdout
     assert "weight clipping mse" in text and "learned rounding" in text
-    for bad in (["--rounding", "best"], ["--rounding-iters", "0"], ["--allocation", "x"]):
+    act = tmp_path / "act.aqz"
+    r = cli("export", "digits-cnn", act, "--bits", "auto", "--budget", "0.5", "--act-bits",
+            "auto", "--act-noise", "0.3")
+    assert r.returncode == 0, r.stderr
+    assert read_aqz(act).meta["calibration"]["act_noise"] == 0.3
+    text = cli("inspect", act).stdout
+    assert "activation widths auto" in text and "avg act bits 8.00" not in text
+    for bad in (["--rounding", "best"], ["--rounding-iters", "0"], ["--allocation", "x"],
+                ["--act-bits", "6"], ["--act-noise", "-1"]):
         r = cli("export", "digits-cnn", tmp_path / "bad.aqz", *bad)
         assert r.returncode == 2 and "Traceback" not in r.stderr
         assert not (tmp_path / "bad.aqz").exists()

@@ -161,3 +161,53 @@ def test_target_avx2_keeps_codes_in_one_vpmaddubsw(digits_fg):
             assert np.array_equal(Session(g, b).run(x[:8]), ref), b
     with pytest.raises(AqError, match="target"):
         ExportOptions(target="avx9")
+
+
+def test_auto_act_bits_lowers_score_within_its_noise(lite0_small):
+    """--act-bits auto: widths below 8 where they cost little. The chosen set, measured as a
+    whole on the planning images, adds at most the allowed share of the weight plan's noise;
+    the MicroNet score drops; lookup-free tensors only; the model is exact on every backend."""
+    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.options import ExportOptions
+    from aq_runtime.format.inspect import average_act_bits, summarize
+    from aq_runtime.quant.cost import micronet_score
+    fg, xc, xh, ranges = lite0_small
+    base = ExportOptions(bits="auto", budget=0.5, clipping="mse", progress=False)
+    plain = export_graph(fg, xc, base, ranges=ranges)
+    low = export_graph(fg, xc, base.with_(act_bits="auto", act_noise=0.2), ranges=ranges)
+    rep = low.meta["auto_act_bits"]
+    assert rep["share"] == 0.2 and rep["images"] == 16
+    assert 0 <= rep["added_noise"] <= 0.2 * rep["base_noise"]
+    assert average_act_bits(low) < 7 and average_act_bits(plain) == 8
+    assert micronet_score(low)["score"] < 0.98 * micronet_score(plain)["score"]
+    for a, b in zip(plain.weight_nodes(), low.weight_nodes()):  # the weight plan is kept
+        assert (a.arrays["wbits"] == b.arrays["wbits"]).all()
+    assert low.tensors[low.input].bits.tolist() == [8, 8, 8]
+    assert low.meta["calibration"]["act_bits"] == "auto"
+    assert "activation widths auto" in summarize(low)
+    ref = Session(low, "reference").run(xh[:3])
+    for b in available_backends():
+        assert (Session(low, b).run(xh[:3]) == ref).all(), b
+    with pytest.raises(AqError, match="act-noise"):
+        ExportOptions(act_bits="auto", act_noise=0)
+    with pytest.raises(AqError, match="activation bits"):
+        ExportOptions(act_bits="4")
+
+
+def test_fake_act_is_the_integer_quantizer():
+    """The planner's activation rounding is the exporter's: codes round half up, clamp to the
+    width, real zero exact."""
+    import torch
+    from aq_runtime.export.auto_act_bits import fake_act
+    from aq_runtime.quant import act_params_from_range
+    from aq_runtime.quant.rounding import round_half_up
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(2, 3, 5, 5)) * np.array([1, 3, 0.1])[None, :, None, None]
+    lo, hi = np.array([-1.0, 0.0, -0.2]), np.array([1.5, 4.0, 0.1])
+    for bits in (2, 5, 8):
+        s, z = act_params_from_range(lo, hi, np.full(3, bits))
+        q = np.clip(round_half_up(y / s[None, :, None, None]) + z[None, :, None, None],
+                    0, (1 << bits) - 1)
+        want = s[None, :, None, None] * (q - z[None, :, None, None])
+        got = fake_act(torch.from_numpy(y), lo, hi, bits).numpy()
+        assert np.array_equal(got, want), bits

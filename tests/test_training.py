@@ -379,3 +379,58 @@ def test_init_aqz_starts_exactly_where_the_export_is(digits_fg, tmp_path):
     assert "not an export of" in one_line_error(cli(
         "--model", "efficientnet-lite0", "--data", "photos", "--kd-only", "--init-aqz", path,
         "--out", tmp_path / "o9"))
+
+
+def _trainer(digits_fg, digits_ranges, tmp_path, **kw):
+    from aq_runtime.training.data import load_train_data
+    from aq_runtime.training.loop import Trainer
+    cfg = TrainConfig(**{**FAST, "batch_size": 72, "out": str(tmp_path), **kw})
+    data = load_train_data("digits", digits_fg, cfg.kd_only)
+    return Trainer(cfg, QuantGraph(digits_fg, digits_ranges, cfg.quant_setup()), digits_fg, data)
+
+
+def test_metric_target_pulls_only_above_it(digits_fg, digits_ranges, tmp_path):
+    """--metric-target: the MicroNet term pulls the bits down while the score is above the
+    target and not at all below it (a target above the start trains exactly as beta 0 does);
+    a target between the start and where an unbounded pull ends is where the score stops."""
+    learn = dict(strategy="aq", bits_trainable=True, lr_bits=2e-2)
+    BETA = 3000.0  # the digits model's score is ~1e-3
+
+    def run(steps, **kw):
+        tr = _trainer(digits_fg, digits_ranges, tmp_path, **learn, **kw)
+        start = tr.metric_now()
+        for s in range(steps):
+            tr.step(s)
+        return start, tr.metric_now(), [p.detach().clone() for p in tr.model.parameters()]
+
+    s0, free_end, _ = run(30, beta=BETA)
+    assert free_end < 0.9 * s0, (s0, free_end)
+    _, _, p_none = run(5, beta=0.0)
+    _, _, p_above = run(5, beta=BETA, metric_target=s0 + 1)
+    assert all(torch.equal(a, b) for a, b in zip(p_none, p_above))
+    target = (s0 + free_end) / 2
+    _, end, _ = run(30, beta=BETA, metric_target=target)
+    assert target - 0.25 * (s0 - free_end) < end < s0, (s0, target, end, free_end)
+    with pytest.raises(Exception, match="metric-target"):
+        TrainConfig(metric_target=0).validate()
+
+
+def test_block_distillation_fits_the_block_outputs(digits_fg, digits_ranges, tmp_path):
+    """--kd-blocks: the student's block outputs are pulled to the float model's (with no other
+    loss term, their relative error falls); the tensors are the graph's single-tensor cuts."""
+    from aq_runtime.models.digits import digits_data
+    from aq_runtime.training.loop import block_kd, block_outputs
+    kept = block_outputs(digits_fg)
+    assert kept == ("conv1", "conv2", "pool")
+    tr = _trainer(digits_fg, digits_ranges, tmp_path, strategy="uniform", weight_bits=3,
+                  kd_only=True, alpha=0.0, kd=0.0, kd_blocks=1.0, lr=3e-3)
+    assert tr.kept == kept
+    x = torch.from_numpy(np.ascontiguousarray(digits_data()[0][:128]))
+
+    def err():
+        with torch.no_grad():
+            return float(block_kd(tr.model.run(x, kept)[1], tr.teacher.run(x, kept)[1]))
+    before = err()
+    for s in range(15):
+        tr.step(s)
+    assert err() < 0.8 * before, (before, err())

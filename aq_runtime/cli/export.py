@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..export.options import (
+    ACT_BITS,
     ALLOCATIONS,
     CALIB_METHODS,
     CLIPPINGS,
@@ -61,6 +62,13 @@ def main(argv: list[str] | None = None) -> None:
                     help="avx2: no 8-bit weight codes (7 instead; --bits auto never picks 8), "
                          "so AVX2-only CPUs run every 8-bit-or-less layer with one "
                          "vpmaddubsw per pair instead of two digits")
+    ap.add_argument("--act-bits", choices=ACT_BITS, default=DEFAULT.act_bits,
+                    help="activation widths: as --bits gives them (8 unless a bits JSON says "
+                         "otherwise), or auto: 2..8 per tensor, lowered where the MicroNet "
+                         "score gains most for the logit noise added")
+    ap.add_argument("--act-noise", type=float, default=DEFAULT.act_noise, metavar="F",
+                    help="--act-bits auto: the added logit noise may reach F times the weight "
+                         "plan's own (0.1: at most about 0.4 dB)")
     ap.add_argument("--input-size", type=int, help="square input side (EfficientNets, ONNX)")
     ap.add_argument("--mean", type=float, nargs="+", help="ONNX input normalization mean, pixel units")
     ap.add_argument("--std", type=float, nargs="+", help="ONNX input normalization std, pixel units")
@@ -94,7 +102,8 @@ def main(argv: list[str] | None = None) -> None:
                                 bias_correction=not a.no_bias_correction, clipping=a.clipping,
                                 rounding=a.rounding, rounding_iters=a.rounding_iters,
                                 rounding_images=a.rounding_images, target=a.target,
-                                synthetic=a.synthetic)
+                                synthetic=a.synthetic, act_bits=a.act_bits,
+                                act_noise=a.act_noise)
         export_cli(a.source, a.output, options, model=a.model, calib=a.calib,
                    input_size=a.input_size, mean=a.mean, std=a.std)
     run_cli(go)

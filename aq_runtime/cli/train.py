@@ -28,6 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     a("--gamma", type=float, default=d.gamma, help="scales the gradient of the #ops term")
     a("--kd", type=float, default=d.kd, help="weight of the KD MSE to the float logits (0: off)")
     a("--kd-only", action="store_true", help="no labels: distill from the float model only")
+    a("--kd-blocks", type=float, default=d.kd_blocks,
+      help="weight of the distillation of every block's output (relative MSE to the float "
+           "model's, averaged over blocks; 0: logits only)")
+    a("--metric-target", type=float, default=d.metric_target, metavar="SCORE",
+      help="the metric term (--beta) pulls only while the MicroNet score is above SCORE "
+           "(default: down without end)")
     a("--lr", type=float, default=d.lr, help="learning rate of weights and ranges")
     a("--lr-bits", type=float, default=d.lr_bits, help="learning rate of the bits (beta)")
     a("--lr-fixed", action="store_true", help="constant learning rates (default: cosine)")

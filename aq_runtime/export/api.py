@@ -81,6 +81,16 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
     if o.clipping == "mse":
         wrange = mse_ranges(fg, g)
         g = build(fg)
+    if o.act_bits == "auto":
+        from .auto_act_bits import auto_act_bits
+
+        def with_act(abits: dict[str, np.ndarray]) -> Graph:
+            return integerize(fg, ranges, plan[0], abits, plan[2], meta=meta, wrange=wrange)
+        abits, act_report = auto_act_bits(fg, g, images, ranges, with_act, o.act_noise,
+                                          progress=o.progress)
+        meta["auto_act_bits"] = {k: v for k, v in act_report.items() if k != "bits"}
+        plan = (plan[0], abits, plan[2])
+        g = build(fg)
     if o.bias_correction:
         fg = fg.with_biases(corrected_biases(fg, g, images))
         g = build(fg)

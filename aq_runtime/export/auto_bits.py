@@ -113,7 +113,7 @@ def _input_power(fg: FloatGraph, x: np.ndarray) -> dict[str, np.ndarray]:
     return {k: sums[k] / counts[k] for k in sums}
 
 
-def _lagrange(noise: np.ndarray, size: np.ndarray, ok: np.ndarray, budget: float
+def lagrangian_choice(noise: np.ndarray, size: np.ndarray, ok: np.ndarray, budget: float
               ) -> np.ndarray:
     """Per unit (row) the candidate index minimising noise + lam * size, lam the smallest
     whose total size fits `budget` (bisection in log space)."""
@@ -176,7 +176,7 @@ def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: 
         noise = np.stack(layer_noise)
         size = np.stack([layers[n.name].size.sum(axis=0) for n in convs])
         ok = np.stack(layer_ok)
-    idx = _lagrange(noise, size, ok, budget)
+    idx = lagrangian_choice(noise, size, ok, budget)
     predicted = float(noise[np.arange(len(idx)), idx].sum())
     units = np.cumsum([0] + [n.weight.shape[0] if per_channel else 1 for n in convs])
     wbits = {n.name: np.broadcast_to(CANDIDATES[idx[units[i]:units[i + 1]]],

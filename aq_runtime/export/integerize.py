@@ -65,7 +65,8 @@ def lut_inputs(fg: FloatGraph) -> set[str]:
     return {n.inputs[0] for n in fg.nodes if n.op in NONLINEAR}
 
 
-def _act_range(n: FloatNode, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def act_range(n: FloatNode, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The range node `n`'s output is quantized over: calibrated, within its activation's."""
     act = node_act(n)
     if act in ("relu", "relu6"):
         lo = np.zeros_like(lo)
@@ -128,7 +129,7 @@ def integerize(fg: FloatGraph, ranges: Ranges, wbits: dict[str, np.ndarray],
             if bits.shape != (c,):
                 raise AqError(f"activation bits of {n.output!r}: expected {c} channels, "
                               f"got {bits.shape[0] if bits.ndim else 1}")
-            lo, hi = _act_range(n, *ranges[n.output])
+            lo, hi = act_range(n, *ranges[n.output])
             s, z = act_params_from_range(lo, hi, bits)
             spec = TensorSpec(n.output, shapes[n.output], s, z, bits)
         tensors[n.output] = spec

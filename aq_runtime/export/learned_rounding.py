@@ -45,15 +45,14 @@ BATCH = 16
 EVAL_IMAGES = 64  # the block errors reported: the first images (the user's own)
 
 
-def blocks(fg: FloatGraph) -> list[list[FloatNode]]:
+def pieces(fg: FloatGraph) -> list[list[FloatNode]]:
     """Consecutive node groups with one input tensor each: the graph is cut wherever a single
-    tensor carries everything later nodes need; adjacent pieces whose first conv shares a
-    module prefix (`_blocks.0.`) are joined, and pieces without a conv join the one before."""
+    tensor carries everything later nodes need; a piece without a conv joins the one before."""
     last_use: dict[str, int] = {}
     for i, n in enumerate(fg.nodes):
         for t in n.inputs:
             last_use[t] = i
-    pieces: list[list[FloatNode]] = []
+    cuts: list[list[FloatNode]] = []
     cur: list[FloatNode] = []
     live = {fg.input}
     for i, n in enumerate(fg.nodes):
@@ -61,18 +60,28 @@ def blocks(fg: FloatGraph) -> list[list[FloatNode]]:
         live.add(n.output)
         live = {t for t in live if last_use.get(t, -1) > i or t == fg.output}
         if live <= {n.output}:
-            pieces.append(cur)
+            cuts.append(cur)
             cur = []
     if cur:
-        pieces.append(cur)
+        cuts.append(cur)
+    out: list[list[FloatNode]] = []
+    for p in cuts:
+        if out and not any(n.op == "conv" for n in p):
+            out[-1] = out[-1] + p
+        else:
+            out.append(p)
+    return out
 
+
+def blocks(fg: FloatGraph) -> list[list[FloatNode]]:
+    """The reconstruction units: `pieces`, adjacent ones whose first conv shares a module
+    prefix (`_blocks.0.`) joined."""
     def key(p: list[FloatNode]) -> str | None:
-        conv = next((n for n in p if n.op == "conv"), None)
-        return None if conv is None else conv.name.rpartition(".")[0]
+        return next((n.name.rpartition(".")[0] for n in p if n.op == "conv"), None)
 
     out: list[list[FloatNode]] = []
-    for p in pieces:
-        if out and (key(p) is None or key(p) == key(out[-1])):
+    for p in pieces(fg):
+        if out and key(p) is not None and key(p) == key(out[-1]):
             out[-1] = out[-1] + p
         else:
             out.append(p)

@@ -16,6 +16,7 @@ CALIB_METHODS = ("minmax", "percentile")
 ROUNDINGS = ("nearest", "learned")
 CLIPPINGS = ("max", "mse")
 ALLOCATIONS = ("layer", "channel")
+ACT_BITS = ("plan", "auto")
 TARGETS = ("any", "avx2")  # avx2: no 8-bit weight codes (the AVX2 kernels split |w| > 64)
 
 
@@ -45,7 +46,9 @@ class ExportOptions:
     `--bits auto` never chooses 8 (7, or 9 and up where the budget allows); synthetic: that
     many images synthesized from the float model's BatchNorm statistics join the calibration
     images (export/synthetic.py; with none of the user's own, a data-free export); progress:
-    tqdm bars."""
+    tqdm bars; act_bits: 'plan' (the widths `bits` gives: 8 unless a bits JSON says
+    otherwise) or 'auto' (widths 2..8 per tensor lowering the MicroNet score while the logit
+    noise they add stays within `act_noise` times the weight plan's own, export/auto_act_bits.py)."""
     bits: int | str | dict = 8
     budget: float = 1.0
     allocation: str = "layer"
@@ -58,6 +61,8 @@ class ExportOptions:
     rounding_images: int = 1024
     target: str = "any"
     synthetic: int = 0
+    act_bits: str = "plan"
+    act_noise: float = 0.1
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -67,6 +72,9 @@ class ExportOptions:
         check_choice("bits allocation", self.allocation, ALLOCATIONS)
         check_choice("weight clipping", self.clipping, CLIPPINGS)
         check_choice("target", self.target, TARGETS)
+        check_choice("activation bits", self.act_bits, ACT_BITS)
+        if not 0 < self.act_noise <= 10:
+            raise AqError(f"--act-noise {self.act_noise}: must lie in (0, 10]")
         if not 0 < self.budget <= 4:
             raise AqError(f"--budget {self.budget}: must lie in (0, 4]")
         if self.rounding_iters < 1:
@@ -86,5 +94,8 @@ class ExportOptions:
             d.pop("rounding_images")
         if not self.synthetic:
             d.pop("synthetic")
+        if self.act_bits == "plan":
+            d.pop("act_bits")
+            d.pop("act_noise")
         d["images"] = int(n_images)
         return d

@@ -72,8 +72,9 @@ def inspect_dict(graph: Graph, path: str | Path | None = None) -> dict:
          "avg_act_bits": average_act_bits(graph), "micronet": {k: cost[k] for k in
                                                                 ("params", "ops", "score")},
          "micronet_layers": cost["layers"]}
-    if "calibration" in graph.meta:
-        d["calibration"] = graph.meta["calibration"]
+    for k in ("calibration", "auto_act_bits"):
+        if k in graph.meta:
+            d[k] = graph.meta[k]
     if path is not None:
         d["file_bytes"] = Path(path).stat().st_size
     return d
@@ -134,4 +135,9 @@ def summarize(graph: Graph, path: str | Path | None = None) -> str:
                   f"{info.get('seconds')} s)")
         elif rounding:
             s += f", {rounding} rounding"
+    a = d.get("auto_act_bits")
+    if isinstance(a, dict) and a.get("base_noise"):
+        s += (f"\nactivation widths auto: MicroNet score -{a.get('score_saved', 0):.4f} for "
+              f"{100 * a.get('added_noise', 0) / a['base_noise']:+.1f}% logit noise on "
+              f"{a.get('images')} calibration images (allowed {100 * a.get('share', 0):.0f}%)")
     return s

@@ -25,6 +25,8 @@ class TrainConfig:
     gamma: float = 1.0  # scales the gradient of the ops term
     kd: float = 1.0  # KD MSE weight (teacher = the float model)
     kd_only: bool = False
+    kd_blocks: float = 0.0  # weight of the block-output distillation (relative MSE per block)
+    metric_target: float | None = None  # the metric term pulls only while the score is above
     lr: float = 1e-3
     lr_bits: float = 1e-3
     lr_fixed: bool = False
@@ -66,6 +68,9 @@ class TrainConfig:
             raise AqError("--batch-size, --max-epoch and --accumulate must be positive")
         if not 2 <= self.bias_bits <= 32:
             raise AqError("--bias-bits must be in 2..32")
+        if self.kd_blocks < 0 or (self.metric_target is not None and self.metric_target <= 0):
+            raise AqError("--kd-blocks must not be negative and --metric-target must be "
+                          "positive")
         if self.finetune and not self.ckpt:
             raise AqError("--finetune needs --ckpt (the model to finetune)")
         if self.init_aqz and (self.init_bits or self.init_thresholds or self.ckpt):

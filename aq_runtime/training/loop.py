@@ -1,6 +1,7 @@
 """The training loop shared by every strategy: deterministic data order and augmentation
 (a function of seed, epoch and step), loss = alpha*CE + kd*MSE(teacher, student) +
-beta*metric (gamma scales the gradient of the ops term), Adam with separate learning rates for
+kd_blocks*(relative MSE of the block outputs) + beta*metric (gamma scales the gradient of the
+ops term; with metric_target, beta*max(metric - target, 0)), Adam with separate learning rates for
 weights/ranges and for bits, AQ's iterative bit schedule, SWA in finetune mode, data-parallel
 processes under torchrun (gradients all-reduced; gloo on CPU, NCCL with CUDA), tqdm progress,
 CSV logs, safe checkpoints, `--resume` and clean SIGINT handling. Rank 0 alone writes files."""
@@ -47,13 +48,34 @@ class Teacher:
         self.std = torch.tensor(fg.pixel_std, dtype=torch.float32).view(1, -1, 1, 1)
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+    def run(self, images: torch.Tensor, keep: tuple[str, ...] = ()
+            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(logits, the tensors named in `keep`)."""
         env = {self.fg.input: (images.permute(0, 3, 1, 2).float() - self.mean) / self.std}
         for n in self.fg.nodes:
             w, b = self.p.get(n.name, (None, None))
             env[n.output] = self.apply(n, [env[t] for t in n.inputs], w, b)
         y = env[self.fg.output]
-        return y.reshape(y.shape[0], -1)
+        return y.reshape(y.shape[0], -1), {t: env[t] for t in keep}
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return self.run(images)[0]
+
+
+def block_outputs(fg: FloatGraph) -> tuple[str, ...]:
+    """The tensors that carry everything later layers need (learned rounding's cut points: a
+    residual block's output, each conv of a chain), the logits excluded: what `--kd-blocks`
+    distils."""
+    from ..export.learned_rounding import pieces
+    return tuple(p[-1].output for p in pieces(fg)[:-1])
+
+
+def block_kd(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]
+             ) -> torch.Tensor:
+    """Mean over blocks of the squared error relative to the teacher's power."""
+    terms = [((student[t] - v) ** 2).mean() / (v * v).mean().clamp(min=1e-12)
+             for t, v in teacher.items()]
+    return torch.stack(terms).mean()
 
 
 def dist_info() -> tuple[int, int]:
@@ -74,7 +96,8 @@ class Trainer:
                  data: TrainData, rank: int = 0, world: int = 1):
         self.cfg, self.model, self.teacher_fg, self.data = cfg, model, teacher_fg, data
         self.rank, self.world = rank, world
-        self.teacher = Teacher(teacher_fg) if cfg.kd > 0 else None
+        self.teacher = Teacher(teacher_fg) if cfg.kd > 0 or cfg.kd_blocks > 0 else None
+        self.kept = block_outputs(model.fg) if cfg.kd_blocks > 0 else ()
         self.learn_bits = cfg.bits_trainable and cfg.strategy == "aq" and not cfg.finetune
         for p in model.bit_parameters():
             p.requires_grad_(self.learn_bits)
@@ -130,17 +153,26 @@ class Trainer:
             x, y = self.data.train_batch(idx[mine],
                                          [np.random.default_rng(int(s)) for s in seeds[mine]])
             xt = torch.from_numpy(np.ascontiguousarray(x))
-            logits = model(xt)
+            logits, mid = model.run(xt, self.kept)
             ce = F.cross_entropy(logits, torch.from_numpy(y)) if (
                 y is not None and cfg.alpha > 0 and not cfg.kd_only) else zero
-            kd = F.mse_loss(logits, self.teacher(xt)) if self.teacher is not None else zero
-            data_loss = cfg.alpha * ce + cfg.kd * kd
+            kd = zero
+            data_loss = cfg.alpha * ce
+            if self.teacher is not None:
+                t_logits, t_mid = self.teacher.run(xt, self.kept)
+                kd = F.mse_loss(logits, t_logits)
+                data_loss = data_loss + cfg.kd * kd
+                if self.kept:
+                    data_loss = data_loss + cfg.kd_blocks * block_kd(mid, t_mid)
+            pull = zero
             if cfg.beta > 0:
                 params, ops = model.cost()
                 metric = (params / REF_PARAMS + (cfg.gamma * ops + (1 - cfg.gamma) * ops.detach())
                           / REF_OPS).float()
+                pull = metric if cfg.metric_target is None else torch.relu(
+                    metric - cfg.metric_target)
             share = len(mine) * shards / n_global
-            loss = data_loss * share + cfg.beta * metric
+            loss = data_loss * share + cfg.beta * pull
             loss.backward()
             stats += torch.stack([ce.detach() * share, kd.detach() * share,
                                   data_loss.detach() * share]).double()

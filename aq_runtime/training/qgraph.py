@@ -242,6 +242,11 @@ class QuantGraph(nn.Module):
         return self.s_in.view(1, -1, 1, 1) * (x - self.z_in.view(1, -1, 1, 1))
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.run(images)[0]
+
+    def run(self, images: torch.Tensor, keep: tuple[str, ...] = ()
+            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(logits (N, classes), the tensors named in `keep` as the model computes them)."""
         fg = self.fg
         env = {fg.input: self.normalize(images)}
         scales = {fg.input: self.s_in}
@@ -262,7 +267,7 @@ class QuantGraph(nn.Module):
                 continue
             env[n.output], scales[n.output] = self.act_quant(n, y)
         out = env[fg.output]
-        return out.reshape(out.shape[0], -1)
+        return out.reshape(out.shape[0], -1), {t: env[t] for t in keep}
 
     # ---- cost -------------------------------------------------------------------------------
     def cost(self) -> tuple[torch.Tensor, torch.Tensor]:
