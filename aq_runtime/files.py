@@ -23,14 +23,21 @@ def _umask() -> int:
     return mask
 
 
+def output_path(path: str | Path) -> Path:
+    """`path` as a Path whose folder exists (else a one-line AqError): checked before long
+    work whose result goes there, and by every atomic writer."""
+    p = Path(path)
+    if not p.parent.exists():
+        raise AqError(f"{p.parent}: output folder does not exist")
+    return p
+
+
 @contextmanager
 def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[str]:
     """A temp path beside `path` for a writer that wants a file name (torch.save, TVM's
     export_library, which picks its linker by `suffix`); renamed onto `path` when the block
     ends, removed if it raises. A missing folder is a one-line AqError."""
-    p = Path(path)
-    if not p.parent.exists():
-        raise AqError(f"{p.parent}: output folder does not exist")
+    p = output_path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=suffix, dir=p.parent)
     os.close(fd)
     try:

@@ -211,3 +211,15 @@ def test_fake_act_is_the_integer_quantizer():
         want = s[None, :, None, None] * (q - z[None, :, None, None])
         got = fake_act(torch.from_numpy(y), lo, hi, bits).numpy()
         assert np.array_equal(got, want), bits
+
+
+def test_auto_act_bits_keeps_8_where_it_saves_nothing(digits_fg):
+    """With 8-bit weights every multiply costs 8 bits whatever its activation's width, so
+    --act-bits auto finds nothing worth its noise and keeps every width at 8."""
+    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.options import ExportOptions
+    from aq_runtime.format.inspect import average_act_bits
+    from aq_runtime.models.digits import digits_data
+    g = export_graph(digits_fg, digits_data()[0][:128],
+                     ExportOptions(bits=8, act_bits="auto", act_noise=1.0, progress=False))
+    assert average_act_bits(g) == 8 and g.meta["auto_act_bits"]["score_saved"] == 0

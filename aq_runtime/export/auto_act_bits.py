@@ -9,7 +9,8 @@ score (AQ's seeds average 5.07 activation bits).
    the tensor count max(weight bits, activation bits) / 16, its clamp bounds count its bits),
    computed on the integer graph the weight plan gives.
 3. A Lagrangian search (the one `--bits auto` uses) lowers the widths that save the most score
-   per unit of noise, while the summed added noise stays within `share` times the logit noise
+   per unit of noise (only widths that narrow multiplies: where the weights are 8 bits wide a
+   narrower activation saves nothing but clamp bounds, and keeps its 8), while the summed added noise stays within `share` times the logit noise
    of the weight plan itself (measured: the nearest-rounded integer graph at 8-bit
    activations, on the same images). `share` 0.1 costs about 0.4 dB at most.
 Table inputs (8-bit codes index them), max-pool outputs (they share their input's parameters),
@@ -99,17 +100,19 @@ def _interp(probes: dict[int, float]) -> np.ndarray:
     return np.exp(np.interp(CANDIDATES, bs, logs))
 
 
-def _score_saved(graph: Graph, t: str) -> np.ndarray:
-    """MicroNet score of the nodes that produce or read `t`, per candidate width of `t`."""
+def _score_of(graph: Graph, t: str) -> tuple[np.ndarray, np.ndarray]:
+    """(MicroNet score, ops) of the nodes that produce or read `t`, per candidate width of
+    `t`."""
     nodes = [n for n in graph.nodes if n.output == t or t in n.inputs]
     spec = graph.tensors[t]
-    out = np.zeros(len(CANDIDATES))
+    score, ops = np.zeros(len(CANDIDATES)), np.zeros(len(CANDIDATES))
     for i, b in enumerate(CANDIDATES):
         tensors = dict(graph.tensors)
         tensors[t] = replace(spec, bits=np.full(spec.bits.shape, b, np.int64))
         rows = layer_costs(SimpleNamespace(nodes=nodes, tensors=tensors))
-        out[i] = sum(r.params for r in rows) / REF_PARAMS + sum(r.ops for r in rows) / REF_OPS
-    return out
+        ops[i] = sum(r.ops for r in rows)
+        score[i] = sum(r.params for r in rows) / REF_PARAMS + ops[i] / REF_OPS
+    return score, ops
 
 
 def auto_act_bits(fg: FloatGraph, graph: Graph, images: np.ndarray, ranges: Ranges,
@@ -131,16 +134,19 @@ def auto_act_bits(fg: FloatGraph, graph: Graph, images: np.ndarray, ranges: Rang
     base = noise_of(graph)
     nodes = {n.output: n for n in fg.nodes}
     names = candidate_tensors(fg)
-    added, cost = [], []
+    added, cost, ops = [], [], []
     for t in tqdm(names, desc="activation sensitivity", disable=not progress):
         lo, hi = act_range(nodes[t], *ranges[t])
         meas = {b: rp.noise(t, fake_act(rp.env[t], lo, hi, b)) for b in PROBES}
         curve = _interp(meas)
         extra = np.maximum(curve - curve[-1], 0.0)
         added.append(np.maximum.accumulate(extra[::-1])[::-1])  # never less noise for fewer bits
-        cost.append(_score_saved(graph, t))
+        sc, op = _score_of(graph, t)
+        cost.append(sc)
+        ops.append(op)
     added_a, cost_a = np.stack(added), np.stack(cost)
-    ok = np.ones_like(added_a, dtype=bool)
+    ops_a = np.stack(ops)
+    ok = (ops_a < ops_a[:, -1:]) | (CANDIDATES == 8)[None, :]
     rows = np.arange(len(names))
     target = share * base
 

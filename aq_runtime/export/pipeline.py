@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from .. import AqError
+from ..files import output_path
 from .api import export_to_file
 from .options import ExportOptions
 from .sources import calibration_images, load_source
@@ -18,9 +19,7 @@ def export_cli(source: str, output: str, options: ExportOptions, model: str | No
                mean: list[float] | None = None, std: list[float] | None = None) -> None:
     """`source` (model name, ONNX file or state dict) -> `output` (.aqz), exported as
     `options` say; prints the summary. (aq-train checkpoints: training.api.export_checkpoint.)"""
-    out = Path(output)
-    if not out.parent.exists():
-        raise AqError(f"{out.parent}: output folder does not exist")
+    out = output_path(output)
     bits = options.bits
     if isinstance(bits, str) and bits != "auto" and not bits.isdigit() and not Path(bits).is_file():
         raise AqError(f"--bits {bits}: not an integer, 'auto', or an existing JSON file")

@@ -34,9 +34,8 @@ def export_checkpoint(path: str | Path, ck: dict, output: str | Path) -> Graph:
     and print its summary."""
     from ..format import write_aqz
     from ..format.inspect import summarize
-    out = Path(output)
-    if not out.parent.exists():
-        raise AqError(f"{out.parent}: output folder does not exist")
+    from ..files import output_path
+    out = output_path(output)
     g = checkpoint_graph(path, ck)
     write_aqz(g, out)
     print(summarize(g, out), file=sys.stderr)
