@@ -434,3 +434,25 @@ def test_block_distillation_fits_the_block_outputs(digits_fg, digits_ranges, tmp
     for s in range(15):
         tr.step(s)
     assert err() < 0.8 * before, (before, err())
+
+
+def test_photos_report_heldout_per_epoch_but_choose_on_calibration(tmp_path):
+    """--data photos: after each epoch eval.csv gets the held-out crops' numbers beside the
+    calibration crops' ones; best.pt is the epoch best on the calibration crops."""
+    from aq_runtime.data.photos import HELDOUT_PHOTOS, crops_of
+    from aq_runtime.training.data import REPORT_STRIDE, load_train_data
+    from aq_runtime.models.registry import build_float_graph
+    d = load_train_data("photos", build_float_graph("efficientnet-lite0", 32), True)
+    assert d.report_name == "heldout"
+    assert (d.report_x == crops_of(HELDOUT_PHOTOS, 32)[0][::REPORT_STRIDE]).all()
+    out = tmp_path / "run"
+    cfg = TrainConfig(model="efficientnet-lite0", data="photos", kd_only=True, alpha=0.0,
+                      input_size=32, batch_size=4, epoch_size=8, max_epoch=3, lr=1e-2,
+                      eval_backend="reference", out=str(out))
+    assert train(cfg, progress=False) == 0
+    ev = rows(out / "eval.csv")
+    assert len(ev) == 3
+    for r in ev:
+        assert 0 <= float(r["heldout_int_agree_float"]) <= 1 and "heldout_int_sqnr_db" in r
+    chosen = load_checkpoint(out / "best.pt")["progress"]["best"]
+    assert chosen == max(float(r["int_agree_float"]) for r in ev)

@@ -16,12 +16,15 @@ from ..data.images import list_images, load_image, resize_center_crop
 from ..export.float_graph import FloatGraph
 
 BUILTIN_DATA = ("digits", "photos")
+REPORT_STRIDE = 4  # --data photos: every 4th held-out crop (94 of 376) reported per epoch
 
 
 @dataclass
 class TrainData:
     """`train_batch(indices, rng)` gives uint8 N x H x W x C images and labels (or None);
-    `val` are fixed uint8 images with labels (None: score agreement with the float model)."""
+    `val` are fixed uint8 images with labels (None: score agreement with the float model);
+    `report` (optional) fixed images only reported on after each epoch, never used to choose
+    a checkpoint (`--data photos`: crops of the held-out photos)."""
     name: str
     size: int  # samples per epoch
     labelled: bool
@@ -32,6 +35,8 @@ class TrainData:
     _images: list | None = None
     _hw: tuple[int, int] = (0, 0)
     _augment: bool = False
+    report_x: np.ndarray | None = None
+    report_name: str = ""
 
     def train_batch(self, idx: np.ndarray, rngs: list[np.random.Generator] | np.random.Generator
                     ) -> tuple[np.ndarray, np.ndarray | None]:
@@ -91,7 +96,7 @@ def load_train_data(spec: str, fg: FloatGraph, kd_only: bool, epoch_size: int = 
         return TrainData("digits", len(ytr), not kd_only, xte, yte, _x=xtr,
                          _y=None if kd_only else ytr)
     if spec == "photos":
-        from ..data.photos import CALIBRATION_PHOTOS, crops_of, photo_paths
+        from ..data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of, photo_paths
         if (h, w) != (h, h) or c != 3:
             raise AqError("--data photos needs a square RGB model input")
         paths = photo_paths()
@@ -100,7 +105,8 @@ def load_train_data(spec: str, fg: FloatGraph, kd_only: bool, epoch_size: int = 
         # crops of the same photos); the held-out photos stay for scoring, outside training
         val = crops_of(CALIBRATION_PHOTOS, h)[0]
         return TrainData("photos", epoch_size, False, val, None, _images=ims, _hw=(h, w),
-                         _augment=True)
+                         _augment=True, report_x=crops_of(HELDOUT_PHOTOS, h)[0][::REPORT_STRIDE],
+                         report_name="heldout")
     root = Path(spec)
     if not root.is_dir():
         raise AqError(f"{spec}: no such data folder (or use 'digits' / 'photos')")

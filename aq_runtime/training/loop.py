@@ -32,6 +32,7 @@ from .evaluate import evaluate, format_eval, write_reports
 from .qgraph import QuantGraph
 from .schedule import bits_trainable, lr_at, swa_due
 
+REPORTED = ("int_agree_float", "int_top5_float", "int_sqnr_db")
 LOG_FIELDS = ["step", "epoch", "loss", "ce", "kd", "metric", "weight_bits", "act_bits", "lr",
               "bits_on"]
 
@@ -420,6 +421,10 @@ def _eval_and_save(tr: Trainer, step: int, best: float, out: Path, rank: int) ->
         return best
     res, _ = run_eval(tr)
     row = {"step": step, "epoch": round((step + 1) / tr.spe, 4), **res}
+    d = tr.data
+    if d.report_x is not None:  # reported only: the choice below reads `res` alone
+        rep, _ = evaluate(tr.model, tr.teacher_fg, d.report_x, None, tr.cfg.eval_backend)
+        row.update({f"{d.report_name}_{k}": rep[k] for k in REPORTED})
     append_csv(out / "eval.csv", row, list(row))
     save_checkpoint(out / "last.pt", tr.state(step + 1, max(best, _score(res))))
     if _score(res) > best:
