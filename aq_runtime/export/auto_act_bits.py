@@ -9,10 +9,12 @@ score (AQ's seeds average 5.07 activation bits).
    the tensor count max(weight bits, activation bits) / 16, its clamp bounds count its bits),
    computed on the integer graph the weight plan gives.
 3. A Lagrangian search (the one `--bits auto` uses) lowers the widths that save the most score
-   per unit of noise (only widths that narrow multiplies: where the weights are 8 bits wide a
-   narrower activation saves nothing but clamp bounds, and keeps its 8), while the summed added noise stays within `share` times the logit noise
-   of the weight plan itself (measured: the nearest-rounded integer graph at 8-bit
-   activations, on the same images). `share` 0.1 costs about 0.4 dB at most.
+   per unit of noise, only widths that narrow multiplies (where the weights are 8 bits wide a
+   narrower activation saves nothing but clamp bounds, and keeps its 8), while the added noise
+   stays within `share` times the logit noise of the weight plan itself (the nearest-rounded
+   integer graph at 8-bit activations). The chosen set is measured as a whole on the same
+   images, and the allowance bisected down until it fits: `share` 0.1 is at most 10% more
+   noise (0.4 dB) on the planning images; on other photos it can cost more (docs/BENCHMARKS.md).
 Table inputs (8-bit codes index them), max-pool outputs (they share their input's parameters),
 the network input and the logits keep their widths."""
 

@@ -15,8 +15,8 @@ Measured on Lite0's held-out crops (docs/BENCHMARKS.md): per channel gains at lo
 (0.5x: +0.4 dB) and loses at 8 bits' bytes (-0.9 dB): its split assumes every channel of a layer
 matters equally downstream and weights channels by their inputs' power on the calibration
 images, which does not carry over to unseen photos as well as a layer's total does.
-Layers where the int32 proof would fail at a bit-width never get it. Activations stay at 8
-bits (they cost no weight bytes)."""
+Layers where the int32 proof would fail at a bit-width never get it. Activation widths are
+not this module's: they cost no weight bytes (`--act-bits auto`: auto_act_bits.py)."""
 
 from __future__ import annotations
 
