@@ -328,18 +328,34 @@ def test_export_low_bit_flags(tmp_path):
 
 
 def test_export_interrupted_leaves_nothing(tmp_path):
-    """Ctrl-C during learned rounding: exit 130, one line, no file and no temp file left."""
+    """Ctrl-C during learned rounding: exit 130, one line, no file and no temp file left. The
+    signal goes once the rounding's progress bar shows (not after a fixed sleep); the child
+    never outlives the test."""
+    import os
+    import select
     import signal
     import time
     out = tmp_path / "x.aqz"
     code = ("import sys; from aq_runtime.cli.export import main; sys.argv[0] = 'aq-export'; "
             "main()")
+    # a terminal's foreground job: SIGINT at its default (a shell's background job inherits it
+    # ignored, and Python then installs no KeyboardInterrupt handler at all)
     p = subprocess.Popen([sys.executable, "-c", code, "digits-cnn", str(out), "--rounding",
                           "learned", "--rounding-iters", "1000000"], stderr=subprocess.PIPE,
-                         text=True)
-    time.sleep(15)  # imports, calibration, then inside the rounding loop
-    assert p.poll() is None
-    p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=60)
-    assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        seen, deadline = b"", time.time() + 300
+        while b"learned rounding" not in seen and time.time() < deadline and p.poll() is None:
+            if select.select([p.stderr], [], [], 1.0)[0]:
+                seen += os.read(p.stderr.fileno(), 65536)
+        assert b"learned rounding" in seen and p.poll() is None, seen[-500:]
+        time.sleep(2)  # inside the rounding loop
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+        err = (seen + err).decode()
+        assert p.returncode == 130 and "interrupted" in err and "Traceback" not in err, err[-800:]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.communicate()
     assert list(tmp_path.iterdir()) == []
