@@ -72,9 +72,10 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
         meta["auto_bits"] = {k: v for k, v in report.items() if k != "bits"}
     wrange: dict[str, np.ndarray] = {}
 
-    def build(f: FloatGraph, codes: dict[str, np.ndarray] | None = None) -> Graph:
-        return integerize(f, ranges, plan[0], plan[1], plan[2], meta=meta, wrange=wrange,
-                          codes=codes)
+    def build(f: FloatGraph, codes: dict[str, np.ndarray] | None = None,
+              abits: dict[str, np.ndarray] | None = None) -> Graph:
+        return integerize(f, ranges, plan[0], plan[1] if abits is None else abits, plan[2],
+                          meta=meta, wrange=wrange, codes=codes)
 
     float_fg = fg
     g = build(fg)
@@ -83,10 +84,8 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
         g = build(fg)
     if o.act_bits == "auto":
         from .auto_act_bits import auto_act_bits
-
-        def with_act(abits: dict[str, np.ndarray]) -> Graph:
-            return integerize(fg, ranges, plan[0], abits, plan[2], meta=meta, wrange=wrange)
-        abits, act_report = auto_act_bits(fg, g, images, ranges, with_act, o.act_noise,
+        abits, act_report = auto_act_bits(fg, g, images, ranges,
+                                          lambda a: build(fg, abits=a), o.act_noise,
                                           progress=o.progress)
         meta["auto_act_bits"] = {k: v for k, v in act_report.items() if k != "bits"}
         plan = (plan[0], abits, plan[2])

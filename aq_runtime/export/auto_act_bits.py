@@ -33,8 +33,8 @@ from ..quant.cost import REF_OPS, REF_PARAMS, layer_costs
 from .auto_bits import lagrangian_choice
 from .bias_correction import sample
 from .calibrate import Ranges
-from .fakequant import FakeQuantGraph
-from .float_exec import apply_node, normalize_input
+from .fakequant import FakeQuantGraph, fake_quantize
+from .float_exec import apply_node, run_float_graph
 from .float_graph import FloatGraph
 from .integerize import act_range, lut_inputs
 from .ir import Graph
@@ -60,8 +60,8 @@ def fake_act(y: torch.Tensor, lo: np.ndarray, hi: np.ndarray, bits: int) -> torc
     s, z = act_params_from_range(lo, hi, np.full(lo.shape, bits))
     s_t = torch.from_numpy(s).to(y.dtype).view(1, -1, 1, 1)
     z_t = torch.from_numpy(z.astype(np.float64)).to(y.dtype).view(1, -1, 1, 1)
-    q = torch.clamp(torch.floor(y / s_t + 0.5) + z_t, 0, float((1 << bits) - 1))
-    return s_t * (q - z_t)
+    return fake_quantize(y, s_t, z_t, torch.zeros_like(z_t),
+                         torch.full_like(z_t, (1 << bits) - 1))
 
 
 class _Replay:
@@ -72,13 +72,13 @@ class _Replay:
         self.fg = fg
         self.params = {n.name: (torch.from_numpy(n.weight).float(), torch.from_numpy(n.bias).float())
                        for n in fg.conv_nodes()}
-        with torch.no_grad():
-            env = {fg.input: normalize_input(images, fg)}
-            for n in fg.nodes:
-                env[n.output] = apply_node(n, [env[t] for t in n.inputs],
-                                           *self.params.get(n.name, (None, None)))
+        env: dict[str, torch.Tensor] = {}
+
+        def keep(name: str, t: torch.Tensor) -> None:
+            env[name] = torch.cat([env[name], t]) if name in env else t
+
+        self.ref = torch.from_numpy(run_float_graph(fg, images, hook=keep))
         self.env = env
-        self.ref = env[fg.output].reshape(len(images), -1).double()
         self.producer = {n.output: i for i, n in enumerate(fg.nodes)}
 
     @torch.no_grad()

@@ -21,6 +21,18 @@ def _t(a: np.ndarray, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     return torch.from_numpy(np.asarray(a, np.float64)).to(dtype)
 
 
+def fake_quantize(y: torch.Tensor, s: torch.Tensor, z: torch.Tensor, lo: torch.Tensor,
+                  hi: torch.Tensor, ste: bool = False) -> torch.Tensor:
+    """Real values `y` rounded (half up) to codes of scale `s` and zero point `z`, clamped to
+    codes [lo, hi], back in real units: what an integer op leaves (all broadcast per channel);
+    with `ste` the rounding passes gradients straight through."""
+    v = y / s
+    r = torch.floor(v + 0.5)
+    if ste:
+        r = v + (r - v).detach()
+    return s * (torch.clamp(r + z, lo, hi) - z)
+
+
 class FakeQuantGraph:
     """Callable: uint8 N x H x W x C images -> float64 logits (real units)."""
 
@@ -38,16 +50,11 @@ class FakeQuantGraph:
         straight through (learned rounding trains through it)."""
         out = self.g.tensors[n.output]
         d = self.dtype
-        s = _t(out.scale, d).view(1, -1, 1, 1)
         z = _t(out.zero_point, d).view(1, -1, 1, 1)
         lo = _t(n.arrays["lo"], d).view(1, -1, 1, 1) if "lo" in n.arrays else 0 * z
         hi = _t(n.arrays["hi"], d).view(1, -1, 1, 1) if "hi" in n.arrays else z * 0 + (
             2.0 ** _t(out.bits, d).view(1, -1, 1, 1) - 1)
-        v = y / s
-        r = torch.floor(v + 0.5)
-        if ste:
-            r = v + (r - v).detach()
-        return s * (torch.clamp(r + z, lo, hi) - z)
+        return fake_quantize(y, _t(out.scale, d).view(1, -1, 1, 1), z, lo, hi, ste)
 
     def input_values(self, images: np.ndarray) -> torch.Tensor:
         """uint8 N x H x W x C images -> the network input's real values, N x C x H x W."""

@@ -46,12 +46,14 @@ def average_bits(g: Graph) -> tuple[float, float]:
 
 
 def evaluate(model: QuantGraph, teacher: FloatGraph, images: np.ndarray,
-             labels: np.ndarray | None, backend: str = "auto") -> tuple[dict[str, Any], Graph]:
-    """Integer and fake-quant quality on held-out images, plus the cost of the integer graph."""
+             labels: np.ndarray | None, backend: str = "auto", graph: Graph | None = None
+             ) -> tuple[dict[str, Any], Graph]:
+    """Integer and fake-quant quality on held-out images, plus the cost of the integer graph
+    (`graph`: the model already integerized, as this returns it)."""
     from ..bench.fidelity import argmax_lowest, fidelity
     from ..runtime import Session
 
-    g = model.integerize()
+    g = model.integerize() if graph is None else graph
     il = Session(g, backend).run(images).astype(np.int64)
     fq = fake_quant_logits(model, images)
     fl = run_float_graph(teacher, images)

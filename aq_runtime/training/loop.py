@@ -419,11 +419,11 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, rank: int, world: int
 def _eval_and_save(tr: Trainer, step: int, best: float, out: Path, rank: int) -> float:
     if rank != 0:
         return best
-    res, _ = run_eval(tr)
+    res, g = run_eval(tr)
     row = {"step": step, "epoch": round((step + 1) / tr.spe, 4), **res}
     d = tr.data
     if d.report_x is not None:  # reported only: the choice below reads `res` alone
-        rep, _ = evaluate(tr.model, tr.teacher_fg, d.report_x, None, tr.cfg.eval_backend)
+        rep, _ = evaluate(tr.model, tr.teacher_fg, d.report_x, None, tr.cfg.eval_backend, g)
         row.update({f"{d.report_name}_{k}": rep[k] for k in REPORTED})
     append_csv(out / "eval.csv", row, list(row))
     save_checkpoint(out / "last.pt", tr.state(step + 1, max(best, _score(res))))
