@@ -4,15 +4,17 @@ One row per model, all scored on the 376 held-out crops (never used for calibrat
 weight bits 8/6/5/4/3 (activations 8) and `--bits auto` at weight budgets 0.375/0.5/0.625/0.75
 of uniform 8's bytes, each exported with nearest rounding (the default export), with MSE
 clipping, (auto) with per-channel bits, and with learned rounding on top; three rows with
-activation widths below 8 (`--act-bits auto`, at most 10% more logit noise); two data-free rows
-(uniform 8, and auto 0.5 learned) calibrated on images synthesized from the model's BatchNorm
-statistics instead of the photos; ONNX Runtime int8 for reference. Columns:
+activation widths below 8 (`--act-bits auto`, at most 10% more logit noise); the KD-trained
+model at each budget (`aq-train --kd-only --init-aqz` from that budget's learned export, bits
+frozen, logits + block distillation, its final checkpoint; time column: training); two
+data-free rows (uniform 8, and auto 0.5 learned) calibrated on images synthesized from the
+model's BatchNorm statistics instead of the photos; ONNX Runtime int8 for reference. Columns:
 file bytes, average weight/activation bits, MicroNet score, DESIGN §7's four numbers, integer
 vs fake-quant agreement, export time. Resumable: finished rows are kept in
 results/lowbit_lite0.json and skipped on a rerun (`--redo NAME...` recomputes rows, `--only
 NAME...` runs just those). Writes results/lowbit_lite0.{txt,json,png}.
 
-    python benchmarks/lowbit_lite0.py            # everything (about 3 hours on 2 cores)
+    python benchmarks/lowbit_lite0.py            # everything (about 4 hours on 2 cores)
     python benchmarks/lowbit_lite0.py --only "auto 0.5 learned"
 """
 
@@ -21,15 +23,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from aq_runtime.bench.compare import Row, format_rows, iter_rows
+from aq_runtime.bench.compare import Row, format_rows, iter_rows, row_path, score_row
 from aq_runtime.bench.fidelity import Fidelity
 from aq_runtime.bench.machine import describe
 from aq_runtime.bench.pareto import plot_pareto
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
+from aq_runtime.export.float_exec import run_float_graph
 from aq_runtime.export.synthetic import synthesize
 from aq_runtime.models.efficientnet import lite0_float_graph, load_lite0
 
@@ -44,6 +46,8 @@ AUTO = (("nearest", {}), ("mse", MSE), ("mse-ch", CHANNEL),
 
 ACT_AUTO = {"act_bits": "auto"}  # activation widths 2..8 where they add <= 10% logit noise
 SYNTHETIC = 32  # data-free rows: calibration images synthesized from BatchNorm statistics
+KD = "kd"  # rows trained from their budget's learned export: aq-train --kd-only --init-aqz
+KD_BLOCKS, KD_LR, KD_EPOCHS = 10.0, 1e-4, 8.0  # results/lite0_kd_from_aqz_blocks.txt's run
 
 
 def rows_wanted() -> list[tuple[str, object, dict]]:
@@ -58,6 +62,8 @@ def rows_wanted() -> list[tuple[str, object, dict]]:
     for budget in (0.75, 0.5):
         out.append((f"auto {budget} learned act-auto", "auto",
                     {"budget": budget, **LEARNED, "allocation": "channel", **ACT_AUTO}))
+    for budget in (0.75, 0.625, 0.5, 0.375):
+        out.append((f"auto {budget} learned KD", KD, {"budget": budget}))
     out.append(("w8 data-free", {"weight": 8, "act": 8}, {}))
     out.append(("auto 0.5 learned data-free", "auto",
                 {"budget": 0.5, **LEARNED, "allocation": "channel"}))
@@ -76,17 +82,41 @@ def _row(d: dict) -> Row:
                seconds=d.get("seconds"))
 
 
+def kd_row(start: Path, run: Path):
+    """(integer graph, training seconds) of KD-only training from the export `start` (bits
+    frozen, logits + block distillation on augmented calibration crops), its final checkpoint;
+    resumes `run` (the seconds add up over resumes in run/seconds.json)."""
+    from train_lite0_kd import kd_config
+
+    from aq_runtime.training.api import checkpoint_graph
+    from aq_runtime.training.loop import train
+
+    cfg = kd_config(run, KD_EPOCHS, KD_LR, kd_blocks=KD_BLOCKS, init_aqz=str(start))
+    clock = run / "seconds.json"
+    before = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
+    t0 = time.time()
+    code = train(cfg, resume=(run / "last.pt").exists(), progress=True)
+    seconds = before + time.time() - t0
+    clock.write_text(json.dumps({"seconds": seconds}))
+    if code:
+        sys.exit(code)
+    return checkpoint_graph(run / "last.pt"), seconds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--redo", nargs="*", default=[])
     ap.add_argument("--only", nargs="*")
+    ap.add_argument("--keep", default="runs/lowbit_lite0",
+                    help="folder for the exported files and the KD rows' training runs")
     a = ap.parse_args()
     store = RESULTS / "lowbit_lite0.json"
     done = {d["name"]: d for d in json.loads(store.read_text())["rows"]} if store.exists() else {}
     fg = lite0_float_graph()
     xc, _ = crops_of(CALIBRATION_PHOTOS)
     xh, _ = crops_of(HELDOUT_PHOTOS)
-    tmp = tempfile.mkdtemp()
+    keep = Path(a.keep)
+    keep.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:
         doc = {"machine": describe(),
@@ -99,24 +129,41 @@ def main() -> None:
             if not (a.only and n not in a.only) and (n not in done or n in a.redo)]
     ort = "ORT int8 QDQ" not in done or "ORT int8 QDQ" in a.redo
     t0 = time.time()
-    real = [r for r in todo if "data-free" not in r[0]]
+    kd = [r for r in todo if r[1] == KD]
+    for n, _, o in kd:  # their start: the learned export of the same budget, on file
+        start = f"auto {o['budget']} learned"
+        if not row_path(keep, fg.name, start).exists() and start not in [t[0] for t in todo]:
+            todo.insert(todo.index((n, KD, o)), next(r for r in rows_wanted() if r[0] == start))
+    real = [r for r in todo if "data-free" not in r[0] and r[1] != KD]
     free = [r for r in todo if "data-free" in r[0]]
     runs = [(xc, real, load_lite0() if ort else None)] if real or ort else []
+    fh = None  # the float logits of the held-out crops, once computed
     if free:  # the photos never reach these rows: calibration images from the model alone
         t1 = time.time()
         syn = synthesize(fg, SYNTHETIC)
         print(f"{SYNTHETIC} synthetic images in {time.time() - t1:.0f} s", flush=True)
         runs.append((syn, free, None))
     for calib, rows, module in runs:
-        for r, _ in iter_rows(fg, calib, xh, tmp, rows, module=module):
-            if r.name == "float (fp32)" and r.name in done:
-                continue
+        for r, f in iter_rows(fg, calib, xh, keep, rows, module=module):
+            if r.name == "float (fp32)":
+                fh = f
+                if r.name in done:
+                    continue
             done[r.name] = _row_dict(r)
             save()
             if r.fid is not None:
                 print(f"{r.name}: {r.fid.sqnr_db:.2f} dB, export {r.seconds or 0:.0f} s "
                       f"({time.time() - t0:.0f} s so far)", flush=True)
-    order = ["float (fp32)"] + [n for n, _, _ in rows_wanted()] + ["ORT int8 QDQ", "ORT int8 QDQ float-sim"]
+    for n, _, o in kd:
+        start = row_path(keep, fg.name, f"auto {o['budget']} learned")
+        g, seconds = kd_row(start, keep / f"kd_{o['budget']}")
+        fh = fh if fh is not None else run_float_graph(fg, xh)
+        r = score_row(n, g, row_path(keep, fg.name, n), fh, xh, seconds)
+        done[n] = _row_dict(r)
+        save()
+        print(f"{n}: {r.fid.sqnr_db:.2f} dB, training {r.seconds:.0f} s", flush=True)
+    order = (["float (fp32)"] + [n for n, _, _ in rows_wanted()]
+             + ["ORT int8 QDQ", "ORT int8 QDQ float-sim"])
     rows = [_row(done[n]) for n in order if n in done]
     table = format_rows(rows, with_seconds=True)
     text = (f"EfficientNet-Lite0 at low weight bits: calibration {len(xc)} crops of "
@@ -129,6 +176,10 @@ def main() -> None:
             "calibration crops\nand augmented views of them, 1024 images, 200 steps per block); "
             "act-auto: + activation widths 2..8 (--act-bits auto: MicroNet score down while the "
             "logit noise added on the planning\nimages stays within 10% of the weight plan's); "
+            "KD: aq-train --kd-only --init-aqz <the learned file of that budget>, bits frozen, "
+            f"KD MSE to the float logits + {KD_BLOCKS:g} x relative MSE of the block outputs,\n"
+            f"{KD_EPOCHS:g} epochs x 128 augmented crops of the calibration photos (batch 8, lr "
+            f"{KD_LR:g}), the final checkpoint; its time column is the training's; "
             f"data-free: no photo at all, {SYNTHETIC} images synthesized from the model's "
             "BatchNorm statistics\n(--calib none --synthetic 32) calibrate everything"
             "\n\n" + table + "\n")

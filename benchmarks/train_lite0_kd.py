@@ -58,6 +58,23 @@ def epoch_lines(path: Path) -> list[str]:
     return out
 
 
+def kd_config(out: Path, epochs: float = 8.0, lr: float = 2e-5, beta: float = 2.0,
+              lr_bits: float = 1e-2, kd_blocks: float = 0.0, metric_target: float | None = None,
+              init_aqz: str | None = None) -> TrainConfig:
+    """The benchmark's run: KD-only AQ on augmented crops of the calibration photos, batch 8,
+    128 crops per epoch; from `init_aqz` the bits are frozen and there is no metric term."""
+    cfg = TrainConfig(model="efficientnet-lite0", data="photos", kd_only=True, alpha=0.0, kd=1.0,
+                      strategy="aq", init_bits="auto", weight_bits=8, act_bits=8, max_bits=16,
+                      min_bits=2, bits_trainable=True, iter_train=True, beta=beta, gamma=0.7,
+                      lr=lr, lr_bits=lr_bits, batch_size=8, epoch_size=128,
+                      max_epoch=epochs, eval_backend="numba", out=str(out),
+                      kd_blocks=kd_blocks, metric_target=metric_target)
+    if init_aqz:
+        cfg.init_aqz, cfg.init_bits = str(init_aqz), None
+        cfg.bits_trainable, cfg.iter_train, cfg.beta = False, False, 0.0
+    return cfg
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="runs/lite0_kd")
@@ -77,15 +94,8 @@ def main() -> None:
                     help="the metric term pulls only above this MicroNet score")
     a = ap.parse_args()
     out = Path(a.out)
-    cfg = TrainConfig(model="efficientnet-lite0", data="photos", kd_only=True, alpha=0.0, kd=1.0,
-                      strategy="aq", init_bits="auto", weight_bits=8, act_bits=8, max_bits=16,
-                      min_bits=2, bits_trainable=True, iter_train=True, beta=a.beta, gamma=0.7,
-                      lr=a.lr, lr_bits=a.lr_bits, batch_size=8, epoch_size=128,
-                      max_epoch=a.epochs, eval_backend="numba", out=str(out),
-                      kd_blocks=a.kd_blocks, metric_target=a.metric_target)
-    if a.init_aqz:
-        cfg.init_aqz, cfg.init_bits = a.init_aqz, None
-        cfg.bits_trainable, cfg.iter_train, cfg.beta = False, False, 0.0
+    cfg = kd_config(out, a.epochs, a.lr, a.beta, a.lr_bits, a.kd_blocks, a.metric_target,
+                    a.init_aqz)
     if not a.resume and not a.report_only:
         if out.exists():
             shutil.rmtree(out)

@@ -49,7 +49,6 @@ def iter_rows(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Path,
     Integer logits come from `backend` (every backend is tested equal to the reference)."""
     from ..export.api import export_graph
     from ..export.calibrate import at_granularity, calibrate
-    from ..export.fakequant import FakeQuantGraph
     from ..export.float_exec import run_float_graph
     from ..export.options import ExportOptions
 
@@ -64,15 +63,8 @@ def iter_rows(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Path,
         t0 = time.time()
         g = export_graph(fg, calib, o, ranges=ranges)
         seconds = time.time() - t0
-        path = out / f"{fg.name}_{name.replace(' ', '_')}.aqz"
-        size = write_aqz(g, path)
-        s = Session(read_aqz(path), backend)
-        q = np.concatenate([s.run(heldout[i:i + 16]) for i in tqdm(
-            range(0, len(heldout), 16), desc=f"integer {name}", disable=not progress)])
-        fq = FakeQuantGraph(g)(heldout)
-        yield Row(name, size, average_weight_bits(g), average_act_bits(g),
-                  micronet_score(g)["score"], fidelity(f, q, g.meta["logit_scale"]),
-                  float((argmax_lowest(fq) == argmax_lowest(q)).mean()), g, seconds), f
+        yield score_row(name, g, row_path(out, fg.name, name), f, heldout, seconds,
+                        backend, progress), f
     if module is not None:
         from .ort_baseline import ort_int8, ort_logits
         for config in ort_configs:
@@ -84,6 +76,28 @@ def iter_rows(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Path,
             if config == "s8":
                 yield Row(f"{name} float-sim", size, 8.0, 8.0, None,
                           fidelity(f, ort_logits(int8, fg, heldout, optimize=False)), None), f
+
+
+def row_path(out_dir: str | Path, model: str, name: str) -> Path:
+    """Where `iter_rows` writes the .aqz of row `name`."""
+    return Path(out_dir) / f"{model}_{name.replace(' ', '_')}.aqz"
+
+
+def score_row(name: str, g, path: str | Path, float_logits: np.ndarray, heldout: np.ndarray,
+              seconds: float | None = None, backend: str = "auto", progress: bool = True
+              ) -> Row:
+    """Write integer graph `g` to `path` and score the file as read back, on `heldout`
+    (`float_logits`: the float model's logits of it): bytes, bits, score, fidelity, int=fq."""
+    from ..export.fakequant import FakeQuantGraph
+
+    size = write_aqz(g, path)
+    s = Session(read_aqz(path), backend)
+    q = np.concatenate([s.run(heldout[i:i + 16]) for i in tqdm(
+        range(0, len(heldout), 16), desc=f"integer {name}", disable=not progress)])
+    fq = FakeQuantGraph(g)(heldout)
+    return Row(name, size, average_weight_bits(g), average_act_bits(g),
+               micronet_score(g)["score"], fidelity(float_logits, q, g.meta["logit_scale"]),
+               float((argmax_lowest(fq) == argmax_lowest(q)).mean()), g, seconds)
 
 
 def compare_models(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Path,
