@@ -1,0 +1,136 @@
+"""What calibration data is worth at 0.5x (issue: <= 4 average weight bits): the same export
+(`--bits auto --budget 0.5 --allocation channel --clipping mse --rounding learned`) calibrated
+on different photos, always scored on crops of photos it never saw, except in the last row.
+
+- the 8 calibration photos (the low-bit table's row), on the 11 held-out photos;
+- two folds: the 8 photos plus half of the held-out photos (fold A: every other one from the
+  first, fold B: the rest), each scored on the other half; pooled, every held-out crop is
+  scored by a model that never saw its photo, comparable with the first row;
+- a ceiling, never an export anyone ships: calibrated on the 11 held-out photos alone, scored
+  on those same crops and on the 8 calibration photos' (which it never saw).
+
+A probe of the issue's question "what limits 0.5x": the photo split of the table does not
+move; the folds only add photos to the calibration side. Resumable (each run's file and logits
+are kept in --keep). About 35 minutes on 2 cores. Writes results/lowbit_calib_data_lite0.txt.
+
+    python benchmarks/lowbit_calib_data_lite0.py [--aqz the_8_photo_export.aqz]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from aq_runtime.bench.fidelity import fidelity
+from aq_runtime.bench.machine import describe
+from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
+from aq_runtime.export.api import export_graph
+from aq_runtime.export.float_exec import run_float_graph
+from aq_runtime.export.options import ExportOptions
+from aq_runtime.format import read_aqz, write_aqz
+from aq_runtime.models.efficientnet import lite0_float_graph
+from aq_runtime.runtime import Session
+
+RESULTS = Path(__file__).parent / "results"
+OPTIONS = dict(bits="auto", budget=0.5, allocation="channel", clipping="mse", rounding="learned")
+FOLD_A, FOLD_B = HELDOUT_PHOTOS[0::2], HELDOUT_PHOTOS[1::2]
+RUNS = {  # name: (calibration photos, scored photos)
+    "8 calibration photos": (CALIBRATION_PHOTOS, HELDOUT_PHOTOS),
+    "8 + fold B": (CALIBRATION_PHOTOS + FOLD_B, FOLD_A),
+    "8 + fold A": (CALIBRATION_PHOTOS + FOLD_A, FOLD_B),
+    "held-out photos (ceiling)": (HELDOUT_PHOTOS, HELDOUT_PHOTOS + CALIBRATION_PHOTOS),
+}
+CEILING = "held-out photos (ceiling)"
+
+
+def real_logits(path: Path, x: np.ndarray) -> np.ndarray:
+    """The file's integer logits on `x` (numba backend, == reference), times its logit scale."""
+    s = Session(read_aqz(path), "numba")
+    q = np.concatenate([s.run(x[i:i + 16]) for i in range(0, len(x), 16)])
+    return q.astype(np.float64) * s.graph.meta["logit_scale"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--aqz", help="the 8-photo export, if already made (lowbit_lite0.py keeps "
+                                  "it in runs/lowbit_lite0/)")
+    ap.add_argument("--keep", default="runs/lowbit_calib_data", help="folder for the exports")
+    ap.add_argument("--runs", nargs="*", default=list(RUNS),
+                    help="which to compute (the others are shown when already done): "
+                    + ", ".join(RUNS))
+    a = ap.parse_args()
+    keep = Path(a.keep)
+    keep.mkdir(parents=True, exist_ok=True)
+    fg = lite0_float_graph()
+    done = {}
+    for name, (calib, scored) in RUNS.items():
+        slug = name.split(" (")[0].replace(" ", "_").replace("+", "plus")
+        path = Path(a.aqz) if name == "8 calibration photos" and a.aqz else keep / f"{slug}.aqz"
+        logits = keep / f"{slug}.npz"
+        if not logits.exists() and name not in a.runs:
+            continue
+        if not logits.exists():
+            seconds = -1.0
+            if not path.exists():
+                t0 = time.time()
+                g = export_graph(fg, crops_of(calib)[0], ExportOptions(**OPTIONS))
+                seconds = time.time() - t0
+                write_aqz(g, path)
+            arrays = {"export_s": np.array(seconds)}
+            for p in scored:
+                x, _ = crops_of((p,))
+                arrays[f"float_{p}"] = run_float_graph(fg, x)
+                arrays[f"int_{p}"] = real_logits(path, x)
+            np.savez(logits.with_suffix(".tmp.npz"), **arrays)
+            logits.with_suffix(".tmp.npz").replace(logits)
+            print(f"{name}: done", flush=True)
+        z = np.load(logits)
+        done[name] = {"export_s": float(z["export_s"]),
+                      "photos": {p: {"float": z[f"float_{p}"], "int": z[f"int_{p}"]}
+                                 for p in scored}}
+
+    def pooled(runs_photos) -> str:
+        """Fidelity columns over the given (run, photos) pairs' crops together."""
+        f = np.concatenate([done[n]["photos"][p]["float"] for n, ps in runs_photos for p in ps])
+        q = np.concatenate([done[n]["photos"][p]["int"] for n, ps in runs_photos for p in ps])
+        r = fidelity(f, q)
+        return (f"{len(f):6d} {100 * r.top1_agreement:6.1f}% {100 * r.top5_containment:6.1f}% "
+                f"{100 * r.confident_agreement:6.1f}% {r.sqnr_db:8.2f}")
+
+    head = f"{'calibrated on':28s} {'scored on':34s} {'crops':>6s} {'top-1':>7s} {'top-5':>7s} " \
+           f"{'conf.':>7s} {'SQNR dB':>8s}"
+    lines = ["EfficientNet-Lite0 at 0.5x uniform 8's weight bytes (aq-export --bits auto --budget "
+             "0.5 --allocation channel --clipping mse --rounding learned), calibrated on different "
+             "photos;", "integer logits (numba == reference) against the float model's. "
+             f"Fold A: {', '.join(FOLD_A)}; fold B: {', '.join(FOLD_B)}.",
+             f"machine: {describe()}", "", head]
+    a8, b8 = f"8 + fold B ({8 + len(FOLD_B)} photos)", f"8 + fold A ({8 + len(FOLD_A)} photos)"
+    eight = "8 calibration photos"
+    table = [(eight, "11 held-out photos", [(eight, HELDOUT_PHOTOS)]),
+             (eight, "  fold A", [(eight, FOLD_A)]),
+             (eight, "  fold B", [(eight, FOLD_B)]),
+             (a8, "fold A (unseen)", [("8 + fold B", FOLD_A)]),
+             (b8, "fold B (unseen)", [("8 + fold A", FOLD_B)]),
+             ("  two folds pooled", "11 held-out photos, each unseen",
+              [("8 + fold B", FOLD_A), ("8 + fold A", FOLD_B)]),
+             ("11 held-out photos", "the same 11 (seen: a ceiling)", [(CEILING, HELDOUT_PHOTOS)]),
+             ("11 held-out photos", "8 calibration photos (unseen)",
+              [(CEILING, CALIBRATION_PHOTOS)])]
+    for left, right, runs in table:  # the rows whose runs are done (--runs chooses)
+        if all(n in done for n, _ in runs):
+            lines.append(f"{left:28s} {right:34s} " + pooled(runs))
+    secs = [f"{n}: {d['export_s']:.0f} s" for n, d in done.items() if d["export_s"] > 0]
+    lines += ["", "export wall times (a paused run counts its pause): " + "; ".join(secs)
+              if secs else "",
+              "top-1: agreement with the float top-1; top-5: float top-1 within the top-5; "
+              "conf.: agreement where float p >= 0.5"]
+    text = "\n".join(lines) + "\n"
+    (RESULTS / "lowbit_calib_data_lite0.txt").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
