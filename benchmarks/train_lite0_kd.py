@@ -9,7 +9,7 @@ fake-quant ones beside them.
     python benchmarks/train_lite0_kd.py --init-aqz l05.aqz --kd-blocks 1 --tag _blocks
 
 Interruptible: rerun with --resume to continue. Writes benchmarks/results/lite0_kd.{txt,json}
-and lite0_bits_{before,after}.png."""
+and lite0_bits_{before,after}.png. `kd_config` is also the run of lowbit_lite0.py's KD rows."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 COLOURS = [(31, 90, 160), (240, 150, 40), (40, 160, 70), (200, 50, 50), (130, 80, 170),
-           (120, 120, 120)]
+           (120, 120, 120), (0, 170, 180), (150, 90, 40), (230, 90, 190), (20, 20, 20)]
 
 
 def plot_pareto(rows: list, path: str | Path, title: str = "") -> None:
