@@ -133,7 +133,7 @@ def main() -> None:
     for n, _, o in kd:  # their start: the learned export of the same budget, on file
         start = f"auto {o['budget']} learned"
         if not row_path(keep, fg.name, start).exists() and start not in [t[0] for t in todo]:
-            todo.insert(todo.index((n, KD, o)), next(r for r in rows_wanted() if r[0] == start))
+            todo.append(next(r for r in rows_wanted() if r[0] == start))
     real = [r for r in todo if "data-free" not in r[0] and r[1] != KD]
     free = [r for r in todo if "data-free" in r[0]]
     runs = [(xc, real, load_lite0() if ort else None)] if real or ort else []
