@@ -40,13 +40,13 @@ def test_tvm_gemm_edges():
         pytest.skip("no AVX2 on this CPU")
     from aq_runtime.kernels.tvm.buffers import aligned_zeros
     from aq_runtime.kernels.tvm.dot import digit_limit
-    from aq_runtime.kernels.tvm.gemm import gemm_fn, pack_weights
+    from aq_runtime.kernels.tvm.gemm import gemm_fn, pack_weights, packed_columns
     rng = np.random.default_rng(0)
     lim = digit_limit(isa())
     for m, k, n in [(1, 1, 1), (5, 3, 65), (7, 33, 10), (64, 256, 128)]:
         w = rng.choice([-lim, lim, 0, 1, -1], size=(n, k)).astype(np.int8)
         packed = pack_weights(w)
-        kp, np_ = packed.shape[1] * 4, packed.shape[0] * 64
+        kp, np_ = packed.shape[1] * 4, packed_columns(packed)
         a = aligned_zeros((m + (-m % 4), kp), np.uint8)
         a[:m, :k] = rng.choice([0, 255, 1, 128], size=(m, k))
         c = aligned_zeros((a.shape[0], np_), np.int32)
@@ -63,7 +63,7 @@ def test_tvm_requantizing_gemm_edges():
     if missing_features():
         pytest.skip("no AVX2 on this CPU")
     from aq_runtime.kernels.tvm.buffers import aligned_zeros
-    from aq_runtime.kernels.tvm.dot import digit_limit
+    from aq_runtime.kernels.tvm.dot import digit_limit, takes_words
     from aq_runtime.kernels.tvm.gemm import fused_fn, pack_fused
     from aq_runtime.kernels.tvm.ops import digit_rows
     from aq_runtime.kernels.tvm.vec_requant import float_params
@@ -71,7 +71,8 @@ def test_tvm_requantizing_gemm_edges():
     rng = np.random.default_rng(5)
     for m, k, o, wbits in [(1, 1, 1, 8), (5, 3, 17, 12), (7, 33, 40, 16), (13, 70, 130, 5)]:
         w = rng.integers(-(2 ** (wbits - 1)) + 1, 2 ** (wbits - 1), (o, k))
-        rows, ndig = digit_rows(w, digit_limit(isa()))
+        w[0, 0] = -(2 ** (wbits - 1))  # the most negative code (-32768 at 16 bits)
+        rows, ndig = digit_rows(w, digit_limit(isa()), takes_words(isa()))
         packed = pack_fused(rows, o, ndig)
         kp, ncol = packed.shape[1] * 4, packed.shape[0] * packed.shape[2] // ndig * 16
         c16 = o + (-o % 16)
@@ -85,7 +86,8 @@ def test_tvm_requantizing_gemm_edges():
         b = aligned_zeros((ncol,), np.int32)
         b[:o] = bias
         out = aligned_zeros((a.shape[0], c16), np.uint8)
-        fused_fn(kp, o, ndig, c16)(a, packed, b, *float_params(mult, shift, z, lo, hi, ncol), out)
+        fused_fn(kp, o, ndig, c16, word=rows.dtype == np.int16)(
+            a, packed, b, *float_params(mult, shift, z, lo, hi, ncol), out)
         assert np.array_equal(out[:m, :o], requantize(v, mult, shift, z, lo, hi)), (m, k, o)
 
 

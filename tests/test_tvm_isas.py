@@ -49,3 +49,78 @@ def test_every_instruction_set_of_this_cpu_gives_the_golden_logits(tmp_path):
                             str(tests / "test_golden_logits.py")], capture_output=True,
                            text=True, env=env, cwd=tests.parent, timeout=900)
         assert r.returncode == 0, (name, r.stdout[-3000:])
+
+
+def test_avx2_int16_kernels_are_exact():
+    """The AVX2 paths that take int16 weights, run on this CPU whatever its fastest
+    instruction set: the GEMM on codes too wide for vpmaddubsw (`word`: vpmaddwd on pairs of
+    activation bytes) and the depthwise conv summing taps in pairs; extreme codes (the most
+    negative 16-bit weight, 0/255 activations), odd sizes, stride 2 and borders, == int64."""
+    import numpy as np
+    import tvm
+
+    from aq_runtime.kernels.tvm.buffers import aligned_zeros
+    from aq_runtime.kernels.tvm.depthwise import depthwise_fn, padded_fn, pair_weights
+    from aq_runtime.kernels.tvm.gemm import _fused_func, pack_fused
+    from aq_runtime.kernels.tvm.layout import pad_fn
+    from aq_runtime.kernels.tvm.target import llvm_target, missing_features
+    from aq_runtime.kernels.tvm.vec_requant import float_params
+    from aq_runtime.quant import requantize
+    if missing_features():
+        pytest.skip("no AVX2 on this CPU: the tvm backend cannot run here")
+    rng = np.random.default_rng(11)
+
+    def params(c, vmax):
+        mult = rng.integers(2 ** 14, 2 ** 15, c)
+        shift = np.full(c, int(np.ceil(np.log2(vmax))) + 15 - 7)  # codes spread over 0..255
+        z, lo, hi = rng.integers(0, 30, c), np.zeros(c, np.int64), np.full(c, 255)
+        return mult, shift, z, lo, hi
+
+    for m, k, o, wbits in [(1, 4, 1, 16), (5, 12, 17, 12), (13, 72, 130, 9)]:
+        w = rng.integers(-(2 ** (wbits - 1)), 2 ** (wbits - 1), (o, k))
+        w[0, 0] = -(2 ** (wbits - 1))
+        packed = pack_fused(w.astype(np.int16), o, 1)
+        nbn, cv = packed.shape[0], packed.shape[2]
+        c16, ncol = o + (-o % 16), nbn * cv * 16
+        a = aligned_zeros((m + (-m % 4), k), np.uint8)
+        a[:m] = rng.choice([0, 255, 1, 128, 77], size=(m, k))
+        v = a[:m].astype(np.int64) @ w.T
+        mult, shift, z, lo, hi = params(o, np.abs(v).max() + 1)
+        f = tvm.compile(tvm.IRModule({"main": _fused_func(k, nbn, cv, 1, c16, "uint8",
+                                                          isa="avx2", word=True)}),
+                        target=llvm_target("avx2"))["main"]
+        out = aligned_zeros((a.shape[0], c16), np.uint8)
+        f(a, packed, aligned_zeros((ncol,), np.int32),
+          *float_params(mult, shift, z, lo, hi, ncol), out)
+        assert np.array_equal(out[:m, :o], requantize(v, mult, shift, z, lo, hi)), (m, k, o)
+
+    for h, c, kk, s, pt, pb in [(9, 16, 3, 1, 1, 1), (10, 32, 5, 2, 1, 2), (7, 48, 3, 2, 0, 1)]:
+        ho = (h + pt + pb - kk) // s + 1
+        x = aligned_zeros((h * h + (-(h * h) % 4), c), np.uint8)
+        x[:h * h] = rng.choice([0, 255, 3, 200], size=(h * h, c))
+        wt = aligned_zeros((kk, kk, c), np.int32)
+        wt[...] = rng.integers(-2 ** 15, 2 ** 15, (kk, kk, c))
+        wt[0, 0, 0] = -2 ** 15
+        zin = rng.integers(0, 256, c)
+        wz = aligned_zeros((kk, kk, c), np.int32)
+        wz[...] = wt * zin
+        xp = np.pad(x[:h * h].reshape(h, h, c).astype(np.int64), ((pt, pb), (pt, pb), (0, 0)))
+        xp[:pt], xp[h + pt:], xp[:, :pt], xp[:, h + pt:] = zin, zin, zin, zin
+        v = sum(xp[i:i + s * ho:s, j:j + s * ho:s] * wt[i, j] for i in range(kk)
+                for j in range(kk)).reshape(-1, c)
+        mult, shift, z, lo, hi = params(c, np.abs(v).max() + 1)
+        want = requantize(v, mult, shift, z, lo, hi)
+        q, lh = float_params(mult, shift, z, lo, hi, c)
+        b, wp = aligned_zeros((c,), np.int32), pair_weights(wt, c)
+        out = aligned_zeros((ho * ho + (-(ho * ho) % 4), c), np.uint8)
+        depthwise_fn(h, h, kk, kk, s, s, pt, pt, ho, ho, c, pairs=True)(
+            x, wt, wz, wp, b, q, lh, out, 1)
+        assert np.array_equal(out[:ho * ho], want), ("inline", h, c, kk, s)
+        zp = aligned_zeros((c,), np.uint8)
+        zp[:] = zin
+        xpad = aligned_zeros((1, h + pt + pb, h + pt + pb, c), np.uint8)
+        pad_fn(h, h, c, pt, pb, pt, pb)(x, zp, xpad)
+        out[...] = 0
+        padded_fn(h + pt + pb, h + pt + pb, kk, kk, s, s, c, pairs=True)(
+            xpad, wt, wp, b, q, lh, out)
+        assert np.array_equal(out[:ho * ho], want), ("padded", h, c, kk, s)

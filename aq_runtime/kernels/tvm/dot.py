@@ -12,6 +12,9 @@ a unsigned and b signed bytes, exactly:
   tests only: ops does not add that term, and target.py never offers neon_dot at run time (no
   ARM machine has run it).
 
+AVX2 takes weight codes wider than |w| <= 64 as int16 (`takes_words`): `dot_words`, one
+`vpmaddwd` on pairs of activation bytes (`word_pairs`) per 16 products.
+
 `lanes(isa)` is the int32 lanes of one instruction; the kernel loops 16 / lanes times."""
 
 from __future__ import annotations
@@ -19,6 +22,10 @@ from __future__ import annotations
 from typing import Any
 
 LANES = {"avx512_vnni": 16, "avx_vnni": 8, "avx2": 8, "neon_dot": 4}
+# 16-column weight vectors a GEMM block of 4 rows keeps in registers: with 32 zmm, 4 (16
+# accumulators); with 16 ymm (or NEON's 32 x 128 bits), 1 (8 accumulators, 16 on NEON): 2
+# vectors spilled accumulators to the stack on AVX2 and AVX-VNNI (measured 1.1-2.5x slower)
+BLOCK_VECTORS = {"avx512_vnni": 4, "avx_vnni": 1, "avx2": 1, "neon_dot": 1}
 
 
 def lanes(isa: str) -> int:
@@ -45,6 +52,38 @@ def dot(isa: str, acc: Any, a: Any, b: Any) -> Any:
         return T.call_llvm_pure_intrin("int32x4", "llvm.aarch64.neon.sdot.v4i32.v16i8", acc,
                                        tirx.bitwise_xor(a, flip), b)
     raise ValueError(f"unknown instruction set {isa!r}")
+
+
+def block_vectors(isa: str) -> int:
+    return BLOCK_VECTORS[isa]
+
+
+def word_pairs(a: Any, p: Any) -> Any:
+    """The pair of activation bytes 2p, 2p+1 of each 4-byte group of `a` (int8x32: 4 bytes
+    broadcast) as two int16 (zero-extended: `vpshufb`, index bytes with the top bit set give 0),
+    in every int32 lane: the A operand of dot_words."""
+    from tvm import tirx
+    from tvm.script import tirx as T
+
+    # bytes (2p, 0x80, 2p + 1, 0x80) per lane, as a little-endian int32: 0x80 zeroes the byte
+    mask = tirx.Broadcast(tirx.const(-2147385344, "int32") + p * 0x20002, 8)
+    return T.reinterpret(T.call_llvm_pure_intrin("int8x32", "llvm.x86.avx2.pshuf.b", a,
+                                                 T.reinterpret(mask, dtype="int8x32")),
+                         dtype="int16x16")
+
+
+def dot_words(acc: Any, a: Any, b: Any) -> Any:
+    """AVX2's dot product of int16 weights (codes too wide for one vpmaddubsw digit): acc
+    (int32x8) + a[2j] b[2j] + a[2j+1] b[2j+1] by `vpmaddwd`, exact: |a| <= 255 and |b| <=
+    32768, so a pair sums to at most 2 * 255 * 32768 < 2^31."""
+    from tvm.script import tirx as T
+    return acc + T.call_llvm_pure_intrin("int32x8", "llvm.x86.avx2.pmadd.wd", a, b)
+
+
+def takes_words(isa: str) -> bool:
+    """Whether weight codes wider than one digit go to dot_words as int16 instead of base-128
+    digits (AVX2: one vpmaddwd per 16 products against two digits' six instructions per 16)."""
+    return isa == "avx2"
 
 
 def digit_limit(isa: str) -> int:

@@ -1,13 +1,15 @@
 """The u8 x s8 -> s32 GEMM microkernel of DESIGN §5, written in TVMScript (TVM 0.27, `tirx`):
 C[M, N] = requant(A[M, K] @ B[K, N] + bias), M symbolic (a multiple of 4: the rows are padded),
 K a multiple of 4. Parallel tasks over blocks of 4 rows (or, `cols_outer`, over column blocks);
-each block keeps 4 rows x up to 4 vectors of 16 int32 accumulators in registers and feeds the
+each block keeps 4 rows x the vectors of 16 int32 accumulators its instruction set has
+registers for (dot.block_vectors: 4 with AVX-512, 1 with 256-bit vectors) and feeds the
 instruction set's u8 x s8 dot product (dot.py: `vpdpbusd` on 64 bytes with AVX-512 VNNI, on 32
 with AVX-VNNI, `vpmaddubsw` + `vpmaddwd` with AVX2) with 4 bytes of A broadcast and the weights
 pre-packed as [blocks][K/4][vectors][64] (16 output columns x 4 k per vector; 4 consecutive
 bytes per int32 lane on every instruction set). Weight codes wider than the dot product takes
-(int8; |w| <= 64 on AVX2) come as base-128 digits in neighbouring vectors, summed in registers; the sums are requantized
-in registers (vec_requant) and stored as uint8 codes or int32 logits. `gemm_fn` is the same
+(int8; |w| <= 64 on AVX2) come as base-128 digits in neighbouring vectors, summed in registers,
+or, on AVX2 (`word`), as int16 weights for `vpmaddwd` on pairs of activation bytes (dot.
+dot_words: a third of the digits' instructions). The sums are requantized in registers (vec_requant) and stored as uint8 codes or int32 logits. `gemm_fn` is the same
 kernel with the identity requantization: plain int32 sums, for the int64 epilogues. Exact: the
 exporter's overflow proof bounds every sum below 2^31. Compiled once per shape (compiled.py)."""
 
@@ -19,7 +21,7 @@ import numpy as np
 
 from .buffers import aligned_zeros
 from .compiled import kernel
-from .dot import dot, lanes
+from .dot import block_vectors, dot, dot_words, lanes, word_pairs
 from .target import isa as target_isa
 from .vec_requant import float_params, requant16
 
@@ -28,10 +30,11 @@ TASKS = 64  # parallel tasks per call: local buffers are set up per task, not pe
 # its accumulators lived in memory: 2-6x slower)
 
 
-def gemm_fn(k: int, n: int) -> Callable[[Any, Any, Any], None]:
-    """C = A @ W, int32 sums (K, N multiples of 4 and 64; W from pack_weights): the requantizing
-    kernel below with the identity as its requantization (floor(v * 1 + 1/2) = v, no clamp)."""
-    f = fused_fn(k, n, 1, n, "int32")
+def gemm_fn(k: int, n: int, word: bool = False) -> Callable[[Any, Any, Any], None]:
+    """C = A @ W, int32 sums (K, N multiples of 4 and 64; W from pack_weights, int16 with
+    `word`): the requantizing kernel below with the identity as its requantization
+    (floor(v * 1 + 1/2) = v, no clamp)."""
+    f = fused_fn(k, n, 1, n, "int32", word=word)
     bias = aligned_zeros((n,), np.int32)
     q, lh = float_params(np.full(n, 2), np.ones(n), np.zeros(n), np.full(n, -2 ** 31),
                          np.full(n, 2 ** 31 - 1), n)
@@ -39,12 +42,18 @@ def gemm_fn(k: int, n: int) -> Callable[[Any, Any, Any], None]:
 
 
 def pack_weights(w: np.ndarray, k_multiple: int = 4) -> np.ndarray:
-    """int codes (N, K) -> int8 (Np/64, Kp/4, 4, 64) for gemm_fn, zero padded to N % 64 == 0
-    and K to a multiple of `k_multiple` (4, or 16 to match activation rows)."""
+    """int codes (N, K) -> int8 (int16 if w is) (blocks, Kp/4, vectors, 64) for gemm_fn
+    (pack_fused's layout with one digit), zero padded to N % 64 == 0 (`packed_columns` of them) and K to a
+    multiple of `k_multiple` (4, or 16 to match activation rows)."""
     n = w.shape[0]
-    wp = np.zeros((n + (-n % 64), w.shape[1]), np.int8)
+    wp = np.zeros((n + (-n % 64), w.shape[1]), np.int16 if w.dtype == np.int16 else np.int8)
     wp[:n] = w
     return pack_fused(wp, wp.shape[0], 1, k_multiple)
+
+
+def packed_columns(packed: np.ndarray) -> int:
+    """The output columns of weights from pack_weights (blocks x vectors x 16)."""
+    return packed.shape[0] * packed.shape[2] * 16
 
 
 def _digit_sum(acc: Any, i: Any, u: Any, ndig: int) -> Any:
@@ -58,8 +67,9 @@ def _digit_sum(acc: Any, i: Any, u: Any, ndig: int) -> Any:
 
 
 def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int, dtype: str,
-                cols_outer: bool = False, isa: str | None = None):
-    """The kernel's PrimFunc for instruction set `isa` (default: this process's)."""
+                cols_outer: bool = False, isa: str | None = None, word: bool = False):
+    """The kernel's PrimFunc for instruction set `isa` (default: this process's); `word`:
+    int16 weights (pack_fused of int16 rows, AVX2's dot_words) instead of byte digits."""
     from tvm.script import tirx as T
 
     isa = isa or target_isa()
@@ -67,13 +77,14 @@ def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int, dtype: str,
     acc_t, bytes_t = f"int32x{ln}", f"int8x{4 * ln}"
     kb_n, nv = k // 4, cv * ndig
     ncol = nbn * cv * 16
+    b_t = "int16" if word else "int8"
 
     @T.prim_func
     def main(a: T.handle, b: T.handle, bias: T.handle, q: T.handle, lh: T.handle, o: T.handle):
         T.func_attr({"global_symbol": "main", "tirx.noalias": True})
         m = T.int32()
         A = T.match_buffer(a, (m, k), "uint8")
-        B = T.match_buffer(b, (nbn, kb_n, nv, 64), "int8")
+        B = T.match_buffer(b, (nbn, kb_n, nv, 64), b_t)
         Bi = T.match_buffer(bias, (ncol,), "int32")
         Q = T.match_buffer(q, (2, ncol), "float64")
         L = T.match_buffer(lh, (2, ncol), "int32")
@@ -93,11 +104,20 @@ def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int, dtype: str,
                         a4 = T.reinterpret(A.vload([mb * 4 + i, kb * 4], "uint8x4"),
                                            dtype="int32")
                         ab = T.reinterpret(T.broadcast(a4, ln), dtype=bytes_t)
-                        for v in T.unroll(nv):
-                            for h in T.unroll(16 // ln):
-                                acc[i, T.ramp(v * 16 + h * ln, 1, ln)] = dot(
-                                    isa, acc.vload([i, v * 16 + h * ln], acc_t), ab,
-                                    B.vload([nb, kb, v, h * ln * 4], bytes_t))
+                        if word:  # k pairs (kb*4 + 2p, +1) x 8 columns per vpmaddwd
+                            for p in T.unroll(2):
+                                for v in T.unroll(nv):
+                                    for h in T.unroll(2):
+                                        acc[i, T.ramp(v * 16 + h * 8, 1, 8)] = dot_words(
+                                            acc.vload([i, v * 16 + h * 8], "int32x8"),
+                                            word_pairs(ab, p),
+                                            B.vload([nb, kb, v, p * 32 + h * 16], "int16x16"))
+                        else:
+                            for v in T.unroll(nv):
+                                for h in T.unroll(16 // ln):
+                                    acc[i, T.ramp(v * 16 + h * ln, 1, ln)] = dot(
+                                        isa, acc.vload([i, v * 16 + h * ln], acc_t), ab,
+                                        B.vload([nb, kb, v, h * ln * 4], bytes_t))
                 for u in T.unroll(cv):
                     if (nb * cv + u) * 16 < c16:
                         for i in T.unroll(4):
@@ -109,35 +129,45 @@ def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int, dtype: str,
 
 
 def fused_shape(o: int, ndig: int) -> tuple[int, int]:
-    """(channel vectors per column block, column blocks) of the requantizing GEMM: up to 4
-    weight vectors per block, the digits of a channel vector side by side."""
+    """(channel vectors per column block, column blocks) of the requantizing GEMM: as many
+    weight vectors per block as the instruction set keeps in registers (dot.block_vectors: 4
+    with AVX-512, 1 with 256-bit vectors), the digits of a channel vector side by side."""
     cvec = -(-o // 16)
-    cv = max(1, min(4 // ndig, cvec))
+    cv = max(1, min(block_vectors(target_isa()) // ndig, cvec))
     return cv, -(-cvec // cv)
 
 
 def fused_fn(k: int, o: int, ndig: int, c16: int, dtype: str = "uint8",
-             cols_outer: bool = False) -> Callable[..., None]:
+             cols_outer: bool = False, word: bool = False) -> Callable[..., None]:
     """C = requant(A @ W + bias) straight to codes: fused(a (M4, K) u8, b (pack_fused), bias
     (ncol,) int32, q, lh (vec_requant.float_params), o (M4, c16) uint8, or int32 (logits)).
     Row blocks are the outer, parallel loop; with `cols_outer` the column blocks are, each
-    task sweeping all rows with its weights in cache (for few rows and many weights)."""
+    task sweeping all rows with its weights in cache (for few rows and many weights).
+    `word`: the weights are int16 (pack_fused of int16 rows; AVX2 only, dot.takes_words)."""
     cv, nbn = fused_shape(o, ndig)
-    order = "c" if cols_outer else "r"
+    order = ("c" if cols_outer else "r") + ("w" if word else "")
     return kernel(f"gemmq_k{k}_b{nbn}_v{cv}_d{ndig}_c{c16}_{dtype}_{order}",
-                  lambda: _fused_func(k, nbn, cv, ndig, c16, dtype, cols_outer))
+                  lambda: _fused_func(k, nbn, cv, ndig, c16, dtype, cols_outer, word=word))
 
 
 def pack_fused(digits: np.ndarray, o: int, ndig: int, k_multiple: int = 4) -> np.ndarray:
     """Digit rows (ndig*O, K) (ops.digit_rows: block j holds digit j) -> int8
-    (blocks, Kp/4, cv*ndig, 64): vector u*ndig + j of a block is digit j of its channel vector u."""
+    (blocks, Kp/4, cv*ndig, 64): vector u*ndig + j of a block is digit j of its channel vector
+    u, 4 consecutive k per int32 lane. int16 rows (one digit: `word`) -> int16
+    (blocks, Kp/4, cv, 64): per vector, for k pair p and column half h, 8 lanes of 2 k at
+    p*32 + h*16 (the operands of dot_words)."""
     cv, nbn = fused_shape(o, ndig)
     k = digits.shape[1]
     kp = k + (-k % k_multiple)
     ch = nbn * cv * 16
-    w = np.zeros((ndig, ch, kp), np.int8)
+    w = np.zeros((ndig, ch, kp), digits.dtype)
     w[:, :o, :k] = digits.reshape(ndig, o, k)
-    t = w.reshape(ndig, nbn, cv, 16, kp // 4, 4)  # j, nb, u, lane, kb, kk
-    out = aligned_zeros((nbn, kp // 4, cv * ndig, 64), np.int8)
-    out[...] = t.transpose(1, 4, 2, 0, 3, 5).reshape(out.shape)
+    out = aligned_zeros((nbn, kp // 4, cv * ndig, 64), digits.dtype)
+    if digits.dtype == np.int16:
+        assert ndig == 1
+        t = w.reshape(nbn, cv, 2, 8, kp // 4, 2, 2)  # nb, u, h, lane, kb, p, t
+        out[...] = t.transpose(0, 4, 1, 5, 2, 3, 6).reshape(out.shape)
+    else:
+        t = w.reshape(ndig, nbn, cv, 16, kp // 4, 4)  # j, nb, u, lane, kb, kk
+        out[...] = t.transpose(1, 4, 2, 0, 3, 5).reshape(out.shape)
     return out

@@ -1,7 +1,8 @@
 """The tvm CPU backend: activations stay NHWC rows of uint8 codes between layers (nhwc.Act), and
 the work runs in TVM's thread pool as TIR kernels. One-group convs are GEMMs on the VNNI
 microkernel (gemm.py): 1x1 convs straight on the activation rows, others on TIR im2col rows
-(layout.py); weight codes wider than int8 (9..16 bits) add base-128 digit columns, ternary
+(layout.py); weight codes wider than int8 (9..16 bits) add base-128 digit columns (on AVX2:
+codes beyond +-64 go as int16 to `vpmaddwd`, gemm.py's `word` kernels), ternary
 weights two 0/1 column blocks. Per conv up to three exact candidates are timed at plan time
 (the fastest kept and remembered, numba_cpu/choice.py): 'fused', the GEMM that requantizes in
 registers (vec_requant: float64, used only where quant.requant.float_exact proves it exact);
@@ -27,11 +28,11 @@ from ...quant.requant import float_exact
 from ..numba_cpu import choice
 from ..numba_cpu import ops as _nbops
 from . import nhwc as _nhwc
-from .depthwise import depthwise_fn, padded_fn
+from .depthwise import depthwise_fn, pair_weights, pairs_pay, padded_fn
 from .elementwise import add_fn, gap_fn, lut_fn, mul_fn
 from .buffers import aligned_empty, aligned_zeros
-from .dot import digit_limit
-from .gemm import fused_fn, gemm_fn, pack_fused, pack_weights
+from .dot import digit_limit, takes_words
+from .gemm import fused_fn, gemm_fn, pack_fused, pack_weights, packed_columns
 from .layout import im2col_fn, pad_fn
 from .target import isa
 from .nhwc import Act, from_nchw, out_dtype, to_nchw, width
@@ -143,10 +144,11 @@ def to_host(x) -> np.ndarray:
     return np.array(to_nchw(x) if isinstance(x, Act) else x, copy=True)
 
 
-def digit_rows(w: np.ndarray, limit: int = 127) -> tuple[np.ndarray, int]:
+def digit_rows(w: np.ndarray, limit: int = 127, words: bool = False) -> tuple[np.ndarray, int]:
     """Weight codes (O, K) of up to 16 bits -> (int8 rows (ndig*O, K), ndig) whose digits the
     dot product takes exactly (|d| <= `limit`: 127, int8, or 64 with AVX2's vpmaddubsw). When
-    some code does not fit, every channel is written in base 128: w = d0 + 128 d1 (+ 16384 d2),
+    some code does not fit: with `words` (dot.takes_words) the codes as int16 rows, ndig 1;
+    else every channel is written in base 128: w = d0 + 128 d1 (+ 16384 d2),
     the lower digits in 0..127 (limit 127) or -64..63 (limit 64), the top one signed; block j
     of O rows holds digit j, so the epilogue recombines column oc with columns O + oc (and
     2 O + oc), vectorized."""
@@ -154,6 +156,8 @@ def digit_rows(w: np.ndarray, limit: int = 127) -> tuple[np.ndarray, int]:
     lo = -128 if limit == 127 else -limit
     if not w.size or (w.min() >= lo and w.max() <= limit):
         return w.astype(np.int8), 1
+    if words and w.min() >= -2 ** 15 and w.max() < 2 ** 15:
+        return w.astype(np.int16), 1
     digits, r = [], w
     while not digits or r.min() < lo or r.max() > limit:
         d = np.mod(r, 128) if limit == 127 else np.mod(r + 64, 128) - 64
@@ -196,11 +200,11 @@ def _gemm_params(node: Node, z_out: np.ndarray) -> dict:
             rows = np.concatenate([wk == 1, wk == -1]).astype(np.int8)
             d.update(bias_n=_i64(a["bias_n"]), mult_n=_i64(a["mult_n"]))
         else:
-            rows, d["ndig"] = digit_rows(wk, digit_limit(isa()))
+            rows, d["ndig"] = digit_rows(wk, digit_limit(isa()), takes_words(isa()))
         pointwise = wk.shape[1] == w.shape[1]  # 1x1: K = C, the activation rows' width
         d["packed"] = pack_weights(rows, _nhwc.CPAD if pointwise else 4)
-        d["kpad"], d["npad"] = d["packed"].shape[1] * 4, d["packed"].shape[0] * 64
-        d["fn"] = gemm_fn(d["kpad"], d["npad"])
+        d["kpad"], d["npad"] = d["packed"].shape[1] * 4, packed_columns(d["packed"])
+        d["fn"] = gemm_fn(d["kpad"], d["npad"], word=rows.dtype == np.int16)
         d["dtype"] = out_dtype(d["lo"], d["hi"])
         if not d["ternary"]:
             _fused_params(d, rows, _nhwc.CPAD if pointwise else 4)
@@ -217,6 +221,7 @@ def _fused_params(d: dict, rows: np.ndarray, k_multiple: int) -> None:
     if not float_exact(vmax, d["mult"], d["shift"], d["z"]):
         return
     packed = pack_fused(rows, o, ndig, k_multiple)
+    word = rows.dtype == np.int16
     cv = packed.shape[2] // ndig
     ncol = packed.shape[0] * cv * 16
     bias = aligned_zeros((ncol,), np.int32)
@@ -225,8 +230,8 @@ def _fused_params(d: dict, rows: np.ndarray, k_multiple: int) -> None:
     q, lh = float_params(d["mult"], d["shift"], d["z"], d["lo"], d["hi"], ncol)
     kp, dt = packed.shape[1] * 4, np.dtype(d["dtype"]).name
     d["fused"] = dict(packed=packed, bias=bias, c16=c16, q=q, lh=lh,
-                      fn=fused_fn(kp, o, ndig, c16, dt),
-                      fn_cols=fused_fn(kp, o, ndig, c16, dt, cols_outer=True))
+                      fn=fused_fn(kp, o, ndig, c16, dt, word=word),
+                      fn_cols=fused_fn(kp, o, ndig, c16, dt, cols_outer=True, word=word))
 
 
 def _out_hw(a: Act, kh: int, kw: int, node: Node) -> tuple[int, int]:
@@ -340,6 +345,7 @@ def _depthwise_params(node: Node, z_in: np.ndarray, z_out: np.ndarray) -> dict:
             d["wz16"][:, :, :c] = d["wz"]
             d["zp"] = aligned_zeros((c16,), np.uint8)
             d["zp"][:c] = _i64(z_in)
+            d["wp16"] = pair_weights(wt, c16)
         _cache[node] = d
     return _cache[node]
 
@@ -356,21 +362,23 @@ def _depthwise(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Runne
         c16 = a.data.shape[1]
         pt, pb, pl, pr = pad
         hp, wp = h + pt + pb, w + pl + pr
-        dwf = depthwise_fn(h, w, kh, kw, sh, sw, pt, pl, ho, wo, c16)
+        pairs = pairs_pay(isa())
+        dwf = depthwise_fn(h, w, kh, kw, sh, sw, pt, pl, ho, wo, c16, pairs)
         padf = pad_fn(h, w, c16, pt, pb, pl, pr)
-        dwp = padded_fn(hp, wp, kh, kw, sh, sw, c16)
+        dwp = padded_fn(hp, wp, kh, kw, sh, sw, c16, pairs)
         w16, wz16, b16, q, lh, zp = d["w16"], d["wz16"], d["b16"], d["q"], d["lh"], d["zp"]
+        wp16 = d["wp16"]
 
         def inline(x: Act) -> Act:
             out = sc.act(n, ho, wo, c, dtype)
-            dwf(x.data, w16, wz16, b16, q, lh, out.data, n)
+            dwf(x.data, w16, wz16, wp16, b16, q, lh, out.data, n)
             return out
 
         def padded(x: Act) -> Act:
             out = sc.act(n, ho, wo, c, dtype)
             xp = sc.get("padded", (n, hp, wp, c16), np.dtype(np.uint8))
             padf(x.data, zp, xp)
-            dwp(xp, w16, b16, q, lh, out.data)
+            dwp(xp, w16, wp16, b16, q, lh, out.data)
             return out
         return _fastest(node, a, a.data.shape, {"depthwise": inline, "depthwise-padded": padded})
     wt, wz, bias, mult, shift = d["wt"], d["wz"], d["bias"], d["mult"], d["shift"]

@@ -6,8 +6,8 @@ at run time (never assumed), and its LLVM target. The integer semantics do not c
 - avx_vnni: the VEX `vpdpbusd` on 256-bit vectors (x86-64-v3 + AVX-VNNI: Alder Lake, Zen 5
   client...);
 - avx2: `vpmaddubsw` + `vpmaddwd` on 256-bit vectors (x86-64-v3: Haswell on, Zen 1-3): exact
-  because weight codes are written in base-128 digits of magnitude <= 64 on this ISA
-  (ops.digit_rows), so a pair of u8 x s8 products never leaves int16;
+  because it takes only weight codes of magnitude <= 64 (a pair of u8 x s8 products never
+  leaves int16); wider codes go as int16 to `vpmaddwd` alone (ops.digit_rows);
 - neon_dot: aarch64 `sdot` (compiled and inspected in the tests; never run here, no ARM
   machine: not offered at run time).
 
