@@ -17,7 +17,7 @@ ROUNDINGS = ("nearest", "learned")
 CLIPPINGS = ("max", "mse")
 ALLOCATIONS = ("layer", "channel")
 ACT_BITS = ("plan", "auto")
-TARGETS = ("any", "avx2")  # avx2: no 8-bit weight codes (the AVX2 kernels split |w| > 64)
+TARGETS = ("any", "avx2")  # avx2: no 8-bit weight codes (AVX2 takes |w| > 64 as int16, slower)
 
 
 def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
