@@ -73,7 +73,7 @@ def test_avx2_int16_kernels_are_exact():
     def params(c, vmax):
         mult = rng.integers(2 ** 14, 2 ** 15, c)
         shift = np.full(c, int(np.ceil(np.log2(vmax))) + 15 - 7)  # codes spread over 0..255
-        z, lo, hi = rng.integers(0, 30, c), np.zeros(c, np.int64), np.full(c, 255)
+        z, lo, hi = rng.integers(0, 30, c), rng.integers(0, 3, c), rng.integers(250, 256, c)
         return mult, shift, z, lo, hi
 
     for m, k, o, wbits in [(1, 4, 1, 16), (5, 12, 17, 12), (13, 72, 130, 9)]:

@@ -3,8 +3,8 @@ quant.requant.requant_float, exact where quant.requant.float_exact holds (the ca
 per layer at plan time, else they take the int64 path). Per channel: float64 (2, C) constants
 m 2^-n and z + 1/2, int32 (2, C) clamp bounds lo, hi (`float_params`). Per 8 lanes one
 convert, one fused multiply-add and one convert rounding toward -inf (AVX-512 embedded
-rounding: the floor comes free; other instruction sets round down, then convert), then an
-int32 clamp."""
+rounding: the floor comes free; other instruction sets truncate where the codes are uint8, so
+lo >= 0 and trunc and floor clamp alike, else round down, then convert), then an int32 clamp."""
 
 from __future__ import annotations
 
@@ -52,6 +52,9 @@ def requant16(acc: Any, q: Any, lh: Any, col: Any, dtype: str = "uint8",
                 "int32x8", "llvm.x86.avx512.mask.cvtpd2dq.512", f,
                 tirx.Broadcast(tirx.const(0, "int32"), 8), tirx.const(-1, "int8"),
                 tirx.const(ROUND_DOWN, "int32")))
+        elif dtype == "uint8":  # truncate (vcvttpd2dq): below 0 it rounds up, not down, but
+            # there every code clamps to lo >= 0 either way (uint8 outputs: nhwc.out_dtype)
+            halves.append(tirx.Cast("int32x8", f))
         else:  # round down (vroundpd), then an exact conversion of an integral value
             halves.append(tirx.Cast("int32x8", tirx.floor(f)))
     r = tirx.Shuffle(halves, lanes(0, 16))
