@@ -13,7 +13,7 @@ a unsigned and b signed bytes, exactly:
   ARM machine has run it).
 
 AVX2 takes weight codes wider than |w| <= 64 as int16 (`takes_words`): `dot_words`, one
-`vpmaddwd` on pairs of activation bytes (`word_pairs`) per 16 products.
+`vpmaddwd` per 16 products on a pair of activations zero-extended to int16 and broadcast.
 
 `lanes(isa)` is the int32 lanes of one instruction; the kernel loops 16 / lanes times."""
 
@@ -56,20 +56,6 @@ def dot(isa: str, acc: Any, a: Any, b: Any) -> Any:
 
 def block_vectors(isa: str) -> int:
     return BLOCK_VECTORS[isa]
-
-
-def word_pairs(a: Any, p: Any) -> Any:
-    """The pair of activation bytes 2p, 2p+1 of each 4-byte group of `a` (int8x32: 4 bytes
-    broadcast) as two int16 (zero-extended: `vpshufb`, index bytes with the top bit set give 0),
-    in every int32 lane: the A operand of dot_words."""
-    from tvm import tirx
-    from tvm.script import tirx as T
-
-    # bytes (2p, 0x80, 2p + 1, 0x80) per lane, as a little-endian int32: 0x80 zeroes the byte
-    mask = tirx.Broadcast(tirx.const(-2147385344, "int32") + p * 0x20002, 8)
-    return T.reinterpret(T.call_llvm_pure_intrin("int8x32", "llvm.x86.avx2.pshuf.b", a,
-                                                 T.reinterpret(mask, dtype="int8x32")),
-                         dtype="int16x16")
 
 
 def dot_words(acc: Any, a: Any, b: Any) -> Any:
