@@ -51,11 +51,12 @@ def test_every_instruction_set_of_this_cpu_gives_the_golden_logits(tmp_path):
         assert r.returncode == 0, (name, r.stdout[-3000:])
 
 
-def test_avx2_int16_kernels_are_exact():
-    """The AVX2 paths that take int16 weights, run on this CPU whatever its fastest
-    instruction set: the GEMM on codes too wide for vpmaddubsw (`word`: vpmaddwd on pairs of
-    activation bytes) and the depthwise conv summing taps in pairs; extreme codes (the most
-    negative 16-bit weight, 0/255 activations), odd sizes, stride 2 and borders, == int64."""
+def test_256_bit_int16_kernels_are_exact():
+    """The paths of the 256-bit instruction sets (AVX2, AVX-VNNI) that take int16 weights, run
+    on this CPU whatever its fastest instruction set: the GEMM on codes too wide for one byte
+    digit (`word`: vpmaddwd on pairs of activations) and the depthwise conv summing taps in
+    pairs; extreme codes (the most negative 16-bit weight, 0/255 activations), odd sizes,
+    stride 2 and borders, == int64."""
     import numpy as np
     import tvm
 
@@ -63,7 +64,7 @@ def test_avx2_int16_kernels_are_exact():
     from aq_runtime.kernels.tvm.depthwise import depthwise_fn, padded_fn, pair_weights
     from aq_runtime.kernels.tvm.gemm import _fused_func, pack_fused
     from aq_runtime.kernels.tvm.layout import pad_fn
-    from aq_runtime.kernels.tvm.target import llvm_target, missing_features
+    from aq_runtime.kernels.tvm.target import llvm_target, missing_features, supported_isas
     from aq_runtime.kernels.tvm.vec_requant import float_params
     from aq_runtime.quant import requantize
     if missing_features():
@@ -86,13 +87,15 @@ def test_avx2_int16_kernels_are_exact():
         a[:m] = rng.choice([0, 255, 1, 128, 77], size=(m, k))
         v = a[:m].astype(np.int64) @ w.T
         mult, shift, z, lo, hi = params(o, np.abs(v).max() + 1)
-        f = tvm.compile(tvm.IRModule({"main": _fused_func(k, nbn, cv, 1, c16, "uint8",
-                                                          isa="avx2", word=True)}),
-                        target=llvm_target("avx2"))["main"]
-        out = aligned_zeros((a.shape[0], c16), np.uint8)
-        f(a, packed, aligned_zeros((ncol,), np.int32),
-          *float_params(mult, shift, z, lo, hi, ncol), out)
-        assert np.array_equal(out[:m, :o], requantize(v, mult, shift, z, lo, hi)), (m, k, o)
+        for isa in [i for i in ("avx2", "avx_vnni") if i in supported_isas()]:
+            f = tvm.compile(tvm.IRModule({"main": _fused_func(k, nbn, cv, 1, c16, "uint8",
+                                                              isa=isa, word=True)}),
+                            target=llvm_target(isa))["main"]
+            out = aligned_zeros((a.shape[0], c16), np.uint8)
+            f(a, packed, aligned_zeros((ncol,), np.int32),
+              *float_params(mult, shift, z, lo, hi, ncol), out)
+            assert np.array_equal(out[:m, :o], requantize(v, mult, shift, z, lo, hi)), (
+                isa, m, k, o)
 
     for h, c, kk, s, pt, pb in [(9, 16, 3, 1, 1, 1), (10, 32, 5, 2, 1, 2), (7, 48, 3, 2, 0, 1)]:
         ho = (h + pt + pb - kk) // s + 1

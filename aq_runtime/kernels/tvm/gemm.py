@@ -7,10 +7,10 @@ instruction set's u8 x s8 dot product (dot.py: `vpdpbusd` on 64 bytes with AVX-5
 with AVX-VNNI, `vpmaddubsw` + `vpmaddwd` with AVX2) with 4 bytes of A broadcast and the weights
 pre-packed as [blocks][K/4][vectors][64] (16 output columns x 4 k per vector; 4 consecutive
 bytes per int32 lane on every instruction set). Weight codes wider than the dot product takes
-(int8; |w| <= 64 on AVX2) come as base-128 digits in neighbouring vectors, summed in registers,
-or, on AVX2 (`word`), as int16 weights for `vpmaddwd` on pairs of activations (dot.dot_words;
-each row block's 4 rows are zero-extended to int16 once, into a per-task buffer): about 1.3x
-the time of one vpmaddubsw digit, against 2x for two digits. The sums are requantized in
+(int8; |w| <= 64 on AVX2) come as base-128 digits in neighbouring vectors, summed in registers
+(AVX-512), or, on 256-bit vectors (`word`), as int16 weights for `vpmaddwd` on pairs of
+activations (dot.dot_words; each row block's 4 rows are zero-extended to int16 once, into a
+per-task buffer): on AVX2 about 1.3x the time of one vpmaddubsw digit, against 2x for two. The sums are requantized in
 registers (vec_requant) and stored as uint8 codes or int32 logits. `gemm_fn` is the same kernel
 with the identity requantization: plain int32 sums, for the int64 epilogues. Exact: the
 exporter's overflow proof bounds every sum below 2^31. Compiled once per shape (compiled.py)."""
@@ -71,7 +71,7 @@ def _digit_sum(acc: Any, i: Any, u: Any, ndig: int) -> Any:
 def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int, dtype: str,
                 cols_outer: bool = False, isa: str | None = None, word: bool = False):
     """The kernel's PrimFunc for instruction set `isa` (default: this process's); `word`:
-    int16 weights (pack_fused of int16 rows, AVX2's dot_words) instead of byte digits."""
+    int16 weights (pack_fused of int16 rows, dot.dot_words) instead of byte digits."""
     from tvm.script import tirx as T
 
     isa = isa or target_isa()
@@ -154,7 +154,8 @@ def fused_fn(k: int, o: int, ndig: int, c16: int, dtype: str = "uint8",
     (ncol,) int32, q, lh (vec_requant.float_params), o (M4, c16) uint8, or int32 (logits)).
     Row blocks are the outer, parallel loop; with `cols_outer` the column blocks are, each
     task sweeping all rows with its weights in cache (for few rows and many weights).
-    `word`: the weights are int16 (pack_fused of int16 rows; AVX2 only, dot.takes_words)."""
+    `word`: the weights are int16 (pack_fused of int16 rows; 256-bit vectors only,
+    dot.takes_words)."""
     cv, nbn = fused_shape(o, ndig)
     order = ("c" if cols_outer else "r") + ("w" if word else "")
     return kernel(f"gemmq_k{k}_b{nbn}_v{cv}_d{ndig}_c{c16}_{dtype}_{order}",

@@ -1,9 +1,9 @@
 """The tvm CPU backend: activations stay NHWC rows of uint8 codes between layers (nhwc.Act), and
 the work runs in TVM's thread pool as TIR kernels. One-group convs are GEMMs on the VNNI
 microkernel (gemm.py): 1x1 convs straight on the activation rows, others on TIR im2col rows
-(layout.py); weight codes wider than int8 (9..16 bits) add base-128 digit columns (on AVX2:
-codes beyond +-64 go as int16 to `vpmaddwd`, gemm.py's `word` kernels), ternary
-weights two 0/1 column blocks. Per conv up to three exact candidates are timed at plan time
+(layout.py); weight codes wider than one byte digit add base-128 digit columns (AVX-512) or
+go as int16 to `vpmaddwd` (256-bit vectors: gemm.py's `word` kernels), ternary weights two
+0/1 column blocks. Per conv up to three exact candidates are timed at plan time
 (the fastest kept and remembered, numba_cpu/choice.py): 'fused', the GEMM that requantizes in
 registers (vec_requant: float64, used only where quant.requant.float_exact proves it exact);
 'gemm', int32 sums through memory and the int64 Numba epilogue; 'rows', a Numba kernel on int32

@@ -1,0 +1,116 @@
+"""The tvm kernels on every x86 instruction set this CPU runs (AVX-512 VNNI, AVX-VNNI, AVX2;
+`AQ_TVM_ISA`, one process each), on the demo's `--bits auto` Lite0 and the same export with
+`--target avx2` (no 8-bit weight codes), batch 1 and 8; PyTorch fp32 and ONNX Runtime fp32 /
+int8 of the same float model measured in the same run. On an AVX-512 CPU the avx2 rows are the
+AVX2 kernels run there, not an AVX2-only CPU's timings; the table also shows each row against
+the issue's Zen 3 run (ONNX Runtime int8 there at 0.33x PyTorch fp32 eager's batch-1 latency,
+0.37x at batch 8), an estimate with PyTorch fp32 as the yardstick between the two CPUs.
+Writes results/tvm_isas_lite0.txt (and .json). About 5 minutes on 2 cores.
+
+    python benchmarks/tvm_isas_lite0.py [--keep runs/tvm_isas] [--rounds 2] [--runs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from aq_runtime.bench.latency import baseline_timings
+from aq_runtime.bench.machine import describe
+from aq_runtime.data.photos import CALIBRATION_PHOTOS, crops_of
+from aq_runtime.export.api import export_to_file
+from aq_runtime.export.options import ExportOptions
+from aq_runtime.format import read_aqz
+from aq_runtime.kernels.tvm.target import supported_isas
+from aq_runtime.models.efficientnet import lite0_float_graph
+
+MODELS = (("auto", "lite0_auto.aqz", {}),
+          ("auto --target avx2", "lite0_auto_avx2.aqz", {"target": "avx2"}))
+BATCHES = (1, 8)
+ZEN3_ORT_INT8 = {1: 0.33, 8: 0.37}  # x PyTorch fp32, from issue #16's Zen 3 run
+CHILD = """
+import json, sys
+from aq_runtime.bench.latency import bench
+from aq_runtime.kernels.tvm.target import isa
+rows = bench(sys.argv[1], batches=(1, 8), runs=int(sys.argv[2]), baselines=False,
+             backends=["tvm"])
+print(json.dumps({"isa": isa(), "ms": {r.batch: r.median_ms for r in rows}}))
+"""
+
+
+def tvm_times(path: Path, isa: str, runs: int) -> dict[int, float]:
+    env = dict(os.environ, AQ_TVM_ISA=isa)
+    r = subprocess.run([sys.executable, "-c", CHILD, str(path), str(runs)], env=env,
+                       capture_output=True, text=True, check=True)
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["isa"] == isa
+    return {int(b): ms for b, ms in out["ms"].items()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--keep", default="runs/tvm_isas", help="where the two exports are kept")
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=30)
+    args = ap.parse_args()
+    t0 = time.time()
+    keep = Path(args.keep)
+    keep.mkdir(parents=True, exist_ok=True)
+    fg = lite0_float_graph()
+    xc, _ = crops_of(CALIBRATION_PHOTOS)
+    paths = {}
+    for name, file, opts in MODELS:
+        paths[name] = keep / file
+        if not paths[name].is_file():
+            export_to_file(fg, xc, paths[name], ExportOptions(bits="auto", progress=False, **opts))
+    isas = supported_isas()
+    times: dict[tuple[str, str], list[dict[int, float]]] = {}
+    for _ in range(args.rounds):  # rounds interleave models and instruction sets (noisy VM)
+        for name in paths:
+            for isa in isas:
+                times.setdefault((name, isa), []).append(tvm_times(paths[name], isa, args.runs))
+    g = read_aqz(paths["auto"])
+    h, w, c = g.meta["input"]["shape"]
+    images = np.random.default_rng(0).integers(0, 256, (max(BATCHES), h, w, c), dtype=np.uint8)
+    base = {(t.name, t.batch): t.median_ms
+            for t in baseline_timings(g, images, BATCHES, args.runs)}
+    lines = [f"machine: {describe()}",
+             f"tvm: median ms over {args.runs} runs, per round ({args.rounds} rounds, "
+             "interleaved); baselines measured once after them in this process", "",
+             f"{'model':20s} {'isa':12s} {'batch':>5s} {'median ms (rounds)':>22s} "
+             f"{'vs ORT int8':>11s} {'vs PyTorch':>10s} {'vs Zen3 ORT int8 (est.)':>24s}"]
+    for b in BATCHES:
+        for name in paths:
+            for isa in isas:
+                ms = [r[b] for r in times[(name, isa)]]
+                best = min(ms)
+                pt = base[("PyTorch fp32", b)]
+                lines.append(f"{name:20s} {isa:12s} {b:5d} "
+                             f"{' / '.join(f'{m:.2f}' for m in ms):>22s} "
+                             f"{best / base[('ORT int8 QDQ', b)]:10.2f}x {best / pt:9.2f}x "
+                             f"{best / (ZEN3_ORT_INT8[b] * pt):23.2f}x")
+        for bn in ("ORT int8 QDQ", "ORT fp32", "PyTorch fp32"):
+            lines.append(f"{bn:33s} {b:5d} {base[(bn, b)]:22.2f}")
+    lines += ["", "ratios use each row's fastest round; vs Zen3 ORT int8 (est.): the row against "
+              f"{ZEN3_ORT_INT8[1]}x / {ZEN3_ORT_INT8[8]}x this run's PyTorch fp32 (batch 1 / 8),",
+              "ONNX Runtime int8's ratio to PyTorch fp32 in issue #16's AVX2-only Zen 3 run: "
+              "an estimate, not a measurement on such a CPU",
+              f"({time.time() - t0:.0f} s)"]
+    text = "\n".join(lines) + "\n"
+    out = Path(__file__).parent / "results" / "tvm_isas_lite0"
+    out.with_suffix(".txt").write_text(text)
+    out.with_suffix(".json").write_text(json.dumps(
+        {"machine": describe(), "tvm": {f"{n} | {i}": v for (n, i), v in times.items()},
+         "baselines": {f"{n} | {b}": ms for (n, b), ms in base.items()}}, indent=1))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
