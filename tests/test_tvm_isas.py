@@ -125,5 +125,5 @@ def test_256_bit_int16_kernels_are_exact():
         pad_fn(h, h, c, pt, pb, pt, pb)(x, zp, xpad)
         out[...] = 0
         padded_fn(h + pt + pb, h + pt + pb, kk, kk, s, s, c, pairs=True)(
-            xpad, wt, wp, b, q, lh, out)
+            xpad.reshape(-1, c), wt, wz, wp, b, q, lh, out, 1)
         assert np.array_equal(out[:ho * ho], want), ("padded", h, c, kk, s)

@@ -5,8 +5,8 @@ requantized in registers (vec_requant, float64) straight to uint8 codes: one pas
 tensor and no padded copy through memory. Shapes are compile-time constants, so the
 pixels whose taps all lie inside the image are known: they run without bounds checks; border
 pixels check each tap and add the zero point's contribution (w * z_in, precomputed) for taps
-in the padding. `padded_fn` is the same sum on a copy of the input framed by the zero points
-(layout.pad_fn), no checks at all: on small images, where most pixels are border pixels, it
+in the padding. `padded_fn` is the same kernel on a copy of the input framed by the zero points
+(layout.pad_fn), where no pixel is a border pixel: on small images, where most pixels are border pixels, it
 is the faster (the backend times both). Every shape compiles once (compiled.py)."""
 
 from __future__ import annotations
@@ -61,6 +61,20 @@ def _pair_sum(acc: Any, x0: Any, x1: Any, wp: Any) -> Any:
     return acc + tirx.Shuffle(halves, idx(list(range(16))))
 
 
+def _tap(acc: Any, w: Any, x: Any) -> Any:
+    """acc + w * x on 16 int32 lanes: one tap of 16 channels (x uint8x16, w int32x16)."""
+    from tvm import tirx
+    return acc + w * tirx.Cast("int32x16", x)
+
+
+def _pair_taps(p: Any, kw: int, ntap: int) -> tuple[Any, Any, Any, Any]:
+    """(i0, j0, i1, j1): the kernel rows and columns of pair p's taps 2p and 2p + 1 (the last
+    tap again for an odd count: pair_weights gives it weight 0)."""
+    from tvm.script import tirx as T
+    t1 = T.min(2 * p + 1, ntap - 1)
+    return (2 * p) // kw, (2 * p) % kw, t1 // kw, t1 % kw
+
+
 def inner_range(size: int, k: int, s: int, p: int, out: int) -> tuple[int, int]:
     """[lo, hi) of the output positions whose taps p.. all lie inside 0..size-1."""
     lo = min(out, -(-p // s))
@@ -104,35 +118,32 @@ def depthwise_fn(h: int, w: int, kh: int, kw: int, sh: int, sw: int, pt: int, pl
                         if y0 <= t % ho and t % ho < y1 and x0 <= xx and xx < x1:
                             if pairs:
                                 for p in T.unroll(npair):
+                                    i0, j0, i1, j1 = T.meta_var(_pair_taps(p, kw, ntap))
+                                    r = T.meta_var((t // ho) * h + (t % ho) * sh - pt)
                                     acc[T.ramp(0, 1, 16)] = _pair_sum(
                                         acc.vload([0], "int32x16"),
-                                        X.vload([((t // ho) * h + (t % ho) * sh + (2 * p) // kw
-                                                  - pt) * w + xx * sw + (2 * p) % kw - pl,
-                                                 cb * 16], "uint8x16"),
-                                        X.vload([((t // ho) * h + (t % ho) * sh
-                                                  + T.min(2 * p + 1, ntap - 1) // kw - pt) * w
-                                                 + xx * sw + T.min(2 * p + 1, ntap - 1) % kw
-                                                 - pl, cb * 16], "uint8x16"),
+                                        X.vload([(r + i0) * w + xx * sw + j0 - pl, cb * 16],
+                                                "uint8x16"),
+                                        X.vload([(r + i1) * w + xx * sw + j1 - pl, cb * 16],
+                                                "uint8x16"),
                                         WP.vload([p, cb * 32], "int16x32"))
                             else:
                                 for i in T.unroll(kh):
                                     for j in T.unroll(kw):
-                                        acc[T.ramp(0, 1, 16)] = acc.vload(
-                                            [0], "int32x16") + W.vload(
-                                            [i, j, cb * 16], "int32x16") * T.Cast(
-                                                "int32x16", X.vload(
-                                                    [((t // ho) * h + (t % ho) * sh + i - pt) * w
+                                        acc[T.ramp(0, 1, 16)] = _tap(
+                                            acc.vload([0], "int32x16"),
+                                            W.vload([i, j, cb * 16], "int32x16"),
+                                            X.vload([((t // ho) * h + (t % ho) * sh + i - pt) * w
                                                      + xx * sw + j - pl, cb * 16], "uint8x16"))
                         else:
                             for i in T.unroll(kh):
                                 for j in T.unroll(kw):
                                     if (0 <= (t % ho) * sh + i - pt and (t % ho) * sh + i - pt < h
                                             and 0 <= xx * sw + j - pl and xx * sw + j - pl < w):
-                                        acc[T.ramp(0, 1, 16)] = acc.vload(
-                                            [0], "int32x16") + W.vload(
-                                            [i, j, cb * 16], "int32x16") * T.Cast(
-                                                "int32x16", X.vload(
-                                                    [((t // ho) * h + (t % ho) * sh + i - pt) * w
+                                        acc[T.ramp(0, 1, 16)] = _tap(
+                                            acc.vload([0], "int32x16"),
+                                            W.vload([i, j, cb * 16], "int32x16"),
+                                            X.vload([((t // ho) * h + (t % ho) * sh + i - pt) * w
                                                      + xx * sw + j - pl, cb * 16], "uint8x16"))
                                     else:
                                         acc[T.ramp(0, 1, 16)] = acc.vload(
@@ -147,54 +158,8 @@ def depthwise_fn(h: int, w: int, kh: int, kw: int, sh: int, sw: int, pt: int, pl
 
 def padded_fn(hp: int, wp: int, kh: int, kw: int, sh: int, sw: int, c16: int,
               pairs: bool = False) -> Callable[..., None]:
-    """dw(x (N, hp, wp, c16) uint8 padded, w (kh, kw, c16) int32, wp (pair_weights) int16,
-    b (c16,) int32, q, lh (vec_requant.float_params), o (M4, c16) uint8); `pairs` as in
-    depthwise_fn."""
-    ho, wo = (hp - kh) // sh + 1, (wp - kw) // sw + 1
-    ntap = kh * kw
-    npair = -(-ntap // 2)
-
-    def make() -> Any:
-        from tvm.script import tirx as T
-
-        @T.prim_func
-        def main(x: T.handle, w: T.handle, wpp: T.handle, b: T.handle, q: T.handle,
-                 lh: T.handle, o: T.handle):
-            T.func_attr({"global_symbol": "main", "tirx.noalias": True})
-            nb = T.int32()
-            mo = T.int32()
-            X = T.match_buffer(x, (nb, hp, wp, c16), "uint8")
-            W = T.match_buffer(w, (kh, kw, c16), "int32")
-            WP = T.match_buffer(wpp, (npair, 2 * c16), "int16")
-            B = T.match_buffer(b, (c16,), "int32")
-            Q = T.match_buffer(q, (2, c16), "float64")
-            L = T.match_buffer(lh, (2, c16), "int32")
-            O = T.match_buffer(o, (mo, c16), "uint8")
-            for t in T.parallel(nb * ho):
-                acc = T.alloc_buffer((16,), "int32", scope="local")
-                for cb in range(c16 // 16):
-                    for xx in range(wo):
-                        acc[T.ramp(0, 1, 16)] = B.vload([cb * 16], "int32x16")
-                        if pairs:
-                            for p in T.unroll(npair):
-                                acc[T.ramp(0, 1, 16)] = _pair_sum(
-                                    acc.vload([0], "int32x16"),
-                                    X.vload([t // ho, (t % ho) * sh + (2 * p) // kw,
-                                             xx * sw + (2 * p) % kw, cb * 16], "uint8x16"),
-                                    X.vload([t // ho,
-                                             (t % ho) * sh + T.min(2 * p + 1, ntap - 1) // kw,
-                                             xx * sw + T.min(2 * p + 1, ntap - 1) % kw,
-                                             cb * 16], "uint8x16"),
-                                    WP.vload([p, cb * 32], "int16x32"))
-                        else:
-                            for i in T.unroll(kh):
-                                for j in T.unroll(kw):
-                                    acc[T.ramp(0, 1, 16)] = acc.vload([0], "int32x16") + W.vload(
-                                        [i, j, cb * 16], "int32x16") * T.Cast(
-                                            "int32x16", X.vload(
-                                                [t // ho, (t % ho) * sh + i, xx * sw + j,
-                                                 cb * 16], "uint8x16"))
-                        O[t * wo + xx, T.ramp(cb * 16, 1, 16)] = requant16(
-                            acc.vload([0], "int32x16"), Q, L, cb * 16)
-        return main
-    return kernel(f"dwpad_h{hp}w{wp}k{kh}x{kw}s{sh}x{sw}c{c16}{'_pairs' * pairs}", make)
+    """dw(x (N*hp*wp, c16) uint8 rows of the input padded by the zero points (layout.pad_fn),
+    w, wz, wp, b, q, lh, o, n) as depthwise_fn: the same kernel on the padded image, where
+    every pixel is an inner pixel (no bounds checks)."""
+    return depthwise_fn(hp, wp, kh, kw, sh, sw, 0, 0, (hp - kh) // sh + 1, (wp - kw) // sw + 1,
+                        c16, pairs)

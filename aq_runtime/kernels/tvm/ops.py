@@ -378,7 +378,7 @@ def _depthwise(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Runne
             out = sc.act(n, ho, wo, c, dtype)
             xp = sc.get("padded", (n, hp, wp, c16), np.dtype(np.uint8))
             padf(x.data, zp, xp)
-            dwp(xp, w16, wp16, b16, q, lh, out.data)
+            dwp(xp.reshape(-1, c16), w16, wz16, wp16, b16, q, lh, out.data, n)
             return out
         return _fastest(node, a, a.data.shape, {"depthwise": inline, "depthwise-padded": padded})
     wt, wz, bias, mult, shift = d["wt"], d["wz"], d["bias"], d["mult"], d["shift"]
