@@ -17,7 +17,7 @@ import numpy as np
 
 from .buffers import aligned_zeros
 from .compiled import kernel
-from .dot import lanes
+from .dot import fits_int16, lanes
 from .vec_requant import requant16
 
 
@@ -33,6 +33,8 @@ def pair_weights(wt: np.ndarray, c16: int) -> np.ndarray:
     2p + 1 (taps in row-major order; a missing last tap has weight 0) interleaved per channel,
     [w(2p, ch), w(2p+1, ch)] for ch = 0..c16-1: the operand of `vpmaddwd` in `_pair_sum`."""
     kh, kw, c = wt.shape
+    if not fits_int16(wt):
+        raise ValueError("pair_weights: weight codes beyond int16")
     taps = wt.reshape(kh * kw, c)
     np_ = -(-(kh * kw) // 2)
     t = np.zeros((2 * np_, c16), np.int16)

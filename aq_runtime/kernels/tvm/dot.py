@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 LANES = {"avx512_vnni": 16, "avx_vnni": 8, "avx2": 8, "neon_dot": 4}
 # 16-column weight vectors a GEMM block of 4 rows keeps in registers: with 32 zmm, 4 (16
 # accumulators); with 16 ymm (or NEON's 32 x 128 bits), 1 (8 accumulators, 16 on NEON): 2
@@ -66,6 +68,11 @@ def dot_words(acc: Any, a: Any, b: Any) -> Any:
     2 * 255 * 32768 < 2^31."""
     from tvm.script import tirx as T
     return acc + T.call_llvm_pure_intrin("int32x8", "llvm.x86.avx2.pmadd.wd", a, b)
+
+
+def fits_int16(w: np.ndarray) -> bool:
+    """Whether integer codes `w` are int16 values (the operands of `vpmaddwd`)."""
+    return not w.size or (int(w.min()) >= -2 ** 15 and int(w.max()) < 2 ** 15)
 
 
 def takes_words(isa: str) -> bool:

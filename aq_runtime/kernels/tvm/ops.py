@@ -31,7 +31,7 @@ from . import nhwc as _nhwc
 from .depthwise import depthwise_fn, pair_weights, pairs_pay, padded_fn
 from .elementwise import add_fn, gap_fn, lut_fn, mul_fn
 from .buffers import aligned_empty, aligned_zeros
-from .dot import digit_limit, takes_words
+from .dot import digit_limit, fits_int16, takes_words
 from .gemm import fused_fn, gemm_fn, pack_fused, pack_weights, packed_columns
 from .layout import im2col_fn, pad_fn
 from .target import isa
@@ -156,7 +156,7 @@ def digit_rows(w: np.ndarray, limit: int = 127, words: bool = False) -> tuple[np
     lo = -128 if limit == 127 else -limit
     if not w.size or (w.min() >= lo and w.max() <= limit):
         return w.astype(np.int8), 1
-    if words and w.min() >= -2 ** 15 and w.max() < 2 ** 15:
+    if words and fits_int16(w):
         return w.astype(np.int16), 1
     digits, r = [], w
     while not digits or r.min() < lo or r.max() > limit:
@@ -345,7 +345,8 @@ def _depthwise_params(node: Node, z_in: np.ndarray, z_out: np.ndarray) -> dict:
             d["wz16"][:, :, :c] = d["wz"]
             d["zp"] = aligned_zeros((c16,), np.uint8)
             d["zp"][:c] = _i64(z_in)
-            d["wp16"] = pair_weights(wt, c16)
+            d["pairs"] = pairs_pay(isa()) and fits_int16(wt)
+            d["wp16"] = pair_weights(wt if d["pairs"] else np.zeros_like(wt), c16)
         _cache[node] = d
     return _cache[node]
 
@@ -362,7 +363,7 @@ def _depthwise(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Runne
         c16 = a.data.shape[1]
         pt, pb, pl, pr = pad
         hp, wp = h + pt + pb, w + pl + pr
-        pairs = pairs_pay(isa())
+        pairs = d["pairs"]
         dwf = depthwise_fn(h, w, kh, kw, sh, sw, pt, pl, ho, wo, c16, pairs)
         padf = pad_fn(h, w, c16, pt, pb, pl, pr)
         dwp = padded_fn(hp, wp, kh, kw, sh, sw, c16, pairs)
