@@ -127,3 +127,50 @@ def test_256_bit_int16_kernels_are_exact():
         padded_fn(h + pt + pb, h + pt + pb, kk, kk, s, s, c, pairs=True)(
             xpad.reshape(-1, c), wt, wz, wp, b, q, lh, out, 1)
         assert np.array_equal(out[:ho * ho], want), ("padded", h, c, kk, s)
+
+
+def test_avx2_grouped_dot_is_exact_at_its_bound():
+    """AVX2 sums 2 or 4 groups of 4 k in int16 before each vpmaddwd (dot.dot_grouped) for
+    weight codes within +-32 / +-16: exact up to the bound, where every activation is 255 and
+    every weight at the limit (int16 sums of exactly +-32640), and on random codes; the group
+    size follows the codes (dot.group_size)."""
+    import numpy as np
+    import tvm
+
+    from aq_runtime.kernels.tvm.buffers import aligned_zeros
+    from aq_runtime.kernels.tvm.dot import group_size
+    from aq_runtime.kernels.tvm.gemm import _fused_func, pack_fused
+    from aq_runtime.kernels.tvm.target import llvm_target, missing_features
+    from aq_runtime.kernels.tvm.vec_requant import float_params
+    from aq_runtime.quant import requantize
+    if missing_features():
+        pytest.skip("no AVX2 on this CPU: the tvm backend cannot run here")
+    assert [group_size("avx2", a, 8) for a in (64, 33, 32, 17, 16, 1)] == [1, 1, 2, 2, 4, 4]
+    assert group_size("avx2", 16, 6) == 2 and group_size("avx512_vnni", 16, 8) == 1
+    rng = np.random.default_rng(3)
+    for g, m, k, o in [(2, 8, 32, 16), (4, 8, 64, 40), (4, 13, 144, 24), (2, 5, 24, 17)]:
+        lim = 64 // g
+        for kind in ("bound", "random"):
+            if kind == "bound":
+                w = np.where(rng.random((o, k)) < 0.5, lim, -lim)
+                w[:, :] = w[:, :1]  # every weight of a channel alike: the largest int16 sums
+                x = np.full((m, k), 255)
+            else:
+                w, x = rng.integers(-lim, lim + 1, (o, k)), rng.choice([0, 1, 128, 255], (m, k))
+            packed = pack_fused(w.astype(np.int8), o, 1)
+            nbn, cv = packed.shape[0], packed.shape[2]
+            c16, ncol = o + (-o % 16), nbn * cv * 16
+            a = aligned_zeros((m + (-m % 4), k), np.uint8)
+            a[:m] = x
+            v = x.astype(np.int64) @ w.T
+            mult = np.full(o, 2 ** 14)  # codes z + v / 2^(shift - 14) spread over 0..255
+            shift = np.full(o, 14 + int(np.ceil(np.log2(np.abs(v).max() / 127 + 1))))
+            z, lo, hi = np.full(o, 128), np.zeros(o, np.int64), np.full(o, 255)
+            f = tvm.compile(tvm.IRModule({"main": _fused_func(k, nbn, cv, 1, c16, "uint8",
+                                                              isa="avx2", group=g)}),
+                            target=llvm_target("avx2"))["main"]
+            out = aligned_zeros((a.shape[0], c16), np.uint8)
+            f(a, packed, aligned_zeros((ncol,), np.int32),
+              *float_params(mult, shift, z, lo, hi, ncol), out)
+            assert np.array_equal(out[:m, :o], requantize(v, mult, shift, z, lo, hi)), (
+                g, m, k, o, kind)

@@ -10,7 +10,9 @@ bytes per int32 lane on every instruction set). Weight codes wider than the dot 
 (int8; |w| <= 64 on AVX2) come as base-128 digits in neighbouring vectors, summed in registers
 (AVX-512), or, on 256-bit vectors (`word`), as int16 weights for `vpmaddwd` on pairs of
 activations (dot.dot_words; each row block's 4 rows are zero-extended to int16 once, into a
-per-task buffer): on AVX2 about 1.3x the time of one vpmaddubsw digit, against 2x for two. The sums are requantized in
+per-task buffer): on AVX2 about 1.3x the time of one vpmaddubsw digit, against 2x for two.
+On AVX2, codes within +-32 or +-16 (6 or 5 bits) sum 2 or 4 `vpmaddubsw` in int16 before one
+`vpmaddwd` (`group`, dot.dot_grouped). The sums are requantized in
 registers (vec_requant) and stored as uint8 codes or int32 logits. `gemm_fn` is the same kernel
 with the identity requantization: plain int32 sums, for the int64 epilogues. Exact: the
 exporter's overflow proof bounds every sum below 2^31. Compiled once per shape (compiled.py)."""
@@ -23,7 +25,7 @@ import numpy as np
 
 from .buffers import aligned_zeros
 from .compiled import kernel
-from .dot import block_vectors, dot, dot_words, lanes
+from .dot import block_vectors, dot, dot_grouped, dot_words, lanes
 from .target import isa as target_isa
 from .vec_requant import float_params, requant16
 
@@ -68,10 +70,23 @@ def _digit_sum(acc: Any, i: Any, u: Any, ndig: int) -> Any:
     return s
 
 
+def _grouped(acc: Any, A: Any, B: Any, row: Any, kg: Any, group: int, nb: Any, v: Any,
+             h: Any) -> Any:
+    """dot.dot_grouped on groups kg*group .. kg*group + group-1 of 4 k (AVX2, 8 columns)."""
+    from tvm.script import tirx as T
+    ks = [kg * group + g for g in range(group)]
+    a = [T.reinterpret(T.broadcast(T.reinterpret(A.vload([row, kb * 4], "uint8x4"),
+                                                 dtype="int32"), 8), dtype="int8x32")
+         for kb in ks]
+    return dot_grouped(acc, a, [B.vload([nb, kb, v, h * 32], "int8x32") for kb in ks])
+
+
 def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int, dtype: str,
-                cols_outer: bool = False, isa: str | None = None, word: bool = False):
+                cols_outer: bool = False, isa: str | None = None, word: bool = False,
+                group: int = 1):
     """The kernel's PrimFunc for instruction set `isa` (default: this process's); `word`:
-    int16 weights (pack_fused of int16 rows, dot.dot_words) instead of byte digits."""
+    int16 weights (pack_fused of int16 rows, dot.dot_words) instead of byte digits; `group`
+    (AVX2, dot.group_size): groups of 4 k summed in int16 before each `vpmaddwd`."""
     from tvm.script import tirx as T
 
     isa = isa or target_isa()
@@ -108,12 +123,18 @@ def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int, dtype: str,
                         for kq in range(k // wv):
                             a16[i, T.ramp(kq * wv, 1, wv)] = T.Cast(
                                 f"int16x{wv}", A.vload([mb * 4 + i, kq * wv], f"uint8x{wv}"))
-                for kb in range(kb_n):
+                for kb in range(kb_n // group):  # group > 1: kb counts groups of 4 k
                     for i in T.unroll(4):
                         a4 = T.reinterpret(A.vload([mb * 4 + i, kb * 4], "uint8x4"),
                                            dtype="int32")
                         ab = T.reinterpret(T.broadcast(a4, ln), dtype=bytes_t)
-                        if word:  # k pairs (kb*4 + 2p, +1) x 8 columns per vpmaddwd
+                        if group > 1:
+                            for v in T.unroll(nv):
+                                for h in T.unroll(2):
+                                    acc[i, T.ramp(v * 16 + h * 8, 1, 8)] = _grouped(
+                                        acc.vload([i, v * 16 + h * 8], "int32x8"), A, B,
+                                        mb * 4 + i, kb, group, nb, v, h)
+                        elif word:  # k pairs (kb*4 + 2p, +1) x 8 columns per vpmaddwd
                             for p in T.unroll(2):
                                 for v in T.unroll(nv):
                                     for h in T.unroll(2):
@@ -149,17 +170,19 @@ def fused_shape(o: int, ndig: int) -> tuple[int, int]:
 
 
 def fused_fn(k: int, o: int, ndig: int, c16: int, dtype: str = "uint8",
-             cols_outer: bool = False, word: bool = False) -> Callable[..., None]:
+             cols_outer: bool = False, word: bool = False, group: int = 1
+             ) -> Callable[..., None]:
     """C = requant(A @ W + bias) straight to codes: fused(a (M4, K) u8, b (pack_fused), bias
     (ncol,) int32, q, lh (vec_requant.float_params), o (M4, c16) uint8, or int32 (logits)).
     Row blocks are the outer, parallel loop; with `cols_outer` the column blocks are, each
     task sweeping all rows with its weights in cache (for few rows and many weights).
     `word`: the weights are int16 (pack_fused of int16 rows; 256-bit vectors only,
-    dot.takes_words)."""
+    dot.takes_words); `group`: dot.group_size of the weights (AVX2)."""
     cv, nbn = fused_shape(o, ndig)
-    order = ("c" if cols_outer else "r") + ("w" if word else "")
+    order = ("c" if cols_outer else "r") + ("w" if word else "") + f"g{group}"
     return kernel(f"gemmq_k{k}_b{nbn}_v{cv}_d{ndig}_c{c16}_{dtype}_{order}",
-                  lambda: _fused_func(k, nbn, cv, ndig, c16, dtype, cols_outer, word=word))
+                  lambda: _fused_func(k, nbn, cv, ndig, c16, dtype, cols_outer, word=word,
+                                      group=group))
 
 
 def pack_fused(digits: np.ndarray, o: int, ndig: int, k_multiple: int = 4) -> np.ndarray:

@@ -31,7 +31,7 @@ from . import nhwc as _nhwc
 from .depthwise import depthwise_fn, pair_weights, pairs_pay, padded_fn
 from .elementwise import add_fn, gap_fn, lut_fn, mul_fn
 from .buffers import aligned_empty, aligned_zeros
-from .dot import digit_limit, fits_int16, takes_words
+from .dot import digit_limit, fits_int16, group_size, takes_words
 from .gemm import fused_fn, gemm_fn, pack_fused, pack_weights, packed_columns
 from .layout import im2col_fn, pad_fn
 from .target import isa
@@ -229,9 +229,12 @@ def _fused_params(d: dict, rows: np.ndarray, k_multiple: int) -> None:
     c16 = width(o)
     q, lh = float_params(d["mult"], d["shift"], d["z"], d["lo"], d["hi"], ncol)
     kp, dt = packed.shape[1] * 4, np.dtype(d["dtype"]).name
+    g = group_size(isa(), int(np.abs(rows.astype(np.int64)).max(initial=0)), kp // 4) if (
+        ndig == 1 and not word) else 1
     d["fused"] = dict(packed=packed, bias=bias, c16=c16, q=q, lh=lh,
-                      fn=fused_fn(kp, o, ndig, c16, dt, word=word),
-                      fn_cols=fused_fn(kp, o, ndig, c16, dt, cols_outer=True, word=word))
+                      fn=fused_fn(kp, o, ndig, c16, dt, word=word, group=g),
+                      fn_cols=fused_fn(kp, o, ndig, c16, dt, cols_outer=True, word=word,
+                                       group=g))
 
 
 def _out_hw(a: Act, kh: int, kw: int, node: Node) -> tuple[int, int]:
