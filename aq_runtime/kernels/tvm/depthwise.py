@@ -2,12 +2,13 @@
 pixel and 16-channel vector the taps are summed in one register (int32, the bias as the start
 value; on 256-bit vectors two taps per `vpmaddwd` on int16 weights, `pairs_pay`) and
 requantized in registers (vec_requant, float64) straight to uint8 codes: one pass, no int32
-tensor and no padded copy through memory. Shapes are compile-time constants, so the
-pixels whose taps all lie inside the image are known: they run without bounds checks; border
-pixels check each tap and add the zero point's contribution (w * z_in, precomputed) for taps
-in the padding. `padded_fn` is the same kernel on a copy of the input framed by the zero points
-(layout.pad_fn), where no pixel is a border pixel: on small images, where most pixels are border pixels, it
-is the faster (the backend times both). Every shape compiles once (compiled.py)."""
+tensor and no padded copy through memory. Shapes are compile-time constants, so the pixels
+whose taps all lie inside the image are known: they run without bounds checks; border pixels
+check each tap and add the zero point's contribution (w * z_in, precomputed) for taps in the
+padding. `padded_fn` is the same kernel on a copy of the input framed by the zero points
+(layout.pad_fn), where no pixel is a border pixel: on small images, where most pixels are
+border pixels, it is the faster (the backend times both). Every shape compiles once
+(compiled.py)."""
 
 from __future__ import annotations
 

@@ -12,10 +12,10 @@ bytes per int32 lane on every instruction set). Weight codes wider than the dot 
 activations (dot.dot_words; each row block's 4 rows are zero-extended to int16 once, into a
 per-task buffer): on AVX2 about 1.3x the time of one vpmaddubsw digit, against 2x for two.
 On AVX2, codes within +-32 or +-16 (6 or 5 bits) sum 2 or 4 `vpmaddubsw` in int16 before one
-`vpmaddwd` (`group`, dot.dot_grouped). The sums are requantized in
-registers (vec_requant) and stored as uint8 codes or int32 logits. `gemm_fn` is the same kernel
-with the identity requantization: plain int32 sums, for the int64 epilogues. Exact: the
-exporter's overflow proof bounds every sum below 2^31. Compiled once per shape (compiled.py)."""
+`vpmaddwd` (`group`, dot.dot_grouped). The sums are requantized in registers (vec_requant) and
+stored as uint8 codes or int32 logits. `gemm_fn` is the same kernel with the identity
+requantization: plain int32 sums, for the int64 epilogues. Exact: the exporter's overflow
+proof bounds every sum below 2^31. Compiled once per shape (compiled.py)."""
 
 from __future__ import annotations
 
