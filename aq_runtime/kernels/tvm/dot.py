@@ -49,9 +49,7 @@ def dot(isa: str, acc: Any, a: Any, b: Any) -> Any:
     if isa == "avx_vnni":
         return T.call_llvm_pure_intrin("int32x8", "llvm.x86.avx512.vpdpbusd.256", acc, a, b)
     if isa == "avx2":
-        p = T.call_llvm_pure_intrin("int16x16", "llvm.x86.avx2.pmadd.ub.sw", a, b)
-        ones = tirx.Broadcast(tirx.const(1, "int16"), 16)
-        return acc + T.call_llvm_pure_intrin("int32x8", "llvm.x86.avx2.pmadd.wd", p, ones)
+        return dot_grouped(acc, [a], [b])
     if isa == "neon_dot":
         flip = tirx.Broadcast(tirx.const(-128, "int8"), 4 * n)
         return T.call_llvm_pure_intrin("int32x4", "llvm.aarch64.neon.sdot.v4i32.v16i8", acc,

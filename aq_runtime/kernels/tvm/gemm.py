@@ -70,15 +70,20 @@ def _digit_sum(acc: Any, i: Any, u: Any, ndig: int) -> Any:
     return s
 
 
+def _a_bytes(A: Any, row: Any, kb: Any, ln: int) -> Any:
+    """A's 4 bytes k = 4kb..4kb+3 of `row`, broadcast to every int32 lane of ln (int8 x 4ln):
+    the activation operand of the byte dot products."""
+    from tvm.script import tirx as T
+    a4 = T.reinterpret(A.vload([row, kb * 4], "uint8x4"), dtype="int32")
+    return T.reinterpret(T.broadcast(a4, ln), dtype=f"int8x{4 * ln}")
+
+
 def _grouped(acc: Any, A: Any, B: Any, row: Any, kg: Any, group: int, nb: Any, v: Any,
              h: Any) -> Any:
     """dot.dot_grouped on groups kg*group .. kg*group + group-1 of 4 k (AVX2, 8 columns)."""
-    from tvm.script import tirx as T
     ks = [kg * group + g for g in range(group)]
-    a = [T.reinterpret(T.broadcast(T.reinterpret(A.vload([row, kb * 4], "uint8x4"),
-                                                 dtype="int32"), 8), dtype="int8x32")
-         for kb in ks]
-    return dot_grouped(acc, a, [B.vload([nb, kb, v, h * 32], "int8x32") for kb in ks])
+    return dot_grouped(acc, [_a_bytes(A, row, kb, 8) for kb in ks],
+                       [B.vload([nb, kb, v, h * 32], "int8x32") for kb in ks])
 
 
 def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int, dtype: str,
@@ -125,9 +130,6 @@ def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int, dtype: str,
                                 f"int16x{wv}", A.vload([mb * 4 + i, kq * wv], f"uint8x{wv}"))
                 for kb in range(kb_n // group):  # group > 1: kb counts groups of 4 k
                     for i in T.unroll(4):
-                        a4 = T.reinterpret(A.vload([mb * 4 + i, kb * 4], "uint8x4"),
-                                           dtype="int32")
-                        ab = T.reinterpret(T.broadcast(a4, ln), dtype=bytes_t)
                         if group > 1:
                             for v in T.unroll(nv):
                                 for h in T.unroll(2):
@@ -148,7 +150,8 @@ def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int, dtype: str,
                             for v in T.unroll(nv):
                                 for h in T.unroll(16 // ln):
                                     acc[i, T.ramp(v * 16 + h * ln, 1, ln)] = dot(
-                                        isa, acc.vload([i, v * 16 + h * ln], acc_t), ab,
+                                        isa, acc.vload([i, v * 16 + h * ln], acc_t),
+                                        _a_bytes(A, mb * 4 + i, kb, ln),
                                         B.vload([nb, kb, v, h * ln * 4], bytes_t))
                 for u in T.unroll(cv):
                     if (nb * cv + u) * 16 < c16:
