@@ -209,6 +209,8 @@ def test_float_requant_equals_integer_where_proved_exact():
     m = rng.integers(2 ** 15, 2 ** 16, size=4000)
     n = rng.integers(1, 50, size=4000)
     vmax = np.minimum((2 ** 53 - 2 ** (n - 1) - 7 * 2 ** n - 1) // m, 2 ** 31 - 1)
+    vmax = np.minimum(vmax, np.floor((2 ** 31 - 9) * np.exp2(n) / m)).astype(np.int64)
+    # (and the result fits int32)
     v = rng.integers(-vmax, vmax + 1)
     v[:8] = [0, 1, -1, 2, -2, 3, -3, 5]  # small values: ties at n = 1, 2
     n[:8] = [1, 1, 1, 2, 2, 1, 1, 2]
@@ -220,6 +222,9 @@ def test_float_requant_equals_integer_where_proved_exact():
     assert requant_float(np.array([3, -3]), 1, 1, 0, -9, 9).tolist() == [2, -1]
     assert not float_exact(np.array([2 ** 31]), np.array([1]), np.array([1]))
     assert not float_exact(np.array([2 ** 37]), np.array([2 ** 16]), np.array([20]))
+    # a result beyond int32 (the kernels' lanes convert it to -2^31): refused
+    assert not float_exact(np.array([2 ** 30]), np.array([2 ** 15]), np.array([1]))
+    assert float_exact(np.array([2 ** 30]), np.array([2 ** 15]), np.array([16]))
     # beyond the bound float64 really rounds (v*m > 2^53): the guard is needed
     big, mb = np.array([257902028889]), np.array([60467])
     assert not float_exact(big, mb, np.array([3]))

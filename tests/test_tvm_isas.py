@@ -174,3 +174,50 @@ def test_avx2_grouped_dot_is_exact_at_its_bound():
               *float_params(mult, shift, z, lo, hi, ncol), out)
             assert np.array_equal(out[:m, :o], requantize(v, mult, shift, z, lo, hi)), (
                 g, m, k, o, kind)
+
+
+def test_full_range_requantization_saturates_exactly():
+    """`full` requantization (every channel clamps to 0..255: the saturating packs are the
+    clamp, vec_requant.full_range) on every instruction set of this CPU: sums far below 0 and
+    far above 255, values in (-1, 0) (truncation and floor differ there) and ties, == int64."""
+    import numpy as np
+    import tvm
+
+    from aq_runtime.kernels.tvm.buffers import aligned_zeros
+    from aq_runtime.kernels.tvm.dot import digit_limit
+    from aq_runtime.kernels.tvm.gemm import _fused_func, pack_fused
+    from aq_runtime.kernels.tvm.target import llvm_target, missing_features, supported_isas
+    from aq_runtime.kernels.tvm.vec_requant import float_params, full_range
+    from aq_runtime.quant import requantize
+    if missing_features():
+        pytest.skip("no AVX2 on this CPU: the tvm backend cannot run here")
+    assert full_range(np.zeros(3), np.full(3, 255)) and not full_range(np.zeros(3), [255, 254, 255])
+    rng = np.random.default_rng(12)
+    m, k, o = 37, 8, 40
+    for isa in supported_isas():
+        lim = digit_limit(isa)
+        w = rng.integers(-lim, lim + 1, (o, k))
+        a = aligned_zeros((m + (-m % 4), k), np.uint8)
+        a[:m] = rng.integers(0, 256, (m, k))
+        a[0], a[1] = 0, 255
+        bias = rng.integers(-3000, 3000, o)
+        v = a[:m].astype(np.int64) @ w.T + bias
+        # factors that spread the sums from far below 0 to far above 255, and 1/2 (ties)
+        mult = np.full(o, 2 ** 15)
+        shift = rng.integers(15, 24, o)
+        shift[:4] = 16
+        z = rng.integers(0, 256, o)
+        lo, hi = np.zeros(o, np.int64), np.full(o, 255)
+        want = requantize(v, mult, shift, z, lo, hi)
+        assert (want == 0).any() and (want == 255).any() and ((want > 0) & (want < 255)).any()
+        packed = pack_fused(w.astype(np.int8), o, 1)
+        nbn, cv = packed.shape[0], packed.shape[2]
+        ncol, c16 = nbn * cv * 16, o + (-o % 16)
+        b = aligned_zeros((ncol,), np.int32)
+        b[:o] = bias
+        f = tvm.compile(tvm.IRModule({"main": _fused_func(k, nbn, cv, 1, c16, "uint8", isa=isa,
+                                                          full=True)}),
+                        target=llvm_target(isa))["main"]
+        out = aligned_zeros((a.shape[0], c16), np.uint8)
+        f(a, packed, b, *float_params(mult, shift, z, lo, hi, ncol), out)
+        assert np.array_equal(out[:m, :o], want), isa

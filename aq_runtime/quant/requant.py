@@ -88,8 +88,9 @@ F64_EXACT = 1 << 53  # integers below this are exact in float64
 
 def float_exact(vmax: np.ndarray, m: np.ndarray, n: np.ndarray, z: np.ndarray = 0) -> bool:
     """Whether `requant_float` equals `requantize` for every |v| <= vmax (per channel): v*m and
-    v*m + z*2^n + 2^(n-1) must be integers below 2^53 (float64 holds them exactly) and v must
-    fit int32 (kernels add the bias in int32 lanes)."""
+    v*m + z*2^n + 2^(n-1) must be integers below 2^53 (float64 holds them exactly), v must
+    fit int32 (kernels add the bias in int32 lanes) and so must the result before its clamp
+    (kernels convert it to int32 lanes, where a value beyond them becomes -2^31)."""
     vmax = np.asarray(vmax, np.int64)
     if vmax.size and vmax.max() >= 1 << 31:
         return False
@@ -98,7 +99,8 @@ def float_exact(vmax: np.ndarray, m: np.ndarray, n: np.ndarray, z: np.ndarray = 
         return False
     lim = (vmax * np.asarray(m, np.int64) + np.abs(np.asarray(z, np.int64)) * (np.int64(1) << n)
            + (np.int64(1) << (n - 1)))
-    return bool(np.all(lim < F64_EXACT))
+    top = (vmax * np.asarray(m, np.int64) >> n) + np.abs(np.asarray(z, np.int64)) + 1
+    return bool(np.all(lim < F64_EXACT) and np.all(top < 1 << 31))
 
 
 def float_factors(m: np.ndarray, n: np.ndarray, z: np.ndarray = 0

@@ -86,11 +86,13 @@ def inner_range(size: int, k: int, s: int, p: int, out: int) -> tuple[int, int]:
 
 
 def depthwise_fn(h: int, w: int, kh: int, kw: int, sh: int, sw: int, pt: int, pl: int,
-                 ho: int, wo: int, c16: int, pairs: bool = False) -> Callable[..., None]:
+                 ho: int, wo: int, c16: int, pairs: bool = False, full: bool = False
+                 ) -> Callable[..., None]:
     """dw(x (Mx, c16) uint8 rows, w (kh, kw, c16) int32, wz (kh, kw, c16) int32 = w * z_in,
     wp (pair_weights) int16, b (c16,) int32, q, lh (vec_requant.float_params), o (Mo, c16)
     uint8, n: int32 images). `pairs`: inner pixels sum taps two at a time (`vpmaddwd` on wp)
-    instead of one int32 multiply per tap (w)."""
+    instead of one int32 multiply per tap (w); `full`: every channel's bounds are 0 and 255
+    (vec_requant.full_range)."""
     y0, y1 = inner_range(h, kh, sh, pt, ho)
     x0, x1 = inner_range(w, kw, sw, pl, wo)
     ntap = kh * kw
@@ -153,16 +155,16 @@ def depthwise_fn(h: int, w: int, kh: int, kw: int, sh: int, sw: int, pt: int, pl
                                             [0], "int32x16") + WZ.vload([i, j, cb * 16],
                                                                         "int32x16")
                         O[t * wo + xx, T.ramp(cb * 16, 1, 16)] = requant16(
-                            acc.vload([0], "int32x16"), Q, L, cb * 16)
+                            acc.vload([0], "int32x16"), Q, L, cb * 16, full=full)
         return main
-    return kernel(f"dw_h{h}w{w}k{kh}x{kw}s{sh}x{sw}p{pt}.{pl}o{ho}x{wo}c{c16}{'_pairs' * pairs}",
+    return kernel(f"dw_h{h}w{w}k{kh}x{kw}s{sh}x{sw}p{pt}.{pl}o{ho}x{wo}c{c16}{'_pairs' * pairs}{'_full' * full}",
                   make)
 
 
 def padded_fn(hp: int, wp: int, kh: int, kw: int, sh: int, sw: int, c16: int,
-              pairs: bool = False) -> Callable[..., None]:
+              pairs: bool = False, full: bool = False) -> Callable[..., None]:
     """dw(x (N*hp*wp, c16) uint8 rows of the input padded by the zero points (layout.pad_fn),
     w, wz, wp, b, q, lh, o, n) as depthwise_fn: the same kernel on the padded image, where
     every pixel is an inner pixel (no bounds checks)."""
     return depthwise_fn(hp, wp, kh, kw, sh, sw, 0, 0, (hp - kh) // sh + 1, (wp - kw) // sw + 1,
-                        c16, pairs)
+                        c16, pairs, full)

@@ -13,8 +13,9 @@ from .compiled import kernel
 from .vec_requant import requant16
 
 
-def add_fn(c16: int) -> Callable[..., None]:
-    """add(x1, x2 (M4, c16) uint8, zm (4, c16) int32: z1, z2, m1, m2, q, lh, o (M4, c16))."""
+def add_fn(c16: int, full: bool = False) -> Callable[..., None]:
+    """add(x1, x2 (M4, c16) uint8, zm (4, c16) int32: z1, z2, m1, m2, q, lh, o (M4, c16));
+    `full`: every channel's bounds are 0 and 255 (vec_requant.full_range)."""
 
     def make() -> Any:
         from tvm.script import tirx as T
@@ -40,9 +41,9 @@ def add_fn(c16: int) -> Callable[..., None]:
                             + (T.Cast("int32x16", X2.vload([r, cb * 16], "uint8x16"))
                                - ZM.vload([1, cb * 16], "int32x16")) * ZM.vload([3, cb * 16],
                                                                                  "int32x16"),
-                            Q, L, cb * 16)
+                            Q, L, cb * 16, full=full)
         return main
-    return kernel(f"add_c{c16}", make)
+    return kernel(f"add_c{c16}{'_full' * full}", make)
 
 
 def gap_fn(p: int, c16: int) -> Callable[..., None]:

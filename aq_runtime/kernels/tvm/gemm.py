@@ -88,10 +88,11 @@ def _grouped(acc: Any, A: Any, B: Any, row: Any, kg: Any, group: int, nb: Any, v
 
 def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int, dtype: str,
                 cols_outer: bool = False, isa: str | None = None, word: bool = False,
-                group: int = 1):
+                group: int = 1, full: bool = False):
     """The kernel's PrimFunc for instruction set `isa` (default: this process's); `word`:
     int16 weights (pack_fused of int16 rows, dot.dot_words) instead of byte digits; `group`
-    (AVX2, dot.group_size): groups of 4 k summed in int16 before each `vpmaddwd`."""
+    (AVX2, dot.group_size): groups of 4 k summed in int16 before each `vpmaddwd`; `full`:
+    every channel's bounds are 0 and 255 (vec_requant.full_range)."""
     from tvm.script import tirx as T
 
     isa = isa or target_isa()
@@ -159,7 +160,7 @@ def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int, dtype: str,
                             O[mb * 4 + i, T.ramp((nb * cv + u) * 16, 1, 16)] = requant16(
                                 _digit_sum(acc, i, u, ndig) + Bi.vload([(nb * cv + u) * 16],
                                                                        "int32x16"),
-                                Q, L, (nb * cv + u) * 16, dtype, isa)
+                                Q, L, (nb * cv + u) * 16, dtype, isa, full)
     return main
 
 
@@ -173,19 +174,20 @@ def fused_shape(o: int, ndig: int) -> tuple[int, int]:
 
 
 def fused_fn(k: int, o: int, ndig: int, c16: int, dtype: str = "uint8",
-             cols_outer: bool = False, word: bool = False, group: int = 1
-             ) -> Callable[..., None]:
+             cols_outer: bool = False, word: bool = False, group: int = 1,
+             full: bool = False) -> Callable[..., None]:
     """C = requant(A @ W + bias) straight to codes: fused(a (M4, K) u8, b (pack_fused), bias
     (ncol,) int32, q, lh (vec_requant.float_params), o (M4, c16) uint8, or int32 (logits)).
     Row blocks are the outer, parallel loop; with `cols_outer` the column blocks are, each
     task sweeping all rows with its weights in cache (for few rows and many weights).
     `word`: the weights are int16 (pack_fused of int16 rows; 256-bit vectors only,
-    dot.takes_words); `group`: dot.group_size of the weights (AVX2)."""
+    dot.takes_words); `group`: dot.group_size of the weights (AVX2); `full`: uint8 codes
+    clamped to 0..255 on every channel (vec_requant.full_range)."""
     cv, nbn = fused_shape(o, ndig)
-    order = ("c" if cols_outer else "r") + ("w" if word else "") + f"g{group}"
+    order = ("c" if cols_outer else "r") + ("w" if word else "") + f"g{group}" + "f" * full
     return kernel(f"gemmq_k{k}_b{nbn}_v{cv}_d{ndig}_c{c16}_{dtype}_{order}",
                   lambda: _fused_func(k, nbn, cv, ndig, c16, dtype, cols_outer, word=word,
-                                      group=group))
+                                      group=group, full=full))
 
 
 def pack_fused(digits: np.ndarray, o: int, ndig: int, k_multiple: int = 4) -> np.ndarray:

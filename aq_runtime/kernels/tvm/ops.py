@@ -37,7 +37,7 @@ from .layout import im2col_fn, pad_fn
 from .target import isa
 from .nhwc import Act, from_nchw, out_dtype, to_nchw, width
 from .runtime_lib import cpu_threads
-from .vec_requant import float_params
+from .vec_requant import float_params, full_range
 
 _cache: "weakref.WeakKeyDictionary[Node, dict]" = weakref.WeakKeyDictionary()
 Runner = Callable[[Act], Act]
@@ -231,10 +231,11 @@ def _fused_params(d: dict, rows: np.ndarray, k_multiple: int) -> None:
     kp, dt = packed.shape[1] * 4, np.dtype(d["dtype"]).name
     g = group_size(isa(), int(np.abs(rows.astype(np.int64)).max(initial=0)), kp // 4) if (
         ndig == 1 and not word) else 1
+    full = dt == "uint8" and full_range(d["lo"], d["hi"])
     d["fused"] = dict(packed=packed, bias=bias, c16=c16, q=q, lh=lh,
-                      fn=fused_fn(kp, o, ndig, c16, dt, word=word, group=g),
+                      fn=fused_fn(kp, o, ndig, c16, dt, word=word, group=g, full=full),
                       fn_cols=fused_fn(kp, o, ndig, c16, dt, cols_outer=True, word=word,
-                                       group=g))
+                                       group=g, full=full))
 
 
 def _out_hw(a: Act, kh: int, kw: int, node: Node) -> tuple[int, int]:
@@ -349,6 +350,7 @@ def _depthwise_params(node: Node, z_in: np.ndarray, z_out: np.ndarray) -> dict:
             d["zp"] = aligned_zeros((c16,), np.uint8)
             d["zp"][:c] = _i64(z_in)
             d["pairs"] = pairs_pay(isa()) and fits_int16(wt)
+            d["full"] = full_range(lo, hi)
             d["wp16"] = pair_weights(wt if d["pairs"] else np.zeros_like(wt), c16)
         _cache[node] = d
     return _cache[node]
@@ -367,9 +369,9 @@ def _depthwise(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Runne
         pt, pb, pl, pr = pad
         hp, wp = h + pt + pb, w + pl + pr
         pairs = d["pairs"]
-        dwf = depthwise_fn(h, w, kh, kw, sh, sw, pt, pl, ho, wo, c16, pairs)
+        dwf = depthwise_fn(h, w, kh, kw, sh, sw, pt, pl, ho, wo, c16, pairs, d["full"])
         padf = pad_fn(h, w, c16, pt, pb, pl, pr)
-        dwp = padded_fn(hp, wp, kh, kw, sh, sw, c16, pairs)
+        dwp = padded_fn(hp, wp, kh, kw, sh, sw, c16, pairs, d["full"])
         w16, wz16, b16, q, lh, zp = d["w16"], d["wz16"], d["b16"], d["q"], d["lh"], d["zp"]
         wp16 = d["wp16"]
 
@@ -436,7 +438,7 @@ def _plan_add(node: Node, a1: Act, a2: Act, z1: np.ndarray, z2: np.ndarray, z_ou
         zm = aligned_zeros((4, c16), np.int32)
         zm[0, :c], zm[1, :c], zm[2, :c], zm[3, :c] = za, zb, ma, mb
         q, lh = float_params(np.ones_like(sh), sh, zo, lo, hi, c16)
-        fn = add_fn(c16)
+        fn = add_fn(c16, full_range(lo, hi))
 
         def run(x1: Act, x2: Act) -> Act:
             out = sc.act(n, h, w, c, np.uint8)
