@@ -97,7 +97,11 @@ def test_256_bit_int16_kernels_are_exact():
             assert np.array_equal(out[:m, :o], requantize(v, mult, shift, z, lo, hi)), (
                 isa, m, k, o)
 
-    for h, c, kk, s, pt, pb in [(9, 16, 3, 1, 1, 1), (10, 32, 5, 2, 1, 2), (7, 48, 3, 2, 0, 1)]:
+    # strips of inner pixels (depthwise.STRIP) with stride 1 and 2, an overlapped last strip,
+    # 5x5, and kernels of 1 and 2 rows (no pair / no odd row)
+    for h, c, kk, s, pt, pb in [(9, 16, 3, 1, 1, 1), (10, 32, 5, 2, 1, 2), (7, 48, 3, 2, 0, 1),
+                                (18, 16, 3, 1, 1, 1), (23, 32, 5, 2, 2, 2), (18, 16, 3, 2, 0, 1),
+                                (6, 16, 1, 1, 0, 0), (9, 16, 2, 1, 0, 1)]:
         ho = (h + pt + pb - kk) // s + 1
         x = aligned_zeros((h * h + (-(h * h) % 4), c), np.uint8)
         x[:h * h] = rng.choice([0, 255, 3, 200], size=(h * h, c))
