@@ -156,6 +156,7 @@ def test_lite0_mixed_low_and_high_bits_and_ternary(lite0_mixed, photos96):
 @pytest.mark.parametrize("backend,forced", [("tvm", "gemm"), ("tvm", "rows"), ("tvm", "fused"),
                                             ("tvm", "fused-cols"), ("tvm", "depthwise"),
                                             ("tvm", "depthwise-padded"),
+                                            ("tvm", "depthwise-rows"),
                                             ("numba", "int8"), ("numba", "bitserial")])
 def test_every_kernel_candidate_is_exact(backend, forced, lite0_mixed, photos96, monkeypatch):
     """The per-layer timing picks one candidate per layer; here each candidate is forced on every

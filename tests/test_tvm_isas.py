@@ -225,3 +225,51 @@ def test_full_range_requantization_saturates_exactly():
         out = aligned_zeros((a.shape[0], c16), np.uint8)
         f(a, packed, b, *float_params(mult, shift, z, lo, hi, ncol), out)
         assert np.array_equal(out[:m, :o], want), isa
+
+
+def test_depthwise_rows_kernel_is_exact_on_every_isa():
+    """depthwise.rows_fn (input rows widened once per output row, kernel rows summed in pairs
+    by `vpmaddwd`) compiled for every instruction set of this CPU: extreme codes (the most
+    negative 16-bit weight, 0/255 activations), zero points in the padding, stride 1 and 2,
+    3x3, 5x5, 2x2 and 1x1 kernels, asymmetric padding, == int64."""
+    import numpy as np
+    import tvm
+
+    from aq_runtime.kernels.tvm.buffers import aligned_zeros
+    from aq_runtime.kernels.tvm.depthwise import _rows_func, row_weights
+    from aq_runtime.kernels.tvm.target import llvm_target, missing_features, supported_isas
+    from aq_runtime.kernels.tvm.vec_requant import float_params
+    from aq_runtime.quant import requantize
+    if missing_features():
+        pytest.skip("no AVX2 on this CPU: the tvm backend cannot run here")
+    rng = np.random.default_rng(13)
+    for h, c, kk, s, pt, pb in [(9, 16, 3, 1, 1, 1), (12, 32, 5, 2, 1, 2), (7, 48, 3, 2, 0, 1),
+                                (11, 16, 5, 1, 2, 2), (6, 16, 2, 1, 0, 1), (5, 16, 1, 1, 0, 0)]:
+        ho = (h + pt + pb - kk) // s + 1
+        x = aligned_zeros((h * h + (-(h * h) % 4), c), np.uint8)
+        x[:h * h] = rng.choice([0, 255, 3, 200], size=(h * h, c))
+        wt = rng.integers(-2 ** 15, 2 ** 15, (kk, kk, c))
+        wt[0, 0, 0] = -2 ** 15
+        zin = rng.integers(0, 256, c)
+        xp = np.pad(x[:h * h].reshape(h, h, c).astype(np.int64), ((pt, pb), (pt, pb), (0, 0)))
+        xp[:pt], xp[h + pt:], xp[:, :pt], xp[:, h + pt:] = zin, zin, zin, zin
+        v = sum(xp[i:i + s * ho:s, j:j + s * ho:s] * wt[i, j] for i in range(kk)
+                for j in range(kk)).reshape(-1, c)
+        mult = rng.integers(2 ** 14, 2 ** 15, c)
+        shift = np.full(c, int(np.ceil(np.log2(np.abs(v).max() + 1))) + 15 - 7)
+        for full in (False, True):
+            z = rng.integers(0, 30, c)
+            lo, hi = (0, 255) if full else (rng.integers(0, 3, c), rng.integers(250, 256, c))
+            lo, hi = np.broadcast_to(lo, c), np.broadcast_to(hi, c)
+            want = requantize(v, mult, shift, z, lo, hi)
+            wpr, wl = row_weights(wt, c)
+            zp = aligned_zeros((c,), np.uint8)
+            zp[:] = zin
+            for isa in supported_isas():
+                f = tvm.compile(tvm.IRModule({"main": _rows_func(
+                    h, h, kk, kk, s, s, pt, pt, ho, ho, c, full, isa)}),
+                    target=llvm_target(isa))["main"]
+                out = aligned_zeros((ho * ho + (-(ho * ho) % 4), c), np.uint8)
+                f(x, wpr, wl, zp, aligned_zeros((c,), np.int32),
+                  *float_params(mult, shift, z, lo, hi, c), out, 1)
+                assert np.array_equal(out[:ho * ho], want), (isa, h, kk, s, full)

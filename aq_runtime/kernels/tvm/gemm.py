@@ -31,7 +31,10 @@ from .vec_requant import float_params, requant16
 
 TASKS = 64  # parallel tasks per call: local buffers are set up per task, not per row block
 # (a buffer declared inside the row-block loop became a workspace allocation per block, and
-# its accumulators lived in memory: 2-6x slower)
+# its accumulators lived in memory: 2-6x slower). TVM's pool gives each thread a run of
+# consecutive tasks, so the row blocks are spread evenly over all 64 (ceil(blocks / 64) per
+# task left the last tasks, and so the last thread, short of work: with 196 row blocks, 128
+# on one thread of two and 68 on the other)
 
 
 def gemm_fn(k: int, n: int, word: bool = False) -> Callable[[Any, Any, Any], None]:
@@ -113,13 +116,15 @@ def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int, dtype: str,
         Q = T.match_buffer(q, (2, ncol), "float64")
         L = T.match_buffer(lh, (2, ncol), "int32")
         O = T.match_buffer(o, (m, c16), dtype)
-        per = (m // 4 + TASKS - 1) // TASKS if not cols_outer else m // 4
         for task in T.parallel(TASKS if not cols_outer else nbn):
             acc = T.alloc_buffer((4, nv * 16), "int32", scope="local")
             a16 = T.alloc_buffer((4, k if word else 4), "int16", scope="local")
-            for mbi, nbi in T.grid(T.max(0, T.min(per, m // 4 - task * per)) if not cols_outer
+            # rows outer: task i takes row blocks [i M/4 / TASKS, (i + 1) M/4 / TASKS), spread
+            # evenly (the pool hands each thread a run of consecutive tasks)
+            first = T.meta_var(task * (m // 4) // TASKS)
+            for mbi, nbi in T.grid((task + 1) * (m // 4) // TASKS - first if not cols_outer
                                    else m // 4, nbn if not cols_outer else 1):
-                mb = task * per + mbi if not cols_outer else mbi
+                mb = first + mbi if not cols_outer else mbi
                 nb = nbi if not cols_outer else task
                 for i in T.unroll(4):
                     for v in T.unroll(nv):

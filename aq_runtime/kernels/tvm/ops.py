@@ -7,10 +7,10 @@ go as int16 to `vpmaddwd` (256-bit vectors: gemm.py's `word` kernels), ternary w
 (the fastest kept and remembered, numba_cpu/choice.py): 'fused', the GEMM that requantizes in
 registers (vec_requant: float64, used only where quant.requant.float_exact proves it exact);
 'gemm', int32 sums through memory and the int64 Numba epilogue; 'rows', a Numba kernel on int32
-weights. Depthwise convs (depthwise.py), residual adds, gating and global pooling
-(elementwise.py) requantize in registers the same way, with the int64 Numba kernels (nhwc.py)
-where the proof fails; tables are a TIR gather; grouped convs other than depthwise and
-max/average pools run in Numba (numba_cpu fallbacks in NCHW).
+weights. Depthwise convs (depthwise.py: three exact candidates, timed), residual adds,
+gating and global pooling (elementwise.py) requantize in registers the same way, with the
+int64 Numba kernels (nhwc.py) where the proof fails; tables are a TIR gather; grouped convs
+other than depthwise and max/average pools run in Numba (numba_cpu fallbacks in NCHW).
 Numba kernels run on the calling thread (`_Serial`). Each node, once planned, keeps its chosen
 kernel bound to its constants (`_fast`), so a run is a walk of prepared calls."""
 
@@ -28,7 +28,7 @@ from ...quant.requant import float_exact
 from ..numba_cpu import choice
 from ..numba_cpu import ops as _nbops
 from . import nhwc as _nhwc
-from .depthwise import depthwise_fn, pair_weights, pairs_pay, padded_fn
+from .depthwise import depthwise_fn, pair_weights, pairs_pay, padded_fn, row_weights, rows_fn
 from .elementwise import add_fn, gap_fn, lut_fn, mul_fn
 from .buffers import aligned_empty, aligned_zeros
 from .dot import digit_limit, fits_int16, group_size, takes_words
@@ -173,7 +173,8 @@ def kernel_choice(node: Node) -> str:
     """The kernel this backend last ran for a conv node: for one-group convs the GEMM candidate
     that was fastest at plan time for that input shape ('fused', 'fused-cols', 'gemm',
     'rows'; see the module docstring); for depthwise convs 'depthwise' (bounds checked at the
-    border) or 'depthwise-padded' (on a padded copy), also timed; 'numba' (NCHW fallback)."""
+    border), 'depthwise-padded' (on a padded copy) or 'depthwise-rows' (on widened input
+    rows), also timed; 'numba' (NCHW fallback)."""
     if node.attrs["groups"] == 1:
         return choice.chosen("tvm", node) or "gemm"
     if _is_depthwise(node):
@@ -352,6 +353,8 @@ def _depthwise_params(node: Node, z_in: np.ndarray, z_out: np.ndarray) -> dict:
             d["pairs"] = pairs_pay(isa()) and fits_int16(wt)
             d["full"] = full_range(lo, hi)
             d["wp16"] = pair_weights(wt if d["pairs"] else np.zeros_like(wt), c16)
+            if fits_int16(wt):  # the widened-rows kernel (depthwise.rows_fn)
+                d["wpr"], d["wl"] = row_weights(wt, c16)
         _cache[node] = d
     return _cache[node]
 
@@ -386,7 +389,17 @@ def _depthwise(node: Node, a: Act, z_in: np.ndarray, z_out: np.ndarray) -> Runne
             padf(x.data, zp, xp)
             dwp(xp.reshape(-1, c16), w16, wz16, wp16, b16, q, lh, out.data, n)
             return out
-        return _fastest(node, a, a.data.shape, {"depthwise": inline, "depthwise-padded": padded})
+        runners = {"depthwise": inline, "depthwise-padded": padded}
+        if "wpr" in d:
+            dwr = rows_fn(h, w, kh, kw, sh, sw, pt, pl, ho, wo, c16, d["full"])
+            wpr, wl = d["wpr"], d["wl"]
+
+            def rows(x: Act) -> Act:
+                out = sc.act(n, ho, wo, c, dtype)
+                dwr(x.data, wpr, wl, zp, b16, q, lh, out.data, n)
+                return out
+            runners["depthwise-rows"] = rows
+        return _fastest(node, a, a.data.shape, runners)
     wt, wz, bias, mult, shift = d["wt"], d["wz"], d["bias"], d["mult"], d["shift"]
     z, lo, hi = d["z"], d["lo"], d["hi"]
 
