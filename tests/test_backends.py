@@ -300,6 +300,19 @@ def test_numba_picks_bitserial_or_int8_by_timing_and_remembers(tmp_path, monkeyp
     assert kernel_choice(g2.node("pw")) == picked
 
 
+def test_a_new_kernel_version_is_timed_again(monkeypatch):
+    """A backend's remembered kernel choices are keyed by its KERNEL_VERSION too (the tvm
+    backend registers compiled.VERSION): changed kernels are timed again, not shadowed."""
+    from aq_runtime.kernels.numba_cpu import choice
+    from graphs import binary_pointwise_graph
+    node = binary_pointwise_graph(16, 16, 4, 4).node("pw")
+    monkeypatch.setitem(choice.KERNEL_VERSION, "x", 1)
+    k1 = choice._key("x", node, (4, 16), ("a", "b"))
+    assert choice._key("x", node, (4, 16), ("a", "b")) == k1
+    monkeypatch.setitem(choice.KERNEL_VERSION, "x", 2)
+    assert choice._key("x", node, (4, 16), ("a", "b")) != k1
+
+
 def test_auto_picks_the_backend_measured_fastest(digits_graph, tmp_path, monkeypatch):
     """`auto` = what aq-bench measured fastest for this model here (per batch size), when that
     backend is available; else the registry's first available backend."""

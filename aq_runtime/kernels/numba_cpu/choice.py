@@ -22,6 +22,9 @@ from ...runtime.cache import cache_root, read_json, write_json
 _choice: dict[str, "weakref.WeakKeyDictionary[Node, dict]"] = {}
 _disk: dict[str, str] | None = None
 RUNS = 5  # timed rounds over the candidates after one warm-up run each; the best time counts
+# per backend, the version of its kernels' code (the tvm backend registers compiled.VERSION):
+# part of every decision's key, so kernels that changed are timed again
+KERNEL_VERSION: dict[str, int] = {}
 
 
 def choices_file() -> Path:
@@ -29,9 +32,10 @@ def choices_file() -> Path:
 
 
 def _key(scope: str, node: Node, shape: tuple, names: tuple) -> str:
-    """Backend, weights, strides/padding, input shape and the candidates' names (a new kernel
-    version or candidate is timed again, not shadowed by an old decision)."""
-    h = hashlib.sha1(repr((scope, names)).encode())
+    """Backend, weights, strides/padding, input shape, the candidates' names and the backend's
+    KERNEL_VERSION (a new kernel version or candidate is timed again, not shadowed by an old
+    decision)."""
+    h = hashlib.sha1(repr((scope, names, KERNEL_VERSION.get(scope))).encode())
     for k in ("weight", "wbits"):
         h.update(np.ascontiguousarray(node.arrays[k]).tobytes())
     h.update(repr((node.attrs["stride"], node.attrs["pad"], shape)).encode())

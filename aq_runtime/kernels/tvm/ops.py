@@ -31,6 +31,7 @@ from . import nhwc as _nhwc
 from .depthwise import depthwise_fn, pair_weights, pairs_pay, padded_fn, row_weights, rows_fn
 from .elementwise import add_fn, gap_fn, lut_fn, mul_fn
 from .buffers import aligned_empty, aligned_zeros
+from .compiled import VERSION
 from .dot import digit_limit, fits_int16, group_size, takes_words
 from .gemm import fused_fn, gemm_fn, pack_fused, pack_weights, packed_columns
 from .layout import im2col_fn, pad_fn
@@ -39,6 +40,7 @@ from .nhwc import Act, from_nchw, out_dtype, to_nchw, width
 from .runtime_lib import cpu_threads
 from .vec_requant import float_params, full_range
 
+choice.KERNEL_VERSION["tvm"] = VERSION  # a kernel code change retimes the choices
 _cache: "weakref.WeakKeyDictionary[Node, dict]" = weakref.WeakKeyDictionary()
 Runner = Callable[[Act], Act]
 # per node, once planned: (input key, the chosen kernel bound to its constants)
