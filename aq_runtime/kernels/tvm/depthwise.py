@@ -258,7 +258,7 @@ def _rows_func(h: int, w: int, kh: int, kw: int, sh: int, sw: int, pt: int, pl: 
             prow = T.alloc_buffer((max(1, npr), wpad, 32), "int16", scope="local")
             srow = T.alloc_buffer((wpad, 16), "int32", scope="local")
             acc = T.alloc_buffer((16,), "int32", scope="local")
-            arow = T.alloc_buffer((wo, 16), "int32", scope="local")
+            arow = T.alloc_buffer((1 if wide else wo, 16), "int32", scope="local")  # 256-bit
             first = T.meta_var(task * (nb * ho) // ROW_TASKS)  # rows spread evenly (gemm.TASKS)
             for ti in range((task + 1) * (nb * ho) // ROW_TASKS - first):
                 t = T.meta_var(first + ti)
