@@ -51,6 +51,23 @@ def test_every_instruction_set_of_this_cpu_gives_the_golden_logits(tmp_path):
         assert r.returncode == 0, (name, r.stdout[-3000:])
 
 
+def test_the_backend_tests_pass_on_the_avx2_kernels(tmp_path):
+    """Issue #16's AVX2-only CPU, as far as this CPU can play it: tests/test_backends.py (every
+    backend == reference on Lite0 with 1..16-bit and ternary layers, B0, digits, random graphs,
+    every kernel candidate forced) in a process whose tvm kernels are built for AVX2 alone
+    (AQ_TVM_ISA=avx2: AVX2 + FMA, no AVX-512, no VNNI), whatever this CPU's fastest set."""
+    from aq_runtime.kernels.tvm.target import missing_features
+    if missing_features():
+        pytest.skip("no AVX2 on this CPU: the tvm backend cannot run here")
+    tests = Path(__file__).parent
+    env = dict(os.environ, AQ_TVM_ISA="avx2", AQ_CACHE_DIR=str(tmp_path))
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                        str(tests / "test_backends.py")], capture_output=True, text=True,
+                       env=env, cwd=tests.parent, timeout=1200)
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert " passed" in r.stdout and "skipped" not in r.stdout, r.stdout[-1000:]
+
+
 def test_256_bit_int16_kernels_are_exact():
     """The paths of the 256-bit instruction sets (AVX2, AVX-VNNI) that take int16 weights, run
     on this CPU whatever its fastest instruction set: the GEMM on codes too wide for one byte
