@@ -7,7 +7,8 @@ rounding: the floor comes free; other instruction sets truncate where the codes 
 lo >= 0 and trunc and floor clamp alike, else round down, then convert), then an int32 clamp.
 Where every channel's bounds are 0 and 255 (`full_range`, the usual uint8 activation) the clamp
 is the saturating packs' own (int32 -> int16 -> uint8: on 256-bit vectors two `vpackssdw` and
-one `vpackuswb` of the four converted quarters): no bounds loaded, 20% fewer instructions."""
+one `vpackuswb` of the four converted quarters): no bounds loaded, 17 instructions per 16
+outputs instead of 27 on AVX2."""
 
 from __future__ import annotations
 
