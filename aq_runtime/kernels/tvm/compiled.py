@@ -12,7 +12,7 @@ from .runtime_lib import cache_dir, load_module, save_module, set_threads, tvm_v
 from .target import llvm_target, target_key
 
 _mem: dict[str, Any] = {}
-VERSION = 27  # bump when a kernel's code changes: cached files of older code are not loaded
+VERSION = 28  # bump when a kernel's code changes: cached files of older code are not loaded
 
 
 def kernel_path(name: str) -> Path:

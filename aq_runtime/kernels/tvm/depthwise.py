@@ -22,7 +22,8 @@ import numpy as np
 
 from .buffers import aligned_zeros
 from .compiled import kernel
-from .dot import fits_int16, lanes
+from .dot import dot_words, fits_int16, lanes
+from .tasks import TASKS, task_span
 from .vec_requant import requant16
 
 
@@ -242,13 +243,13 @@ def _rows_func(h: int, w: int, kh: int, kw: int, sh: int, sw: int, pt: int, pl: 
         Q = T.match_buffer(q, (2, c16), "float64")
         L = T.match_buffer(lh, (2, c16), "int32")
         O = T.match_buffer(o, (mo, c16), "uint8")
-        for task in T.parallel(ROW_TASKS):
+        for task in T.parallel(TASKS):
             prow = T.alloc_buffer((max(1, npr), wpad, 32), "int16", scope="local")
             srow = T.alloc_buffer((wpad, 16), "int32", scope="local")
             acc = T.alloc_buffer((16,), "int32", scope="local")
             arow = T.alloc_buffer((1 if wide else wo, 16), "int32", scope="local")  # 256-bit
-            first = T.meta_var(task * (nb * ho) // ROW_TASKS)  # rows spread evenly (gemm.TASKS)
-            for ti in range((task + 1) * (nb * ho) // ROW_TASKS - first):
+            first, count = T.meta_var(task_span(task, nb * ho))  # output rows
+            for ti in range(count):
                 t = T.meta_var(first + ti)
                 r = T.meta_var((t // ho) * h)  # the image's first row
                 y = T.meta_var((t % ho) * sh - pt)  # input row of kernel row 0
@@ -315,15 +316,13 @@ def _rows_func(h: int, w: int, kh: int, kw: int, sh: int, sw: int, pt: int, pl: 
                                                                          "int32x8")
                                 for j in T.unroll(kw):
                                     for p in T.unroll(npr):
-                                        arow[xx, T.ramp(hh * 8, 1, 8)] = arow.vload(
-                                            [xx, hh * 8], "int32x8") + T.call_llvm_pure_intrin(
-                                            "int32x8", "llvm.x86.avx2.pmadd.wd",
+                                        arow[xx, T.ramp(hh * 8, 1, 8)] = dot_words(
+                                            arow.vload([xx, hh * 8], "int32x8"),
                                             prow.vload([p, xx * sw + j, hh * 16], "int16x16"),
                                             WPR.vload([p, j, cb * 32 + hh * 16], "int16x16"))
                                     if odd:
-                                        arow[xx, T.ramp(hh * 8, 1, 8)] = arow.vload(
-                                            [xx, hh * 8], "int32x8") + T.call_llvm_pure_intrin(
-                                            "int32x8", "llvm.x86.avx2.pmadd.wd",
+                                        arow[xx, T.ramp(hh * 8, 1, 8)] = dot_words(
+                                            arow.vload([xx, hh * 8], "int32x8"),
                                             T.reinterpret(srow.vload([xx * sw + j, hh * 8],
                                                                      "int32x8"), dtype="int16x16"),
                                             T.reinterpret(WL.vload([j, cb * 16 + hh * 8],
@@ -333,9 +332,6 @@ def _rows_func(h: int, w: int, kh: int, kw: int, sh: int, sw: int, pt: int, pl: 
                                 arow.vload([xx, 0], "int32x16"), Q, L, cb * 16, "uint8",
                                 isa_name, full)
     return main
-
-
-ROW_TASKS = 64  # parallel tasks of rows_fn: its row buffers are set up per task, not per row
 
 
 def _row_vec(X: Any, ZP: Any, r: Any, iy: Any, ix: Any, cb: Any, h: int, w: int) -> Any:

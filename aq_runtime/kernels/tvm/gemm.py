@@ -27,14 +27,8 @@ from .buffers import aligned_zeros
 from .compiled import kernel
 from .dot import block_vectors, dot, dot_grouped, dot_words, lanes
 from .target import isa as target_isa
+from .tasks import TASKS, task_span
 from .vec_requant import float_params, requant16
-
-TASKS = 64  # parallel tasks per call: local buffers are set up per task, not per row block
-# (a buffer declared inside the row-block loop became a workspace allocation per block, and
-# its accumulators lived in memory: 2-6x slower). TVM's pool gives each thread a run of
-# consecutive tasks, so the row blocks are spread evenly over all 64 (ceil(blocks / 64) per
-# task left the last tasks, and so the last thread, short of work: with 196 row blocks, 128
-# on one thread of two and 68 on the other)
 
 
 def gemm_fn(k: int, n: int, word: bool = False) -> Callable[[Any, Any, Any], None]:
@@ -119,11 +113,9 @@ def _fused_func(k: int, nbn: int, cv: int, ndig: int, c16: int, dtype: str,
         for task in T.parallel(TASKS if not cols_outer else nbn):
             acc = T.alloc_buffer((4, nv * 16), "int32", scope="local")
             a16 = T.alloc_buffer((4, k if word else 4), "int16", scope="local")
-            # rows outer: task i takes row blocks [i M/4 / TASKS, (i + 1) M/4 / TASKS), spread
-            # evenly (the pool hands each thread a run of consecutive tasks)
-            first = T.meta_var(task * (m // 4) // TASKS)
-            for mbi, nbi in T.grid((task + 1) * (m // 4) // TASKS - first if not cols_outer
-                                   else m // 4, nbn if not cols_outer else 1):
+            first, count = T.meta_var(task_span(task, m // 4))  # rows outer: row blocks
+            for mbi, nbi in T.grid(count if not cols_outer else m // 4,
+                                   nbn if not cols_outer else 1):
                 mb = first + mbi if not cols_outer else mbi
                 nb = nbi if not cols_outer else task
                 for i in T.unroll(4):

@@ -352,10 +352,11 @@ def _depthwise_params(node: Node, z_in: np.ndarray, z_out: np.ndarray) -> dict:
             d["wz16"][:, :, :c] = d["wz"]
             d["zp"] = aligned_zeros((c16,), np.uint8)
             d["zp"][:c] = _i64(z_in)
-            d["pairs"] = pairs_pay(isa()) and fits_int16(wt)
+            words = fits_int16(wt)  # the weights vpmaddwd takes: pairs, widened rows
+            d["pairs"] = pairs_pay(isa()) and words
             d["full"] = full_range(lo, hi)
             d["wp16"] = pair_weights(wt if d["pairs"] else np.zeros_like(wt), c16)
-            if fits_int16(wt):  # the widened-rows kernel (depthwise.rows_fn)
+            if words:  # the widened-rows kernel (depthwise.rows_fn)
                 d["wpr"], d["wl"] = row_weights(wt, c16)
         _cache[node] = d
     return _cache[node]
