@@ -4,7 +4,9 @@
 int8 of the same float model measured in the same run. On an AVX-512 CPU the avx2 rows are the
 AVX2 kernels run there, not an AVX2-only CPU's timings; the table also shows each row against
 the issue's Zen 3 run (ONNX Runtime int8 there at 0.33x PyTorch fp32 eager's batch-1 latency,
-0.37x at batch 8), an estimate with PyTorch fp32 as the yardstick between the two CPUs.
+0.37x at batch 8), an estimate with PyTorch fp32 as the yardstick between the two CPUs: PyTorch
+here restricted to its AVX2 code paths (oneDNN, ATen and MKL each have a switch; ONNX
+Runtime's kernels have none), as it ran on the Zen 3.
 Writes results/tvm_isas_lite0.txt (and .json). About 5 minutes on 2 cores.
 
     python benchmarks/tvm_isas_lite0.py [--keep runs/tvm_isas] [--rounds 3] [--runs 30]
@@ -33,6 +35,9 @@ MODELS = (("auto", "lite0_auto.aqz", {}),
           ("auto --target avx2", "lite0_auto_avx2.aqz", {"target": "avx2"}))
 BATCHES = (1, 8)
 ZEN3_ORT_INT8 = {1: 0.33, 8: 0.37}  # x PyTorch fp32, from issue #16's Zen 3 run
+# PyTorch fp32 on its AVX2 code paths: the yardstick against the Zen 3 run
+PYTORCH_AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
+                "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
 CHILD = """
 import json, sys
 from aq_runtime.bench.latency import bench
@@ -52,12 +57,32 @@ x = np.random.default_rng(0).integers(0, 256, (8, h, w, c), dtype=np.uint8)
 rows = baseline_timings(g, x, (1, 8), int(sys.argv[2]))
 print(json.dumps([[r.name, r.batch, r.median_ms] for r in rows]))
 """
+PYTORCH_BASELINE = """
+import json, os, sys
+import numpy as np
+import torch
+from aq_runtime.bench.latency import time_fn
+from aq_runtime.export.float_exec import normalize_input
+from aq_runtime.format import read_aqz
+from aq_runtime.models.efficientnet import lite0_float_graph, load_lite0
+assert torch.backends.cpu.get_cpu_capability() == os.environ["ATEN_CPU_CAPABILITY"].upper()
+torch.set_num_threads(os.cpu_count() or 1)
+h, w, c = read_aqz(sys.argv[1]).meta["input"]["shape"]
+fg, m = lite0_float_graph(), load_lite0().eval()
+x = np.random.default_rng(0).integers(0, 256, (8, h, w, c), dtype=np.uint8)
+out = []
+for b in (1, 8):
+    xf = normalize_input(x[:b], fg)
+    with torch.no_grad():
+        out.append(["PyTorch fp32", b, time_fn(lambda: m(xf), int(sys.argv[2]))[0]])
+print(json.dumps(out))
+"""
 
 
-def child(code: str, path: Path, runs: int, isa: str | None = None):
+def child(code: str, path: Path, runs: int, isa: str | None = None, env: dict | None = None):
     """The JSON that `code` prints, run in a new process (the tvm instruction set is fixed per
-    process; the baselines' thread pools do not meet TVM's)."""
-    env = dict(os.environ, **({"AQ_TVM_ISA": isa} if isa else {}))
+    process; the baselines' thread pools do not meet TVM's), with `env` added."""
+    env = dict(os.environ, **({"AQ_TVM_ISA": isa} if isa else {}), **(env or {}))
     r = subprocess.run([sys.executable, "-c", code, str(path), str(runs)], env=env,
                        capture_output=True, text=True, check=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -94,6 +119,8 @@ def main() -> None:
                 times.setdefault((name, isa), []).append(tvm_times(paths[name], isa, args.runs))
         for bn, b, ms in child(BASELINES, paths["auto"], args.runs):
             bases.setdefault((bn, b), []).append(ms)
+        for bn, b, ms in child(PYTORCH_BASELINE, paths["auto"], args.runs, env=PYTORCH_AVX2):
+            bases.setdefault((bn + " (AVX2)", b), []).append(ms)
     base = {k: min(v) for k, v in bases.items()}
     lines = [f"machine: {describe()}",
              f"median ms over {args.runs} runs, per round ({args.rounds} rounds; each round "
@@ -106,16 +133,20 @@ def main() -> None:
                 ms = [r[b] for r in times[(name, isa)]]
                 best = min(ms)
                 pt = base[("PyTorch fp32", b)]
+                pt2 = base[("PyTorch fp32 (AVX2)", b)]
                 lines.append(f"{name:20s} {isa:12s} {b:5d} "
                              f"{' / '.join(f'{m:.2f}' for m in ms):>22s} "
                              f"{best / base[('ORT int8 QDQ', b)]:10.2f}x {best / pt:9.2f}x "
-                             f"{best / (ZEN3_ORT_INT8[b] * pt):23.2f}x")
-        for bn in ("ORT int8 QDQ", "ORT fp32", "PyTorch fp32"):
+                             f"{best / (ZEN3_ORT_INT8[b] * pt2):23.2f}x")
+        for bn in ("ORT int8 QDQ", "ORT fp32", "PyTorch fp32", "PyTorch fp32 (AVX2)"):
             lines.append(f"{bn:33s} {b:5d} "
                          f"{' / '.join(f'{m:.2f}' for m in bases[(bn, b)]):>22s}")
     lines += ["", "ratios use each row's and each baseline's fastest round; vs Zen3 ORT int8 "
               "(est.): the row against "
-              f"{ZEN3_ORT_INT8[1]}x / {ZEN3_ORT_INT8[8]}x this run's PyTorch fp32 (batch 1 / 8),",
+              f"{ZEN3_ORT_INT8[1]}x / {ZEN3_ORT_INT8[8]}x this run's PyTorch fp32 on its AVX2 "
+              "paths (batch 1 / 8;",
+              "PyTorch fp32 (AVX2): " + " ".join(f"{k}={v}" for k, v in PYTORCH_AVX2.items())
+              + "),",
               "ONNX Runtime int8's ratio to PyTorch fp32 in issue #16's AVX2-only Zen 3 run: "
               "an estimate, not a measurement on such a CPU",
               f"({time.time() - t0:.0f} s)"]

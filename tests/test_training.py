@@ -177,12 +177,14 @@ def test_ddp_equals_single_process(tmp_path):
             "--no-progress"]
     # same float summation order in every run; a crash prints every thread's Python stack
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1")
+    # benchmarks/avx2_emulated.py runs this under valgrind, some 20x slower
+    timeout = 300 * float(os.environ.get("AQ_TEST_TIMEOUT_SCALE", "1"))
 
     def train(out, *extra, procs=1):
         cmd = ([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
                 str(procs)] if procs > 1 else [sys.executable]) + ["-m", "aq_runtime.cli.train"]
         r = subprocess.run(cmd + args + list(extra) + ["--out", str(tmp_path / out)],
-                           capture_output=True, text=True, timeout=300, env=env)
+                           capture_output=True, text=True, timeout=timeout, env=env)
         assert r.returncode == 0, r.stderr[:4000] + "\n...\n" + r.stderr[-3000:]
         return (load_checkpoint(tmp_path / out / "last.pt")["model"],
                 [float(r["loss"]) for r in rows(tmp_path / out / "log.csv")])

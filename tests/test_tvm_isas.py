@@ -37,6 +37,37 @@ def test_gemm_compiles_to_the_instruction_sets_dot_product(isa):
         assert not re.search(pat, asm), (isa, pat)
 
 
+def test_cpu_features_are_what_the_process_can_execute(monkeypatch):
+    """The kernels' instruction set follows LLVM's host detection (CPUID and the register state
+    the OS enables, as numba, ONNX Runtime and PyTorch see it), not /proc/cpuinfo: under
+    valgrind, an AVX2-only CPU on any x86-64 host, /proc/cpuinfo still lists the host's
+    AVX-512. /proc/cpuinfo only where LLVM cannot tell."""
+    import llvmlite.binding as llvm
+
+    from aq_runtime.kernels.tvm import target
+
+    def flags(features):
+        monkeypatch.setattr(llvm, "get_host_cpu_features", features)
+        target.cpu_flags.cache_clear()
+        try:
+            return target.cpu_flags(), target.supported_isas()
+        finally:
+            target.cpu_flags.cache_clear()
+
+    haswell = {"avx": True, "avx2": True, "fma": True, "avx512f": False, "avx512vnni": False}
+    assert flags(lambda: haswell) == (frozenset({"avx2", "fma"}), ["avx2"])
+    zen4 = dict(haswell, avx512f=True, avx512bw=True, avx512vl=True, avx512vnni=True)
+    assert flags(lambda: zen4)[1] == ["avx512_vnni", "avx2"]
+    assert flags(lambda: dict(haswell, avxvnni=True))[1] == ["avx_vnni", "avx2"]
+
+    def unknown():
+        raise RuntimeError("failed to get host cpu features")
+    proc = Path("/proc/cpuinfo")
+    if proc.is_file():
+        line = next(s for s in proc.read_text().splitlines() if s.startswith(("flags", "Features")))
+        assert flags(unknown)[0] == frozenset(line.split(":", 1)[1].split())
+
+
 def test_every_instruction_set_of_this_cpu_gives_the_golden_logits(tmp_path):
     from aq_runtime.kernels.tvm.target import isa, missing_features, supported_isas
     if missing_features():

@@ -34,14 +34,32 @@ AARCH64 = {"kind": "llvm", "mtriple": "aarch64-linux-gnu", "mcpu": "generic",
            "mattr": ["+neon", "+dotprod"]}
 
 
+# the features this package asks about, as /proc/cpuinfo names them -> LLVM's name
+LLVM_NAMES = {"avx2": "avx2", "fma": "fma", "avx512f": "avx512f", "avx512bw": "avx512bw",
+              "avx512vl": "avx512vl", "avx512_vnni": "avx512vnni", "avx_vnni": "avxvnni",
+              "amx_int8": "amx-int8", "asimddp": "dotprod", "i8mm": "i8mm"}
+
+
 @lru_cache(maxsize=1)
 def cpu_flags() -> frozenset[str]:
+    """The CPU features this process can execute, named as /proc/cpuinfo names them: LLVM's
+    host detection (CPUID and the register state the OS enables, what numba, ONNX Runtime and
+    PyTorch also go by), else /proc/cpuinfo's flags (the kernel's view). The two differ under
+    an emulator: valgrind runs an AVX2-only CPU (LLVM: haswell) on any x86-64 host while
+    /proc/cpuinfo still lists the host's AVX-512."""
+    try:
+        import llvmlite.binding as llvm
+        have = llvm.get_host_cpu_features()
+    except Exception:  # LLVM cannot tell on this platform
+        have = None
+    if have:
+        return frozenset(f for f, name in LLVM_NAMES.items() if have.get(name, False))
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return frozenset()
     for line in text.splitlines():
-        if line.startswith("flags"):
+        if line.startswith("flags") or line.startswith("Features"):
             return frozenset(line.split(":", 1)[1].split())
     return frozenset()
 

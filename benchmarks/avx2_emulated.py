@@ -1,0 +1,135 @@
+"""Issue #16 on an AVX2-only CPU, emulated on this one: valgrind (`--tool=none`) executes x86-64
+code as a CPU without AVX-512 or VNNI (its CPUID: LLVM names it haswell, with AVX, AVX2 and FMA),
+on any x86-64 host, so ONNX Runtime, PyTorch, numba and this package (kernels/tvm/target.py's
+cpu_flags) all take their AVX2 paths. Numerics only: under valgrind code runs 10-50x slower and
+one thread at a time, so no timing comes from it.
+
+1. ONNX Runtime int8 as an AVX2-only CPU computes it: its static int8 QDQ models of Lite0
+   (calibrated on the 8 calibration photos' crops, as in fidelity_lite0.py; int8 weights, its
+   default; `reduce_range`, 7-bit weights; "u8u8", uint8 weights) on the 376 held-out crops,
+   under valgrind and natively on this CPU: DESIGN §7's four numbers against the float model.
+2. The test files whose outcome could depend on the CPU, each run by pytest under valgrind.
+
+Writes results/avx2_emulated.txt. About an hour on 2 cores (valgrind uses one).
+
+    python benchmarks/avx2_emulated.py [--skip-tests]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from aq_runtime.bench.fidelity import fidelity
+from aq_runtime.bench.machine import describe
+from aq_runtime.bench.ort_baseline import ORT_CONFIGS, ort_int8, ort_logits
+from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
+from aq_runtime.export.float_exec import run_float_graph
+from aq_runtime.models.efficientnet import lite0_float_graph, load_lite0
+
+ROOT = Path(__file__).resolve().parent.parent
+VALGRIND = ["valgrind", "--tool=none", "-q", "--trace-children=yes"]
+# the tests whose outcome could depend on the CPU: every backend's logits against the committed
+# hash (numba compiled for the emulated CPU, the tvm kernels it detects: AVX2), ONNX Runtime's
+# int8 (saturating without VNNI), float summation order in distributed training. (The AVX2
+# kernels' own tests run in CI on every x86 CPU: tests/test_tvm_isas.py.)
+TESTS = ("tests/test_golden_logits.py",
+         "tests/test_training.py::test_ddp_equals_single_process",
+         "tests/test_onnx_qdq.py")
+PROBE = ("from aq_runtime.kernels.tvm.target import supported_isas; "
+         "from aq_runtime.bench.machine import describe; print(describe(), supported_isas())")
+ORT_CHILD = """
+import sys
+import numpy as np
+from aq_runtime.bench.ort_baseline import ort_logits
+from aq_runtime.models.efficientnet import lite0_float_graph
+d = sys.argv[1]
+fg, x = lite0_float_graph(), np.load(d + "/heldout.npy")
+for name in sys.argv[2:]:
+    np.save(f"{d}/{name}.valgrind.npy", ort_logits(f"{d}/{name}.onnx", fg, x))
+"""
+
+
+def emulated(args: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(VALGRIND + args, capture_output=True, text=True, cwd=ROOT, **kw)
+
+
+def ort_rows(work: Path) -> list[str]:
+    fg = lite0_float_graph()
+    xc, _ = crops_of(CALIBRATION_PHOTOS)
+    xh, _ = crops_of(HELDOUT_PHOTOS)
+    np.save(work / "heldout.npy", xh)
+    f = run_float_graph(fg, xh)
+    module = load_lite0()
+    names = []
+    for config in ORT_CONFIGS:
+        _, path = ort_int8(module, fg, xc, str(work), config)
+        names.append(config)
+        shutil.move(path, work / f"{config}.onnx")
+    r = emulated([sys.executable, "-c", ORT_CHILD, str(work), *names])
+    if r.returncode:
+        raise SystemExit(f"ONNX Runtime under valgrind failed:\n{r.stderr[-3000:]}")
+    lines = [f"{'ONNX Runtime int8 QDQ':28s} {'CPU':24s} {'top-1':>7s} {'top-5':>7s} "
+             f"{'conf.':>7s} {'SQNR dB':>8s}"]
+    for name in names:
+        label = {"s8": "int8 weights (default)", "reduce_range": "reduce_range (7-bit)",
+                 "u8u8": "uint8 weights (u8u8)"}[name]
+        for cpu, logits in (("this CPU (native)", ort_logits(str(work / f"{name}.onnx"), fg, xh)),
+                            ("AVX2-only (valgrind)", np.load(work / f"{name}.valgrind.npy"))):
+            d = fidelity(f, logits)
+            lines.append(f"{label:28s} {cpu:24s} {d.top1_agreement:7.1%} {d.top5_containment:7.1%} "
+                         f"{d.confident_agreement:7.1%} {d.sqnr_db:8.2f}")
+    return lines
+
+
+def test_rows() -> list[str]:
+    lines = [f"{'pytest under valgrind (AVX2-only CPU)':62s} {'result':24s} {'minutes':>7s}"]
+    for spec in TESTS:
+        t = time.time()
+        r = emulated([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", spec],
+                     env=dict(os.environ, PYTHONFAULTHANDLER="1", AQ_TEST_TIMEOUT_SCALE="20"))
+        tail = [s for s in r.stdout.strip().splitlines() if s.strip()][-1:] or ["(no output)"]
+        result = tail[0].strip("= ").split(" in ")[0]
+        lines.append(f"{spec:62s} {result:24s} {(time.time() - t) / 60:7.1f}")
+        print(lines[-1], flush=True)
+        if r.returncode:
+            print(r.stdout[-4000:], r.stderr[-2000:])
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--skip-tests", action="store_true", help="only the ONNX Runtime rows")
+    a = ap.parse_args()
+    if not shutil.which("valgrind"):
+        raise SystemExit("avx2_emulated: needs valgrind (apt install valgrind)")
+    t0 = time.time()
+    probe = emulated([sys.executable, "-c", PROBE])
+    seen = probe.stdout.strip()
+    if probe.returncode or not seen.endswith("['avx2']"):
+        raise SystemExit(f"valgrind does not present an AVX2-only CPU here: {seen or probe.stderr}")
+    version = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout
+    with tempfile.TemporaryDirectory(prefix="aq-avx2-") as work:
+        lines = [f"host: {describe()}",
+                 f"emulated: {seen} ({version.strip()} --tool=none)", "",
+                 *ort_rows(Path(work))]
+    lines += ["", "top-1: agreement with the float top-1; top-5: float top-1 within the top-5; "
+              "conf.: agreement where float p >= 0.5", ""]
+    if not a.skip_tests:
+        lines += test_rows()
+    lines += ["", f"({time.time() - t0:.0f} s)"]
+    text = "\n".join(lines) + "\n"
+    (Path(__file__).parent / "results" / "avx2_emulated.txt").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
