@@ -7,17 +7,24 @@ one thread at a time, so no timing comes from it.
 1. ONNX Runtime int8 as an AVX2-only CPU computes it: its static int8 QDQ models of Lite0
    (calibrated on the 8 calibration photos' crops, as in fidelity_lite0.py; int8 weights, its
    default; `reduce_range`, 7-bit weights; "u8u8", uint8 weights) on the 376 held-out crops,
-   under valgrind and natively on this CPU: DESIGN §7's four numbers against the float model.
+   under valgrind and natively on this CPU: DESIGN §7's four numbers against the float model;
+   also the default model run as DequantizeLinear + float ops ("float-sim", graph optimizations
+   off), what the tests compare with.
 2. The test files whose outcome could depend on the CPU, each run by pytest under valgrind.
 
-Writes results/avx2_emulated.txt. About an hour on 2 cores (valgrind uses one).
+Writes results/avx2_emulated.txt; resumable: each part's result is kept in
+results/avx2_emulated.json as it finishes and skipped on a rerun (`--redo PART...`; `--only
+PART...` runs just those, e.g. two processes for two cores: valgrind runs one thread at a time).
+Parts: "ort" and each test spec of TESTS. Hours on one core (the DDP test's three
+training runs take over 20 minutes each under valgrind).
 
-    python benchmarks/avx2_emulated.py [--skip-tests]
+    python benchmarks/avx2_emulated.py [--only ort tests/test_golden_logits.py]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -36,6 +43,7 @@ from aq_runtime.export.float_exec import run_float_graph
 from aq_runtime.models.efficientnet import lite0_float_graph, load_lite0
 
 ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results"
 VALGRIND = ["valgrind", "--tool=none", "-q", "--trace-children=yes"]
 # the tests whose outcome could depend on the CPU: every backend's logits against the committed
 # hash (numba compiled for the emulated CPU, the tvm kernels it detects: AVX2), ONNX Runtime's
@@ -55,6 +63,7 @@ d = sys.argv[1]
 fg, x = lite0_float_graph(), np.load(d + "/heldout.npy")
 for name in sys.argv[2:]:
     np.save(f"{d}/{name}.valgrind.npy", ort_logits(f"{d}/{name}.onnx", fg, x))
+np.save(f"{d}/float-sim.valgrind.npy", ort_logits(f"{d}/s8.onnx", fg, x, optimize=False))
 """
 
 
@@ -69,45 +78,45 @@ def ort_rows(work: Path) -> list[str]:
     np.save(work / "heldout.npy", xh)
     f = run_float_graph(fg, xh)
     module = load_lite0()
-    names = []
     for config in ORT_CONFIGS:
         _, path = ort_int8(module, fg, xc, str(work), config)
-        names.append(config)
         shutil.move(path, work / f"{config}.onnx")
-    r = emulated([sys.executable, "-c", ORT_CHILD, str(work), *names])
+    r = emulated([sys.executable, "-c", ORT_CHILD, str(work), *ORT_CONFIGS])
     if r.returncode:
         raise SystemExit(f"ONNX Runtime under valgrind failed:\n{r.stderr[-3000:]}")
     lines = [f"{'ONNX Runtime int8 QDQ':28s} {'CPU':24s} {'top-1':>7s} {'top-5':>7s} "
              f"{'conf.':>7s} {'SQNR dB':>8s}"]
-    for name in names:
+    for name in (*ORT_CONFIGS, "float-sim"):
         label = {"s8": "int8 weights (default)", "reduce_range": "reduce_range (7-bit)",
-                 "u8u8": "uint8 weights (u8u8)"}[name]
-        for cpu, logits in (("this CPU (native)", ort_logits(str(work / f"{name}.onnx"), fg, xh)),
+                 "u8u8": "uint8 weights (u8u8)", "float-sim": "default, float-sim"}[name]
+        native = ort_logits(str(work / f"{'s8' if name == 'float-sim' else name}.onnx"), fg, xh,
+                            optimize=name != "float-sim")
+        for cpu, logits in (("this CPU (native)", native),
                             ("AVX2-only (valgrind)", np.load(work / f"{name}.valgrind.npy"))):
             d = fidelity(f, logits)
-            lines.append(f"{label:28s} {cpu:24s} {d.top1_agreement:7.1%} {d.top5_containment:7.1%} "
-                         f"{d.confident_agreement:7.1%} {d.sqnr_db:8.2f}")
+            lines.append(f"{label:28s} {cpu:24s} {d.top1_agreement:7.1%} "
+                         f"{d.top5_containment:7.1%} {d.confident_agreement:7.1%} "
+                         f"{d.sqnr_db:8.2f}")
     return lines
 
 
-def test_rows() -> list[str]:
-    lines = [f"{'pytest under valgrind (AVX2-only CPU)':62s} {'result':24s} {'minutes':>7s}"]
-    for spec in TESTS:
-        t = time.time()
-        r = emulated([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", spec],
-                     env=dict(os.environ, PYTHONFAULTHANDLER="1", AQ_TEST_TIMEOUT_SCALE="20"))
-        tail = [s for s in r.stdout.strip().splitlines() if s.strip()][-1:] or ["(no output)"]
-        result = tail[0].strip("= ").split(" in ")[0]
-        lines.append(f"{spec:62s} {result:24s} {(time.time() - t) / 60:7.1f}")
-        print(lines[-1], flush=True)
-        if r.returncode:
-            print(r.stdout[-4000:], r.stderr[-2000:])
-    return lines
+def test_row(spec: str) -> str:
+    """pytest `spec` under valgrind: its summary line and minutes."""
+    t = time.time()
+    r = emulated([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", spec],
+                 env=dict(os.environ, PYTHONFAULTHANDLER="1", AQ_TEST_TIMEOUT_SCALE="20"))
+    if r.returncode < 0:  # killed (by a signal): no result
+        raise SystemExit(f"{spec}: valgrind was killed ({-r.returncode})")
+    tail = [s for s in r.stdout.strip().splitlines() if s.strip()][-1:] or ["(no output)"]
+    if r.returncode:
+        print(r.stdout[-4000:], r.stderr[-2000:])
+    return f"{spec:62s} {tail[0].strip('= ').split(' in ')[0]:24s} {(time.time() - t) / 60:7.1f}"
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--skip-tests", action="store_true", help="only the ONNX Runtime rows")
+    ap.add_argument("--only", nargs="*", help="run just these parts")
+    ap.add_argument("--redo", nargs="*", default=[], help="run these parts again")
     a = ap.parse_args()
     if not shutil.which("valgrind"):
         raise SystemExit("avx2_emulated: needs valgrind (apt install valgrind)")
@@ -117,17 +126,34 @@ def main() -> None:
     if probe.returncode or not seen.endswith("['avx2']"):
         raise SystemExit(f"valgrind does not present an AVX2-only CPU here: {seen or probe.stderr}")
     version = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout
-    with tempfile.TemporaryDirectory(prefix="aq-avx2-") as work:
-        lines = [f"host: {describe()}",
-                 f"emulated: {seen} ({version.strip()} --tool=none)", "",
-                 *ort_rows(Path(work))]
-    lines += ["", "top-1: agreement with the float top-1; top-5: float top-1 within the top-5; "
-              "conf.: agreement where float p >= 0.5", ""]
-    if not a.skip_tests:
-        lines += test_rows()
-    lines += ["", f"({time.time() - t0:.0f} s)"]
+    store = RESULTS / "avx2_emulated.json"
+    parts = ("ort",) + TESTS
+    for part in parts:
+        done = json.loads(store.read_text()) if store.exists() else {}
+        if (a.only and part not in a.only) or (part in done and part not in a.redo):
+            continue
+        if part == "ort":
+            with tempfile.TemporaryDirectory(prefix="aq-avx2-") as work:
+                result = ort_rows(Path(work))
+        else:
+            result = [test_row(part)]
+        print("\n".join(result), flush=True)
+        done = json.loads(store.read_text()) if store.exists() else {}  # another process's
+        done[part] = result
+        done["emulated"] = f"{seen} ({version.strip()} --tool=none)"
+        tmp = store.with_suffix(".tmp")
+        tmp.write_text(json.dumps(done, indent=1))
+        tmp.replace(store)
+    done = json.loads(store.read_text()) if store.exists() else {}
+    lines = [f"host: {describe()}", f"emulated: {done.get('emulated', seen)}", "",
+             *done.get("ort", ["ONNX Runtime rows: not run"]), "",
+             "top-1: agreement with the float top-1; top-5: float top-1 within the top-5; "
+             "conf.: agreement where float p >= 0.5", "",
+             f"{'pytest under valgrind (AVX2-only CPU)':62s} {'result':24s} {'minutes':>7s}"]
+    lines += [done[t][0] if t in done else f"{t:62s} not run" for t in TESTS]
+    lines += ["", f"({time.time() - t0:.0f} s this run)"]
     text = "\n".join(lines) + "\n"
-    (Path(__file__).parent / "results" / "avx2_emulated.txt").write_text(text)
+    (RESULTS / "avx2_emulated.txt").write_text(text)
     print(text)
 
 

@@ -59,7 +59,7 @@ def cpu_flags() -> frozenset[str]:
     except OSError:
         return frozenset()
     for line in text.splitlines():
-        if line.startswith("flags") or line.startswith("Features"):
+        if line.startswith(("flags", "Features")):  # x86 / ARM
             return frozenset(line.split(":", 1)[1].split())
     return frozenset()
 
