@@ -151,7 +151,8 @@ def main() -> None:
              "conf.: agreement where float p >= 0.5", "",
              f"{'pytest under valgrind (AVX2-only CPU)':62s} {'result':24s} {'minutes':>7s}"]
     lines += [done[t][0] if t in done else f"{t:62s} not run" for t in TESTS]
-    lines += ["", f"({time.time() - t0:.0f} s this run)"]
+    lines += ["", "(each part as it finished, kept in avx2_emulated.json; "
+              f"this run {time.time() - t0:.0f} s)"]
     text = "\n".join(lines) + "\n"
     (RESULTS / "avx2_emulated.txt").write_text(text)
     print(text)
