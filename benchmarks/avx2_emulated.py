@@ -9,7 +9,9 @@ one thread at a time, so no timing comes from it.
    default; `reduce_range`, 7-bit weights; "u8u8", uint8 weights) on the 376 held-out crops,
    under valgrind and natively on this CPU: DESIGN §7's four numbers against the float model;
    also the default model run as DequantizeLinear + float ops ("float-sim", graph optimizations
-   off), what the tests compare with.
+   off), what the tests compare with; and natively with its MLAS dispatch patched to the AVX2
+   kernels (benchmarks/ort_avx2.py, what tvm_isas_lite0.py times), whose logits must be the
+   emulated ones on every crop (the last column counts the crops that are).
 2. The test files whose outcome could depend on the CPU, each run by pytest under valgrind.
 
 Writes results/avx2_emulated.txt; resumable: each part's result is kept in
@@ -35,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ort_avx2 import make as ort_avx2_package
+
 from aq_runtime.bench.fidelity import fidelity
 from aq_runtime.bench.machine import describe
 from aq_runtime.bench.ort_baseline import ORT_CONFIGS, ort_int8, ort_logits
@@ -46,24 +50,32 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
 VALGRIND = ["valgrind", "--tool=none", "-q", "--trace-children=yes"]
 # the tests whose outcome could depend on the CPU: every backend's logits against the committed
-# hash (numba compiled for the emulated CPU, the tvm kernels it detects: AVX2), ONNX Runtime's
-# int8 (saturating without VNNI), float summation order in distributed training. (The AVX2
-# kernels' own tests run in CI on every x86 CPU: tests/test_tvm_isas.py.)
+# hash (numba compiled for the emulated CPU, the tvm kernels it detects: AVX2), every backend
+# == the reference on the CI graphs (Lite0 mixed 1..16 bits and ternary, B0, digits, random
+# graphs), ONNX Runtime's int8 (saturating without VNNI), float summation order in distributed
+# training. (The AVX2 kernels' own tests, and test_backends.py forced onto them, run in CI on
+# every x86 CPU: tests/test_tvm_isas.py; here numba, numpy and the CPU detection are the
+# emulated CPU's too.)
 TESTS = ("tests/test_golden_logits.py",
+         "tests/test_backends.py",
          "tests/test_training.py::test_ddp_equals_single_process",
          "tests/test_onnx_qdq.py")
 PROBE = ("from aq_runtime.kernels.tvm.target import supported_isas; "
          "from aq_runtime.bench.machine import describe; print(describe(), supported_isas())")
 ORT_CHILD = """
 import sys
+from pathlib import Path
 import numpy as np
+import onnxruntime
 from aq_runtime.bench.ort_baseline import ort_logits
 from aq_runtime.models.efficientnet import lite0_float_graph
-d = sys.argv[1]
+d, run = sys.argv[1:3]  # valgrind: the installed package, emulated; avx2: ort_avx2's, natively
+assert (Path(onnxruntime.__file__).parent / ".avx2").is_file() == (run == "avx2")
 fg, x = lite0_float_graph(), np.load(d + "/heldout.npy")
-for name in sys.argv[2:]:
-    np.save(f"{d}/{name}.valgrind.npy", ort_logits(f"{d}/{name}.onnx", fg, x))
-np.save(f"{d}/float-sim.valgrind.npy", ort_logits(f"{d}/s8.onnx", fg, x, optimize=False))
+for name in sys.argv[3:]:
+    np.save(f"{d}/{name}.{run}.npy", ort_logits(f"{d}/{name}.onnx", fg, x))
+if run == "valgrind":
+    np.save(f"{d}/float-sim.valgrind.npy", ort_logits(f"{d}/s8.onnx", fg, x, optimize=False))
 """
 
 
@@ -81,22 +93,30 @@ def ort_rows(work: Path) -> list[str]:
     for config in ORT_CONFIGS:
         _, path = ort_int8(module, fg, xc, str(work), config)
         shutil.move(path, work / f"{config}.onnx")
-    r = emulated([sys.executable, "-c", ORT_CHILD, str(work), *ORT_CONFIGS])
+    r = emulated([sys.executable, "-c", ORT_CHILD, str(work), "valgrind", *ORT_CONFIGS])
     if r.returncode:
         raise SystemExit(f"ONNX Runtime under valgrind failed:\n{r.stderr[-3000:]}")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ort_avx2_package(work)), os.environ.get("PYTHONPATH", "")]))
+    subprocess.run([sys.executable, "-c", ORT_CHILD, str(work), "avx2", *ORT_CONFIGS], env=env,
+                   cwd=ROOT, check=True, capture_output=True)
     lines = [f"{'ONNX Runtime int8 QDQ':28s} {'CPU':24s} {'top-1':>7s} {'top-5':>7s} "
-             f"{'conf.':>7s} {'SQNR dB':>8s}"]
+             f"{'conf.':>7s} {'SQNR dB':>8s}  == AVX2-only"]
     for name in (*ORT_CONFIGS, "float-sim"):
         label = {"s8": "int8 weights (default)", "reduce_range": "reduce_range (7-bit)",
                  "u8u8": "uint8 weights (u8u8)", "float-sim": "default, float-sim"}[name]
         native = ort_logits(str(work / f"{'s8' if name == 'float-sim' else name}.onnx"), fg, xh,
                             optimize=name != "float-sim")
-        for cpu, logits in (("this CPU (native)", native),
-                            ("AVX2-only (valgrind)", np.load(work / f"{name}.valgrind.npy"))):
+        emu = np.load(work / f"{name}.valgrind.npy")
+        rows = [("this CPU (native)", native), ("AVX2-only (valgrind)", emu)]
+        if name != "float-sim":
+            rows.append(("AVX2 kernels (ort_avx2)", np.load(work / f"{name}.avx2.npy")))
+        for cpu, logits in rows:
             d = fidelity(f, logits)
+            same = (logits == emu).all(axis=1).sum()
             lines.append(f"{label:28s} {cpu:24s} {d.top1_agreement:7.1%} "
                          f"{d.top5_containment:7.1%} {d.confident_agreement:7.1%} "
-                         f"{d.sqnr_db:8.2f}")
+                         f"{d.sqnr_db:8.2f}  {same}/{len(emu)} crops")
     return lines
 
 
