@@ -10,7 +10,7 @@ one thread at a time, so no timing comes from it.
    under valgrind and natively on this CPU: DESIGN §7's four numbers against the float model;
    also the default model run as DequantizeLinear + float ops ("float-sim", graph optimizations
    off), what the tests compare with; and natively with its MLAS dispatch patched to the AVX2
-   kernels (benchmarks/ort_avx2.py, what tvm_isas_lite0.py times), whose logits must be the
+   kernels (benchmarks/ort_isa.py, what tvm_isas_lite0.py times), whose logits must be the
    emulated ones on every crop (the last column counts the crops that are).
 2. The test files whose outcome could depend on the CPU, each run by pytest under valgrind.
 
@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ort_avx2 import make as ort_avx2_package
+from ort_isa import make as ort_isa_package
 
 from aq_runtime.bench.fidelity import fidelity
 from aq_runtime.bench.machine import describe
@@ -69,8 +69,9 @@ import numpy as np
 import onnxruntime
 from aq_runtime.bench.ort_baseline import ort_logits
 from aq_runtime.models.efficientnet import lite0_float_graph
-d, run = sys.argv[1:3]  # valgrind: the installed package, emulated; avx2: ort_avx2's, natively
-assert (Path(onnxruntime.__file__).parent / ".avx2").is_file() == (run == "avx2")
+d, run = sys.argv[1:3]  # valgrind: the installed package, emulated; avx2: ort_isa's, natively
+mark = Path(onnxruntime.__file__).parent / ".isa"
+assert (mark.read_text().strip() if mark.is_file() else "valgrind") == run
 fg, x = lite0_float_graph(), np.load(d + "/heldout.npy")
 for name in sys.argv[3:]:
     np.save(f"{d}/{name}.{run}.npy", ort_logits(f"{d}/{name}.onnx", fg, x))
@@ -97,7 +98,7 @@ def ort_rows(work: Path) -> list[str]:
     if r.returncode:
         raise SystemExit(f"ONNX Runtime under valgrind failed:\n{r.stderr[-3000:]}")
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(ort_avx2_package(work)), os.environ.get("PYTHONPATH", "")]))
+        [str(ort_isa_package(work, "avx2")), os.environ.get("PYTHONPATH", "")]))
     subprocess.run([sys.executable, "-c", ORT_CHILD, str(work), "avx2", *ORT_CONFIGS], env=env,
                    cwd=ROOT, check=True, capture_output=True)
     lines = [f"{'ONNX Runtime int8 QDQ':28s} {'CPU':24s} {'top-1':>7s} {'top-5':>7s} "
@@ -110,7 +111,7 @@ def ort_rows(work: Path) -> list[str]:
         emu = np.load(work / f"{name}.valgrind.npy")
         rows = [("this CPU (native)", native), ("AVX2-only (valgrind)", emu)]
         if name != "float-sim":
-            rows.append(("AVX2 kernels (ort_avx2)", np.load(work / f"{name}.avx2.npy")))
+            rows.append(("AVX2 kernels (ort_isa)", np.load(work / f"{name}.avx2.npy")))
         for cpu, logits in rows:
             d = fidelity(f, logits)
             same = (logits == emu).all(axis=1).sum()

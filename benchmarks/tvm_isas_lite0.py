@@ -3,14 +3,14 @@
 `--target avx2` (no 8-bit weight codes), batch 1 and 8; PyTorch fp32 and ONNX Runtime fp32 /
 int8 of the same float model measured in the same run. On an AVX-512 CPU the avx2 rows are the
 AVX2 kernels run there, not an AVX2-only CPU's timings; beside them, ONNX Runtime int8's own
-AVX2 kernels on the same cores (its default and its reduce_range model; benchmarks/ort_avx2.py:
-a copy of onnxruntime whose MLAS dispatch skips AVX-VNNI and AVX-512, bit-exact with valgrind's
-AVX2-only emulation), AVX2 code against AVX2 code. The table also shows each row against
-the issue's Zen 3 run (ONNX Runtime int8 there at 0.33x PyTorch fp32 eager's batch-1 latency,
-0.37x at batch 8), an estimate with PyTorch fp32 as the yardstick between the two CPUs: PyTorch
-here restricted to its AVX2 code paths (oneDNN, ATen and MKL each have a switch), as it ran on
-the Zen 3.
-Writes results/tvm_isas_lite0.txt (and .json). About 6 minutes on 2 cores.
+kernels for each instruction set on the same cores (its default and its reduce_range model;
+benchmarks/ort_isa.py: a copy of onnxruntime whose MLAS dispatch skips the sets above it; for
+AVX2 bit-exact with valgrind's AVX2-only emulation): AVX2 code against AVX2 code, AVX-VNNI
+against AVX-VNNI. The table also shows each row against the issue's Zen 3 run (ONNX Runtime
+int8 there at 0.33x PyTorch fp32 eager's batch-1 latency, 0.37x at batch 8), an estimate with
+PyTorch fp32 as the yardstick between the two CPUs: PyTorch here restricted to its AVX2 code
+paths (oneDNN, ATen and MKL each have a switch), as it ran on the Zen 3.
+Writes results/tvm_isas_lite0.txt (and .json). About 4 minutes on 2 cores.
 
     python benchmarks/tvm_isas_lite0.py [--keep runs/tvm_isas] [--rounds 3] [--runs 30]
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ort_avx2 import make as ort_avx2_package
+from ort_isa import make as ort_isa_package
 
 from aq_runtime.bench.machine import describe
 from aq_runtime.bench.ort_baseline import ort_int8
@@ -84,18 +84,20 @@ for b in (1, 8):
         out.append(["PyTorch fp32", b, time_fn(lambda: m(xf), int(sys.argv[2]))[0]])
 print(json.dumps(out))
 """
-# ONNX Runtime int8's AVX2 kernels (PYTHONPATH: ort_avx2's copy), its default and reduce_range
-# QDQ models (argv[1]: the folder holding them, made by the unpatched package in main)
-ORT_AVX2 = {"s8": "ORT int8 AVX2", "reduce_range": "ORT int8 rr AVX2"}
-ORT_AVX2_CHILD = """
+# ONNX Runtime int8's kernels for one instruction set (the installed package for this CPU's
+# best, else ort_isa's copy on PYTHONPATH), its default and reduce_range QDQ models (argv[1]:
+# the folder holding them, made by the installed package in main); rows "ORT int8[ rr] <isa>"
+ORT_ISA_CHILD = """
 import json, os, sys
 from pathlib import Path
 import numpy as np
 import onnxruntime as ort
-assert (Path(ort.__file__).parent / ".avx2").is_file(), ort.__file__
 from aq_runtime.bench.latency import time_fn
 from aq_runtime.export.float_exec import normalize_input
 from aq_runtime.models.efficientnet import lite0_float_graph
+mark = Path(ort.__file__).parent / ".isa"
+assert (mark.read_text().strip() if mark.is_file() else None) == (os.environ.get("ORT_ISA")
+                                                                  or None), ort.__file__
 fg = lite0_float_graph()
 c, h, w = fg.input_shape
 x = np.random.default_rng(0).integers(0, 256, (8, h, w, c), dtype=np.uint8)
@@ -103,13 +105,14 @@ o = ort.SessionOptions()
 o.log_severity_level = 3
 o.intra_op_num_threads = os.cpu_count() or 1
 out = []
-for name, file in (("%s", "model_int8.onnx"), ("%s", "model_int8_reduce_range.onnx")):
+for name, file in (("ORT int8", "model_int8.onnx"),
+                   ("ORT int8 rr", "model_int8_reduce_range.onnx")):
     s = ort.InferenceSession(str(Path(sys.argv[1]) / file), o, providers=["CPUExecutionProvider"])
     for b in (1, 8):
         xn = normalize_input(x[:b], fg).numpy()
         out.append([name, b, time_fn(lambda: s.run(None, {"x": xn}), int(sys.argv[2]))[0]])
 print(json.dumps(out))
-""" % (ORT_AVX2["s8"], ORT_AVX2["reduce_range"])
+"""
 
 
 def child(code: str, path: Path, runs: int, isa: str | None = None, env: dict | None = None):
@@ -144,14 +147,17 @@ def main() -> None:
         if not paths[name].is_file():
             export_to_file(fg, xc, paths[name], ExportOptions(bits="auto", progress=False, **opts))
     ort_dir = keep / "ort"  # ONNX Runtime's int8 models, as baseline_timings makes them
-    for config in ORT_AVX2:
+    for config in ("s8", "reduce_range"):
         if not (ort_dir / ("model_int8.onnx" if config == "s8" else
                            f"model_int8_{config}.onnx")).is_file():
             ort_dir.mkdir(exist_ok=True)
             ort_int8(load_lite0(), fg, calibration_images(fg, None)[::4], str(ort_dir), config)
-    avx2_env = {"PYTHONPATH": os.pathsep.join(
-        [str(ort_avx2_package(keep / "ort_avx2")), os.environ.get("PYTHONPATH", "")])}
     isas = supported_isas()
+    ort_env = {isa: {"ORT_ISA": "", "PYTHONPATH": os.environ.get("PYTHONPATH", "")} if i == 0
+               else {"ORT_ISA": isa, "PYTHONPATH": os.pathsep.join(
+                   [str(ort_isa_package(keep / f"ort_{isa}", isa)),
+                    os.environ.get("PYTHONPATH", "")])}
+               for i, isa in enumerate(isas)}  # the installed package for the best one
     times: dict[tuple[str, str], list[dict[int, float]]] = {}
     bases: dict[tuple[str, int], list[float]] = {}
     for _ in tqdm(range(args.rounds), desc="rounds"):  # interleaved: this VM is noisy
@@ -162,14 +168,15 @@ def main() -> None:
             bases.setdefault((bn, b), []).append(ms)
         for bn, b, ms in child(PYTORCH_BASELINE, paths["auto"], args.runs, env=PYTORCH_AVX2):
             bases.setdefault((bn + " (AVX2)", b), []).append(ms)
-        for bn, b, ms in child(ORT_AVX2_CHILD, ort_dir, args.runs, env=avx2_env):
-            bases.setdefault((bn, b), []).append(ms)
+        for isa in isas:
+            for bn, b, ms in child(ORT_ISA_CHILD, ort_dir, args.runs, env=ort_env[isa]):
+                bases.setdefault((f"{bn} {isa}", b), []).append(ms)
     base = {k: min(v) for k, v in bases.items()}
     lines = [f"machine: {describe()}",
              f"median ms over {args.runs} runs, per round ({args.rounds} rounds; each round "
              "runs every row and the baselines, one process each)", "",
              f"{'model':20s} {'isa':12s} {'batch':>5s} {'median ms (rounds)':>22s} "
-             f"{'vs ORT int8':>11s} {'vs its AVX2 (rr)':>17s} {'vs PyTorch':>10s} "
+             f"{'vs ORT int8':>11s} {'same isa (rr)':>15s} {'vs PyTorch':>10s} "
              f"{'vs Zen3 ORT (est.)':>18s}"]
     for b in BATCHES:
         for name in paths:
@@ -178,22 +185,22 @@ def main() -> None:
                 best = min(ms)
                 pt = base[("PyTorch fp32", b)]
                 pt2 = base[("PyTorch fp32 (AVX2)", b)]
-                avx2 = (f"{best / base[(ORT_AVX2['s8'], b)]:.2f}x "
-                        f"({best / base[(ORT_AVX2['reduce_range'], b)]:.2f}x)"
-                        if isa == "avx2" else "")
+                same = (f"{best / base[(f'ORT int8 {isa}', b)]:.2f}x "
+                        f"({best / base[(f'ORT int8 rr {isa}', b)]:.2f}x)")
                 lines.append(f"{name:20s} {isa:12s} {b:5d} "
                              f"{' / '.join(f'{m:.2f}' for m in ms):>22s} "
-                             f"{best / base[('ORT int8 QDQ', b)]:10.2f}x {avx2:>17s} "
+                             f"{best / base[('ORT int8 QDQ', b)]:10.2f}x {same:>15s} "
                              f"{best / pt:9.2f}x {best / (ZEN3_ORT_INT8[b] * pt2):17.2f}x")
-        for bn in ("ORT int8 QDQ", *ORT_AVX2.values(), "ORT fp32", "PyTorch fp32",
-                   "PyTorch fp32 (AVX2)"):
+        for bn in ("ORT int8 QDQ", *(f"ORT int8{rr} {isa}" for isa in isas for rr in ("", " rr")),
+                   "ORT fp32", "PyTorch fp32", "PyTorch fp32 (AVX2)"):
             lines.append(f"{bn:33s} {b:5d} "
                          f"{' / '.join(f'{m:.2f}' for m in bases[(bn, b)]):>22s}")
-    lines += ["", "ratios use each row's and each baseline's fastest round; ORT int8: ONNX "
-              "Runtime's kernels for this CPU; ORT int8 (rr) AVX2: its",
-              "AVX2-only kernels for its default (reduce_range) model on this CPU's cores "
-              "(benchmarks/ort_avx2.py; == valgrind's AVX2-only emulation), vs its AVX2: the "
-              "avx2 rows against them;",
+    lines += ["", "ratios use each row's and each baseline's fastest round; vs ORT int8: "
+              "against ONNX Runtime's default int8 model (ORT int8 QDQ, its kernels",
+              "for this CPU); same isa (rr): against its default (reduce_range) model run by its "
+              "kernels for the row's instruction set (ORT int8[ rr] <isa>:",
+              "benchmarks/ort_isa.py's copy of onnxruntime whose MLAS dispatch skips the sets "
+              "above it; for avx2 == valgrind's AVX2-only emulation, benchmarks/avx2_emulated.py);",
               "vs Zen3 ORT (est.): the row against "
               f"{ZEN3_ORT_INT8[1]}x / {ZEN3_ORT_INT8[8]}x this run's PyTorch fp32 on its AVX2 "
               "paths (batch 1 / 8;",
