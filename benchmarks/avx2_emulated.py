@@ -39,7 +39,7 @@ import numpy as np
 
 from ort_isa import make as ort_isa_package
 
-from aq_runtime.bench.fidelity import fidelity
+from aq_runtime.bench.fidelity import LEGEND, fidelity
 from aq_runtime.bench.machine import describe
 from aq_runtime.bench.ort_baseline import ORT_CONFIGS, ort_int8, ort_logits
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
@@ -168,8 +168,7 @@ def main() -> None:
     done = json.loads(store.read_text()) if store.exists() else {}
     lines = [f"host: {describe()}", f"emulated: {done.get('emulated', seen)}", "",
              *done.get("ort", ["ONNX Runtime rows: not run"]), "",
-             "top-1: agreement with the float top-1; top-5: float top-1 within the top-5; "
-             "conf.: agreement where float p >= 0.5", "",
+             LEGEND, "",
              f"{'pytest under valgrind (AVX2-only CPU)':62s} {'result':24s} {'minutes':>7s}"]
     lines += [done[t][0] if t in done else f"{t:62s} not run" for t in TESTS]
     lines += ["", "(each part as it finished, kept in avx2_emulated.json; "

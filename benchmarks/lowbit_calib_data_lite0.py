@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from aq_runtime.bench.fidelity import fidelity
+from aq_runtime.bench.fidelity import LEGEND, fidelity
 from aq_runtime.bench.machine import describe
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
 from aq_runtime.export.api import export_graph
@@ -127,8 +127,7 @@ def main() -> None:
     secs = [f"{n}: {d['export_s']:.0f} s" for n, d in done.items() if d["export_s"] > 0]
     lines += ["", "export wall times (a paused run counts its pause): " + "; ".join(secs)
               if secs else "",
-              "top-1: agreement with the float top-1; top-5: float top-1 within the top-5; "
-              "conf.: agreement where float p >= 0.5"]
+              LEGEND]
     text = "\n".join(lines) + "\n"
     (RESULTS / "lowbit_calib_data_lite0.txt").write_text(text)
     print(text)

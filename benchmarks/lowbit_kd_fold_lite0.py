@@ -27,7 +27,7 @@ from lowbit_lite0 import KD_BLOCKS, KD_EPOCHS, KD_LR
 from train_lite0_kd import kd_config
 
 import aq_runtime.data.photos as photos
-from aq_runtime.bench.fidelity import fidelity
+from aq_runtime.bench.fidelity import LEGEND, fidelity
 from aq_runtime.bench.machine import describe
 from aq_runtime.export.float_exec import run_float_graph
 from aq_runtime.format import read_aqz
@@ -82,9 +82,7 @@ def main() -> None:
         for r in csv.DictReader(fh):
             lines.append(f"  epoch {float(r['epoch']):4.1f}  {float(r['int_sqnr_db']):6.2f} / "
                          f"{float(r['heldout_int_sqnr_db']):6.2f}")
-    lines += ["", "top-1: agreement with the float top-1; top-5: float top-1 within the top-5; "
-                  "conf.: agreement where float p >= 0.5",
-              f"(training {json.loads(clock.read_text())['seconds']:.0f} s)"]
+    lines += ["", LEGEND, f"(training {json.loads(clock.read_text())['seconds']:.0f} s)"]
     text = "\n".join(lines) + "\n"
     (RESULTS / "lowbit_kd_fold_lite0.txt").write_text(text)
     print(text)

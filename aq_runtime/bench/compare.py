@@ -16,7 +16,7 @@ from ..format import read_aqz, write_aqz
 from ..format.inspect import average_act_bits, average_weight_bits
 from ..quant.cost import micronet_score
 from ..runtime import Session
-from .fidelity import Fidelity, argmax_lowest, fidelity
+from .fidelity import LEGEND, Fidelity, argmax_lowest, fidelity
 
 # The textbook export (per-tensor min/max ranges, nearest rounding: ONNX Runtime's method), the
 # default uniform 8 bits (mixed-granularity ranges, bias correction) and `--bits auto`.
@@ -128,8 +128,7 @@ def format_rows(rows: list[Row], with_seconds: bool = False) -> str:
         lines.append(head + f"{score} {r.fid.top1_agreement:>6.1%} {r.fid.top5_containment:>6.1%} "
                      f"{r.fid.confident_agreement:>6.1%} {r.fid.sqnr_db:>8.2f} {fq}{secs}")
     n_conf = next((r.fid.n_confident for r in rows if r.fid), 0)
-    lines += ["", "top-1: agreement with the float top-1; top-5: float top-1 within the top-5; "
-              f"conf.: agreement where float p >= 0.5 ({n_conf} crops); int=fq: integer vs its "
+    lines += ["", f"{LEGEND} ({n_conf} crops); int=fq: integer vs its "
               "fake-quant model; textbook 8: uniform 8 bits with per-tensor min/max ranges and "
               "nearest rounding, ONNX Runtime's static int8 method (no mixed ranges, no bias "
               "correction)"]

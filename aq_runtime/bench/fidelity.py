@@ -9,6 +9,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 CONFIDENT = 0.5
+# the legend under the fidelity tables: what the three agreement columns count
+LEGEND = ("top-1: agreement with the float top-1; top-5: float top-1 within the top-5; "
+          f"conf.: agreement where float p >= {CONFIDENT:g}")
 
 
 @dataclass
