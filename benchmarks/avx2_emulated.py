@@ -36,7 +36,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from ort_isa import make as ort_isa_package
 
 from aq_runtime.bench.fidelity import LEGEND, fidelity
@@ -44,6 +43,7 @@ from aq_runtime.bench.machine import describe
 from aq_runtime.bench.ort_baseline import ORT_CONFIGS, ort_int8, ort_logits
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
 from aq_runtime.export.float_exec import run_float_graph
+from aq_runtime.files import atomic_open
 from aq_runtime.models.efficientnet import lite0_float_graph, load_lite0
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -148,9 +148,12 @@ def main() -> None:
         raise SystemExit(f"valgrind does not present an AVX2-only CPU here: {seen or probe.stderr}")
     version = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout
     store = RESULTS / "avx2_emulated.json"
-    parts = ("ort",) + TESTS
-    for part in parts:
-        done = json.loads(store.read_text()) if store.exists() else {}
+
+    def stored() -> dict:  # as the last process to finish a part left it
+        return json.loads(store.read_text()) if store.exists() else {}
+
+    for part in ("ort",) + TESTS:
+        done = stored()
         if (a.only and part not in a.only) or (part in done and part not in a.redo):
             continue
         if part == "ort":
@@ -159,13 +162,12 @@ def main() -> None:
         else:
             result = [test_row(part)]
         print("\n".join(result), flush=True)
-        done = json.loads(store.read_text()) if store.exists() else {}  # another process's
+        done = stored()  # with what another process added meanwhile
         done[part] = result
         done["emulated"] = f"{seen} ({version.strip()} --tool=none)"
-        tmp = store.with_suffix(".tmp")
-        tmp.write_text(json.dumps(done, indent=1))
-        tmp.replace(store)
-    done = json.loads(store.read_text()) if store.exists() else {}
+        with atomic_open(store, "w") as fh:  # a temp file of its own, then renamed
+            json.dump(done, fh, indent=1)
+    done = stored()
     lines = [f"host: {describe()}", f"emulated: {done.get('emulated', seen)}", "",
              *done.get("ort", ["ONNX Runtime rows: not run"]), "",
              LEGEND, "",

@@ -25,12 +25,11 @@ import sys
 import time
 from pathlib import Path
 
+from ort_isa import make as ort_isa_package
 from tqdm import tqdm
 
-from ort_isa import make as ort_isa_package
-
 from aq_runtime.bench.machine import describe
-from aq_runtime.bench.ort_baseline import ort_int8
+from aq_runtime.bench.ort_baseline import int8_file, ort_int8
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, crops_of
 from aq_runtime.export.api import export_to_file
 from aq_runtime.export.options import ExportOptions
@@ -105,14 +104,13 @@ o = ort.SessionOptions()
 o.log_severity_level = 3
 o.intra_op_num_threads = os.cpu_count() or 1
 out = []
-for name, file in (("ORT int8", "model_int8.onnx"),
-                   ("ORT int8 rr", "model_int8_reduce_range.onnx")):
+for name, file in (("ORT int8", %r), ("ORT int8 rr", %r)):
     s = ort.InferenceSession(str(Path(sys.argv[1]) / file), o, providers=["CPUExecutionProvider"])
     for b in (1, 8):
         xn = normalize_input(x[:b], fg).numpy()
         out.append([name, b, time_fn(lambda: s.run(None, {"x": xn}), int(sys.argv[2]))[0]])
 print(json.dumps(out))
-"""
+""" % (int8_file("s8"), int8_file("reduce_range"))
 
 
 def child(code: str, path: Path, runs: int, isa: str | None = None, env: dict | None = None):
@@ -148,8 +146,7 @@ def main() -> None:
             export_to_file(fg, xc, paths[name], ExportOptions(bits="auto", progress=False, **opts))
     ort_dir = keep / "ort"  # ONNX Runtime's int8 models, as baseline_timings makes them
     for config in ("s8", "reduce_range"):
-        if not (ort_dir / ("model_int8.onnx" if config == "s8" else
-                           f"model_int8_{config}.onnx")).is_file():
+        if not (ort_dir / int8_file(config)).is_file():
             ort_dir.mkdir(exist_ok=True)
             ort_int8(load_lite0(), fg, calibration_images(fg, None)[::4], str(ort_dir), config)
     isas = supported_isas()

@@ -32,6 +32,11 @@ def export_onnx(module, fg: FloatGraph, path: str) -> None:
 ORT_CONFIGS = ("s8", "u8u8", "reduce_range")  # weights int8 (default) / uint8 / int8 in 7 bits
 
 
+def int8_file(config: str) -> str:
+    """The file name `ort_int8` gives the QDQ model of `config` in its folder."""
+    return "model_int8.onnx" if config == "s8" else f"model_int8_{config}.onnx"
+
+
 def ort_int8(module, fg: FloatGraph, calib: np.ndarray, workdir: str | None = None,
              config: str = "s8") -> tuple[str, str]:
     """(fp32 .onnx path, int8 QDQ .onnx path) for `module`, calibrated on `calib` images, in
@@ -50,7 +55,7 @@ def ort_int8(module, fg: FloatGraph, calib: np.ndarray, workdir: str | None = No
         raise ValueError(f"unknown ONNX Runtime int8 configuration {config!r}")
     d = workdir or tempfile.mkdtemp(prefix="aq-ort-")
     fp32 = os.path.join(d, "model_fp32.onnx")
-    int8 = os.path.join(d, "model_int8.onnx" if config == "s8" else f"model_int8_{config}.onnx")
+    int8 = os.path.join(d, int8_file(config))
     export_onnx(module, fg, fp32)
 
     class Reader(CalibrationDataReader):
