@@ -3,7 +3,8 @@
 One row per model, all scored on the 376 held-out crops (never used for calibration): uniform
 weight bits 8/6/5/4/3 (activations 8) and `--bits auto` at weight budgets 0.375/0.5/0.625/0.75
 of uniform 8's bytes, each exported with nearest rounding (the default export), with MSE
-clipping, (auto) with per-channel bits, and with learned rounding on top; three rows with
+clipping, (auto) with per-channel bits, and with learned rounding on top, and (auto) the last
+two with weight groups (`--weight-groups 16`); three rows with
 activation widths below 8 (`--act-bits auto`, at most 10% more logit noise); the KD-trained
 model at each budget (`aq-train --kd-only --init-aqz` from that budget's learned export, bits
 frozen, logits + block distillation, its final checkpoint; time column: training); two
@@ -44,6 +45,7 @@ AUTO = (("nearest", {}), ("mse", MSE), ("mse-ch", CHANNEL),
         ("learned", {**LEARNED, "allocation": "channel"}))
 
 
+GROUPS = 16  # rows "gN": + a multiplier 1..8 per N weights of 2..5-bit channels
 ACT_AUTO = {"act_bits": "auto"}  # activation widths 2..8 where they add <= 10% logit noise
 SYNTHETIC = 32  # data-free rows: calibration images synthesized from BatchNorm statistics
 KD = "kd"  # rows trained from their budget's learned export: aq-train --kd-only --init-aqz
@@ -58,6 +60,11 @@ def rows_wanted() -> list[tuple[str, object, dict]]:
     for budget in (0.75, 0.625, 0.5, 0.375):
         for tag, opts in AUTO:
             out.append((f"auto {budget} {tag}", "auto", {"budget": budget, **opts}))
+    for budget in (0.75, 0.625, 0.5, 0.375):
+        for tag, opts in AUTO[2:]:
+            out.append((f"auto {budget} {tag} g{GROUPS}", "auto",
+                        {"budget": budget, **opts, "allocation": "channel",
+                         "weight_groups": GROUPS}))
     out.append(("w8 nearest act-auto", {"weight": 8, "act": 8}, ACT_AUTO))
     for budget in (0.75, 0.5):
         out.append((f"auto {budget} learned act-auto", "auto",
@@ -174,6 +181,8 @@ def main() -> None:
             "mse-ch: + per-channel bits (--allocation channel);\nlearned: mse (uniform) or "
             "mse-ch (auto) + learned rounding (--rounding learned: block reconstruction on the "
             "calibration crops\nand augmented views of them, 1024 images, 200 steps per block); "
+            f"g{GROUPS}: + a multiplier 1..8 per {GROUPS} weights of 2..5-bit channels "
+            f"(--weight-groups {GROUPS}; its 3 bits per group count in the budget);\n"
             "act-auto: + activation widths 2..8 (--act-bits auto: MicroNet score down while the "
             "logit noise added on the planning\nimages stays within 10% of the weight plan's); "
             "KD: aq-train --kd-only --init-aqz <the learned file of that budget>, bits frozen, "

@@ -223,3 +223,78 @@ def test_auto_act_bits_keeps_8_where_it_saves_nothing(digits_fg):
     g = export_graph(digits_fg, digits_data()[0][:128],
                      ExportOptions(bits=8, act_bits="auto", act_noise=1.0, progress=False))
     assert average_act_bits(g) == 8 and g.meta["auto_act_bits"]["score_saved"] == 0
+
+
+@pytest.fixture(scope="module")
+def grouped(lite0_small):
+    """auto 0.5, per channel, MSE clipping, weight groups of 16: nearest and learned."""
+    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.options import ExportOptions
+    fg, xc, _, ranges = lite0_small
+    base = ExportOptions(bits="auto", budget=0.5, allocation="channel", clipping="mse",
+                         weight_groups=16, progress=False)
+    near = export_graph(fg, xc, base, ranges=ranges)
+    learned = export_graph(fg, xc, base.with_(rounding="learned", rounding_iters=30,
+                                              rounding_images=160), ranges=ranges)
+    return near, learned
+
+
+def test_weight_groups_are_exact_stored_and_priced(grouped, lowbit, lite0_small, tmp_path):
+    """--weight-groups: the plan prices the multipliers (bytes within the budget, the file's
+    packed weights exactly the planned bytes), the file round-trips them, every backend ==
+    reference, learned codes move by at most one step of their group, and the model
+    reproduces the float one better than without groups at the same budget."""
+    from aq_runtime.bench.fidelity import sqnr_db
+    from aq_runtime.export.fakequant import FakeQuantGraph
+    from aq_runtime.export.float_exec import run_float_graph
+    from aq_runtime.format import read_aqz, write_aqz
+    from aq_runtime.format.inspect import average_weight_bits, summarize, weight_bytes
+    from aq_runtime.quant.weights import expand_groups
+    fg, xc, xh, _ = lite0_small
+    near, learned = grouped
+    rep = near.meta["auto_bits"]
+    assert rep["weight_bytes"] <= rep["budget_bytes"] and weight_bytes(near) == rep["weight_bytes"]
+    assert average_weight_bits(near) <= 4.01
+    nodes = [n for n in near.weight_nodes() if "weight_group" in n.attrs]
+    assert len(nodes) >= 10 and all(n.attrs["weight_group"] == 16 for n in nodes)
+    for a, b in zip(near.weight_nodes(), learned.weight_nodes()):
+        qa = a.arrays["weight"].reshape(len(a.arrays["wbits"]), -1).astype(np.int64)
+        qb = b.arrays["weight"].reshape(qa.shape).astype(np.int64)
+        m = (expand_groups(a.arrays["wmult"], qa.shape[1], 16) if "wmult" in a.arrays else 1)
+        assert (np.abs(qa - qb) <= m).all() and ((qa - qb) % m == 0).all()
+    for g in (near, learned):
+        path = tmp_path / "g.aqz"
+        write_aqz(g, path)
+        back = read_aqz(path)
+        assert "weight groups of 16" in summarize(back, path)
+        ref = Session(g, "reference").run(xh[:3])
+        for b in available_backends():
+            assert (Session(back, b).run(xh[:3]) == ref).all(), b
+    f = run_float_graph(fg, xc)
+    assert sqnr_db(f, FakeQuantGraph(near)(xc)) > sqnr_db(f, FakeQuantGraph(lowbit[0])(xc)) + 0.5
+    with pytest.raises(AqError, match="weight-groups"):
+        from aq_runtime.export.options import ExportOptions
+        ExportOptions(weight_groups=1)
+
+
+def test_weight_groups_refused_when_inconsistent(grouped):
+    import copy
+
+    from aq_runtime.export.validate import validate_graph
+    from aq_runtime.quant.weights import expand_groups
+    near = grouped[0]
+    i = next(i for i, n in enumerate(near.nodes) if "weight_group" in n.attrs)
+
+    def off_multiple(w):  # one weight of a group with multiplier > 1 moved one toward zero
+        n = near.nodes[i]
+        m = expand_groups(n.arrays["wmult"], w[0].size, 16).reshape(w.shape)
+        at = tuple(np.argwhere((m > 1) & (w != 0))[0])
+        w[at] -= np.sign(w[at])
+        return w
+
+    for key, change in (("wmult", lambda a: a * 0 + 9), ("wcbits", lambda a: a * 0 + 7),
+                        ("weight", off_multiple)):
+        g = copy.deepcopy(near)
+        g.nodes[i].arrays[key] = change(g.nodes[i].arrays[key].astype(np.int64))
+        with pytest.raises(ValueError, match="wmult|wcbits|grouped"):
+            validate_graph(g)

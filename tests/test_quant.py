@@ -230,3 +230,44 @@ def test_float_requant_equals_integer_where_proved_exact():
     assert not float_exact(big, mb, np.array([3]))
     assert not float_exact(np.array([1]), np.array([1]), np.array([40]), np.array([2 ** 13]))
     assert requant_float(big, mb, 3, 0, 0, 2 ** 62) != requantize(big, mb, 3, 0, 0, 2 ** 62)
+
+
+def test_group_multipliers_refine_steps_exactly():
+    """Weight groups: Q = code * m with |code| within the code bits, m in 1..8 per group,
+    every channel's error at most its plain per-channel error; 6+-bit and 1-bit channels and
+    layers with fewer than two groups' weights stay plain."""
+    from aq_runtime.quant.weights import expand_groups, quantize_weights_grouped
+    rng = np.random.default_rng(3)
+    we = rng.standard_t(4, size=(12, 70)) * rng.uniform(0.1, 3, size=(1, 70))
+    bits = np.array([2, 3, 4, 5, 6, 8, 1, 4, 3, 2, 5, 4])
+    q, s, mult, eb = quantize_weights_grouped(we, bits, 16)
+    q0, s0 = quantize_weights(we, bits)
+    assert mult.shape == (12, 5) and mult.min() >= 1 and mult.max() <= 8
+    grouped = (bits >= 2) & (bits <= 5)
+    assert (eb == np.where(grouped, bits + 3, bits)).all()
+    m = expand_groups(mult, 70, 16)
+    assert (q % m == 0).all() and (mult[~grouped] == 1).all()
+    qmax = (1 << (bits - 1)) - 1
+    assert (np.abs(q // m)[grouped] <= qmax[grouped, None]).all()
+    assert (q[~grouped] == q0[~grouped]).all()
+    err = ((we - q * s[:, None]) ** 2).sum(1)
+    err0 = ((we - q0 * s0[:, None]) ** 2).sum(1)
+    assert (err <= err0 * (1 + 1e-12)).all() and (err[grouped] < 0.9 * err0[grouped]).all()
+    assert err[grouped].sum() < 0.6 * err0[grouped].sum()
+    assert quantize_weights_grouped(we[:, :31], bits, 16)[2] is None  # < 2 groups: plain
+
+
+def test_grouped_packing_roundtrip_and_size():
+    from aq_runtime.quant.packing import pack_grouped, stored_row_bytes, unpack_grouped
+    from aq_runtime.quant.weights import quantize_weights_grouped
+    rng = np.random.default_rng(4)
+    we = rng.normal(size=(9, 45))
+    bits = np.array([2, 3, 4, 5, 6, 7, 8, 1, 4])
+    q, _, mult, eb = quantize_weights_grouped(we, bits, 8)
+    grouped = eb != bits
+    codes, mp = pack_grouped(q, bits, mult, grouped, 8)
+    assert codes.size + mp.size == stored_row_bytes(45, bits, 8).sum()
+    q2, m2 = unpack_grouped(codes, mp, bits, grouped, 45, 8)
+    assert (q2 == q).all() and (m2 == mult).all()
+    with pytest.raises(ValueError, match="multiple"):
+        pack_grouped(q + grouped[:, None], bits, mult * 0 + 2, grouped, 8)

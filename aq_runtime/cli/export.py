@@ -58,6 +58,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounding-images", type=int, default=DEFAULT.rounding_images,
                     help="--rounding learned: images to learn from (the calibration images, "
                          "then augmented views of them)")
+    ap.add_argument("--weight-groups", type=int, default=DEFAULT.weight_groups, metavar="G",
+                    help="give each run of G weights of a 2..5-bit channel its own multiplier "
+                         "1..8 under the channel's scale (3 bits per group; the codes' effective "
+                         "width grows by 3 bits, at most 8): finer steps where a channel's "
+                         "weights are small; 0 (default): off, 32: low bits")
     ap.add_argument("--target", choices=TARGETS, default=DEFAULT.target,
                     help="avx2: no 8-bit weight codes (7 instead; --bits auto never picks 8), "
                          "so AVX2-only CPUs run every layer of 7 bits or less on vpmaddubsw "
@@ -103,7 +108,7 @@ def main(argv: list[str] | None = None) -> None:
                                 rounding=a.rounding, rounding_iters=a.rounding_iters,
                                 rounding_images=a.rounding_images, target=a.target,
                                 synthetic=a.synthetic, act_bits=a.act_bits,
-                                act_noise=a.act_noise)
+                                act_noise=a.act_noise, weight_groups=a.weight_groups)
         export_cli(a.source, a.output, options, model=a.model, calib=a.calib,
                    input_size=a.input_size, mean=a.mean, std=a.std)
     run_cli(go)

@@ -37,7 +37,8 @@ def plan_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges,
     if o.bits == "auto":
         return auto_bits(fg, images, ranges, o.budget, progress=o.progress,
                          bias_correction=o.bias_correction, clipping=o.clipping,
-                         granularity=o.allocation, skip_bits=(8,) if o.target == "avx2" else ())
+                         granularity=o.allocation, skip_bits=(8,) if o.target == "avx2" else (),
+                         group=o.weight_groups)
     bits = o.bits
     if isinstance(bits, str):
         bits = int(bits) if bits.isdigit() else load_bits_json(bits)
@@ -75,12 +76,12 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
     def build(f: FloatGraph, codes: dict[str, np.ndarray] | None = None,
               abits: dict[str, np.ndarray] | None = None) -> Graph:
         return integerize(f, ranges, plan[0], plan[1] if abits is None else abits, plan[2],
-                          meta=meta, wrange=wrange, codes=codes)
+                          meta=meta, wrange=wrange, codes=codes, group=o.weight_groups)
 
     float_fg = fg
     g = build(fg)
     if o.clipping == "mse":
-        wrange = mse_ranges(fg, g)
+        wrange = mse_ranges(fg, g, o.weight_groups)
         g = build(fg)
     if o.act_bits == "auto":
         from .auto_act_bits import auto_act_bits

@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from ..quant import act_params_from_range
 from ..quant.cost import input_channel_map
-from ..quant.packing import row_bytes
+from ..quant.packing import stored_row_bytes
 from .bias_correction import output_shifts, sample
 from .bits_spec import BitsPlan
 from .calibrate import Ranges
@@ -40,12 +40,13 @@ PROBES = (2, 3, 4, 6, 8)
 ACC_MARGIN = float(1 << 30)
 
 
-def max_safe_bits(n: FloatNode, s_in: np.ndarray) -> int:
+def max_safe_bits(n: FloatNode, s_in: np.ndarray, group: int = 0) -> int:
     """Largest candidate whose accumulator bound with 8-bit inputs stays under 2^30."""
     o = n.weight.shape[0]
     best = int(CANDIDATES[0])
     for b in CANDIDATES:
-        q, _ = weight_codes((n.weight * s_in.max()).reshape(o, -1), np.full(o, b), n.bias)
+        q, _ = weight_codes((n.weight * s_in.max()).reshape(o, -1), np.full(o, b), n.bias,
+                            group=group)
         if float(np.abs(q).sum(axis=1).max()) * 255 < ACC_MARGIN:
             best = int(b)
     return best
@@ -68,7 +69,7 @@ class _Layer:
     input-weighted weight error at every candidate bit-width."""
 
     def __init__(self, n: FloatNode, s_in: np.ndarray, clipping: str,
-                 m2: np.ndarray | None = None):
+                 m2: np.ndarray | None = None, group: int = 0):
         o, cg, kh, kw = n.weight.shape
         we = effective_weights(n, s_in)
         ch = input_channel_map(o, cg, n.attrs["groups"])
@@ -80,15 +81,15 @@ class _Layer:
             if wx is None and b not in PROBES:
                 continue
             bits = np.full(o, b)
-            alpha = mse_alpha(we, bits, n.bias) if clipping == "mse" and b <= 8 else 1.0
-            q, sw = weight_codes(we, bits, n.bias, alpha)
+            alpha = mse_alpha(we, bits, n.bias, group) if clipping == "mse" and b <= 8 else 1.0
+            q, sw = weight_codes(we, bits, n.bias, alpha, group)
             if wx is not None:
                 d = q * sw[:, None] - we
                 self.err[:, i] = (d * d * wx).sum(axis=1)  # E[(q - z)^2] per tap
             if b in PROBES:
                 self.fake[int(b)] = (q * sw[:, None]).reshape(n.weight.shape) / sa
-        self.size = np.broadcast_to(row_bytes(cg * kh * kw, CANDIDATES).astype(float),
-                                    self.err.shape)
+        self.size = np.broadcast_to(stored_row_bytes(cg * kh * kw, CANDIDATES, group
+                                                     ).astype(float), self.err.shape)
 
     def channel_noise(self, layer_noise: np.ndarray) -> np.ndarray:
         """The layer's noise per candidate shared over its channels by their weight error."""
@@ -135,10 +136,11 @@ def lagrangian_choice(noise: np.ndarray, size: np.ndarray, ok: np.ndarray, budge
 def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: float = 1.0,
               n_images: int = 16, progress: bool = True, bias_correction: bool = True,
               clipping: str = "max", granularity: str = "layer",
-              skip_bits: tuple[int, ...] = ()) -> tuple[BitsPlan, dict]:
+              skip_bits: tuple[int, ...] = (), group: int = 0) -> tuple[BitsPlan, dict]:
     """(bits plan, report), weight bytes <= budget_ratio * bytes of uniform 8 bits, one
     width per layer or (`granularity='channel'`) per output channel, never a width in
-    `skip_bits`. With `bias_correction`
+    `skip_bits`; with `group`, widths 2..5 carry group multipliers (their noise measured so,
+    their 3 bits per group priced). With `bias_correction`
     each probe's noise is measured as the export will leave it: with the layer's mean output
     error taken out of its bias."""
     x = sample(images, n_images)
@@ -148,7 +150,7 @@ def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: 
     scales = {t: act_params_from_range(lo, hi, np.full(lo.shape, 8))[0]
               for t, (lo, hi) in ranges.items()}
     convs = fg.conv_nodes()
-    layers = {n.name: _Layer(n, scales[n.inputs[0]], clipping, m2.get(n.inputs[0]))
+    layers = {n.name: _Layer(n, scales[n.inputs[0]], clipping, m2.get(n.inputs[0]), group)
               for n in tqdm(convs, desc="weight errors", disable=not progress)}
     shift = {b: (output_shifts(fg, sample(images), {n.name: layers[n.name].fake[b] - n.weight
                                                     for n in convs})
@@ -162,10 +164,10 @@ def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: 
                                 biases={n.name: n.bias - shift[b][n.name]})
             meas[b] = float(((y - ref) ** 2).mean())
         layer_noise.append(_interp(meas))  # (candidates,)
-        layer_ok.append((CANDIDATES <= max_safe_bits(n, scales[n.inputs[0]]))
+        layer_ok.append((CANDIDATES <= max_safe_bits(n, scales[n.inputs[0]], group))
                         & ~np.isin(CANDIDATES, skip_bits))
     size_c = np.concatenate([layers[n.name].size for n in convs])
-    budget = budget_ratio * size_c[:, CANDIDATES == 8].sum()
+    budget = budget_ratio * size_c[:, CANDIDATES == 8].sum()  # 8 bits: never grouped
     if per_channel:
         noise = np.concatenate([layers[n.name].channel_noise(ln)
                                 for n, ln in zip(convs, layer_noise)])
@@ -184,7 +186,8 @@ def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: 
              for i, n in enumerate(convs)}
     k_of = {n.name: int(np.prod(n.weight.shape[1:])) for n in convs}
     report = {"budget_bytes": int(budget),
-              "weight_bytes": int(sum(row_bytes(k_of[k], v).sum() for k, v in wbits.items())),
+              "weight_bytes": int(sum(stored_row_bytes(k_of[k], v, group).sum()
+                                      for k, v in wbits.items())),
               "granularity": granularity, "predicted_noise": predicted, "probes": list(PROBES),
               "clipping": clipping, "bits": {k: float(v.mean()) for k, v in wbits.items()}}
     return (wbits, {}, {}), report

@@ -7,28 +7,45 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..quant.weights import grouped_rows
 from .float_graph import FloatGraph
 from .integerize import effective_weights, weight_codes
 from .ir import Graph
 
 ALPHAS = np.round(np.arange(0.30, 1.0001, 0.01), 2)
+GROUPED_ALPHAS = np.round(np.arange(0.50, 1.0001, 0.05), 2)
 
 
-def mse_alpha(we: np.ndarray, bits: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """Per channel the alpha of ALPHAS with the least sum (We - sw * Q)^2 (first on ties)."""
+def mse_alpha(we: np.ndarray, bits: np.ndarray, bias: np.ndarray, group: int = 0
+              ) -> np.ndarray:
+    """Per channel the alpha of ALPHAS with the least sum (We - sw * Q)^2 (first on ties);
+    channels that take group multipliers (`group`) search the coarser GROUPED_ALPHAS (each
+    group already picks its own step of eight: measured on Lite0's convs at 3-4 bits, the
+    full grid gains 0.6% of the weight error over this one at 6x the time)."""
+    bits = np.asarray(bits, dtype=np.int64)
+    alpha = _search(we, bits, bias, ALPHAS, 0)
+    rows = grouped_rows(bits, we.shape[1], group)
+    if rows.any():
+        alpha[rows] = _search(we[rows], bits[rows], np.asarray(bias)[rows], GROUPED_ALPHAS,
+                              group)
+    return np.where(bits <= 1, 1.0, alpha)
+
+
+def _search(we: np.ndarray, bits: np.ndarray, bias: np.ndarray, alphas: np.ndarray,
+            group: int) -> np.ndarray:
     best = np.full(we.shape[0], np.inf)
     alpha = np.ones(we.shape[0])
-    for a in ALPHAS[::-1]:  # from 1.0 down: ties keep the larger range
-        q, sw = weight_codes(we, bits, bias, a)
+    for a in alphas[::-1]:  # from 1.0 down: ties keep the larger range
+        q, sw = weight_codes(we, bits, bias, a, group)
         err = ((we - q * sw[:, None]) ** 2).sum(axis=1)
         better = err < best * (1 - 1e-12)
         best = np.where(better, err, best)
         alpha = np.where(better, a, alpha)
-    return np.where(bits <= 1, 1.0, alpha)
+    return alpha
 
 
-def mse_ranges(fg: FloatGraph, graph: Graph) -> dict[str, np.ndarray]:
-    """alpha per output channel of every non-ternary conv of `fg`, at the bits and input
+def mse_ranges(fg: FloatGraph, graph: Graph, group: int = 0) -> dict[str, np.ndarray]:
+    """alpha per output channel of every non-ternary conv of `fg`, at the code bits and input
     scales `graph` (its nearest-rounded integerization) gives it."""
     nodes = {n.name: n for n in graph.weight_nodes()}
     out = {}
@@ -37,5 +54,6 @@ def mse_ranges(fg: FloatGraph, graph: Graph) -> dict[str, np.ndarray]:
         if node is None or node.attrs.get("mode") == "ternary":
             continue
         we = effective_weights(n, graph.tensors[n.inputs[0]].scale)
-        out[n.name] = mse_alpha(we, node.arrays["wbits"].astype(np.int64), n.bias)
+        bits = node.arrays.get("wcbits", node.arrays["wbits"]).astype(np.int64)
+        out[n.name] = mse_alpha(we, bits, n.bias, group)
     return out

@@ -15,11 +15,11 @@ from ..quant import (
     quantize_multiplier,
     quantize_multiplier_pair,
     quantize_ternary,
-    quantize_weights,
     round_half_up,
 )
 from ..quant.bits import LOGIT_BITS, act_code_range, weight_code_max
 from ..quant.cost import input_channel_map
+from ..quant.weights import expand_groups, quantize_weights_grouped
 from .calibrate import Ranges
 from .float_graph import NONLINEAR, POOLS, FloatGraph, FloatNode, conv_out, node_act
 from .ir import Graph, Node, TensorSpec, canonical
@@ -90,14 +90,17 @@ def _clamp_bounds(n: FloatNode, spec: TensorSpec) -> tuple[np.ndarray, np.ndarra
 def integerize(fg: FloatGraph, ranges: Ranges, wbits: dict[str, np.ndarray],
                abits: dict[str, np.ndarray], ternary: dict[str, Any] | None = None,
                meta: dict | None = None, wrange: dict[str, np.ndarray] | None = None,
-               bias_bits: int = 32, codes: dict[str, np.ndarray] | None = None) -> Graph:
+               bias_bits: int = 32, codes: dict[str, np.ndarray] | None = None,
+               group: int = 0) -> Graph:
     """Build the integer graph. `wbits[node]` (O,), `abits[tensor]` (C,) per channel;
     `ternary[node] = threshold` (or {"threshold", "wp", "wn"} with trained scales, per channel,
     relative to max|We[o]|) makes that conv TTQ-ternary; `wrange[node]` (O,) scales each channel's weight
     range (AQ's alpha; 1 = max|w|); `bias_bits` < 32 clamps the bias codes round(B/sw) to
     that many signed bits before the zero-point correction; `codes[node]` (O, K) int replaces
     the nearest-rounded weight codes of that conv (learned rounding: same scales,
-    codes inside their bits' range). Raises AqError on refusal."""
+    codes inside their bits' range); `group` > 0 gives channels of 2..5 code bits a
+    multiplier per `group` weights (quant/weights.py, `--weight-groups`). Raises AqError on
+    refusal."""
     ternary = ternary or {}
     wrange = wrange or {}
     codes = codes or {}
@@ -136,7 +139,7 @@ def integerize(fg: FloatGraph, ranges: Ranges, wbits: dict[str, np.ndarray],
         ins = [tensors[t] for t in n.inputs]
         try:
             nodes.append(_int_node(n, ins, spec, wbits, ternary, wrange, bias_bits,
-                                    codes.get(n.name)))
+                                    codes.get(n.name), group))
         except (ValueError, KeyError) as e:
             raise AqError(f"cannot integerize {n.name!r}: {e}") from None
     graph = Graph(fg.input, fg.output, tensors, nodes, dict(meta or {}))
@@ -156,9 +159,10 @@ def integerize(fg: FloatGraph, ranges: Ranges, wbits: dict[str, np.ndarray],
 
 def _int_node(n: FloatNode, ins: list[TensorSpec], out: TensorSpec,
               wbits: dict[str, np.ndarray], ternary: dict[str, Any],
-              wrange: dict[str, np.ndarray], bias_bits: int, codes: np.ndarray | None) -> Node:
+              wrange: dict[str, np.ndarray], bias_bits: int, codes: np.ndarray | None,
+              group: int = 0) -> Node:
     if n.op == "conv":
-        return _int_conv(n, ins[0], out, wbits, ternary, wrange, bias_bits, codes)
+        return _int_conv(n, ins[0], out, wbits, ternary, wrange, bias_bits, codes, group)
     if n.op == "maxpool":
         return Node("maxpool", n.name, list(n.inputs), n.output, {
             k: list(n.attrs[k]) for k in ("kernel", "stride", "pad")}, {})
@@ -213,30 +217,43 @@ def effective_weights(n: FloatNode, s_in: np.ndarray) -> np.ndarray:
     return (n.weight * s_in[ch][:, :, None, None]).reshape(o, -1)
 
 
+def grouped_weight_codes(we: np.ndarray, bits: np.ndarray, bias: np.ndarray,
+                         wrange: np.ndarray | float = 1.0, group: int = 0
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray]:
+    """(nearest weights Q (O, K), scales (O,), group multipliers (O, ng) or None, weight
+    bits (O,)) of a conv's effective weights as the exporter quantizes them at code `bits`,
+    with multipliers on groups of `group` weights where quant.weights.grouped_rows says:
+    scales floored so that the bias codes stay below BIAS_CODE_LIMIT."""
+    return quantize_weights_grouped(we, bits, group, np.abs(bias) / BIAS_CODE_LIMIT, wrange)
+
+
 def weight_codes(we: np.ndarray, bits: np.ndarray, bias: np.ndarray,
-                 wrange: np.ndarray | float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """(nearest codes (O, K), scales (O,)) of a conv's effective weights as the exporter
-    quantizes them: scales floored so that the bias codes stay below BIAS_CODE_LIMIT."""
-    return quantize_weights(we, bits, np.abs(bias) / BIAS_CODE_LIMIT, wrange)
+                 wrange: np.ndarray | float = 1.0, group: int = 0
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """(nearest weights Q (O, K), scales (O,)): `grouped_weight_codes` without the rest."""
+    return grouped_weight_codes(we, bits, bias, wrange, group)[:2]
 
 
-def _checked_codes(codes: np.ndarray, nearest: np.ndarray, bits: np.ndarray) -> np.ndarray:
-    """Given codes (learned rounding), refused unless integer, of the weights' shape
-    and inside each channel's code range (1-bit rows: +-1)."""
+def _checked_codes(codes: np.ndarray, nearest: np.ndarray, bits: np.ndarray,
+                   mult: np.ndarray | None, group: int) -> np.ndarray:
+    """Given weights (learned rounding), refused unless integer, of the weights' shape and
+    inside each channel's code range (1-bit rows: +-1); with group multipliers, each weight
+    a multiple of its group's, its code inside the code bits' range."""
     q = np.asarray(codes)
     if q.shape != nearest.shape or q.dtype.kind not in "iu":
         raise ValueError(f"given codes: expected int {nearest.shape}, got {q.dtype} {q.shape}")
     q = q.astype(np.int64)
     one = bits == 1
+    m = 1 if mult is None else expand_groups(mult, q.shape[1], group)
     qmax = weight_code_max(bits)[:, None]
-    if (np.abs(q) > qmax).any() or (q[one] == 0).any():
+    if np.any(q % m) or (np.abs(q // m) > qmax).any() or (q[one] == 0).any():
         raise ValueError("given codes outside their bits' range")
     return q
 
 
 def _int_conv(n: FloatNode, t_in: TensorSpec, out: TensorSpec, wbits: dict[str, np.ndarray],
               ternary: dict[str, Any], wrange: dict[str, np.ndarray], bias_bits: int,
-              codes: np.ndarray | None = None) -> Node:
+              codes: np.ndarray | None = None, group: int = 0) -> Node:
     w = n.weight
     o, cg, kh, kw = w.shape
     groups = n.attrs["groups"]
@@ -259,13 +276,16 @@ def _int_conv(n: FloatNode, t_in: TensorSpec, out: TensorSpec, wbits: dict[str, 
         bits = np.asarray(wbits.get(n.name, np.full(o, 8)), np.int64)
         if bits.shape != (o,):
             raise ValueError(f"weight bits: expected {o} channels")
-        q, sw = weight_codes(we, bits, n.bias, wrange.get(n.name, 1.0))
+        q, sw, gm, ebits = grouped_weight_codes(we, bits, n.bias, wrange.get(n.name, 1.0), group)
         if codes is not None:
-            q = _checked_codes(codes, q, bits)
+            q = _checked_codes(codes, q, bits, gm, group)
         m, sh = quantize_multiplier(sw / out.scale)
-        arrays = dict(weight=q.reshape(w.shape), wbits=bits,
+        arrays = dict(weight=q.reshape(w.shape), wbits=ebits,
                       bias=bias_codes(n.bias, sw, bias_bits) - (zk * q).sum(1), mult=m, shift=sh)
         attrs["mode"] = "int"
+        if gm is not None:
+            arrays.update(wcbits=bits, wmult=gm)
+            attrs["weight_group"] = group
     arrays.update(lo=lo, hi=hi)
     return Node("conv", n.name, list(n.inputs), n.output, attrs,
                 {k: canonical(k, v) for k, v in arrays.items()})

@@ -29,7 +29,7 @@ ARRAY_DTYPES: dict[str, str] = {
     "weight": "int16", "wbits": "uint8",
     "bias": "int32", "bias_n": "int32", "mult": "int32", "mult_n": "int32",
     "mult_a": "int32", "mult_b": "int32", "shift": "uint8", "lo": "int32", "hi": "int32",
-    "table": "int16",
+    "table": "int16", "wcbits": "uint8", "wmult": "uint8",
 }
 TENSOR_DTYPES: dict[str, str] = {"scale": "float64", "zero_point": "int32", "bits": "uint8"}
 OP_ARRAYS: dict[str, tuple[str, ...]] = {
@@ -42,6 +42,7 @@ OP_ARRAYS: dict[str, tuple[str, ...]] = {
     "avgpool": ("mult", "shift", "lo", "hi"),
 }
 TERNARY_ARRAYS = ("bias_n", "mult_n")
+GROUP_ARRAYS = ("wcbits", "wmult")  # a conv with attrs["weight_group"]: quant/weights.py
 
 
 def canonical(key: str, a: np.ndarray) -> np.ndarray:

@@ -29,11 +29,12 @@ from tqdm import tqdm
 
 from ..quant.bits import weight_code_max
 from ..quant.cost import input_channel_map
+from ..quant.weights import expand_groups
 from ..quant.requant import implied_scale
 from .fakequant import FakeQuantGraph
 from .float_exec import apply_node, normalize_input
 from .float_graph import FloatGraph, FloatNode
-from .integerize import effective_weights, weight_codes
+from .integerize import effective_weights, grouped_weight_codes
 from .ir import Graph
 
 ZETA, GAMMA = 1.1, -0.1  # rectified sigmoid stretch (AdaRound)
@@ -93,17 +94,21 @@ def _rect_sigmoid(v: torch.Tensor) -> torch.Tensor:
 
 
 class _Rounding:
-    """One conv's learnable rounding: codes = clamp(floor(We/sw) + h(V), -qmax, qmax) on the
-    rows with >= 2 bits; other rows keep their nearest codes."""
+    """One conv's learnable rounding: codes = clamp(floor(We/(sw*m)) + h(V), -qmax, qmax) * m
+    on the rows with >= 2 code bits (m: the weight's group multiplier, 1 without groups, kept
+    as the nearest rounding chose it); other rows keep their nearest codes."""
 
     def __init__(self, n: FloatNode, node, s_in: np.ndarray, s_out: np.ndarray,
                  wrange: np.ndarray | float):
-        bits = node.arrays["wbits"].astype(np.int64)
+        bits = node.arrays.get("wcbits", node.arrays["wbits"]).astype(np.int64)
+        group = node.attrs.get("weight_group", 0)
         we = effective_weights(n, s_in)
-        q, sw = weight_codes(we, bits, n.bias, wrange)
+        q, sw, gm, _ = grouped_weight_codes(we, bits, n.bias, wrange, group)
+        mult = np.ones_like(we) if gm is None else expand_groups(gm, we.shape[1], group)
+        self.mult = torch.from_numpy(mult).float()
         self.shape = n.weight.shape
         self.learn = torch.from_numpy(bits >= 2)
-        r = we / sw[:, None]
+        r = we / (sw[:, None] * mult)
         base = np.floor(r)
         frac = np.clip(r - base, 1e-4, 1 - 1e-4)
         self.base = torch.from_numpy(base).float()
@@ -115,7 +120,7 @@ class _Rounding:
 
     def codes(self, hard: bool) -> torch.Tensor:
         h = (self.v >= 0).float() if hard else _rect_sigmoid(self.v)
-        c = torch.clamp(self.base + h, -self.qmax, self.qmax)
+        c = torch.clamp(self.base + h, -self.qmax, self.qmax) * self.mult
         return torch.where(self.learn[:, None], c, self.nearest)
 
     def weight(self, hard: bool = False) -> torch.Tensor:

@@ -48,7 +48,9 @@ class ExportOptions:
     images (export/synthetic.py; with none of the user's own, a data-free export); progress:
     tqdm bars; act_bits: 'plan' (the widths `bits` gives: 8 unless a bits JSON says
     otherwise) or 'auto' (widths 2..8 per tensor lowering the MicroNet score while the logit
-    noise they add stays within `act_noise` times the weight plan's own, export/auto_act_bits.py)."""
+    noise they add stays within `act_noise` times the weight plan's own, export/auto_act_bits.py);
+    weight_groups: G > 0 gives each run of G weights of a 2..5-bit channel its own multiplier
+    1..8 under the channel's scale (quant/weights.py; `auto` prices the 3 bits per group)."""
     bits: int | str | dict = 8
     budget: float = 1.0
     allocation: str = "layer"
@@ -63,6 +65,7 @@ class ExportOptions:
     synthetic: int = 0
     act_bits: str = "plan"
     act_noise: float = 0.1
+    weight_groups: int = 0
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -79,6 +82,8 @@ class ExportOptions:
             raise AqError(f"--budget {self.budget}: must lie in (0, 4]")
         if self.rounding_iters < 1:
             raise AqError("rounding iterations must be at least 1")
+        if self.weight_groups and not 2 <= self.weight_groups <= 4096:
+            raise AqError(f"--weight-groups {self.weight_groups}: must be 0 (off) or 2..4096")
         if self.synthetic < 0:
             raise AqError("--synthetic: the number of images must not be negative")
 
@@ -94,6 +99,8 @@ class ExportOptions:
             d.pop("rounding_images")
         if not self.synthetic:
             d.pop("synthetic")
+        if not self.weight_groups:
+            d.pop("weight_groups")
         if self.act_bits == "plan":
             d.pop("act_bits")
             d.pop("act_noise")

@@ -4,12 +4,21 @@ and shifts in range, and the int32 overflow proof for every convolution. Raises 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from ..quant.bits import LOGIT_BITS, act_code_range, weight_code_range
+from ..quant.bits import LOGIT_BITS, act_code_range, weight_code_max, weight_code_range
 from ..quant.cost import input_channel_map
 from ..quant.requant import MAX_SHIFT, MULT_LIMIT
-from .ir import OP_ARRAYS, TERNARY_ARRAYS, Graph, Node, TensorSpec
+from ..quant.weights import (
+    GROUP_CODE_BITS,
+    GROUP_MULT_BITS,
+    GROUP_MULT_MAX,
+    expand_groups,
+    n_groups,
+)
+from .ir import GROUP_ARRAYS, OP_ARRAYS, TERNARY_ARRAYS, Graph, Node, TensorSpec
 
 INT32_LIMIT = 1 << 31
 
@@ -108,6 +117,8 @@ def validate_graph(g: Graph) -> None:
         if n.output in produced or n.output not in g.tensors:
             raise ValueError(f"{f}.output: {n.output!r} undeclared or produced twice")
         need = OP_ARRAYS[n.op] + (TERNARY_ARRAYS if n.attrs.get("mode") == "ternary" else ())
+        if n.op == "conv" and "weight_group" in n.attrs:
+            need = need + GROUP_ARRAYS
         for k in need:
             if k not in n.arrays:
                 raise ValueError(f"{f}.arrays.{k}: missing")
@@ -161,6 +172,32 @@ def validate_graph(g: Graph) -> None:
         raise ValueError(f"output tensor {g.output!r} is never produced")
 
 
+def _validate_groups(f: str, group: Any, a: dict, wi: np.ndarray, bits: np.ndarray) -> None:
+    """Group multipliers (quant/weights.py): grouped rows (code bits below the weight bits)
+    have code bits 2..5, weight bits 3 more, multipliers 1..8 that divide each weight, and
+    codes within the code bits; the others equal bits and multipliers 1."""
+    o, k = wi.shape
+    if not isinstance(group, int) or not 2 <= group <= k // 2:
+        raise ValueError(f"{f}.attrs.weight_group: invalid {group!r}")
+    cb = a["wcbits"].astype(np.int64)
+    mult = a["wmult"].astype(np.int64)
+    if cb.shape != (o,) or mult.shape != (o, n_groups(k, group)):
+        raise ValueError(f"{f}.wcbits/wmult: shapes must be ({o},) and ({o}, {n_groups(k, group)})")
+    grouped = cb != bits
+    lo, hi = GROUP_CODE_BITS
+    if (np.any(cb[grouped] < lo) or np.any(cb[grouped] > hi)
+            or np.any(bits[grouped] != cb[grouped] + GROUP_MULT_BITS)):
+        raise ValueError(f"{f}.wcbits: grouped channels need code bits {lo}..{hi}, "
+                         f"weight bits {GROUP_MULT_BITS} more")
+    if mult.min() < 1 or mult.max() > GROUP_MULT_MAX or np.any(mult[~grouped] != 1):
+        raise ValueError(f"{f}.wmult: multipliers outside 1..{GROUP_MULT_MAX}")
+    m = expand_groups(mult, k, group)
+    code = wi // m
+    if np.any(wi % m) or np.any(np.abs(code) > weight_code_max(cb)[:, None]):
+        raise ValueError(f"{f}.weight: grouped weights are not code x multiplier within "
+                         "their code bits")
+
+
 def _validate_conv(f: str, n: Node, t_in: TensorSpec, out: TensorSpec) -> None:
     a = n.arrays
     w = a["weight"]
@@ -195,6 +232,8 @@ def _validate_conv(f: str, n: Node, t_in: TensorSpec, out: TensorSpec) -> None:
             rows = wi[bits == b]
             if rows.min() < lo or rows.max() > hi or (b == 1 and np.any(rows == 0)):
                 raise ValueError(f"{f}.weight: codes outside the {int(b)}-bit range")
+        if "weight_group" in at:
+            _validate_groups(f, at["weight_group"], a, wi, bits)
         _check_requant(f, a, out, ("mult",))
     acc, total = conv_bounds(n, t_in)
     if acc.max() >= INT32_LIMIT or total.max() >= INT32_LIMIT:

@@ -9,20 +9,32 @@ import numpy as np
 
 from ..export.ir import Graph
 from ..quant.cost import micronet_score
-from ..quant.packing import packed_size
+from ..quant.packing import stored_row_bytes
+from ..quant.weights import stored_weight_bits
+
+
+def code_bits(n) -> np.ndarray:
+    """A conv's stored code bits per channel (its weight bits unless group multipliers)."""
+    return n.arrays.get("wcbits", n.arrays["wbits"])
+
+
+def node_weight_bytes(n) -> int:
+    """Bytes of a conv's packed weights: codes at their bits, and group multipliers."""
+    k = int(np.prod(n.arrays["weight"].shape[1:]))
+    return int(stored_row_bytes(k, code_bits(n), n.attrs.get("weight_group", 0)).sum())
 
 
 def weight_bytes(graph: Graph) -> int:
-    return sum(packed_size(int(np.prod(n.arrays["weight"].shape[1:])), n.arrays["wbits"])
-               for n in graph.weight_nodes())
+    return sum(node_weight_bytes(n) for n in graph.weight_nodes())
 
 
 def average_weight_bits(graph: Graph) -> float:
-    total = bits = 0
+    """Stored bits per weight over the model (group multipliers' bits included)."""
+    total = bits = 0.0
     for n in graph.weight_nodes():
         k = int(np.prod(n.arrays["weight"].shape[1:]))
         total += k * n.arrays["wbits"].size
-        bits += k * int(n.arrays["wbits"].astype(np.int64).sum())
+        bits += k * float(stored_weight_bits(n.arrays, n.attrs).sum())
     return bits / max(total, 1)
 
 
@@ -38,11 +50,12 @@ def layer_rows(graph: Graph) -> list[dict]:
         r = {"name": n.name, "op": n.op, "out_shape": list(out.shape),
              "act_bits": [int(out.bits.min()), float(out.bits.mean()), int(out.bits.max())]}
         if n.op == "conv":
-            wb = n.arrays["wbits"]
-            k = int(np.prod(n.arrays["weight"].shape[1:]))
+            wb = code_bits(n)
             r.update(weight_shape=list(n.arrays["weight"].shape), mode=n.attrs.get("mode"),
                      weight_bits=[int(wb.min()), float(wb.mean()), int(wb.max())],
-                     weight_bytes=packed_size(k, wb))
+                     weight_bytes=node_weight_bytes(n))
+            if "weight_group" in n.attrs:
+                r["weight_group"] = n.attrs["weight_group"]
         rows.append(r)
     return rows
 
@@ -58,7 +71,7 @@ def bits_json(graph: Graph) -> dict:
     for n in graph.nodes:
         e = {}
         if n.op == "conv":
-            e["weight"] = compact(n.arrays["wbits"])
+            e["weight"] = compact(code_bits(n))
         if n.output != graph.output:
             e["act"] = compact(graph.tensors[n.output].bits)
         layers[n.name] = e
@@ -126,6 +139,8 @@ def summarize(graph: Graph, path: str | Path | None = None) -> str:
             s += f", bias correction {'on' if bc else 'off'}"
         if c.get("clipping", "max") != "max":
             s += f", weight clipping {c['clipping']}"
+        if c.get("weight_groups"):
+            s += f", weight groups of {c['weight_groups']} (a multiplier 1..8 each)"
         rounding = c.get("rounding")
         info = c.get(f"{rounding}_rounding")
         if isinstance(info, dict):

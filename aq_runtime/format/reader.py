@@ -26,7 +26,8 @@ from ..export.ir import (
     TensorSpec,
 )
 from ..export.validate import validate_graph
-from ..quant.packing import packed_size, unpack_codes
+from ..quant.packing import packed_size, unpack_codes, unpack_grouped
+from ..quant.weights import GROUP_MULT_BITS, n_groups
 from .schema import (
     ALLOWED_DTYPES,
     ARRAY_DIR,
@@ -237,7 +238,7 @@ def _parse(z: zipfile.ZipFile) -> Graph:
             raise _Bad(f"{f}: attrs and arrays must be objects")
         arrays: dict[str, np.ndarray] = {}
         for key, ref in refs.items():
-            if key == "weight_packed":
+            if key in ("weight_packed", "wmult_packed"):
                 continue
             if key == "hi_gap":  # hi stored as its gap below the output code maximum
                 out = tensors.get(n["output"])
@@ -262,11 +263,27 @@ def _parse(z: zipfile.ZipFile) -> Graph:
             if wbits.min() < 1 or wbits.max() > 16:
                 raise _Bad(f"{f}.arrays.wbits: bits outside 1..16")
             k = ws[1] * ws[2] * ws[3]
+            grouped = "weight_group" in attrs
+            cb = arrays.get("wcbits") if grouped else wbits
+            if cb is None or cb.shape != wbits.shape or cb.min() < 1 or cb.max() > wbits.max():
+                raise _Bad(f"{f}.arrays.wcbits: missing or not ({ws[0]},) in 1..16")
             packed = get(refs.get("weight_packed"), f"{f}.arrays.weight_packed", "weight_packed")
-            if packed.ndim != 1 or packed.shape[0] != packed_size(k, wbits):
+            if packed.ndim != 1 or packed.shape[0] != packed_size(k, cb):
                 raise _Bad(f"{f}.arrays.weight_packed: {packed.size} bytes, expected "
-                           f"{packed_size(k, wbits)} from the channel bits")
-            arrays["weight"] = unpack_codes(packed, wbits, k).reshape(ws)
+                           f"{packed_size(k, cb)} from the channel bits")
+            if grouped:
+                group = attrs["weight_group"]
+                if not isinstance(group, int) or not 2 <= group <= k // 2:
+                    raise _Bad(f"{f}.attrs.weight_group: invalid {group!r}")
+                mp = get(refs.get("wmult_packed"), f"{f}.arrays.wmult_packed", "weight_packed")
+                on = cb != wbits
+                want = packed_size(n_groups(k, group), np.where(on, GROUP_MULT_BITS, 0))
+                if mp.ndim != 1 or mp.shape[0] != want:
+                    raise _Bad(f"{f}.arrays.wmult_packed: {mp.size} bytes, expected {want}")
+                q, mult = unpack_grouped(packed, mp, cb, on, k, group)
+                arrays["weight"], arrays["wmult"] = q.reshape(ws), mult.astype(np.uint8)
+            else:
+                arrays["weight"] = unpack_codes(packed, wbits, k).reshape(ws)
         nodes.append(Node(op, n["name"], list(n["inputs"]), n["output"], attrs, arrays))
     graph = Graph(doc["input"], doc["output"], tensors, nodes, doc["meta"])
     try:

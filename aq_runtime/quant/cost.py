@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from .weights import stored_weight_bits
+
 REF_PARAMS = 6.9e6
 REF_OPS = 1170e6
 REQUANT_OPS = 7  # + bias, * m, + round, >> n, + z, two clamps (all on 32-bit values)
@@ -49,11 +51,14 @@ def clamp_params(out_bits: Any) -> Any:
 
 
 def conv_cost(wbits: Any, in_bits_pairs: Any, out_bits: Any, ksize: int, pix: int,
-              ternary: bool = False) -> tuple[Any, Any]:
-    """(params, ops) of a conv: `wbits` (O,), `in_bits_pairs` (O, C/groups) the bits of the
-    input channel each output channel reads, `ksize` = kh*kw, `pix` = output pixels."""
+              ternary: bool = False, stored_bits: Any = None) -> tuple[Any, Any]:
+    """(params, ops) of a conv: `wbits` (O,) the weights' bits as multiplied, `stored_bits`
+    (O,) as stored per weight (default: the same; group multipliers store fewer),
+    `in_bits_pairs` (O, C/groups) the bits of the input channel each output channel reads,
+    `ksize` = kh*kw, `pix` = output pixels."""
     o, cg = in_bits_pairs.shape
-    params = (cg * ksize * wbits.sum() + o * CONV_CHANNEL_PARAM_BITS) / 32 + clamp_params(out_bits)
+    sb = wbits if stored_bits is None else stored_bits
+    params = (cg * ksize * sb.sum() + o * CONV_CHANNEL_PARAM_BITS) / 32 + clamp_params(out_bits)
     if ternary:
         params = params + o * TERNARY_EXTRA_BITS / 32
     mults = ksize * pix * op_cost(_max(wbits[:, None], in_bits_pairs)).sum()
@@ -97,10 +102,11 @@ def layer_costs(graph) -> list[LayerCost]:
         ob_mean = float(np.minimum(ob, 32).mean())
         if n.op == "conv":
             wb = n.arrays["wbits"].astype(np.float64)
+            sb = stored_weight_bits(n.arrays, n.attrs)
             o, cg, kh, kw = n.arrays["weight"].shape
             pairs = tin.bits.astype(np.float64)[input_channel_map(o, cg, n.attrs["groups"])]
-            p, q = conv_cost(wb, pairs, ob, kh * kw, h * w, n.attrs.get("mode") == "ternary")
-            rows.append(LayerCost(n.name, n.op, float(p), float(q), float(wb.mean()), ob_mean))
+            p, q = conv_cost(wb, pairs, ob, kh * kw, h * w, n.attrs.get("mode") == "ternary", sb)
+            rows.append(LayerCost(n.name, n.op, float(p), float(q), float(sb.mean()), ob_mean))
             continue
         kernel = int(np.prod(n.attrs["kernel"])) if n.op in ("maxpool", "avgpool") else 1
         table = n.arrays["table"].size if n.op == "lut" else 0

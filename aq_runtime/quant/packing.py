@@ -6,10 +6,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from .weights import GROUP_MULT_BITS, expand_groups, grouped_rows, n_groups
+
 
 def row_bytes(k: int, bits: np.ndarray) -> np.ndarray:
     """Bytes of each channel's k packed codes at its bits (channels start on a byte)."""
     return (k * np.asarray(bits, dtype=np.int64) + 7) // 8
+
+
+def stored_row_bytes(k: int, bits: np.ndarray, group: int = 0) -> np.ndarray:
+    """Bytes each channel of k weights at code `bits` takes in the file: its packed codes and,
+    where `group` gives it group multipliers, GROUP_MULT_BITS per group (packed after)."""
+    bits = np.asarray(bits, dtype=np.int64)
+    mbits = np.where(grouped_rows(bits, k, group), GROUP_MULT_BITS, 0)
+    return row_bytes(k, bits) + row_bytes(n_groups(k, max(group, 1)), mbits)
 
 
 def packed_size(k: int, bits: np.ndarray) -> int:
@@ -21,40 +31,81 @@ def _offset(b: int) -> int:
     return 0 if b == 1 else (1 << (b - 1)) - 1
 
 
-def pack_codes(codes: np.ndarray, bits: np.ndarray) -> np.ndarray:
-    """Pack int codes (O, K) at per-channel `bits` (O,) into a 1-D uint8 array."""
-    codes = np.asarray(codes, dtype=np.int64)
+def pack_unsigned(u: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """Pack unsigned ints (O, K) at per-row `bits` (O,) (0: the row takes no bytes), LSB first,
+    every row starting on a byte, into a 1-D uint8 array."""
+    u = np.asarray(u, dtype=np.int64)
     bits = np.asarray(bits, dtype=np.int64)
-    o, k = codes.shape
+    o, k = u.shape
     rb = row_bytes(k, bits)
     starts = np.concatenate([[0], np.cumsum(rb)[:-1]]).astype(np.int64)
     out = np.zeros(int(rb.sum()), dtype=np.uint8)
-    for b in np.unique(bits):
+    for b in np.unique(bits[bits > 0]):
         b = int(b)
         rows = np.nonzero(bits == b)[0]
-        u = (codes[rows] > 0).astype(np.int64) if b == 1 else codes[rows] + _offset(b)
-        if np.any(u < 0) or np.any(u >= (1 << b)):
+        v = u[rows]
+        if np.any(v < 0) or np.any(v >= (1 << b)):
             raise ValueError(f"weight code out of range for {b} bits")
-        planes = ((u[:, :, None] >> np.arange(b)) & 1).astype(np.uint8).reshape(len(rows), k * b)
+        planes = ((v[:, :, None] >> np.arange(b)) & 1).astype(np.uint8).reshape(len(rows), k * b)
         packed = np.packbits(planes, axis=1, bitorder="little")  # (rows, ceil(k*b/8))
-        idx = starts[rows][:, None] + np.arange(packed.shape[1])
-        out[idx] = packed
+        out[starts[rows][:, None] + np.arange(packed.shape[1])] = packed
     return out
 
 
-def unpack_codes(packed: np.ndarray, bits: np.ndarray, k: int) -> np.ndarray:
-    """Inverse of `pack_codes`: (O, K) int16 codes (int32 if any channel has > 16 bits)."""
+def unpack_unsigned(packed: np.ndarray, bits: np.ndarray, k: int) -> np.ndarray:
+    """Inverse of `pack_unsigned`: (O, K) int64 (rows of 0 bits: zeros)."""
     bits = np.asarray(bits, dtype=np.int64)
     rb = row_bytes(k, bits)
     if packed.ndim != 1 or packed.shape[0] != int(rb.sum()):
         raise ValueError(f"packed weights hold {packed.size} bytes, expected {int(rb.sum())}")
     starts = np.concatenate([[0], np.cumsum(rb)[:-1]]).astype(np.int64)
-    out = np.zeros((bits.shape[0], k), dtype=np.int16)
-    for b in np.unique(bits):
+    out = np.zeros((bits.shape[0], k), dtype=np.int64)
+    for b in np.unique(bits[bits > 0]):
         b = int(b)
         rows = np.nonzero(bits == b)[0]
         idx = starts[rows][:, None] + np.arange(int((k * b + 7) // 8))
         planes = np.unpackbits(packed[idx], axis=1, bitorder="little")[:, : k * b]
-        u = (planes.reshape(len(rows), k, b).astype(np.int64) << np.arange(b)).sum(axis=2)
-        out[rows] = np.where(u > 0, 1, -1) if b == 1 else u - _offset(b)
+        out[rows] = (planes.reshape(len(rows), k, b).astype(np.int64) << np.arange(b)).sum(axis=2)
     return out
+
+
+def pack_codes(codes: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """Pack int codes (O, K) at per-channel `bits` (O,) into a 1-D uint8 array."""
+    codes = np.asarray(codes, dtype=np.int64)
+    bits = np.asarray(bits, dtype=np.int64)
+    offset = np.array([_offset(int(b)) for b in bits], dtype=np.int64)[:, None]
+    u = np.where((bits == 1)[:, None], (codes > 0).astype(np.int64), codes + offset)
+    if np.any((bits == 1)[:, None] & (codes == 0)):
+        raise ValueError("weight code out of range for 1 bits")
+    return pack_unsigned(u, bits)
+
+
+def unpack_codes(packed: np.ndarray, bits: np.ndarray, k: int) -> np.ndarray:
+    """Inverse of `pack_codes`: (O, K) int16 codes (int32 if any channel has > 16 bits)."""
+    bits = np.asarray(bits, dtype=np.int64)
+    u = unpack_unsigned(packed, bits, k)
+    offset = np.array([_offset(int(b)) for b in bits], dtype=np.int64)[:, None]
+    return np.where((bits == 1)[:, None], np.where(u > 0, 1, -1), u - offset).astype(np.int16)
+
+
+def pack_grouped(q: np.ndarray, code_bits: np.ndarray, mult: np.ndarray, grouped: np.ndarray,
+                 group: int) -> tuple[np.ndarray, np.ndarray]:
+    """(packed codes, packed multipliers) of weights Q (O, K) with group multipliers (O, ng):
+    grouped rows store code = Q / m at `code_bits` and m - 1 in GROUP_MULT_BITS per group,
+    the others Q itself at `code_bits` and no multipliers."""
+    q = np.asarray(q, dtype=np.int64)
+    m = np.where(grouped[:, None], expand_groups(mult, q.shape[1], group), 1)
+    if np.any(q % m):
+        raise ValueError("grouped weights: a weight is not a multiple of its group's multiplier")
+    mbits = np.where(grouped, GROUP_MULT_BITS, 0)
+    return pack_codes(q // m, code_bits), pack_unsigned(np.where(grouped[:, None], mult - 1, 0),
+                                                         mbits)
+
+
+def unpack_grouped(packed: np.ndarray, packed_mult: np.ndarray, code_bits: np.ndarray,
+                   grouped: np.ndarray, k: int, group: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of `pack_grouped`: (Q (O, K) int16, mult (O, ng) int64, 1 on ungrouped rows)."""
+    codes = unpack_codes(packed, code_bits, k).astype(np.int64)
+    mult = unpack_unsigned(packed_mult, np.where(grouped, GROUP_MULT_BITS, 0),
+                           n_groups(k, group)) + 1
+    return (codes * expand_groups(mult, k, group)).astype(np.int16), mult

@@ -107,6 +107,9 @@ def model_from_aqz(cfg: TrainConfig, fg: FloatGraph, path: str | Path) -> QuantG
         raise AqError(f"{path}: not an export of {fg.name} (--model)")
     if any(n.attrs.get("mode") == "ternary" for n in nodes.values()):
         raise AqError(f"{path}: ternary layers cannot start AQ training (export without TTQ)")
+    if any("weight_group" in n.attrs for n in nodes.values()):
+        raise AqError(f"{path}: weight groups cannot start AQ training yet (its quantizers are "
+                      "per channel: export without --weight-groups)")
     student = copy.copy(fg)
     student.nodes = []
     wbits, alpha = {}, {}
