@@ -119,6 +119,8 @@ def validate_graph(g: Graph) -> None:
         need = OP_ARRAYS[n.op] + (TERNARY_ARRAYS if n.attrs.get("mode") == "ternary" else ())
         if n.op == "conv" and "weight_group" in n.attrs:
             need = need + GROUP_ARRAYS
+        elif any(k in n.arrays for k in GROUP_ARRAYS):
+            raise ValueError(f"{f}.arrays: wcbits/wmult without attrs.weight_group")
         for k in need:
             if k not in n.arrays:
                 raise ValueError(f"{f}.arrays.{k}: missing")
@@ -223,6 +225,8 @@ def _validate_conv(f: str, n: Node, t_in: TensorSpec, out: TensorSpec) -> None:
             raise ValueError(f"{f}.{k}: shape must be ({o},)")
     wi = w.astype(np.int64).reshape(o, -1)
     if mode == "ternary":
+        if "weight_group" in at:
+            raise ValueError(f"{f}.attrs.weight_group: ternary weights take no groups")
         if np.any(bits != 2) or np.any(np.abs(wi) > 1):
             raise ValueError(f"{f}.weight: ternary codes must be -1, 0, +1 at 2 bits")
         _check_requant(f, a, out, ("mult", "mult_n"))
