@@ -29,8 +29,8 @@ from tqdm import tqdm
 
 from ..quant.bits import weight_code_max
 from ..quant.cost import input_channel_map
-from ..quant.weights import expand_groups
 from ..quant.requant import implied_scale
+from ..quant.weights import code_bits, expand_groups
 from .fakequant import FakeQuantGraph
 from .float_exec import apply_node, normalize_input
 from .float_graph import FloatGraph, FloatNode
@@ -100,7 +100,7 @@ class _Rounding:
 
     def __init__(self, n: FloatNode, node, s_in: np.ndarray, s_out: np.ndarray,
                  wrange: np.ndarray | float):
-        bits = node.arrays.get("wcbits", node.arrays["wbits"]).astype(np.int64)
+        bits = code_bits(node.arrays)
         group = node.attrs.get("weight_group", 0)
         we = effective_weights(n, s_in)
         q, sw, gm, _ = grouped_weight_codes(we, bits, n.bias, wrange, group)

@@ -15,7 +15,9 @@ from ..quant.weights import (
     GROUP_CODE_BITS,
     GROUP_MULT_BITS,
     GROUP_MULT_MAX,
+    code_bits,
     expand_groups,
+    grouped_channels,
     n_groups,
 )
 from .ir import GROUP_ARRAYS, OP_ARRAYS, TERNARY_ARRAYS, Graph, Node, TensorSpec
@@ -181,11 +183,11 @@ def _validate_groups(f: str, group: Any, a: dict, wi: np.ndarray, bits: np.ndarr
     o, k = wi.shape
     if not isinstance(group, int) or not 2 <= group <= k // 2:
         raise ValueError(f"{f}.attrs.weight_group: invalid {group!r}")
-    cb = a["wcbits"].astype(np.int64)
+    cb = code_bits(a)
     mult = a["wmult"].astype(np.int64)
     if cb.shape != (o,) or mult.shape != (o, n_groups(k, group)):
         raise ValueError(f"{f}.wcbits/wmult: shapes must be ({o},) and ({o}, {n_groups(k, group)})")
-    grouped = cb != bits
+    grouped = grouped_channels(a)
     lo, hi = GROUP_CODE_BITS
     if (np.any(cb[grouped] < lo) or np.any(cb[grouped] > hi)
             or np.any(bits[grouped] != cb[grouped] + GROUP_MULT_BITS)):

@@ -9,23 +9,12 @@ import numpy as np
 
 from ..export.ir import Graph
 from ..quant.cost import micronet_score
-from ..quant.packing import stored_row_bytes
-from ..quant.weights import stored_weight_bits
-
-
-def code_bits(n) -> np.ndarray:
-    """A conv's stored code bits per channel (its weight bits unless group multipliers)."""
-    return n.arrays.get("wcbits", n.arrays["wbits"])
-
-
-def node_weight_bytes(n) -> int:
-    """Bytes of a conv's packed weights: codes at their bits, and group multipliers."""
-    k = int(np.prod(n.arrays["weight"].shape[1:]))
-    return int(stored_row_bytes(k, code_bits(n), n.attrs.get("weight_group", 0)).sum())
+from ..quant.packing import node_weight_bytes
+from ..quant.weights import code_bits, stored_weight_bits
 
 
 def weight_bytes(graph: Graph) -> int:
-    return sum(node_weight_bytes(n) for n in graph.weight_nodes())
+    return sum(node_weight_bytes(n.arrays, n.attrs) for n in graph.weight_nodes())
 
 
 def average_weight_bits(graph: Graph) -> float:
@@ -50,10 +39,10 @@ def layer_rows(graph: Graph) -> list[dict]:
         r = {"name": n.name, "op": n.op, "out_shape": list(out.shape),
              "act_bits": [int(out.bits.min()), float(out.bits.mean()), int(out.bits.max())]}
         if n.op == "conv":
-            wb = code_bits(n)
+            wb = code_bits(n.arrays)
             r.update(weight_shape=list(n.arrays["weight"].shape), mode=n.attrs.get("mode"),
                      weight_bits=[int(wb.min()), float(wb.mean()), int(wb.max())],
-                     weight_bytes=node_weight_bytes(n))
+                     weight_bytes=node_weight_bytes(n.arrays, n.attrs))
             if "weight_group" in n.attrs:
                 r["weight_group"] = n.attrs["weight_group"]
         rows.append(r)
@@ -71,7 +60,7 @@ def bits_json(graph: Graph) -> dict:
     for n in graph.nodes:
         e = {}
         if n.op == "conv":
-            e["weight"] = compact(code_bits(n))
+            e["weight"] = compact(code_bits(n.arrays))
         if n.output != graph.output:
             e["act"] = compact(graph.tensors[n.output].bits)
         layers[n.name] = e

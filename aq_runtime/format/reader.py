@@ -26,8 +26,7 @@ from ..export.ir import (
     TensorSpec,
 )
 from ..export.validate import validate_graph
-from ..quant.packing import packed_size, unpack_codes, unpack_grouped
-from ..quant.weights import GROUP_MULT_BITS, n_groups
+from ..quant.packing import mult_row_bytes, packed_size, unpack_codes, unpack_grouped
 from .schema import (
     ALLOWED_DTYPES,
     ARRAY_DIR,
@@ -276,8 +275,8 @@ def _parse(z: zipfile.ZipFile) -> Graph:
                 if not isinstance(group, int) or not 2 <= group <= k // 2:
                     raise _Bad(f"{f}.attrs.weight_group: invalid {group!r}")
                 mp = get(refs.get("wmult_packed"), f"{f}.arrays.wmult_packed", "weight_packed")
-                on = cb != wbits
-                want = packed_size(n_groups(k, group), np.where(on, GROUP_MULT_BITS, 0))
+                on = cb != wbits  # quant.weights.grouped_channels, before `arrays` is whole
+                want = int(mult_row_bytes(k, on, group).sum())
                 if mp.ndim != 1 or mp.shape[0] != want:
                     raise _Bad(f"{f}.arrays.wmult_packed: {mp.size} bytes, expected {want}")
                 q, mult = unpack_grouped(packed, mp, cb, on, k, group)

@@ -18,6 +18,7 @@ import numpy as np
 from .. import __version__
 from ..export.ir import Graph, canonical
 from ..quant.packing import pack_codes, pack_grouped
+from ..quant.weights import grouped_channels
 from ..files import atomic_open
 from .schema import (
     ARRAY_DIR,
@@ -79,9 +80,9 @@ def graph_to_members(graph: Graph) -> tuple[dict, dict[str, tuple[bytes, int]]]:
             if key == "hi" and out_bits.max() <= 8:
                 refs["hi_gap"] = put(((np.int64(1) << out_bits) - 1 - a).astype(np.int32))
             elif key == "weight" and "wmult" in n.arrays:
-                cb = n.arrays["wcbits"]
-                codes, mult = pack_grouped(a.reshape(a.shape[0], -1), cb, n.arrays["wmult"],
-                                           cb != n.arrays["wbits"], n.attrs["weight_group"])
+                codes, mult = pack_grouped(a.reshape(a.shape[0], -1), n.arrays["wcbits"],
+                                           n.arrays["wmult"], grouped_channels(n.arrays),
+                                           n.attrs["weight_group"])
                 refs["weight_packed"] = put(codes, WEIGHT_POOL)
                 refs["wmult_packed"] = put(mult, WEIGHT_POOL)
             elif key == "weight":

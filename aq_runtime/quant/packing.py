@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .weights import GROUP_MULT_BITS, expand_groups, grouped_rows, n_groups
+from .weights import (
+    GROUP_MULT_BITS,
+    code_bits,
+    expand_groups,
+    grouped_channels,
+    grouped_rows,
+    n_groups,
+)
 
 
 def row_bytes(k: int, bits: np.ndarray) -> np.ndarray:
@@ -14,12 +21,29 @@ def row_bytes(k: int, bits: np.ndarray) -> np.ndarray:
     return (k * np.asarray(bits, dtype=np.int64) + 7) // 8
 
 
+def mult_row_bytes(k: int, grouped: np.ndarray, group: int) -> np.ndarray:
+    """Bytes of each channel's packed group multipliers (0 where not `grouped`)."""
+    grouped = np.asarray(grouped, dtype=bool)
+    if not grouped.any():
+        return np.zeros(grouped.shape, dtype=np.int64)
+    return row_bytes(n_groups(k, group), np.where(grouped, GROUP_MULT_BITS, 0))
+
+
 def stored_row_bytes(k: int, bits: np.ndarray, group: int = 0) -> np.ndarray:
-    """Bytes each channel of k weights at code `bits` takes in the file: its packed codes and,
-    where `group` gives it group multipliers, GROUP_MULT_BITS per group (packed after)."""
+    """Bytes each channel of k weights at code `bits` will take in the file when exported with
+    `group`: its packed codes and, where quant.weights.grouped_rows gives it multipliers,
+    theirs (the planner's view; a written conv's own: `node_weight_bytes`)."""
     bits = np.asarray(bits, dtype=np.int64)
-    mbits = np.where(grouped_rows(bits, k, group), GROUP_MULT_BITS, 0)
-    return row_bytes(k, bits) + row_bytes(n_groups(k, max(group, 1)), mbits)
+    return row_bytes(k, bits) + mult_row_bytes(k, grouped_rows(bits, k, group), group)
+
+
+def node_weight_bytes(arrays: dict, attrs: dict) -> int:
+    """Bytes of an IR conv's packed weights: codes at their bits, and group multipliers."""
+    k = int(np.prod(arrays["weight"].shape[1:]))
+    total = packed_size(k, code_bits(arrays))
+    if "weight_group" in attrs:
+        total += int(mult_row_bytes(k, grouped_channels(arrays), attrs["weight_group"]).sum())
+    return total
 
 
 def packed_size(k: int, bits: np.ndarray) -> int:

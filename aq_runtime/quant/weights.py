@@ -137,13 +137,21 @@ def quantize_weights_grouped(we: np.ndarray, bits: np.ndarray, group: int,
     return q, scale, mult, ebits
 
 
+def code_bits(arrays: dict) -> np.ndarray:
+    """A conv's stored code bits per channel (its weight bits unless it has `wcbits`)."""
+    return np.asarray(arrays.get("wcbits", arrays["wbits"])).astype(np.int64)
+
+
+def grouped_channels(arrays: dict) -> np.ndarray:
+    """The channels of a conv that carry group multipliers: code bits below weight bits."""
+    return code_bits(arrays) != np.asarray(arrays["wbits"]).astype(np.int64)
+
+
 def stored_weight_bits(arrays: dict, attrs: dict) -> np.ndarray:
     """Per output channel of an IR conv, the bits one weight takes in the file: its code bits
     plus, on grouped channels, its share of the group multipliers' bits."""
-    wbits = np.asarray(arrays["wbits"], dtype=np.float64)
     if "weight_group" not in attrs:
-        return wbits
+        return np.asarray(arrays["wbits"], dtype=np.float64)
     k = int(np.prod(arrays["weight"].shape[1:]))
-    cb = np.asarray(arrays["wcbits"], dtype=np.float64)
     extra = GROUP_MULT_BITS * n_groups(k, attrs["weight_group"]) / k
-    return cb + np.where(cb != wbits, extra, 0.0)
+    return code_bits(arrays) + np.where(grouped_channels(arrays), extra, 0.0)
