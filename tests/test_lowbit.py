@@ -115,6 +115,24 @@ def test_learned_rounding_fits_its_images_better(lowbit, lite0_small):
     assert sqnr_db(f, FakeQuantGraph(learned)(xc)) > sqnr_db(f, FakeQuantGraph(near)(xc)) + 0.3
 
 
+def test_block_errors_end_at_the_logit_noise(lowbit, lite0_small):
+    """One figure per reconstruction block, in order; the last block's is the logit noise
+    the fake-quant model's SQNR measures; learned rounding lowers it on its own images."""
+    from aq_runtime.bench.block_error import block_errors
+    from aq_runtime.bench.fidelity import sqnr_db
+    from aq_runtime.export.fakequant import FakeQuantGraph
+    from aq_runtime.export.float_exec import run_float_graph
+    from aq_runtime.export.learned_rounding import blocks
+    fg, xc, _, _ = lite0_small
+    near, learned = lowbit
+    e_near = block_errors(fg, near, xc)
+    assert [n for n, _ in e_near] == [p[0].name for p in blocks(fg)]
+    assert all(e >= 0 for _, e in e_near) and e_near[0][1] < e_near[-1][1]
+    logit_db = sqnr_db(run_float_graph(fg, xc), FakeQuantGraph(near)(xc))
+    assert -10 * np.log10(e_near[-1][1]) == pytest.approx(logit_db, abs=1e-3)
+    assert block_errors(fg, learned, xc)[-1][1] < e_near[-1][1]
+
+
 def test_integerize_refuses_codes_out_of_range(lite0_small):
     from aq_runtime.export.bits_spec import resolve_bits
     from aq_runtime.export.integerize import integerize

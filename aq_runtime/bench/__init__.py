@@ -1,4 +1,5 @@
 """Measurement: fidelity of integer models against their float model (DESIGN §7) and the
 comparison tables and size-vs-fidelity plot built on it, the latency harness with ONNX Runtime
-int8 and PyTorch fp32 baselines in the same run, per-layer profiles, the reader fuzzer and
-the demo."""
+int8 and PyTorch fp32 baselines in the same run, per-layer profiles, per-block errors (where a
+low-bit model's noise arises, on calibration and held-out images), the reader fuzzer and the
+demo."""

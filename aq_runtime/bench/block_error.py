@@ -1,0 +1,47 @@
+"""Where an integer model's error comes from, block by block: the relative squared error of
+each reconstruction block's output (export/learned_rounding.py's `blocks`), the graph's
+fake-quant model against its float model, both run from the images (so each block's figure
+holds every error that reached it). Measured on the calibration crops and on held-out crops,
+it shows which blocks' rounding carries over to images the export never saw and which fits
+the calibration photos only (benchmarks/lowbit_blocks.py)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..export.fakequant import FakeQuantGraph
+from ..export.float_exec import run_float_graph
+from ..export.float_graph import FloatGraph
+from ..export.ir import Graph
+from ..export.learned_rounding import blocks
+
+
+def block_errors(fg: FloatGraph, g: Graph, images: np.ndarray, batch: int = 32
+                 ) -> list[tuple[str, float]]:
+    """(first node of the block, sum (q - f)^2 / sum f^2 over `images`) per block of `fg`, in
+    order: q the output of integer graph `g`'s fake-quant model, f the float model's."""
+    parts = blocks(fg)
+    outs = [p[-1].output for p in parts]
+    noise = np.zeros(len(outs))
+    power = np.zeros(len(outs))
+    fq = FakeQuantGraph(g)
+    for i in range(0, len(images), batch):
+        x = images[i:i + batch]
+        ref: dict[str, torch.Tensor] = {}
+
+        def hook(name: str, t: torch.Tensor) -> None:
+            if name in outs:
+                ref[name] = t.double()
+
+        run_float_graph(fg, x, hook=hook, batch=batch)
+        with torch.no_grad():
+            env = {g.input: fq.input_values(x)}
+            for n in g.nodes:
+                env[n.output] = fq.node(n, [env[t] for t in n.inputs])
+        for j, o in enumerate(outs):
+            r = ref[o].reshape(len(x), -1)
+            q = env[o].double().reshape(len(x), -1)
+            noise[j] += float(((q - r) ** 2).sum())
+            power[j] += float((r ** 2).sum())
+    return [(p[0].name, float(e / max(s, 1e-300))) for p, e, s in zip(parts, noise, power)]
