@@ -28,20 +28,18 @@ def block_errors(fg: FloatGraph, g: Graph, images: np.ndarray, batch: int = 32
     fq = FakeQuantGraph(g)
     for i in range(0, len(images), batch):
         x = images[i:i + batch]
-        ref: dict[str, torch.Tensor] = {}
+        got: dict[str, dict[str, torch.Tensor]] = {"ref": {}, "q": {}}
 
-        def hook(name: str, t: torch.Tensor) -> None:
-            if name in outs:
-                ref[name] = t.double()
+        def keep(which: str):
+            def hook(name: str, t: torch.Tensor) -> None:
+                if name in outs:
+                    got[which][name] = t.double().reshape(len(x), -1)
+            return hook
 
-        run_float_graph(fg, x, hook=hook, batch=batch)
-        with torch.no_grad():
-            env = {g.input: fq.input_values(x)}
-            for n in g.nodes:
-                env[n.output] = fq.node(n, [env[t] for t in n.inputs])
+        run_float_graph(fg, x, hook=keep("ref"), batch=batch)
+        fq(x, batch=batch, hook=keep("q"))
         for j, o in enumerate(outs):
-            r = ref[o].reshape(len(x), -1)
-            q = env[o].double().reshape(len(x), -1)
+            r, q = got["ref"][o], got["q"][o]
             noise[j] += float(((q - r) ** 2).sum())
             power[j] += float((r ** 2).sum())
     return [(p[0].name, float(e / max(s, 1e-300))) for p, e, s in zip(parts, noise, power)]

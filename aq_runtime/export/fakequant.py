@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from .dequant import dequantized_conv
-from .float_exec import torch_nonlinear
+from .float_exec import Hook, torch_nonlinear
 from .integerize import nonlinear_fn
 from .ir import Graph, Node
 
@@ -94,12 +94,17 @@ class FakeQuantGraph:
         return self.quantize_output(y, n, ste)
 
     @torch.no_grad()
-    def __call__(self, images: np.ndarray, batch: int = 32) -> np.ndarray:
+    def __call__(self, images: np.ndarray, batch: int = 32, hook: Hook | None = None
+                 ) -> np.ndarray:
+        """Logits (N, classes) as float64 numpy; `hook(name, tensor)` sees every node's
+        output, batch by batch (as `run_float_graph`'s hook does)."""
         g = self.g
         outs = []
         for i in range(0, len(images), batch):
             env = {g.input: self.input_values(images[i:i + batch])}
             for n in g.nodes:
                 env[n.output] = self.node(n, [env[t] for t in n.inputs])
+                if hook:
+                    hook(n.output, env[n.output])
             outs.append(env[g.output].reshape(env[g.output].shape[0], -1).double().numpy())
         return np.concatenate(outs)
