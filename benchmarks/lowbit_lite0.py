@@ -78,9 +78,23 @@ def rows_wanted() -> list[tuple[str, object, dict]]:
 
 
 def _row_dict(r: Row) -> dict:
+    """A row just computed, with the machine it ran on."""
     return {"name": r.name, "file_bytes": r.file_bytes, "weight_bits": r.weight_bits,
             "act_bits": r.act_bits, "score": r.score, "fid": r.fid.as_dict() if r.fid else None,
-            "fq_agreement": r.fq_agreement, "seconds": r.seconds}
+            "fq_agreement": r.fq_agreement, "seconds": r.seconds, "machine": describe()}
+
+
+def machines_line(rows: list[dict]) -> str:
+    """Which machine each row ran on (rows are resumed across sessions): the most common one
+    for the rows not named, then each other machine with its rows."""
+    by: dict[str, list[str]] = {}
+    for d in rows:
+        by.setdefault(d.get("machine", "not recorded"), []).append(d["name"])
+    order = sorted(by, key=lambda m: -len(by[m]))
+    if len(order) == 1:
+        return f"machine: {order[0]}"
+    return "machines: " + "; ".join([f"{order[0]} (rows not named here)"] + [
+        f"{m}: {', '.join(by[m])}" for m in order[1:]])
 
 
 def _row(d: dict) -> Row:
@@ -126,7 +140,7 @@ def main() -> None:
     keep.mkdir(parents=True, exist_ok=True)
 
     def save() -> None:
-        doc = {"machine": describe(),
+        doc = {"machine": describe(),  # the last run's; each row names its own
                "python": sys.version.split()[0], "rows": list(done.values())}
         t = store.with_suffix(".tmp")
         t.write_text(json.dumps(doc, indent=1))
@@ -171,11 +185,12 @@ def main() -> None:
         print(f"{n}: {r.fid.sqnr_db:.2f} dB, training {r.seconds:.0f} s", flush=True)
     order = (["float (fp32)"] + [n for n, _, _ in rows_wanted()]
              + ["ORT int8 QDQ", "ORT int8 QDQ float-sim"])
-    rows = [_row(done[n]) for n in order if n in done]
+    shown = [done[n] for n in order if n in done]
+    rows = [_row(d) for d in shown]
     table = format_rows(rows, with_seconds=True)
     text = (f"EfficientNet-Lite0 at low weight bits: calibration {len(xc)} crops of "
             f"{', '.join(CALIBRATION_PHOTOS)};\nscored on {len(xh)} held-out crops of "
-            f"{', '.join(HELDOUT_PHOTOS)}\nmachine: {describe()}\n"
+            f"{', '.join(HELDOUT_PHOTOS)}\n{machines_line(shown)}\n"
             "nearest: the default export (max|w| ranges, nearest rounding, bias correction; auto:"
             " one width per layer);\nmse: + per-channel MSE weight clipping (--clipping mse); "
             "mse-ch: + per-channel bits (--allocation channel);\nlearned: mse (uniform) or "
