@@ -112,18 +112,25 @@ def unpack_codes(packed: np.ndarray, bits: np.ndarray, k: int) -> np.ndarray:
     return np.where((bits == 1)[:, None], np.where(u > 0, 1, -1), u - offset).astype(np.int16)
 
 
+def stored_codes(q: np.ndarray, mult: np.ndarray, grouped: np.ndarray, group: int
+                 ) -> np.ndarray:
+    """The codes a file stores for weights Q (O, K) with group multipliers (O, ng): Q / m on
+    `grouped` rows, Q itself on the others."""
+    q = np.asarray(q, dtype=np.int64)
+    m = np.where(grouped[:, None], expand_groups(mult, q.shape[1], group), 1)
+    if np.any(q % m):
+        raise ValueError("grouped weights: a weight is not a multiple of its group's multiplier")
+    return q // m
+
+
 def pack_grouped(q: np.ndarray, code_bits: np.ndarray, mult: np.ndarray, grouped: np.ndarray,
                  group: int) -> tuple[np.ndarray, np.ndarray]:
     """(packed codes, packed multipliers) of weights Q (O, K) with group multipliers (O, ng):
     grouped rows store code = Q / m at `code_bits` and m - 1 in GROUP_MULT_BITS per group,
     the others Q itself at `code_bits` and no multipliers."""
-    q = np.asarray(q, dtype=np.int64)
-    m = np.where(grouped[:, None], expand_groups(mult, q.shape[1], group), 1)
-    if np.any(q % m):
-        raise ValueError("grouped weights: a weight is not a multiple of its group's multiplier")
     mbits = np.where(grouped, GROUP_MULT_BITS, 0)
-    return pack_codes(q // m, code_bits), pack_unsigned(np.where(grouped[:, None], mult - 1, 0),
-                                                         mbits)
+    return (pack_codes(stored_codes(q, mult, grouped, group), code_bits),
+            pack_unsigned(np.where(grouped[:, None], mult - 1, 0), mbits))
 
 
 def unpack_grouped(packed: np.ndarray, packed_mult: np.ndarray, code_bits: np.ndarray,
