@@ -20,7 +20,7 @@ file's calibration metadata with each block's output error before and after.
 The schedule does not converge, and that is measured to be the better choice here: at LR 1e-2
 an Adam step moves V by about 0.01, so in 200 steps a weight whose fraction is near 1/2 cannot
 reach a hard 0/1 (20-37% of the variables of Lite0's first blocks end undecided and take the
-sign of V). Converged (LR 0.1: none undecided, 10-20% of codes moved off nearest) the rounding
+sign of V). Converged (LR 0.1: <= 4% undecided, 6-23% of codes off nearest) the rounding
 fits the 8 calibration photos far better (0.5x: last block's error 0.028 -> 0.018) and the
 held-out crops worse (11.76 -> 11.12 dB): its gains carry over to other photos up to block 11
 and not in the late blocks (docs/BENCHMARKS.md, benchmarks/lowbit_blocks.py)."""
