@@ -12,18 +12,17 @@ results/lowbit_blocks.txt. Needs the files lowbit_lite0.py leaves in runs/lowbit
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from aq_runtime.bench.block_error import block_errors
-from aq_runtime.bench.compare import row_path
 from aq_runtime.bench.machine import describe
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
 from aq_runtime.format import read_aqz
 from aq_runtime.models.efficientnet import lite0_float_graph
+from lowbit_lite0 import KEEP, row_files
 
 RESULTS = Path(__file__).parent / "results"
 ROWS = ("auto 0.5 mse-ch g16", "auto 0.5 learned g16")
@@ -36,13 +35,10 @@ def db(e: float) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", nargs="+", default=list(ROWS))
-    ap.add_argument("--keep", default="runs/lowbit_lite0")
+    ap.add_argument("--keep", default=KEEP)
     a = ap.parse_args()
     fg = lite0_float_graph()
-    paths = [row_path(a.keep, fg.name, r) for r in a.rows]
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        sys.exit(f"error: no file {missing[0]}: run benchmarks/lowbit_lite0.py first")
+    paths = row_files(a.keep, fg.name, a.rows)
     xc, _ = crops_of(CALIBRATION_PHOTOS)
     xh, _ = crops_of(HELDOUT_PHOTOS)
     cols = []

@@ -12,15 +12,14 @@ runs/lowbit_lite0.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from aq_runtime.bench.compare import row_path
 from aq_runtime.format import read_aqz
 from aq_runtime.quant.packing import stored_codes
-from aq_runtime.quant.weights import GROUP_MULT_BITS, code_bits, grouped_channels, n_groups
+from aq_runtime.quant.weights import code_bits, grouped_channels, stored_weight_bits
+from lowbit_lite0 import KEEP, row_files
 
 RESULTS = Path(__file__).parent / "results"
 ROWS = tuple(f"auto {b} mse-ch g16" for b in (0.375, 0.5, 0.625, 0.75))
@@ -39,23 +38,20 @@ def conv_codes(n) -> tuple[np.ndarray, np.ndarray, float]:
     """(stored codes (O, K), code bits (O,), group multiplier bits in all) of IR conv `n`."""
     q = n.arrays["weight"].reshape(n.arrays["weight"].shape[0], -1)
     cb = code_bits(n.arrays)
+    mbits = float(((stored_weight_bits(n.arrays, n.attrs) - cb) * q.shape[1]).sum())
     if "wmult" not in n.arrays:
-        return np.asarray(q, np.int64), cb, 0.0
-    grouped = grouped_channels(n.arrays)
-    group = n.attrs["weight_group"]
-    mbits = GROUP_MULT_BITS * n_groups(q.shape[1], group) * int(grouped.sum())
-    return stored_codes(q, n.arrays["wmult"], grouped, group), cb, float(mbits)
+        return np.asarray(q, np.int64), cb, mbits
+    codes = stored_codes(q, n.arrays["wmult"], grouped_channels(n.arrays),
+                         n.attrs["weight_group"])
+    return codes, cb, mbits
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", nargs="+", default=list(ROWS))
-    ap.add_argument("--keep", default="runs/lowbit_lite0")
+    ap.add_argument("--keep", default=KEEP)
     a = ap.parse_args()
-    paths = [row_path(a.keep, MODEL, r) for r in a.rows]
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        sys.exit(f"error: no file {missing[0]}: run benchmarks/lowbit_lite0.py first")
+    paths = row_files(a.keep, MODEL, a.rows)
     out = []
     for r, p in zip(a.rows, paths):
         g = read_aqz(p)

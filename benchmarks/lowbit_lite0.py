@@ -37,6 +37,7 @@ from aq_runtime.export.synthetic import synthesize
 from aq_runtime.models.efficientnet import lite0_float_graph, load_lite0
 
 RESULTS = Path(__file__).parent / "results"
+KEEP = "runs/lowbit_lite0"  # the exported files of the rows (and the KD rows' training runs)
 MSE = {"clipping": "mse"}
 CHANNEL = {"clipping": "mse", "allocation": "channel"}
 LEARNED = {"clipping": "mse", "rounding": "learned"}
@@ -103,6 +104,16 @@ def _row(d: dict) -> Row:
                seconds=d.get("seconds"))
 
 
+def row_files(keep: str | Path, model: str, names: list[str]) -> list[Path]:
+    """The files this script left in `keep` for rows `names` (the scripts that read them:
+    lowbit_blocks.py, lowbit_code_entropy.py); exits with one line naming the first missing."""
+    paths = [row_path(keep, model, n) for n in names]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        sys.exit(f"error: no file {missing[0]}: run benchmarks/lowbit_lite0.py first")
+    return paths
+
+
 def kd_row(start: Path, run: Path):
     """(integer graph, training seconds) of KD-only training from the export `start` (bits
     frozen, logits + block distillation on augmented calibration crops), its final checkpoint;
@@ -128,7 +139,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--redo", nargs="*", default=[])
     ap.add_argument("--only", nargs="*")
-    ap.add_argument("--keep", default="runs/lowbit_lite0",
+    ap.add_argument("--keep", default=KEEP,
                     help="folder for the exported files and the KD rows' training runs")
     a = ap.parse_args()
     store = RESULTS / "lowbit_lite0.json"
