@@ -13,6 +13,7 @@ from ..export.options import (
     GRANULARITIES,
     ROUNDINGS,
     TARGETS,
+    WEIGHT_CODINGS,
     ExportOptions,
 )
 from .common import run_cli
@@ -63,6 +64,11 @@ def main(argv: list[str] | None = None) -> None:
                          "1..8 under the channel's scale (3 bits per group; the codes' effective "
                          "width grows by 3 bits, at most 8): finer steps where a channel's "
                          "weights are small; 0 (default): off, 32: low bits")
+    ap.add_argument("--weight-coding", choices=WEIGHT_CODINGS, default=DEFAULT.weight_coding,
+                    help="how the file stores weight codes: bit-packed at their widths "
+                         "(default), or entropy: rANS-coded where smaller, and --bits auto "
+                         "prices widths by their coded bytes (same integers, smaller file, "
+                         "finer codes within a budget; decoded when the model loads)")
     ap.add_argument("--target", choices=TARGETS, default=DEFAULT.target,
                     help="avx2: no 8-bit weight codes (7 instead; --bits auto never picks 8), "
                          "so AVX2-only CPUs run every layer of 7 bits or less on vpmaddubsw "
@@ -108,7 +114,8 @@ def main(argv: list[str] | None = None) -> None:
                                 rounding=a.rounding, rounding_iters=a.rounding_iters,
                                 rounding_images=a.rounding_images, target=a.target,
                                 synthetic=a.synthetic, act_bits=a.act_bits,
-                                act_noise=a.act_noise, weight_groups=a.weight_groups)
+                                act_noise=a.act_noise, weight_groups=a.weight_groups,
+                                weight_coding=a.weight_coding)
         export_cli(a.source, a.output, options, model=a.model, calib=a.calib,
                    input_size=a.input_size, mean=a.mean, std=a.std)
     run_cli(go)

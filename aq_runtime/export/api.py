@@ -38,7 +38,7 @@ def plan_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges,
         return auto_bits(fg, images, ranges, o.budget, progress=o.progress,
                          bias_correction=o.bias_correction, clipping=o.clipping,
                          granularity=o.allocation, skip_bits=(8,) if o.target == "avx2" else (),
-                         group=o.weight_groups)
+                         group=o.weight_groups, coding=o.weight_coding)
     bits = o.bits
     if isinstance(bits, str):
         bits = int(bits) if bits.isdigit() else load_bits_json(bits)
@@ -57,6 +57,7 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
     images and augmented views of them (export/learned_rounding.py), and the mean error they
     leave is corrected again. With `synthetic`, that many images synthesized from the float
     model's BatchNorm statistics join `images` first (which may then be empty: data-free).
+    With `weight_coding='entropy'` the convs are marked for the writer to entropy-code.
     A bare int or str is the bits, every other option default."""
     o = options if isinstance(options, ExportOptions) else ExportOptions(bits=options)
     if o.synthetic:
@@ -103,6 +104,9 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
         g = build(float_fg, codes)
         if o.bias_correction:  # the mean error the learned codes leave, out of the biases
             g = build(float_fg.with_biases(corrected_biases(float_fg, g, images)), codes)
+    if o.weight_coding != "packed":  # how the writer stores the convs' codes
+        for n in g.weight_nodes():
+            n.attrs["weight_coding"] = o.weight_coding
     return g
 
 

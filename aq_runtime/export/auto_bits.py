@@ -26,18 +26,27 @@ from tqdm import tqdm
 
 from ..quant import act_params_from_range
 from ..quant.cost import input_channel_map
-from ..quant.packing import stored_row_bytes
+from ..quant.entropy import code_lengths, coded_widths
+from ..quant.packing import (
+    codes_bytes,
+    mult_row_bytes,
+    row_bytes,
+    stored_codes,
+    stored_row_bytes,
+)
+from ..quant.weights import grouped_rows
 from .bias_correction import output_shifts, sample
 from .bits_spec import BitsPlan
 from .calibrate import Ranges
 from .clipping import mse_alpha
 from .float_exec import run_float_graph
 from .float_graph import FloatGraph, FloatNode
-from .integerize import effective_weights, weight_codes
+from .integerize import effective_weights, grouped_weight_codes, weight_codes
 
 CANDIDATES = np.arange(2, 17)
 PROBES = (2, 3, 4, 6, 8)
 ACC_MARGIN = float(1 << 30)
+FIT_ROUNDS = 8  # budget refits when coded sizes overshoot the planner's estimate
 
 
 def max_safe_bits(n: FloatNode, s_in: np.ndarray, group: int = 0) -> int:
@@ -69,27 +78,48 @@ class _Layer:
     input-weighted weight error at every candidate bit-width."""
 
     def __init__(self, n: FloatNode, s_in: np.ndarray, clipping: str,
-                 m2: np.ndarray | None = None, group: int = 0):
+                 m2: np.ndarray | None = None, group: int = 0, coding: str = "packed"):
         o, cg, kh, kw = n.weight.shape
         we = effective_weights(n, s_in)
         ch = input_channel_map(o, cg, n.attrs["groups"])
         sa = s_in[ch][:, :, None, None]
         wx = None if m2 is None else np.repeat(m2[ch] / s_in[ch] ** 2, kh * kw, axis=1)
+        k = cg * kh * kw
         self.err = np.zeros((o, len(CANDIDATES)))
         self.fake: dict[int, np.ndarray] = {}
+        self.size = np.tile(stored_row_bytes(k, CANDIDATES, group).astype(float), (o, 1))
+        coded = coding == "entropy"
+        self.k, self.group, self.coding = k, group, coding
+        self.codes: dict[int, np.ndarray] = {}  # stored codes per coded width (entropy)
         for i, b in enumerate(CANDIDATES):
-            if wx is None and b not in PROBES:
+            code = coded and bool(coded_widths(b))
+            if wx is None and b not in PROBES and not code:
                 continue
             bits = np.full(o, b)
             alpha = mse_alpha(we, bits, n.bias, group) if clipping == "mse" and b <= 8 else 1.0
-            q, sw = weight_codes(we, bits, n.bias, alpha, group)
+            q, sw, mult, _ = grouped_weight_codes(we, bits, n.bias, alpha, group)
             if wx is not None:
                 d = q * sw[:, None] - we
                 self.err[:, i] = (d * d * wx).sum(axis=1)  # E[(q - z)^2] per tap
             if b in PROBES:
                 self.fake[int(b)] = (q * sw[:, None]).reshape(n.weight.shape) / sa
-        self.size = np.broadcast_to(stored_row_bytes(cg * kh * kw, CANDIDATES, group
-                                                     ).astype(float), self.err.shape)
+            if code:  # the stored codes' ideal coded length, one stream per layer and width
+                gr = grouped_rows(bits, k, group)
+                sc = q if mult is None else stored_codes(q, mult, gr, group)
+                self.size[:, i] = code_lengths(sc) / 8 + mult_row_bytes(k, gr, group)
+                self.codes[int(b)] = sc.astype(np.int16)
+
+    def stored_bytes(self, bits: np.ndarray) -> int:
+        """Bytes this conv's weights take in the file at per-channel `bits` (coded: what the
+        writer's coder gives for the chosen channels' codes, one stream per width)."""
+        grouped = grouped_rows(bits, self.k, self.group)
+        if not (self.codes and coded_widths(bits).all()):
+            return int(stored_row_bytes(self.k, bits, self.group).sum())
+        sc = np.zeros((len(bits), self.k), dtype=np.int64)
+        for b in np.unique(bits):
+            sc[bits == b] = self.codes[int(b)][bits == b]
+        return codes_bytes(sc, bits, self.coding) + int(mult_row_bytes(self.k, grouped,
+                                                                       self.group).sum())
 
     def channel_noise(self, layer_noise: np.ndarray) -> np.ndarray:
         """The layer's noise per candidate shared over its channels by their weight error."""
@@ -136,11 +166,14 @@ def lagrangian_choice(noise: np.ndarray, size: np.ndarray, ok: np.ndarray, budge
 def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: float = 1.0,
               n_images: int = 16, progress: bool = True, bias_correction: bool = True,
               clipping: str = "max", granularity: str = "layer",
-              skip_bits: tuple[int, ...] = (), group: int = 0) -> tuple[BitsPlan, dict]:
+              skip_bits: tuple[int, ...] = (), group: int = 0, coding: str = "packed"
+              ) -> tuple[BitsPlan, dict]:
     """(bits plan, report), weight bytes <= budget_ratio * bytes of uniform 8 bits, one
     width per layer or (`granularity='channel'`) per output channel, never a width in
     `skip_bits`; with `group`, widths 2..5 carry group multipliers (their noise measured so,
-    their 3 bits per group priced). With `bias_correction`
+    their 3 bits per group priced); with `coding='entropy'` each channel's codes at 2..8 bits
+    are priced at their entropy-coded size (their layer's codes at that width as one stream's
+    histogram), the budget still uniform 8's packed bytes. With `bias_correction`
     each probe's noise is measured as the export will leave it: with the layer's mean output
     error taken out of its bias."""
     x = sample(images, n_images)
@@ -150,7 +183,8 @@ def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: 
     scales = {t: act_params_from_range(lo, hi, np.full(lo.shape, 8))[0]
               for t, (lo, hi) in ranges.items()}
     convs = fg.conv_nodes()
-    layers = {n.name: _Layer(n, scales[n.inputs[0]], clipping, m2.get(n.inputs[0]), group)
+    layers = {n.name: _Layer(n, scales[n.inputs[0]], clipping, m2.get(n.inputs[0]), group,
+                             coding)
               for n in tqdm(convs, desc="weight errors", disable=not progress)}
     shift = {b: (output_shifts(fg, sample(images), {n.name: layers[n.name].fake[b] - n.weight
                                                     for n in convs})
@@ -167,7 +201,9 @@ def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: 
         layer_ok.append((CANDIDATES <= max_safe_bits(n, scales[n.inputs[0]], group))
                         & ~np.isin(CANDIDATES, skip_bits))
     size_c = np.concatenate([layers[n.name].size for n in convs])
-    budget = budget_ratio * size_c[:, CANDIDATES == 8].sum()  # 8 bits: never grouped
+    k_of = {n.name: int(np.prod(n.weight.shape[1:])) for n in convs}
+    budget = budget_ratio * sum(int(row_bytes(k_of[n.name], 8)) * n.weight.shape[0]
+                                for n in convs)  # uniform 8 bits, packed
     if per_channel:
         noise = np.concatenate([layers[n.name].channel_noise(ln)
                                 for n, ln in zip(convs, layer_noise)])
@@ -178,16 +214,19 @@ def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: 
         noise = np.stack(layer_noise)
         size = np.stack([layers[n.name].size.sum(axis=0) for n in convs])
         ok = np.stack(layer_ok)
-    idx = lagrangian_choice(noise, size, ok, budget)
-    predicted = float(noise[np.arange(len(idx)), idx].sum())
     units = np.cumsum([0] + [n.weight.shape[0] if per_channel else 1 for n in convs])
-    wbits = {n.name: np.broadcast_to(CANDIDATES[idx[units[i]:units[i + 1]]],
-                                     (n.weight.shape[0],)).astype(np.int64)
-             for i, n in enumerate(convs)}
-    k_of = {n.name: int(np.prod(n.weight.shape[1:])) for n in convs}
-    report = {"budget_bytes": int(budget),
-              "weight_bytes": int(sum(stored_row_bytes(k_of[k], v, group).sum()
-                                      for k, v in wbits.items())),
+    target = budget
+    for _ in range(FIT_ROUNDS):  # coded sizes: the planner's estimate, then the coder's bytes
+        idx = lagrangian_choice(noise, size, ok, target)
+        wbits = {n.name: np.broadcast_to(CANDIDATES[idx[units[i]:units[i + 1]]],
+                                         (n.weight.shape[0],)).astype(np.int64)
+                 for i, n in enumerate(convs)}
+        stored = sum(layers[n.name].stored_bytes(wbits[n.name]) for n in convs)
+        if stored <= budget:
+            break
+        target *= budget / stored * (1 - 1e-4)
+    predicted = float(noise[np.arange(len(idx)), idx].sum())
+    report = {"budget_bytes": int(budget), "weight_bytes": int(stored),
               "granularity": granularity, "predicted_noise": predicted, "probes": list(PROBES),
               "clipping": clipping, "bits": {k: float(v.mean()) for k, v in wbits.items()}}
     return (wbits, {}, {}), report

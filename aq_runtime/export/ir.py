@@ -42,6 +42,7 @@ OP_ARRAYS: dict[str, tuple[str, ...]] = {
     "avgpool": ("mult", "shift", "lo", "hi"),
 }
 TERNARY_ARRAYS = ("bias_n", "mult_n")
+STORAGE_ATTRS = ("weight_coding",)  # how a file stores a conv's codes: not the model's integers
 GROUP_ARRAYS = ("wcbits", "wmult")  # a conv with attrs["weight_group"]: quant/weights.py
 
 
@@ -97,7 +98,8 @@ class Graph:
         """SHA-256 over node structure and every integer array: identifies a model."""
         h = hashlib.sha256()
         for n in self.nodes:
-            h.update(f"{n.op}|{n.name}|{n.inputs}|{n.output}|{sorted(n.attrs.items())}".encode())
+            attrs = sorted((k, v) for k, v in n.attrs.items() if k not in STORAGE_ATTRS)
+            h.update(f"{n.op}|{n.name}|{n.inputs}|{n.output}|{attrs}".encode())
             for k in sorted(n.arrays):
                 h.update(k.encode())
                 h.update(np.ascontiguousarray(n.arrays[k]).tobytes())

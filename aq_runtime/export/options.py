@@ -17,6 +17,7 @@ ROUNDINGS = ("nearest", "learned")
 CLIPPINGS = ("max", "mse")
 ALLOCATIONS = ("layer", "channel")
 ACT_BITS = ("plan", "auto")
+WEIGHT_CODINGS = ("packed", "entropy")
 TARGETS = ("any", "avx2")  # avx2: no 8-bit weight codes (AVX2 takes |w| > 64 as int16, slower)
 
 
@@ -50,7 +51,10 @@ class ExportOptions:
     otherwise) or 'auto' (widths 2..8 per tensor lowering the MicroNet score while the logit
     noise they add stays within `act_noise` times the weight plan's own, export/auto_act_bits.py);
     weight_groups: G > 0 gives each run of G weights of a 2..5-bit channel its own multiplier
-    1..8 under the channel's scale (quant/weights.py; `auto` prices the 3 bits per group)."""
+    1..8 under the channel's scale (quant/weights.py; `auto` prices the 3 bits per group);
+    weight_coding: 'packed' (codes bit-packed at their widths) or 'entropy' (rANS-coded in the
+    file where smaller, quant/entropy.py; `auto` then prices each channel's width by its
+    codes' coded size, so the budget buys finer codes; the runtime decodes them at load)."""
     bits: int | str | dict = 8
     budget: float = 1.0
     allocation: str = "layer"
@@ -66,6 +70,7 @@ class ExportOptions:
     act_bits: str = "plan"
     act_noise: float = 0.1
     weight_groups: int = 0
+    weight_coding: str = "packed"
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -75,6 +80,7 @@ class ExportOptions:
         check_choice("bits allocation", self.allocation, ALLOCATIONS)
         check_choice("weight clipping", self.clipping, CLIPPINGS)
         check_choice("target", self.target, TARGETS)
+        check_choice("weight coding", self.weight_coding, WEIGHT_CODINGS)
         check_choice("activation bits", self.act_bits, ACT_BITS)
         if not 0 < self.act_noise <= 10:
             raise AqError(f"--act-noise {self.act_noise}: must lie in (0, 10]")
@@ -101,6 +107,8 @@ class ExportOptions:
             d.pop("synthetic")
         if not self.weight_groups:
             d.pop("weight_groups")
+        if self.weight_coding == "packed":
+            d.pop("weight_coding")
         if self.act_bits == "plan":
             d.pop("act_bits")
             d.pop("act_noise")

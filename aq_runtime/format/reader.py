@@ -26,7 +26,13 @@ from ..export.ir import (
     TensorSpec,
 )
 from ..export.validate import validate_graph
-from ..quant.packing import mult_row_bytes, packed_size, unpack_codes, unpack_grouped
+from ..quant.packing import (
+    decode_codes,
+    mult_row_bytes,
+    packed_size,
+    unpack_codes,
+    with_multipliers,
+)
 from .schema import (
     ALLOWED_DTYPES,
     ARRAY_DIR,
@@ -123,6 +129,32 @@ def _check_spec(ref: str, spec: Any, pools: dict) -> None:
         raise _Bad(f"arrays.{ref}.offset: slice outside pool {spec['pool']!r}")
 
 
+def _stored_codes(f: str, refs: dict, attrs: dict, cb: np.ndarray, k: int, get: Any
+                  ) -> np.ndarray:
+    """A conv's stored codes (O, K): bit-packed (`weight_packed`) or entropy-coded
+    (`weight_coded`, `weight_freq`, attrs.weight_streams; then attrs.weight_streams is
+    dropped: the writer derives it again from the weights)."""
+    if "weight_coded" not in refs:
+        packed = get(refs.get("weight_packed"), f"{f}.arrays.weight_packed", "weight_packed")
+        if packed.ndim != 1 or packed.shape[0] != packed_size(k, cb):
+            raise _Bad(f"{f}.arrays.weight_packed: {packed.size} bytes, expected "
+                       f"{packed_size(k, cb)} from the channel bits")
+        return unpack_codes(packed, cb, k)
+    if "weight_packed" in refs or attrs.get("weight_coding") != "entropy":
+        raise _Bad(f"{f}.arrays.weight_coded: needs attrs.weight_coding 'entropy' and no "
+                   "weight_packed")
+    if len(cb) * k * 8 > MAX_MEMBER_BYTES:
+        raise _Bad(f"{f}.arrays.weight_coded: {len(cb)} x {k} weights exceed the size cap")
+    data = get(refs["weight_coded"], f"{f}.arrays.weight_coded", "weight_coded")
+    freqs = get(refs.get("weight_freq"), f"{f}.arrays.weight_freq", "weight_freq", "uint16")
+    if data.ndim != 1 or freqs.ndim != 1:
+        raise _Bad(f"{f}.arrays.weight_coded: the stream and its frequencies must be 1-D")
+    try:
+        return decode_codes(data, freqs, attrs.pop("weight_streams", None), cb, k)
+    except ValueError as e:
+        raise _Bad(f"{f}.arrays.weight_coded: {e}") from None
+
+
 def _parse(z: zipfile.ZipFile) -> Graph:
     infos = z.infolist()
     if len(infos) > MAX_MEMBERS:
@@ -185,7 +217,7 @@ def _parse(z: zipfile.ZipFile) -> Graph:
                                     {"dtype": spec["dtype"], "shape": [spec["length"]]})
         return pools[name]
 
-    def get(ref: Any, field: str, key: str) -> np.ndarray:
+    def get(ref: Any, field: str, key: str, dtype: str | None = None) -> np.ndarray:
         if not isinstance(ref, str) or ref not in doc["arrays"]:
             raise _Bad(f"{field}: unresolved array reference {ref!r}")
         spec = doc["arrays"][ref]
@@ -197,7 +229,7 @@ def _parse(z: zipfile.ZipFile) -> Graph:
                 cache[ref] = pool(spec["pool"])[spec["offset"]:spec["offset"] + size].reshape(
                     spec["shape"])
         a = cache[ref]
-        want = np.dtype(ARRAY_DTYPES.get(key) or TENSOR_DTYPES.get(key) or "uint8")
+        want = np.dtype(dtype or ARRAY_DTYPES.get(key) or TENSOR_DTYPES.get(key) or "uint8")
         if a.dtype != want:
             if a.dtype.kind not in "iu" or want.kind not in "iu" or not np.can_cast(a.dtype, want):
                 raise _Bad(f"{field}: stored as {a.dtype}, which does not fit {want}")
@@ -237,7 +269,7 @@ def _parse(z: zipfile.ZipFile) -> Graph:
             raise _Bad(f"{f}: attrs and arrays must be objects")
         arrays: dict[str, np.ndarray] = {}
         for key, ref in refs.items():
-            if key in ("weight_packed", "wmult_packed"):
+            if key in ("weight_packed", "wmult_packed", "weight_coded", "weight_freq"):
                 continue
             if key == "hi_gap":  # hi stored as its gap below the output code maximum
                 out = tensors.get(n["output"])
@@ -266,10 +298,7 @@ def _parse(z: zipfile.ZipFile) -> Graph:
             cb = arrays.get("wcbits") if grouped else wbits
             if cb is None or cb.shape != wbits.shape or cb.min() < 1 or np.any(cb > wbits):
                 raise _Bad(f"{f}.arrays.wcbits: missing, not ({ws[0]},), or above wbits")
-            packed = get(refs.get("weight_packed"), f"{f}.arrays.weight_packed", "weight_packed")
-            if packed.ndim != 1 or packed.shape[0] != packed_size(k, cb):
-                raise _Bad(f"{f}.arrays.weight_packed: {packed.size} bytes, expected "
-                           f"{packed_size(k, cb)} from the channel bits")
+            codes = _stored_codes(f, refs, attrs, cb, k, get)
             if grouped:
                 group = attrs["weight_group"]
                 if not isinstance(group, int) or not 2 <= group <= k // 2:
@@ -279,10 +308,10 @@ def _parse(z: zipfile.ZipFile) -> Graph:
                 want = int(mult_row_bytes(k, on, group).sum())
                 if mp.ndim != 1 or mp.shape[0] != want:
                     raise _Bad(f"{f}.arrays.wmult_packed: {mp.size} bytes, expected {want}")
-                q, mult = unpack_grouped(packed, mp, cb, on, k, group)
+                q, mult = with_multipliers(codes, mp, on, k, group)
                 arrays["weight"], arrays["wmult"] = q.reshape(ws), mult.astype(np.uint8)
             else:
-                arrays["weight"] = unpack_codes(packed, wbits, k).reshape(ws)
+                arrays["weight"] = codes.reshape(ws)
         nodes.append(Node(op, n["name"], list(n["inputs"]), n["output"], attrs, arrays))
     graph = Graph(doc["input"], doc["output"], tensors, nodes, doc["meta"])
     try:

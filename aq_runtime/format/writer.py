@@ -1,4 +1,5 @@
-"""Write an IR graph as a `.aqz`: weights bit-packed per output channel, arrays gathered into a
+"""Write an IR graph as a `.aqz`: weights bit-packed per output channel (or entropy-coded, on
+convs marked `weight_coding: entropy` where that is smaller: quant/packing.py), arrays gathered into a
 few 1-D .npy pools (one per storage dtype; the packed weights stored uncompressed so they can
 be memory-mapped, the small per-channel parameters and graph.json LZMA-compressed), each pool
 with its SHA-256 in graph.json; written to a temp file then renamed (atomic). Upper clamp
@@ -17,7 +18,7 @@ import numpy as np
 
 from .. import __version__
 from ..export.ir import Graph, canonical
-from ..quant.packing import pack_codes, pack_grouped
+from ..quant.packing import entropy_coded, pack_codes, pack_grouped, pack_multipliers
 from ..quant.weights import grouped_channels
 from ..files import atomic_open
 from .schema import (
@@ -75,10 +76,20 @@ def graph_to_members(graph: Graph) -> tuple[dict, dict[str, tuple[bytes, int]]]:
     for n in graph.nodes:
         refs = {}
         out_bits = graph.tensors[n.output].bits.astype(np.int64)
+        attrs = dict(n.attrs)
+        coded = entropy_coded(n.arrays, n.attrs) if n.op == "conv" else None
         for key, a in n.arrays.items():
             a = canonical(key, a)
             if key == "hi" and out_bits.max() <= 8:
                 refs["hi_gap"] = put(((np.int64(1) << out_bits) - 1 - a).astype(np.int32))
+            elif key == "weight" and coded is not None:
+                refs["weight_coded"] = put(coded[0], WEIGHT_POOL)
+                refs["weight_freq"] = put(coded[1])
+                attrs["weight_streams"] = coded[2]
+                if "wmult" in n.arrays:
+                    refs["wmult_packed"] = put(pack_multipliers(n.arrays["wmult"],
+                                                                grouped_channels(n.arrays)),
+                                               WEIGHT_POOL)
             elif key == "weight" and "wmult" in n.arrays:
                 codes, mult = pack_grouped(a.reshape(a.shape[0], -1), n.arrays["wcbits"],
                                            n.arrays["wmult"], grouped_channels(n.arrays),
@@ -93,7 +104,7 @@ def graph_to_members(graph: Graph) -> tuple[dict, dict[str, tuple[bytes, int]]]:
             else:
                 refs[key] = put(a)
         nodes.append({"op": n.op, "name": n.name, "inputs": list(n.inputs),
-                      "output": n.output, "attrs": n.attrs, "arrays": refs})
+                      "output": n.output, "attrs": attrs, "arrays": refs})
     members, pool_doc = {}, {}
     for name, parts in pools.items():
         data = _npy_bytes(np.concatenate(parts))

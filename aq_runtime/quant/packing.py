@@ -1,11 +1,13 @@
 """Bit packing of weight codes (DESIGN §3): codes of output channel o are offset to unsigned
 (Q + 2^(b-1) - 1; 1-bit: bit 1 = +1; ternary uses b = 2), b[o] bits each, LSB first,
-every channel starting on a byte boundary."""
+every channel starting on a byte boundary. Convs marked `weight_coding: entropy` store the
+same unsigned codes entropy-coded instead (quant/entropy.py) where that is smaller."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from .entropy import coded_widths, decode_rows, encode_rows
 from .weights import (
     GROUP_MULT_BITS,
     code_bits,
@@ -38,9 +40,11 @@ def stored_row_bytes(k: int, bits: np.ndarray, group: int = 0) -> np.ndarray:
 
 
 def node_weight_bytes(arrays: dict, attrs: dict) -> int:
-    """Bytes of an IR conv's packed weights: codes at their bits, and group multipliers."""
+    """Bytes of an IR conv's stored weights: codes at their bits, packed or entropy-coded
+    (stream and frequency table), and group multipliers."""
     k = int(np.prod(arrays["weight"].shape[1:]))
-    total = packed_size(k, code_bits(arrays))
+    coded = entropy_coded(arrays, attrs)
+    total = packed_size(k, code_bits(arrays)) if coded is None else coded_size(*coded[:2])
     if "weight_group" in attrs:
         total += int(mult_row_bytes(k, grouped_channels(arrays), attrs["weight_group"]).sum())
     return total
@@ -93,23 +97,74 @@ def unpack_unsigned(packed: np.ndarray, bits: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def pack_codes(codes: np.ndarray, bits: np.ndarray) -> np.ndarray:
-    """Pack int codes (O, K) at per-channel `bits` (O,) into a 1-D uint8 array."""
+def to_unsigned(codes: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """Signed codes (O, K) -> the unsigned values stored at per-channel `bits` (O,)."""
     codes = np.asarray(codes, dtype=np.int64)
     bits = np.asarray(bits, dtype=np.int64)
     offset = np.array([_offset(int(b)) for b in bits], dtype=np.int64)[:, None]
-    u = np.where((bits == 1)[:, None], (codes > 0).astype(np.int64), codes + offset)
     if np.any((bits == 1)[:, None] & (codes == 0)):
         raise ValueError("weight code out of range for 1 bits")
-    return pack_unsigned(u, bits)
+    return np.where((bits == 1)[:, None], (codes > 0).astype(np.int64), codes + offset)
+
+
+def from_unsigned(u: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """Inverse of `to_unsigned`: (O, K) int16 codes."""
+    bits = np.asarray(bits, dtype=np.int64)
+    offset = np.array([_offset(int(b)) for b in bits], dtype=np.int64)[:, None]
+    return np.where((bits == 1)[:, None], np.where(u > 0, 1, -1), u - offset).astype(np.int16)
+
+
+def pack_codes(codes: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """Pack int codes (O, K) at per-channel `bits` (O,) into a 1-D uint8 array."""
+    return pack_unsigned(to_unsigned(codes, bits), bits)
 
 
 def unpack_codes(packed: np.ndarray, bits: np.ndarray, k: int) -> np.ndarray:
-    """Inverse of `pack_codes`: (O, K) int16 codes (int32 if any channel has > 16 bits)."""
-    bits = np.asarray(bits, dtype=np.int64)
-    u = unpack_unsigned(packed, bits, k)
-    offset = np.array([_offset(int(b)) for b in bits], dtype=np.int64)[:, None]
-    return np.where((bits == 1)[:, None], np.where(u > 0, 1, -1), u - offset).astype(np.int16)
+    """Inverse of `pack_codes`: (O, K) int16 codes."""
+    return from_unsigned(unpack_unsigned(packed, bits, k), bits)
+
+
+def coded_size(data: np.ndarray, freqs: np.ndarray) -> int:
+    """Bytes of entropy-coded weights: the streams and their uint16 frequency tables."""
+    return int(data.size + 2 * freqs.size)
+
+
+def entropy_coded(arrays: dict, attrs: dict
+                  ) -> tuple[np.ndarray, np.ndarray, list[list[int]]] | None:
+    """(streams, frequencies, stream headers) of an IR conv's stored codes, entropy-coded, if
+    it is marked `weight_coding: entropy`, every channel's code bits lie in 2..8 and coding
+    is smaller than packing; otherwise None (the conv's codes are bit-packed)."""
+    if attrs.get("weight_coding") != "entropy":
+        return None
+    cb = code_bits(arrays)
+    q = np.asarray(arrays["weight"]).reshape(len(cb), -1)
+    if "wmult" in arrays:
+        q = stored_codes(q, arrays["wmult"], grouped_channels(arrays), attrs["weight_group"])
+    return coded_if_smaller(q, cb)
+
+
+def coded_if_smaller(codes: np.ndarray, bits: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, list[list[int]]] | None:
+    """`entropy_coded` of stored codes (O, K) at `bits` (O,): None unless all widths are
+    coded ones and coding is smaller than packing."""
+    if not coded_widths(bits).all():
+        return None
+    data, freqs, heads = encode_rows(to_unsigned(codes, bits), bits)
+    return (data, freqs, heads) if coded_size(data, freqs) < packed_size(codes.shape[1], bits
+                                                                         ) else None
+
+
+def codes_bytes(codes: np.ndarray, bits: np.ndarray, coding: str) -> int:
+    """Bytes stored codes (O, K) at `bits` take in the file under `coding` (multipliers
+    aside): what the writer stores, for the planner to fit its budget."""
+    coded = coded_if_smaller(codes, bits) if coding == "entropy" else None
+    return packed_size(codes.shape[1], bits) if coded is None else coded_size(*coded[:2])
+
+
+def decode_codes(data: np.ndarray, freqs: np.ndarray, heads: list, bits: np.ndarray, k: int
+                 ) -> np.ndarray:
+    """Inverse of `entropy_coded`'s coding: (O, K) int16 codes (ValueError if malformed)."""
+    return from_unsigned(decode_rows(data, freqs, heads, bits, k), bits)
 
 
 def stored_codes(q: np.ndarray, mult: np.ndarray, grouped: np.ndarray, group: int
@@ -128,15 +183,26 @@ def pack_grouped(q: np.ndarray, code_bits: np.ndarray, mult: np.ndarray, grouped
     """(packed codes, packed multipliers) of weights Q (O, K) with group multipliers (O, ng):
     grouped rows store code = Q / m at `code_bits` and m - 1 in GROUP_MULT_BITS per group,
     the others Q itself at `code_bits` and no multipliers."""
-    mbits = np.where(grouped, GROUP_MULT_BITS, 0)
     return (pack_codes(stored_codes(q, mult, grouped, group), code_bits),
-            pack_unsigned(np.where(grouped[:, None], mult - 1, 0), mbits))
+            pack_multipliers(mult, grouped))
+
+
+def pack_multipliers(mult: np.ndarray, grouped: np.ndarray) -> np.ndarray:
+    """Group multipliers (O, ng) packed as m - 1 in GROUP_MULT_BITS on `grouped` rows."""
+    return pack_unsigned(np.where(grouped[:, None], mult - 1, 0),
+                         np.where(grouped, GROUP_MULT_BITS, 0))
 
 
 def unpack_grouped(packed: np.ndarray, packed_mult: np.ndarray, code_bits: np.ndarray,
                    grouped: np.ndarray, k: int, group: int) -> tuple[np.ndarray, np.ndarray]:
     """Inverse of `pack_grouped`: (Q (O, K) int16, mult (O, ng) int64, 1 on ungrouped rows)."""
-    codes = unpack_codes(packed, code_bits, k).astype(np.int64)
+    return with_multipliers(unpack_codes(packed, code_bits, k), packed_mult, grouped, k, group)
+
+
+def with_multipliers(codes: np.ndarray, packed_mult: np.ndarray, grouped: np.ndarray, k: int,
+                     group: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stored codes (O, K), unpacked or decoded, times their packed group multipliers:
+    (Q (O, K) int16, mult (O, ng) int64, 1 on ungrouped rows)."""
     mult = unpack_unsigned(packed_mult, np.where(grouped, GROUP_MULT_BITS, 0),
                            n_groups(k, group)) + 1
-    return (codes * expand_groups(mult, k, group)).astype(np.int16), mult
+    return (codes.astype(np.int64) * expand_groups(mult, k, group)).astype(np.int16), mult
