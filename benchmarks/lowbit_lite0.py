@@ -47,6 +47,7 @@ AUTO = (("nearest", {}), ("mse", MSE), ("mse-ch", CHANNEL),
 
 
 GROUPS = 16  # rows "gN": + a multiplier 1..8 per N weights of 2..5-bit channels
+CODED = {"weight_coding": "entropy"}  # rows "coded": codes rANS-coded, widths priced so
 ACT_AUTO = {"act_bits": "auto"}  # activation widths 2..8 where they add <= 10% logit noise
 SYNTHETIC = 32  # data-free rows: calibration images synthesized from BatchNorm statistics
 KD = "kd"  # rows trained from their budget's learned export: aq-train --kd-only --init-aqz
@@ -66,6 +67,10 @@ def rows_wanted() -> list[tuple[str, object, dict]]:
             out.append((f"auto {budget} {tag} g{GROUPS}", "auto",
                         {"budget": budget, **opts, "allocation": "channel",
                          "weight_groups": GROUPS}))
+    for budget in (0.75, 0.625, 0.5, 0.375):
+        for tag, opts in AUTO[2:]:
+            out.append((f"auto {budget} {tag} coded", "auto",
+                        {"budget": budget, **opts, "allocation": "channel", **CODED}))
     out.append(("w8 nearest act-auto", {"weight": 8, "act": 8}, ACT_AUTO))
     for budget in (0.75, 0.5):
         out.append((f"auto {budget} learned act-auto", "auto",

@@ -71,7 +71,7 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
     plan, report = plan_bits(fg, images, ranges, o)
     meta = {"calibration": o.as_meta(len(images))}
     if report:
-        meta["auto_bits"] = {k: v for k, v in report.items() if k != "bits"}
+        meta["auto_bits"] = {k: v for k, v in report.items() if k not in ("bits", "full_range")}
     wrange: dict[str, np.ndarray] = {}
 
     def build(f: FloatGraph, codes: dict[str, np.ndarray] | None = None,
@@ -83,6 +83,8 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
     g = build(fg)
     if o.clipping == "mse":
         wrange = mse_ranges(fg, g, o.weight_groups)
+        for name, full in report.get("full_range", {}).items():  # auto kept their whole range
+            wrange[name] = np.where(full, 1.0, wrange[name])
         g = build(fg)
     if o.act_bits == "auto":
         from .auto_act_bits import auto_act_bits

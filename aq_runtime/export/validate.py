@@ -21,6 +21,7 @@ from ..quant.weights import (
     n_groups,
 )
 from .ir import GROUP_ARRAYS, OP_ARRAYS, TERNARY_ARRAYS, Graph, Node, TensorSpec
+from .options import WEIGHT_CODINGS
 
 INT32_LIMIT = 1 << 31
 
@@ -221,6 +222,8 @@ def _validate_conv(f: str, n: Node, t_in: TensorSpec, out: TensorSpec) -> None:
     mode = at.get("mode", "int")
     if mode not in ("int", "ternary"):
         raise ValueError(f"{f}.attrs.mode: unknown {mode!r}")
+    if at.get("weight_coding", "packed") not in WEIGHT_CODINGS:
+        raise ValueError(f"{f}.attrs.weight_coding: unknown {at['weight_coding']!r}")
     bits = a["wbits"].astype(np.int64)
     for k in ("wbits", "bias"):
         if a[k].shape != (o,):

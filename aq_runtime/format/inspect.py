@@ -17,8 +17,13 @@ def weight_bytes(graph: Graph) -> int:
     return sum(node_weight_bytes(n.arrays, n.attrs) for n in graph.weight_nodes())
 
 
+def n_weights(graph: Graph) -> int:
+    return sum(int(n.arrays["weight"].size) for n in graph.weight_nodes())
+
+
 def average_weight_bits(graph: Graph) -> float:
-    """Stored bits per weight over the model (group multipliers' bits included)."""
+    """Bits per weight over the model as packed (code bits, group multipliers' bits
+    included; entropy-coded files store fewer: weight_bytes)."""
     total = bits = 0.0
     for n in graph.weight_nodes():
         k = int(np.prod(n.arrays["weight"].shape[1:]))
@@ -112,7 +117,11 @@ def cost_table(graph: Graph) -> str:
 def summarize(graph: Graph, path: str | Path | None = None) -> str:
     d = inspect_dict(graph, path)
     m = d["micronet"]
-    s = (f"{d['model']}: weights {d['weight_bytes']} bytes, avg weight bits "
+    coded = any(n.attrs.get("weight_coding", "packed") != "packed"
+                for n in graph.weight_nodes())
+    stored = (f" ({8 * d['weight_bytes'] / max(n_weights(graph), 1):.2f} bits per weight as "
+              "coded)" if coded else "")
+    s = (f"{d['model']}: weights {d['weight_bytes']} bytes{stored}, avg weight bits "
          f"{d['avg_weight_bits']:.2f}, avg act bits {d['avg_act_bits']:.2f}, MicroNet params "
          f"{m['params']:.0f} ops {m['ops']:.4g} score {m['score']:.4f}")
     if path is not None:
@@ -130,6 +139,8 @@ def summarize(graph: Graph, path: str | Path | None = None) -> str:
             s += f", weight clipping {c['clipping']}"
         if c.get("weight_groups"):
             s += f", weight groups of {c['weight_groups']} (a multiplier 1..8 each)"
+        if c.get("weight_coding", "packed") != "packed":
+            s += f", weight codes {c['weight_coding']}-coded"
         rounding = c.get("rounding")
         info = c.get(f"{rounding}_rounding")
         if isinstance(info, dict):
