@@ -26,7 +26,7 @@ def test_rans_round_trip_is_exact_and_near_the_entropy(n, k):
     sym = np.clip(np.round(rng.laplace(k / 2, k / 10 + 0.3, n)), 0, k - 1).astype(np.int64)
     counts = np.bincount(sym, minlength=k)
     f = quantized_frequencies(counts) if n else np.r_[1 << PROB_BITS, np.zeros(k - 1, int)]
-    assert f.sum() == 1 << PROB_BITS and np.all((f > 0) == (counts > 0) if n else True)
+    assert f.sum() == 1 << PROB_BITS and (n == 0 or np.array_equal(f > 0, counts > 0))
     data = rans_encode(sym, f)
     assert np.array_equal(rans_decode(data, f, n), sym)
     p = counts[counts > 0] / max(n, 1)
@@ -119,3 +119,26 @@ def test_auto_prices_coded_bytes_and_fits_the_budget(digits_fg, tmp_path):
         back = read_aqz(tmp_path / f"{c}.aqz")
         assert weight_bytes(back) == rep["weight_bytes"] <= rep["budget_bytes"], c
     assert plans["entropy"].meta["calibration"]["weight_coding"] == "entropy"
+    # with coding, some channels keep their full range (cheaper coded than a clipped width)
+    assert plans["entropy"].meta["auto_bits"]["full_range_channels"] > 0
+    assert plans["packed"].meta["auto_bits"]["full_range_channels"] == 0
+
+
+def test_format_md_decoder_reads_the_stream():
+    """docs/FORMAT.md's decoding steps, written out in plain Python, read what we write."""
+    rng = np.random.default_rng(3)
+    sym = rng.integers(0, 6, 700) * rng.integers(0, 2, 700)
+    f = quantized_frequencies(np.bincount(sym))
+    data = [int(v) for v in rans_encode(sym, f)]
+    cum = np.concatenate([[0], np.cumsum(f)])
+    x = data[0] | data[1] << 8 | data[2] << 16 | data[3] << 24
+    p, out = 4, []
+    for _ in range(len(sym)):
+        r = x & ((1 << 14) - 1)
+        s = next(i for i in range(len(f)) if cum[i] <= r < cum[i] + f[i])
+        x = int(f[s]) * (x >> 14) + r - int(cum[s])
+        while x < 1 << 23:
+            x = (x << 8) | data[p]
+            p += 1
+        out.append(s)
+    assert out == sym.tolist() and x == 1 << 23 and p == len(data)

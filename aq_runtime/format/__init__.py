@@ -1,7 +1,7 @@
 """The `.aqz` file (DESIGN §4, docs/FORMAT.md): a zip of graph.json and a few 1-D .npy pools
-(the bit-packed weight pool stored uncompressed so it can be memory-mapped, the small
-parameter pools LZMA-compressed), one SHA-256 per pool, atomic write, strict validation on
-read. No pickle."""
+(the weight pool, bit-packed or entropy-coded codes, stored uncompressed so it can be
+memory-mapped, the small parameter pools LZMA-compressed), one SHA-256 per pool, atomic
+write, strict validation on read. No pickle."""
 
 from .reader import read_aqz
 from .schema import FORMAT_NAME, FORMAT_VERSION

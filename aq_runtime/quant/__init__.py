@@ -1,5 +1,6 @@
 """The one definition of the integer semantics (DESIGN §3): rounding, rshift, requantization,
-fixed-point multipliers, code ranges per bit-width, bit packing and the MicroNet cost model.
+fixed-point multipliers, code ranges per bit-width, bit packing, the entropy coder of stored
+weight codes and the MicroNet cost model.
 Imported by every other part; never imports torch."""
 
 from .activation import act_params_from_range
