@@ -119,6 +119,7 @@ def test_auto_prices_coded_bytes_and_fits_the_budget(digits_fg, tmp_path):
         back = read_aqz(tmp_path / f"{c}.aqz")
         assert weight_bytes(back) == rep["weight_bytes"] <= rep["budget_bytes"], c
     assert plans["entropy"].meta["calibration"]["weight_coding"] == "entropy"
+    within_budget_falls_back_to_nearest(plans["entropy"])
     # with coding, some channels keep their full range (cheaper coded than a clipped width)
     assert plans["entropy"].meta["auto_bits"]["full_range_channels"] > 0
     assert plans["packed"].meta["auto_bits"]["full_range_channels"] == 0
@@ -142,3 +143,37 @@ def test_format_md_decoder_reads_the_stream():
             p += 1
         out.append(s)
     assert out == sym.tolist() and x == 1 << 23 and p == len(data)
+
+
+def within_budget_falls_back_to_nearest(g):
+    """Learned codes that code longer than the budget allows go back to nearest, layer by
+    layer, the costliest first; within budget they stay."""
+    import copy
+
+    from aq_runtime.export.api import within_budget
+    from aq_runtime.format.inspect import weight_bytes
+    from aq_runtime.quant.bits import weight_code_max
+    from aq_runtime.quant.weights import code_bits, expand_groups, grouped_channels
+
+    rng = np.random.default_rng(4)
+    learned, codes = copy.deepcopy(g), {}
+    for n in learned.weight_nodes():  # "learned" codes: nearest ones moved by +-1 in range
+        a, at = n.arrays, n.attrs
+        w = a["weight"].astype(np.int64).reshape(len(a["wbits"]), -1)
+        m = (expand_groups(a["wmult"].astype(np.int64), w.shape[1], at["weight_group"])
+             if "wmult" in a else 1)
+        m = np.where(grouped_channels(a)[:, None], m, 1) if "wmult" in a else m
+        qmax = weight_code_max(code_bits(a))[:, None]
+        w2 = np.clip(w // m + rng.integers(-1, 2, w.shape), -qmax, qmax) * m
+        a["weight"] = w2.reshape(a["weight"].shape).astype(np.int16)
+        codes[n.name] = w2
+    assert weight_bytes(learned) > weight_bytes(g)
+    budget = (weight_bytes(learned) + weight_bytes(g)) // 2  # halfway: some layers go back
+    kept, back = within_budget(g, learned, codes, budget, "entropy")
+    assert back and len(back) < len(codes)
+    for n in learned.weight_nodes():
+        n.arrays["weight"] = kept[n.name].reshape(n.arrays["weight"].shape).astype(np.int16)
+        near = next(m for m in g.weight_nodes() if m.name == n.name).arrays["weight"]
+        assert np.array_equal(n.arrays["weight"], near) == (n.name in back)
+    assert weight_bytes(learned) <= budget
+    assert within_budget(g, learned, kept, 10 ** 9, "entropy")[1] == []

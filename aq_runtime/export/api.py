@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .. import AqError
+from ..quant.packing import node_weight_bytes
 from .auto_bits import auto_bits
 from .bias_correction import corrected_biases
 from .bits_spec import BitsPlan, load_bits_json, resolve_bits
@@ -102,6 +103,10 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
         from .learned_rounding import learn_rounding
         codes, info = learn_rounding(float_fg, fg, g, augmented(images, o.rounding_images),
                                      o.rounding_iters, wrange, o.progress)
+        if o.weight_coding != "packed" and "budget_bytes" in report:
+            codes, info["nearest_layers"] = within_budget(g, build(float_fg, codes), codes,
+                                                          report["budget_bytes"],
+                                                          o.weight_coding)
         meta["calibration"]["learned_rounding"] = info
         g = build(float_fg, codes)
         if o.bias_correction:  # the mean error the learned codes leave, out of the biases
@@ -110,6 +115,28 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
         for n in g.weight_nodes():
             n.attrs["weight_coding"] = o.weight_coding
     return g
+
+
+def within_budget(nearest: Graph, learned: Graph, codes: dict[str, np.ndarray],
+                  budget: int, coding: str) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Learned codes whose coded bytes fit `budget`: the plan fits it with nearest rounding,
+    and learned codes may code a few bytes longer (at 0.5x +134 bytes in 2.3 MB); while the
+    total is over, the layer whose learned codes cost most over its nearest ones goes back to
+    nearest rounding. Returns (codes, the layers sent back)."""
+    def nbytes(g: Graph) -> dict[str, int]:
+        return {n.name: node_weight_bytes(n.arrays, {**n.attrs, "weight_coding": coding})
+                for n in g.weight_nodes()}
+
+    near, learn = nbytes(nearest), nbytes(learned)
+    weights = {n.name: n.arrays["weight"] for n in nearest.weight_nodes()}
+    codes, back = dict(codes), []
+    for name in sorted(codes, key=lambda k: near[k] - learn[k]):
+        if sum(learn.values()) <= budget:
+            break
+        codes[name] = weights[name].reshape(codes[name].shape).astype(np.int64)
+        learn[name] = near[name]
+        back.append(name)
+    return codes, back
 
 
 def export_to_file(fg: FloatGraph, images: np.ndarray, out: str | Path,
