@@ -3,7 +3,8 @@ benchmarks/lowbit_lite0.py (by default the four budgets with weight groups, near
 per conv the average code bits and the empirical entropy of its codes (one symbol table per
 layer and code width, as an entropy coder of the weight pool would use), and the total. The
 difference is what coding the stored codes (decoded integers unchanged) would free per
-weight. Writes results/lowbit_code_entropy.txt; needs the files lowbit_lite0.py leaves in
+weight (measured on the packed files; `--weight-coding entropy` now does it, and spends what
+it frees on wider codes: rows "coded" of lowbit_lite0.py). Writes results/lowbit_code_entropy.txt; needs the files lowbit_lite0.py leaves in
 runs/lowbit_lite0.
 
     python benchmarks/lowbit_code_entropy.py [--rows "auto 0.5 mse-ch g16" ...]
@@ -17,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from aq_runtime.format import read_aqz
-from aq_runtime.quant.packing import stored_codes
-from aq_runtime.quant.weights import code_bits, grouped_channels, stored_weight_bits
+from aq_runtime.quant.entropy import code_lengths
+from aq_runtime.quant.packing import node_stored_codes
+from aq_runtime.quant.weights import stored_weight_bits
 from lowbit_lite0 import KEEP, row_files
 
 RESULTS = Path(__file__).parent / "results"
@@ -27,23 +29,11 @@ MODEL = "efficientnet-lite0"
 SHOWN = 200_000  # convs with at least this many weights get their own line
 
 
-def entropy_bits(x: np.ndarray) -> float:
-    """Empirical entropy of the values of `x` in bits per value, times their count."""
-    _, c = np.unique(x, return_counts=True)
-    p = c / c.sum()
-    return float(-(p * np.log2(p)).sum() * x.size)
-
-
 def conv_codes(n) -> tuple[np.ndarray, np.ndarray, float]:
     """(stored codes (O, K), code bits (O,), group multiplier bits in all) of IR conv `n`."""
-    q = n.arrays["weight"].reshape(n.arrays["weight"].shape[0], -1)
-    cb = code_bits(n.arrays)
-    mbits = float(((stored_weight_bits(n.arrays, n.attrs) - cb) * q.shape[1]).sum())
-    if "wmult" not in n.arrays:
-        return np.asarray(q, np.int64), cb, mbits
-    codes = stored_codes(q, n.arrays["wmult"], grouped_channels(n.arrays),
-                         n.attrs["weight_group"])
-    return codes, cb, mbits
+    codes, cb = node_stored_codes(n.arrays, n.attrs)
+    return codes, cb, float(((stored_weight_bits(n.arrays, n.attrs) - cb) * codes.shape[1]
+                             ).sum())
 
 
 def main() -> None:
@@ -59,7 +49,8 @@ def main() -> None:
         lines = []
         for n in g.weight_nodes():
             codes, cb, mbits = conv_codes(n)
-            h = sum(entropy_bits(codes[cb == b]) for b in np.unique(cb))
+            h = sum(float(code_lengths(codes[cb == b].reshape(1, -1)).sum())
+                    for b in np.unique(cb))
             bits = float((cb * codes.shape[1]).sum())
             tot_n += codes.size
             tot_bits += bits

@@ -136,11 +136,16 @@ def entropy_coded(arrays: dict, attrs: dict
     is smaller than packing; otherwise None (the conv's codes are bit-packed)."""
     if attrs.get("weight_coding") != "entropy":
         return None
+    return coded_if_smaller(*node_stored_codes(arrays, attrs))
+
+
+def node_stored_codes(arrays: dict, attrs: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(the codes (O, K) an IR conv stores, before group multipliers; their bits (O,))."""
     cb = code_bits(arrays)
-    q = np.asarray(arrays["weight"]).reshape(len(cb), -1)
+    q = np.asarray(arrays["weight"], dtype=np.int64).reshape(len(cb), -1)
     if "wmult" in arrays:
         q = stored_codes(q, arrays["wmult"], grouped_channels(arrays), attrs["weight_group"])
-    return coded_if_smaller(q, cb)
+    return q, cb
 
 
 def coded_if_smaller(codes: np.ndarray, bits: np.ndarray
