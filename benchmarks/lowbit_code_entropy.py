@@ -4,8 +4,8 @@ per conv the average code bits and the empirical entropy of its codes (one symbo
 layer and code width, as an entropy coder of the weight pool would use), and the total. The
 difference is what coding the stored codes (decoded integers unchanged) would free per
 weight (measured on the packed files; `--weight-coding entropy` now does it, and spends what
-it frees on wider codes: rows "coded" of lowbit_lite0.py). Writes results/lowbit_code_entropy.txt; needs the files lowbit_lite0.py leaves in
-runs/lowbit_lite0.
+it frees on wider codes: rows "coded" of lowbit_lite0.py). Writes
+results/lowbit_code_entropy.txt; needs the files lowbit_lite0.py leaves in runs/lowbit_lite0.
 
     python benchmarks/lowbit_code_entropy.py [--rows "auto 0.5 mse-ch g16" ...]
 """

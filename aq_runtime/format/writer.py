@@ -1,7 +1,7 @@
 """Write an IR graph as a `.aqz`: weights bit-packed per output channel (or entropy-coded, on
-convs marked `weight_coding: entropy` where that is smaller: quant/packing.py), arrays gathered into a
-few 1-D .npy pools (one per storage dtype; the packed weights stored uncompressed so they can
-be memory-mapped, the small per-channel parameters and graph.json LZMA-compressed), each pool
+convs marked `weight_coding: entropy` where that is smaller: quant/packing.py), arrays
+gathered into a few 1-D .npy pools (one per storage dtype; the weights stored uncompressed so
+they can be memory-mapped, the small per-channel parameters and graph.json LZMA-compressed), each pool
 with its SHA-256 in graph.json; written to a temp file then renamed (atomic). Upper clamp
 bounds of activation codes are stored as their gap below the code maximum (`hi_gap`), which
 is 0 almost everywhere and then costs nothing."""
