@@ -100,6 +100,7 @@ def test_auto_prices_coded_bytes_and_fits_the_budget(digits_fg, tmp_path):
     from aq_runtime.format.inspect import weight_bytes
     from aq_runtime.models.digits import digits_data
     from aq_runtime.quant.weights import code_bits
+    from aq_runtime.runtime import Session, available_backends
 
     x = digits_data()[0][:128]
     base = ExportOptions(bits="auto", budget=0.5, allocation="channel", clipping="mse",
@@ -118,6 +119,9 @@ def test_auto_prices_coded_bytes_and_fits_the_budget(digits_fg, tmp_path):
         write_aqz(g, tmp_path / f"{c}.aqz")
         back = read_aqz(tmp_path / f"{c}.aqz")
         assert weight_bytes(back) == rep["weight_bytes"] <= rep["budget_bytes"], c
+    ref = Session(back, "reference").run(x[:16])  # the coded file, decoded, on every backend
+    for b in available_backends():
+        assert (Session(back, b).run(x[:16]) == ref).all(), b
     assert plans["entropy"].meta["calibration"]["weight_coding"] == "entropy"
     within_budget_falls_back_to_nearest(plans["entropy"])
     # with coding, some channels keep their full range (cheaper coded than a clipped width)
