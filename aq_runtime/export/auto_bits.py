@@ -4,13 +4,15 @@ weight-byte budget (by default the bytes of uniform 8).
 1. Per conv, the logit noise power of quantizing that layer alone is measured on calibration
    images at PROBES bits (with the export's clipping and, if on, bias correction), and
    interpolated log-linearly to every candidate (2..16; 4x less per bit above 8).
-2. For per-channel plans, within a layer the noise is shared out over its output channels in proportion to each
-   channel's own weight error at those bits, weighted by its inputs' mean square
-   (sum_k dWe[o,k]^2 E[x_k^2], the output noise power that channel adds): a channel whose
-   weights quantize well, or whose inputs are small, takes fewer bits.
+2. For per-channel plans, within a layer the noise is shared out over its output channels in
+   proportion to each channel's own weight error at those bits, weighted by its inputs' mean
+   square (sum_k dWe[o,k]^2 E[x_k^2], the output noise power that channel adds): a channel
+   whose weights quantize well, or whose inputs are small, takes fewer bits.
 3. A Lagrangian search picks the bits that minimise the summed noise within the budget: over
    layers (one width per layer, the default), or over all channels of all layers
-   (`--allocation channel`; each channel packs to ceil(K * bits / 8) bytes).
+   (`--allocation channel`; each channel packs to ceil(K * bits / 8) bytes, or with
+   `--weight-coding entropy` takes its codes' coded bytes, and may keep its whole range at a
+   coded width; the plan is refitted until the coder's bytes are within the budget).
 Measured on Lite0's held-out crops (docs/BENCHMARKS.md): per channel gains at low budgets
 (0.5x: +0.4 dB) and loses at 8 bits' bytes (-0.9 dB): its split assumes every channel of a layer
 matters equally downstream and weights channels by their inputs' power on the calibration
