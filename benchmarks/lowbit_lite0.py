@@ -4,7 +4,8 @@ One row per model, all scored on the 376 held-out crops (never used for calibrat
 weight bits 8/6/5/4/3 (activations 8) and `--bits auto` at weight budgets 0.375/0.5/0.625/0.75
 of uniform 8's bytes, each exported with nearest rounding (the default export), with MSE
 clipping, (auto) with per-channel bits, and with learned rounding on top, and (auto) the last
-two with weight groups (`--weight-groups 16`); three rows with
+two with weight groups (`--weight-groups 16`) and, again, with entropy-coded weights
+(`--weight-coding entropy`, rows "coded"); three rows with
 activation widths below 8 (`--act-bits auto`, at most 10% more logit noise); the KD-trained
 model at each budget (`aq-train --kd-only --init-aqz` from that budget's learned export, bits
 frozen, logits + block distillation, its final checkpoint; time column: training); two
@@ -214,6 +215,9 @@ def main() -> None:
             "calibration crops\nand augmented views of them, 1024 images, 200 steps per block); "
             f"g{GROUPS}: + a multiplier 1..8 per {GROUPS} weights of 2..5-bit channels "
             f"(--weight-groups {GROUPS}; its 3 bits per group count in the budget);\n"
+            "coded: mse-ch or learned + --weight-coding entropy, no groups (codes rANS-coded in "
+            "the file, widths priced by their coded bytes,\nfull ranges allowed; w bits are the "
+            "code bits per weight, stored in fewer: the budget counts the coded bytes);\n"
             "act-auto: + activation widths 2..8 (--act-bits auto: MicroNet score down while the "
             "logit noise added on the planning\nimages stays within 10% of the weight plan's); "
             "KD: aq-train --kd-only --init-aqz <the learned file of that budget>, bits frozen, "
