@@ -87,6 +87,12 @@ def test_coded_file_damage_is_one_line(digits_graph, tmp_path):
         with pytest.raises(AqError, match=r"weight_coded: weight_streams") as e:
             read_aqz(bad)
         assert "\n" not in str(e.value)
+        del node["arrays"]["weight_coded"]  # stream headers without a stream
+        with zipfile.ZipFile(bad, "w") as z:
+            for name, (data, comp) in members.items():
+                z.writestr(name, json.dumps(doc) if name == "graph.json" else data, comp)
+        with pytest.raises(AqError, match=r"weight_streams: given without"):
+            read_aqz(bad)
     finally:
         for n in digits_graph.weight_nodes():
             n.attrs.pop("weight_coding")

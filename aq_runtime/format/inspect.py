@@ -18,6 +18,7 @@ def weight_bytes(graph: Graph) -> int:
 
 
 def n_weights(graph: Graph) -> int:
+    """How many weights the convs hold."""
     return sum(int(n.arrays["weight"].size) for n in graph.weight_nodes())
 
 

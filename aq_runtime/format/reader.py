@@ -135,6 +135,8 @@ def _stored_codes(f: str, refs: dict, attrs: dict, cb: np.ndarray, k: int, get: 
     (`weight_coded`, `weight_freq`, attrs.weight_streams; then attrs.weight_streams is
     dropped: the writer derives it again from the weights)."""
     if "weight_coded" not in refs:
+        if "weight_streams" in attrs:
+            raise _Bad(f"{f}.attrs.weight_streams: given without arrays.weight_coded")
         packed = get(refs.get("weight_packed"), f"{f}.arrays.weight_packed", "weight_packed")
         if packed.ndim != 1 or packed.shape[0] != packed_size(k, cb):
             raise _Bad(f"{f}.arrays.weight_packed: {packed.size} bytes, expected "
