@@ -125,8 +125,7 @@ def scalar_points(w: np.ndarray, steps: np.ndarray) -> list[tuple[float, float]]
     pts = []
     for n in steps:
         q = np.round(w * n)
-        _, c = np.unique(q, return_counts=True)
-        rate = float(-(c * np.log2(c / c.sum())).sum() / q.size)
+        rate = float(code_lengths(q.reshape(1, -1)).sum() / q.size)
         pts.append((rate, -10 * np.log10(((q / n - w) ** 2).mean() / e2)))
     return pts
 

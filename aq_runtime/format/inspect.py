@@ -75,8 +75,10 @@ def bits_json(graph: Graph) -> dict:
 
 def inspect_dict(graph: Graph, path: str | Path | None = None) -> dict:
     cost = micronet_score(graph)
-    d = {"model": graph.meta.get("model"), "layers": layer_rows(graph),
-         "weight_bytes": weight_bytes(graph), "avg_weight_bits": average_weight_bits(graph),
+    rows = layer_rows(graph)
+    d = {"model": graph.meta.get("model"), "layers": rows,
+         "weight_bytes": sum(r.get("weight_bytes", 0) for r in rows),  # weight_bytes(graph)
+         "avg_weight_bits": average_weight_bits(graph),
          "avg_act_bits": average_act_bits(graph), "micronet": {k: cost[k] for k in
                                                                 ("params", "ops", "score")},
          "micronet_layers": cost["layers"]}

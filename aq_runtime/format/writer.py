@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import __version__
 from ..export.ir import Graph, canonical
-from ..quant.packing import entropy_coded, pack_codes, pack_grouped, pack_multipliers
+from ..quant.packing import entropy_coded, node_stored_codes, pack_codes, pack_multipliers
 from ..quant.weights import grouped_channels
 from ..files import atomic_open
 from .schema import (
@@ -77,28 +77,24 @@ def graph_to_members(graph: Graph) -> tuple[dict, dict[str, tuple[bytes, int]]]:
         refs = {}
         out_bits = graph.tensors[n.output].bits.astype(np.int64)
         attrs = dict(n.attrs)
-        coded = entropy_coded(n.arrays, n.attrs) if n.op == "conv" else None
         for key, a in n.arrays.items():
             a = canonical(key, a)
             if key == "hi" and out_bits.max() <= 8:
                 refs["hi_gap"] = put(((np.int64(1) << out_bits) - 1 - a).astype(np.int32))
-            elif key == "weight" and coded is not None:
-                refs["weight_coded"] = put(coded[0], WEIGHT_POOL)
-                refs["weight_freq"] = put(coded[1])
-                attrs["weight_streams"] = coded[2]
+            elif key == "weight":  # the stored codes, packed or coded; multipliers packed
+                coded = entropy_coded(n.arrays, n.attrs)
+                if coded is None:
+                    refs["weight_packed"] = put(pack_codes(*node_stored_codes(n.arrays,
+                                                                              n.attrs)),
+                                                WEIGHT_POOL)
+                else:
+                    refs["weight_coded"] = put(coded[0], WEIGHT_POOL)
+                    refs["weight_freq"] = put(coded[1])
+                    attrs["weight_streams"] = coded[2]
                 if "wmult" in n.arrays:
                     refs["wmult_packed"] = put(pack_multipliers(n.arrays["wmult"],
                                                                 grouped_channels(n.arrays)),
                                                WEIGHT_POOL)
-            elif key == "weight" and "wmult" in n.arrays:
-                codes, mult = pack_grouped(a.reshape(a.shape[0], -1), n.arrays["wcbits"],
-                                           n.arrays["wmult"], grouped_channels(n.arrays),
-                                           n.attrs["weight_group"])
-                refs["weight_packed"] = put(codes, WEIGHT_POOL)
-                refs["wmult_packed"] = put(mult, WEIGHT_POOL)
-            elif key == "weight":
-                refs["weight_packed"] = put(pack_codes(a.reshape(a.shape[0], -1),
-                                                       n.arrays["wbits"]), WEIGHT_POOL)
             elif key == "wmult":
                 continue  # packed with the weights
             else:

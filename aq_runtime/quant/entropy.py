@@ -123,7 +123,7 @@ def coded_widths(code_bits: np.ndarray) -> np.ndarray:
 def code_lengths(codes: np.ndarray) -> np.ndarray:
     """Per row of `codes` (O, K), its ideal coded length in bits under the histogram of all the
     rows together: what a stream of these rows would take (the planner's price)."""
-    vals, inv = np.unique(np.asarray(codes), return_inverse=True)
+    _, inv = np.unique(np.asarray(codes), return_inverse=True)
     cnt = np.bincount(inv.ravel())
     nl = -np.log2(cnt / cnt.sum())
     return nl[inv.reshape(codes.shape)].sum(axis=1)

@@ -43,8 +43,7 @@ def node_weight_bytes(arrays: dict, attrs: dict) -> int:
     """Bytes of an IR conv's stored weights: codes at their bits, packed or entropy-coded
     (stream and frequency table), and group multipliers."""
     k = int(np.prod(arrays["weight"].shape[1:]))
-    coded = entropy_coded(arrays, attrs)
-    total = packed_size(k, code_bits(arrays)) if coded is None else coded_size(*coded[:2])
+    total = codes_bytes(*node_stored_codes(arrays, attrs), attrs.get("weight_coding", "packed"))
     if "weight_group" in attrs:
         total += int(mult_row_bytes(k, grouped_channels(arrays), attrs["weight_group"]).sum())
     return total
