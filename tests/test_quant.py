@@ -258,16 +258,22 @@ def test_group_multipliers_refine_steps_exactly():
 
 
 def test_grouped_packing_roundtrip_and_size():
-    from aq_runtime.quant.packing import pack_grouped, stored_row_bytes, unpack_grouped
+    from aq_runtime.quant.packing import (
+        pack_multipliers,
+        stored_codes,
+        stored_row_bytes,
+        with_multipliers,
+    )
     from aq_runtime.quant.weights import quantize_weights_grouped
     rng = np.random.default_rng(4)
     we = rng.normal(size=(9, 45))
     bits = np.array([2, 3, 4, 5, 6, 7, 8, 1, 4])
     q, _, mult, eb = quantize_weights_grouped(we, bits, 8)
     grouped = eb != bits
-    codes, mp = pack_grouped(q, bits, mult, grouped, 8)
+    codes = pack_codes(stored_codes(q, mult, grouped, 8), bits)  # as the writer stores them
+    mp = pack_multipliers(mult, grouped)
     assert codes.size + mp.size == stored_row_bytes(45, bits, 8).sum()
-    q2, m2 = unpack_grouped(codes, mp, bits, grouped, 45, 8)
+    q2, m2 = with_multipliers(unpack_codes(codes, bits, 45), mp, grouped, 45, 8)
     assert (q2 == q).all() and (m2 == mult).all()
     with pytest.raises(ValueError, match="multiple"):
-        pack_grouped(q + grouped[:, None], bits, mult * 0 + 2, grouped, 8)
+        stored_codes(q + grouped[:, None], mult * 0 + 2, grouped, 8)

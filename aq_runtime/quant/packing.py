@@ -182,25 +182,10 @@ def stored_codes(q: np.ndarray, mult: np.ndarray, grouped: np.ndarray, group: in
     return q // m
 
 
-def pack_grouped(q: np.ndarray, code_bits: np.ndarray, mult: np.ndarray, grouped: np.ndarray,
-                 group: int) -> tuple[np.ndarray, np.ndarray]:
-    """(packed codes, packed multipliers) of weights Q (O, K) with group multipliers (O, ng):
-    grouped rows store code = Q / m at `code_bits` and m - 1 in GROUP_MULT_BITS per group,
-    the others Q itself at `code_bits` and no multipliers."""
-    return (pack_codes(stored_codes(q, mult, grouped, group), code_bits),
-            pack_multipliers(mult, grouped))
-
-
 def pack_multipliers(mult: np.ndarray, grouped: np.ndarray) -> np.ndarray:
     """Group multipliers (O, ng) packed as m - 1 in GROUP_MULT_BITS on `grouped` rows."""
     return pack_unsigned(np.where(grouped[:, None], mult - 1, 0),
                          np.where(grouped, GROUP_MULT_BITS, 0))
-
-
-def unpack_grouped(packed: np.ndarray, packed_mult: np.ndarray, code_bits: np.ndarray,
-                   grouped: np.ndarray, k: int, group: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse of `pack_grouped`: (Q (O, K) int16, mult (O, ng) int64, 1 on ungrouped rows)."""
-    return with_multipliers(unpack_codes(packed, code_bits, k), packed_mult, grouped, k, group)
 
 
 def with_multipliers(codes: np.ndarray, packed_mult: np.ndarray, grouped: np.ndarray, k: int,
