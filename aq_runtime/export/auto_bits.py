@@ -92,7 +92,7 @@ class _Layer:
         wx = None if m2 is None else np.repeat(m2[ch] / s_in[ch] ** 2, kh * kw, axis=1)
         k = cg * kh * kw
         coded = coding == "entropy"
-        full = CANDIDATES[coded_widths(CANDIDATES)] if (
+        full = CANDIDATES[coded_widths(CANDIDATES) & (CANDIDATES <= 8)] if (
             coded and wx is not None and clipping == "mse") else CANDIDATES[:0]
         self.bits = np.concatenate([CANDIDATES, full])  # per column
         self.full = np.arange(len(self.bits)) >= len(CANDIDATES)
@@ -185,7 +185,7 @@ def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: 
     """(bits plan, report), weight bytes <= budget_ratio * bytes of uniform 8 bits, one
     width per layer or (`granularity='channel'`) per output channel, never a width in
     `skip_bits`; with `group`, widths 2..5 carry group multipliers (their noise measured so,
-    their 3 bits per group priced); with `coding='entropy'` each channel's codes at 2..8 bits
+    their 3 bits per group priced); with `coding='entropy'` each channel's codes at 2..12 bits
     are priced at their entropy-coded size (their layer's codes at that width as one stream's
     histogram), the budget still uniform 8's packed bytes. With `bias_correction`
     each probe's noise is measured as the export will leave it: with the layer's mean output

@@ -132,8 +132,11 @@ def _check_spec(ref: str, spec: Any, pools: dict) -> None:
 def _stored_codes(f: str, refs: dict, attrs: dict, cb: np.ndarray, k: int, get: Any
                   ) -> np.ndarray:
     """A conv's stored codes (O, K): bit-packed (`weight_packed`) or entropy-coded
-    (`weight_coded`, `weight_freq`, attrs.weight_streams; then attrs.weight_streams is
+    (`weight_coded`, attrs.weight_streams; then attrs.weight_streams is
     dropped: the writer derives it again from the weights)."""
+    if "weight_freq" in refs:
+        raise _Bad(f"{f}.arrays.weight_freq: coding with stored frequency tables (an earlier "
+                   "development format) is not read any more; export the model again")
     if "weight_coded" not in refs:
         if "weight_streams" in attrs:
             raise _Bad(f"{f}.attrs.weight_streams: given without arrays.weight_coded")
@@ -148,11 +151,10 @@ def _stored_codes(f: str, refs: dict, attrs: dict, cb: np.ndarray, k: int, get: 
     if len(cb) * k * 8 > MAX_MEMBER_BYTES:
         raise _Bad(f"{f}.arrays.weight_coded: {len(cb)} x {k} weights exceed the size cap")
     data = get(refs["weight_coded"], f"{f}.arrays.weight_coded", "weight_coded")
-    freqs = get(refs.get("weight_freq"), f"{f}.arrays.weight_freq", "weight_freq", "uint16")
-    if data.ndim != 1 or freqs.ndim != 1:
-        raise _Bad(f"{f}.arrays.weight_coded: the stream and its frequencies must be 1-D")
+    if data.ndim != 1:
+        raise _Bad(f"{f}.arrays.weight_coded: the streams must be 1-D")
     try:
-        return decode_codes(data, freqs, attrs.pop("weight_streams", None), cb, k)
+        return decode_codes(data, attrs.pop("weight_streams", None), cb, k)
     except ValueError as e:
         raise _Bad(f"{f}.arrays.weight_coded: {e}") from None
 

@@ -89,8 +89,7 @@ def graph_to_members(graph: Graph) -> tuple[dict, dict[str, tuple[bytes, int]]]:
                                                 WEIGHT_POOL)
                 else:
                     refs["weight_coded"] = put(coded[0], WEIGHT_POOL)
-                    refs["weight_freq"] = put(coded[1])
-                    attrs["weight_streams"] = coded[2]
+                    attrs["weight_streams"] = coded[1]
                 if "wmult" in n.arrays:
                     refs["wmult_packed"] = put(pack_multipliers(n.arrays["wmult"],
                                                                 grouped_channels(n.arrays)),

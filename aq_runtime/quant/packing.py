@@ -41,7 +41,7 @@ def stored_row_bytes(k: int, bits: np.ndarray, group: int = 0) -> np.ndarray:
 
 def node_weight_bytes(arrays: dict, attrs: dict) -> int:
     """Bytes of an IR conv's stored weights: codes at their bits, packed or entropy-coded
-    (stream and frequency table), and group multipliers."""
+    (its streams), and group multipliers."""
     k = int(np.prod(arrays["weight"].shape[1:]))
     total = codes_bytes(*node_stored_codes(arrays, attrs), attrs.get("weight_coding", "packed"))
     if "weight_group" in attrs:
@@ -123,16 +123,10 @@ def unpack_codes(packed: np.ndarray, bits: np.ndarray, k: int) -> np.ndarray:
     return from_unsigned(unpack_unsigned(packed, bits, k), bits)
 
 
-def coded_size(data: np.ndarray, freqs: np.ndarray) -> int:
-    """Bytes of entropy-coded weights: the streams and their uint16 frequency tables."""
-    return int(data.size + 2 * freqs.size)
-
-
-def entropy_coded(arrays: dict, attrs: dict
-                  ) -> tuple[np.ndarray, np.ndarray, list[list[int]]] | None:
-    """(streams, frequencies, stream headers) of an IR conv's stored codes, entropy-coded, if
-    it is marked `weight_coding: entropy`, every channel's code bits lie in 2..8 and coding
-    is smaller than packing; otherwise None (the conv's codes are bit-packed)."""
+def entropy_coded(arrays: dict, attrs: dict) -> tuple[np.ndarray, list[list[int]]] | None:
+    """(streams, stream headers) of an IR conv's stored codes, entropy-coded, if it is marked
+    `weight_coding: entropy`, every channel's code bits are coded widths (2..12) and coding is
+    smaller than packing; otherwise None (the conv's codes are bit-packed)."""
     if attrs.get("weight_coding") != "entropy":
         return None
     return coded_if_smaller(*node_stored_codes(arrays, attrs))
@@ -148,27 +142,25 @@ def node_stored_codes(arrays: dict, attrs: dict) -> tuple[np.ndarray, np.ndarray
 
 
 def coded_if_smaller(codes: np.ndarray, bits: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray, list[list[int]]] | None:
+                     ) -> tuple[np.ndarray, list[list[int]]] | None:
     """`entropy_coded` of stored codes (O, K) at `bits` (O,): None unless all widths are
     coded ones and coding is smaller than packing."""
     if not coded_widths(bits).all():
         return None
-    data, freqs, heads = encode_rows(to_unsigned(codes, bits), bits)
-    return (data, freqs, heads) if coded_size(data, freqs) < packed_size(codes.shape[1], bits
-                                                                         ) else None
+    data, heads = encode_rows(to_unsigned(codes, bits), bits)
+    return (data, heads) if data.size < packed_size(codes.shape[1], bits) else None
 
 
 def codes_bytes(codes: np.ndarray, bits: np.ndarray, coding: str) -> int:
     """Bytes stored codes (O, K) at `bits` take in the file under `coding` (multipliers
     aside): what the writer stores, for the planner to fit its budget."""
     coded = coded_if_smaller(codes, bits) if coding == "entropy" else None
-    return packed_size(codes.shape[1], bits) if coded is None else coded_size(*coded[:2])
+    return packed_size(codes.shape[1], bits) if coded is None else int(coded[0].size)
 
 
-def decode_codes(data: np.ndarray, freqs: np.ndarray, heads: list, bits: np.ndarray, k: int
-                 ) -> np.ndarray:
+def decode_codes(data: np.ndarray, heads: list, bits: np.ndarray, k: int) -> np.ndarray:
     """Inverse of `entropy_coded`'s coding: (O, K) int16 codes (ValueError if malformed)."""
-    return from_unsigned(decode_rows(data, freqs, heads, bits, k), bits)
+    return from_unsigned(decode_rows(data, heads, bits, k), bits)
 
 
 def stored_codes(q: np.ndarray, mult: np.ndarray, grouped: np.ndarray, group: int
