@@ -91,8 +91,9 @@ def ort_rows(work: Path) -> list[str]:
     np.save(work / "heldout.npy", xh)
     f = run_float_graph(fg, xh)
     module = load_lite0()
+    fp32 = None
     for config in ORT_CONFIGS:
-        _, path = ort_int8(module, fg, xc, str(work), config)
+        fp32, path = ort_int8(module, fg, xc, str(work), config, fp32)
         shutil.move(path, work / f"{config}.onnx")
     r = emulated([sys.executable, "-c", ORT_CHILD, str(work), "valgrind", *ORT_CONFIGS])
     if r.returncode:

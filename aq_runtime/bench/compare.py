@@ -67,8 +67,9 @@ def iter_rows(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Path,
                         backend, progress), f
     if module is not None:
         from .ort_baseline import ort_int8, ort_logits
+        fp32 = None
         for config in ort_configs:
-            _, int8 = ort_int8(module, fg, calib, str(out), config)
+            fp32, int8 = ort_int8(module, fg, calib, str(out), config, fp32)
             name = "ORT int8 QDQ" + ("" if config == "s8" else f" {config}")
             size = Path(int8).stat().st_size
             yield Row(name, size, 8.0, 8.0, None,

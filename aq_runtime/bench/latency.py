@@ -106,7 +106,7 @@ def baseline_timings(graph, images, batches, runs) -> list[Timing]:
     fp32, int8 = ort_int8(module, fg, calib, tmp)
     setup = time.perf_counter() - t
     t = time.perf_counter()
-    _, int8_rr = ort_int8(module, fg, calib, tmp, "reduce_range")
+    _, int8_rr = ort_int8(module, fg, calib, tmp, "reduce_range", fp32)
     setup_rr = time.perf_counter() - t
     opts = ort.SessionOptions()
     opts.log_severity_level = 3

@@ -38,9 +38,10 @@ def int8_file(config: str) -> str:
 
 
 def ort_int8(module, fg: FloatGraph, calib: np.ndarray, workdir: str | None = None,
-             config: str = "s8") -> tuple[str, str]:
+             config: str = "s8", fp32: str | None = None) -> tuple[str, str]:
     """(fp32 .onnx path, int8 QDQ .onnx path) for `module`, calibrated on `calib` images, in
-    one of ORT_CONFIGS."""
+    one of ORT_CONFIGS; `fp32`: the module's float .onnx from an earlier call, quantized
+    again instead of exported again."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -54,9 +55,10 @@ def ort_int8(module, fg: FloatGraph, calib: np.ndarray, workdir: str | None = No
     if config not in ORT_CONFIGS:
         raise ValueError(f"unknown ONNX Runtime int8 configuration {config!r}")
     d = workdir or tempfile.mkdtemp(prefix="aq-ort-")
-    fp32 = os.path.join(d, "model_fp32.onnx")
     int8 = os.path.join(d, int8_file(config))
-    export_onnx(module, fg, fp32)
+    if fp32 is None:
+        fp32 = os.path.join(d, "model_fp32.onnx")
+        export_onnx(module, fg, fp32)
 
     class Reader(CalibrationDataReader):
         def __init__(self):

@@ -100,7 +100,7 @@ def format_table(graph: Graph, path: str | Path | None = None) -> str:
         lines.append(f"{r['name'][:34]:34} {r['op']:5} {str(r.get('weight_shape', '')):18} "
                      f"{(f'{wb[0]}/{wb[1]:.2f}/{wb[2]}' if wb else ''):20} "
                      f"{f'{ab[0]}/{ab[1]:.2f}/{ab[2]}':20} {r.get('weight_bytes', ''):>9}")
-    lines.append(summarize(graph, path))
+    lines.append(summarize(graph, path, d))
     return "\n".join(lines)
 
 
@@ -117,8 +117,10 @@ def cost_table(graph: Graph) -> str:
     return "\n".join(lines)
 
 
-def summarize(graph: Graph, path: str | Path | None = None) -> str:
-    d = inspect_dict(graph, path)
+def summarize(graph: Graph, path: str | Path | None = None, d: dict | None = None) -> str:
+    """The file's totals and how it was made, in a few lines (`d`: its inspect_dict, if
+    already built)."""
+    d = inspect_dict(graph, path) if d is None else d
     m = d["micronet"]
     coded = any(n.attrs.get("weight_coding", "packed") != "packed"
                 for n in graph.weight_nodes())

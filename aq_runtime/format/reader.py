@@ -221,7 +221,7 @@ def _parse(z: zipfile.ZipFile) -> Graph:
                                     {"dtype": spec["dtype"], "shape": [spec["length"]]})
         return pools[name]
 
-    def get(ref: Any, field: str, key: str, dtype: str | None = None) -> np.ndarray:
+    def get(ref: Any, field: str, key: str) -> np.ndarray:
         if not isinstance(ref, str) or ref not in doc["arrays"]:
             raise _Bad(f"{field}: unresolved array reference {ref!r}")
         spec = doc["arrays"][ref]
@@ -233,7 +233,7 @@ def _parse(z: zipfile.ZipFile) -> Graph:
                 cache[ref] = pool(spec["pool"])[spec["offset"]:spec["offset"] + size].reshape(
                     spec["shape"])
         a = cache[ref]
-        want = np.dtype(dtype or ARRAY_DTYPES.get(key) or TENSOR_DTYPES.get(key) or "uint8")
+        want = np.dtype(ARRAY_DTYPES.get(key) or TENSOR_DTYPES.get(key) or "uint8")
         if a.dtype != want:
             if a.dtype.kind not in "iu" or want.kind not in "iu" or not np.can_cast(a.dtype, want):
                 raise _Bad(f"{field}: stored as {a.dtype}, which does not fit {want}")
