@@ -48,19 +48,34 @@ def _table(cnt: np.ndarray, f: np.ndarray, cum: np.ndarray) -> None:  # pragma: 
 
 
 @njit(cache=True)
-def _encode(sym: np.ndarray, ns: int) -> np.ndarray:  # pragma: no cover (numba)
-    n = len(sym)
+def _new_model(ns: int) -> tuple:  # pragma: no cover (numba)
+    """The model before any symbol: counts 1, their table and its running sums."""
     cnt = np.ones(ns, dtype=np.int64)
     f = np.empty(ns, dtype=np.int64)
     cum = np.empty(ns + 1, dtype=np.int64)
+    _table(cnt, f, cum)
+    return cnt, f, cum
+
+
+@njit(cache=True)
+def _refresh(t: int, nxt: int, cnt: np.ndarray, f: np.ndarray, cum: np.ndarray
+             ) -> int:  # pragma: no cover (numba)
+    """Before symbol t: rebuild the table if t is the next refresh point; the next one."""
+    if t != nxt:
+        return nxt
+    _table(cnt, f, cum)
+    return min(2 * nxt, nxt + REFRESH_MAX)
+
+
+@njit(cache=True)
+def _encode(sym: np.ndarray, ns: int) -> np.ndarray:  # pragma: no cover (numba)
+    n = len(sym)
+    cnt, f, cum = _new_model(ns)
     fs = np.empty(n, dtype=np.int64)
     cs = np.empty(n, dtype=np.int64)
-    _table(cnt, f, cum)
     nxt = REFRESH_FIRST
     for t in range(n):  # the model's (frequency, start) of every symbol, forwards
-        if t == nxt:
-            _table(cnt, f, cum)
-            nxt = min(2 * nxt, nxt + REFRESH_MAX)
+        nxt = _refresh(t, nxt, cnt, f, cum)
         s = sym[t]
         fs[t] = f[s]
         cs[t] = cum[s]
@@ -86,19 +101,14 @@ def _decode(data: np.ndarray, ns: int, n: int, out: np.ndarray
     """Decodes n symbols into out; 0 if the stream was whole and exactly consumed, else -1."""
     if len(data) < 4:
         return -1
-    cnt = np.ones(ns, dtype=np.int64)
-    f = np.empty(ns, dtype=np.int64)
-    cum = np.empty(ns + 1, dtype=np.int64)
-    _table(cnt, f, cum)
+    cnt, f, cum = _new_model(ns)
     nxt = REFRESH_FIRST
     m = 1 << PROB_BITS
     x = np.int64(data[0]) | (np.int64(data[1]) << 8) | (np.int64(data[2]) << 16) | (
         np.int64(data[3]) << 24)
     p = 4
     for t in range(n):
-        if t == nxt:
-            _table(cnt, f, cum)
-            nxt = min(2 * nxt, nxt + REFRESH_MAX)
+        nxt = _refresh(t, nxt, cnt, f, cum)
         r = x & (m - 1)
         lo, hi = 0, ns  # the symbol s with cum[s] <= r < cum[s + 1]
         while hi - lo > 1:
