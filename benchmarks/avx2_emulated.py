@@ -17,7 +17,7 @@ one thread at a time, so no timing comes from it.
 Writes results/avx2_emulated.txt; resumable: each part's result is kept in
 results/avx2_emulated.json as it finishes and skipped on a rerun (`--redo PART...`; `--only
 PART...` runs just those, e.g. two processes for two cores: valgrind runs one thread at a time).
-Parts: "ort" and each test spec of TESTS. Hours on one core (the DDP test's three
+Parts: "ort", "ort-float-sim" and each test spec of TESTS. Hours on one core (the DDP test's three
 training runs take over 20 minutes each under valgrind).
 
     python benchmarks/avx2_emulated.py [--only ort tests/test_golden_logits.py]
@@ -56,6 +56,9 @@ VALGRIND = ["valgrind", "--tool=none", "-q", "--trace-children=yes"]
 # training. (The AVX2 kernels' own tests, and test_backends.py forced onto them, run in CI on
 # every x86 CPU: tests/test_tvm_isas.py; here numba, numpy and the CPU detection are the
 # emulated CPU's too.)
+# ONNX Runtime's parts: the quantized models, and the default one as DequantizeLinear + float ops
+# apart (unoptimized, it takes most of an hour and a half under valgrind; the others ~20 minutes)
+ORT_PARTS = {"ort": ORT_CONFIGS, "ort-float-sim": ("float-sim",)}
 TESTS = ("tests/test_golden_logits.py",
          "tests/test_backends.py",
          "tests/test_training.py::test_ddp_equals_single_process",
@@ -73,18 +76,22 @@ d, run = sys.argv[1:3]  # valgrind: the installed package, emulated; avx2: ort_i
 mark = Path(onnxruntime.__file__).parent / ".isa"
 assert (mark.read_text().strip() if mark.is_file() else "valgrind") == run
 fg, x = lite0_float_graph(), np.load(d + "/heldout.npy")
-for name in sys.argv[3:]:
-    np.save(f"{d}/{name}.{run}.npy", ort_logits(f"{d}/{name}.onnx", fg, x))
-if run == "valgrind":
-    np.save(f"{d}/float-sim.valgrind.npy", ort_logits(f"{d}/s8.onnx", fg, x, optimize=False))
+for name in sys.argv[3:]:  # float-sim: the default model, graph optimizations off
+    sim = name == "float-sim"
+    np.save(f"{d}/{name}.{run}.npy",
+            ort_logits(f"{d}/{'s8' if sim else name}.onnx", fg, x, optimize=not sim))
 """
+ORT_HEADER = (f"{'ONNX Runtime int8 QDQ':28s} {'CPU':24s} {'top-1':>7s} {'top-5':>7s} "
+              f"{'conf.':>7s} {'SQNR dB':>8s}  == AVX2-only")
 
 
 def emulated(args: list[str], **kw) -> subprocess.CompletedProcess:
     return subprocess.run(VALGRIND + args, capture_output=True, text=True, cwd=ROOT, **kw)
 
 
-def ort_rows(work: Path) -> list[str]:
+def ort_rows(work: Path, names: tuple[str, ...]) -> list[str]:
+    """Table rows for ONNX Runtime's models `names` (of ORT_CONFIGS, or "float-sim"): natively,
+    under valgrind, and (the quantized ones) with ort_isa's AVX2 dispatch."""
     fg = lite0_float_graph()
     xc, _ = crops_of(CALIBRATION_PHOTOS)
     xh, _ = crops_of(HELDOUT_PHOTOS)
@@ -92,19 +99,20 @@ def ort_rows(work: Path) -> list[str]:
     f = run_float_graph(fg, xh)
     module = load_lite0()
     fp32 = None
-    for config in ORT_CONFIGS:
+    quantized = tuple(n for n in names if n != "float-sim")
+    for config in dict.fromkeys(quantized + (("s8",) if "float-sim" in names else ())):
         fp32, path = ort_int8(module, fg, xc, str(work), config, fp32)
         shutil.move(path, work / f"{config}.onnx")
-    r = emulated([sys.executable, "-c", ORT_CHILD, str(work), "valgrind", *ORT_CONFIGS])
+    r = emulated([sys.executable, "-c", ORT_CHILD, str(work), "valgrind", *names])
     if r.returncode:
         raise SystemExit(f"ONNX Runtime under valgrind failed:\n{r.stderr[-3000:]}")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(ort_isa_package(work, "avx2")), os.environ.get("PYTHONPATH", "")]))
-    subprocess.run([sys.executable, "-c", ORT_CHILD, str(work), "avx2", *ORT_CONFIGS], env=env,
-                   cwd=ROOT, check=True, capture_output=True)
-    lines = [f"{'ONNX Runtime int8 QDQ':28s} {'CPU':24s} {'top-1':>7s} {'top-5':>7s} "
-             f"{'conf.':>7s} {'SQNR dB':>8s}  == AVX2-only"]
-    for name in (*ORT_CONFIGS, "float-sim"):
+    if quantized:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [str(ort_isa_package(work, "avx2")), os.environ.get("PYTHONPATH", "")]))
+        subprocess.run([sys.executable, "-c", ORT_CHILD, str(work), "avx2", *quantized],
+                       env=env, cwd=ROOT, check=True, capture_output=True)
+    lines = []
+    for name in names:
         label = {"s8": "int8 weights (default)", "reduce_range": "reduce_range (7-bit)",
                  "u8u8": "uint8 weights (u8u8)", "float-sim": "default, float-sim"}[name]
         native = ort_logits(str(work / f"{'s8' if name == 'float-sim' else name}.onnx"), fg, xh,
@@ -153,13 +161,13 @@ def main() -> None:
     def stored() -> dict:  # as the last process to finish a part left it
         return json.loads(store.read_text()) if store.exists() else {}
 
-    for part in ("ort",) + TESTS:
+    for part in (*ORT_PARTS, *TESTS):
         done = stored()
         if (a.only and part not in a.only) or (part in done and part not in a.redo):
             continue
         if part == "ort":
             with tempfile.TemporaryDirectory(prefix="aq-avx2-") as work:
-                result = ort_rows(Path(work))
+                result = ort_rows(Path(work), ORT_PARTS[part])
         else:
             result = [test_row(part)]
         print("\n".join(result), flush=True)
@@ -169,8 +177,10 @@ def main() -> None:
         with atomic_open(store, "w") as fh:  # a temp file of its own, then renamed
             json.dump(done, fh, indent=1)
     done = stored()
+    ort_lines = [row for part in ORT_PARTS for row in done.get(part, [f"{part}: not run"])
+                 if not row.startswith("ONNX Runtime int8 QDQ")]  # (earlier runs stored it)
     lines = [f"host: {describe()}", f"emulated: {done.get('emulated', seen)}", "",
-             *done.get("ort", ["ONNX Runtime rows: not run"]), "",
+             ORT_HEADER, *ort_lines, "",
              LEGEND, "",
              f"{'pytest under valgrind (AVX2-only CPU)':62s} {'result':24s} {'minutes':>7s}"]
     lines += [done[t][0] if t in done else f"{t:62s} not run" for t in TESTS]

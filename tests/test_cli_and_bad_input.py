@@ -306,14 +306,16 @@ def test_export_low_bit_flags(tmp_path):
     out = tmp_path / "low.aqz"
     r = cli("export", "digits-cnn", out, "--bits", "auto", "--budget", "0.5", "--allocation",
             "channel", "--clipping", "mse", "--rounding", "learned", "--rounding-iters", "20",
-            "--rounding-images", "600", "--weight-coding", "entropy")
+            "--rounding-images", "600", "--rounding-target", "block", "--weight-coding",
+            "entropy")
     assert r.returncode == 0, r.stderr
     c = read_aqz(out).meta["calibration"]
     assert c["clipping"] == "mse" and c["rounding"] == "learned"
+    assert c["rounding_target"] == "block"
     assert c["learned_rounding"]["iters"] == 20 and c["learned_rounding"]["images"] == 600
     assert c["weight_coding"] == "entropy" and "nearest_layers" in c["learned_rounding"]
     text = cli("inspect", out).stdout
-    assert "weight clipping mse" in text and "learned rounding" in text
+    assert "weight clipping mse" in text and "learned rounding (each block's own" in text
     assert "weight codes entropy-coded" in text and "bits per weight as coded" in text
     act = tmp_path / "act.aqz"
     r = cli("export", "digits-cnn", act, "--bits", "auto", "--budget", "0.5", "--act-bits",
@@ -323,7 +325,8 @@ def test_export_low_bit_flags(tmp_path):
     text = cli("inspect", act).stdout
     assert "activation widths auto" in text and "avg act bits 8.00" not in text
     for bad in (["--rounding", "best"], ["--rounding-iters", "0"], ["--allocation", "x"],
-                ["--act-bits", "6"], ["--act-noise", "-1"], ["--weight-coding", "zip"]):
+                ["--act-bits", "6"], ["--act-noise", "-1"], ["--weight-coding", "zip"],
+                ["--rounding-target", "layer"]):
         r = cli("export", "digits-cnn", tmp_path / "bad.aqz", *bad)
         assert r.returncode == 2 and "Traceback" not in r.stderr
         assert not (tmp_path / "bad.aqz").exists()

@@ -115,6 +115,30 @@ def test_learned_rounding_fits_its_images_better(lowbit, lite0_small):
     assert sqnr_db(f, FakeQuantGraph(learned)(xc)) > sqnr_db(f, FakeQuantGraph(near)(xc)) + 0.3
 
 
+def test_rounding_target_block_fits_each_blocks_own_error(lite0_small):
+    """With target 'block' each block reproduces the float block on its own quantized input:
+    its error leaves out what earlier blocks' rounding sent it, so late blocks start far below
+    the 'model' target's error (the float model's output, accumulated error included); the
+    first block, fed the image, starts alike; codes stay within one step either way."""
+    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.learned_rounding import learn_rounding
+    from aq_runtime.export.options import ExportOptions
+    fg, xc, _, ranges = lite0_small
+    near = export_graph(fg, xc, ExportOptions(bits=4, bias_correction=False, progress=False),
+                        ranges=ranges)
+    start = {n.name: n.arrays["weight"].astype(np.int64) for n in near.weight_nodes()}
+    before = {}
+    for target in ("model", "block"):
+        codes, info = learn_rounding(fg, fg, near, xc[:32], iters=10, progress=False,
+                                     target=target)
+        before[target] = [b["error_before"] for b in info["per_block"]]
+        assert all(np.abs(q - start[k].reshape(q.shape)).max() <= 1 for k, q in codes.items())
+    assert before["block"][0] == pytest.approx(before["model"][0], rel=0.2)
+    assert before["block"][-1] < 0.5 * before["model"][-1]
+    with pytest.raises(ValueError, match="target"):
+        learn_rounding(fg, fg, near, xc[:4], iters=1, progress=False, target="layer")
+
+
 def test_block_errors_end_at_the_logit_noise(lowbit, lite0_small):
     """One figure per reconstruction block, in order; the last block's is the logit noise
     the fake-quant model's SQNR measures; learned rounding lowers it on its own images."""

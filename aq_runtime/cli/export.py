@@ -11,6 +11,7 @@ from ..export.options import (
     CALIB_METHODS,
     CLIPPINGS,
     GRANULARITIES,
+    ROUNDING_TARGETS,
     ROUNDINGS,
     TARGETS,
     WEIGHT_CODINGS,
@@ -59,6 +60,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rounding-images", type=int, default=DEFAULT.rounding_images,
                     help="--rounding learned: images to learn from (the calibration images, "
                          "then augmented views of them)")
+    ap.add_argument("--rounding-target", choices=ROUNDING_TARGETS,
+                    default=DEFAULT.rounding_target,
+                    help="--rounding learned: what each block reproduces: the float model's "
+                         "output there (model; it also makes up for earlier blocks' error) or "
+                         "the float block's own output on its quantized input (block)")
     ap.add_argument("--weight-groups", type=int, default=DEFAULT.weight_groups, metavar="G",
                     help="give each run of G weights of a 2..5-bit channel its own multiplier "
                          "1..8 under the channel's scale (3 bits per group; the codes' effective "
@@ -112,7 +118,8 @@ def main(argv: list[str] | None = None) -> None:
                                 method=a.calib_method, granularity=a.granularity,
                                 bias_correction=not a.no_bias_correction, clipping=a.clipping,
                                 rounding=a.rounding, rounding_iters=a.rounding_iters,
-                                rounding_images=a.rounding_images, target=a.target,
+                                rounding_images=a.rounding_images,
+                                rounding_target=a.rounding_target, target=a.target,
                                 synthetic=a.synthetic, act_bits=a.act_bits,
                                 act_noise=a.act_noise, weight_groups=a.weight_groups,
                                 weight_coding=a.weight_coding)

@@ -4,8 +4,10 @@ in BRECQ, Li et al. 2021). The float graph is cut into blocks (a residual block,
 convs sharing a module prefix); block by block, in order, on the calibration images:
 
 - the block's input is the *quantized* model's (earlier blocks already rounded as learned, every
-  activation quantized as the integer ops quantize it), its target the float model's output,
-  so each block also corrects the error that reaches it;
+  activation quantized as the integer ops quantize it); its target (`target`) either the float
+  model's output there ('model', AdaRound's asymmetric reconstruction: each block also makes
+  up for the error that reaches it), or the float block's output on that same quantized input
+  ('block': each block fits its own weights' error only);
 - each weight code is floor(We/sw) + h(V), h a rectified sigmoid of a free variable V started
   at the weight's fractional part; Adam minimises the block's output error plus a regulariser
   that drives every h to 0 or 1 (its exponent annealed from 20 to 2 after a 20% warm-up);
@@ -163,12 +165,17 @@ def code_unit(n: FloatNode, node, s_in: np.ndarray, s_out: np.ndarray) -> torch.
 
 def learn_rounding(float_fg: FloatGraph, fg: FloatGraph, graph: Graph, images: np.ndarray,
                    iters: int = 200, wrange: dict[str, np.ndarray] | None = None,
-                   progress: bool = True, batch: int = BATCH, seed: int = 0
-                   ) -> tuple[dict[str, np.ndarray], dict]:
+                   progress: bool = True, batch: int = BATCH, seed: int = 0,
+                   target: str = "model") -> tuple[dict[str, np.ndarray], dict]:
     """(learned codes (O, K) int64 per conv, report) for `graph`, the nearest-rounded
     integerization of `fg` (the float model `float_fg`, biases possibly corrected) with
-    weight ranges `wrange`; `images` uint8 NHWC calibration images. Targets are `float_fg`'s
-    own block outputs: the float model, not its bias-corrected copy."""
+    weight ranges `wrange`; `images` uint8 NHWC calibration images. Each block reproduces
+    `float_fg`'s (the float model's, not its bias-corrected copy's) block: `target` 'model',
+    its output on the float model's input (the block also makes up for the error that reaches
+    it), or 'block', its output on the block's own quantized input (its own weights' error
+    only). The report's errors are against that target."""
+    if target not in ("model", "block"):
+        raise ValueError(f"learn_rounding: target {target!r}")
     t0 = time.time()
     wrange = wrange or {}
     torch.manual_seed(seed)
@@ -189,9 +196,10 @@ def learn_rounding(float_fg: FloatGraph, fg: FloatGraph, graph: Graph, images: n
         targets = [float_nodes[n.name] for n in part]
         wb = {n.name: (torch.from_numpy(n.weight).float(), torch.from_numpy(n.bias).float())
               for n in targets if n.op == "conv"}
-        with torch.no_grad():
-            yf = torch.cat([run_nodes(targets, xf[i:i + 64], lambda n, ins: apply_node(
-                n, ins, *wb.get(n.name, (None, None)))) for i in range(0, len(xf), 64)])
+        with torch.no_grad():  # the float block on the float model's / its own input
+            src = xf if target == "model" else xq
+            yf = torch.cat([run_nodes(targets, src[i:i + 64], lambda n, ins: apply_node(
+                n, ins, *wb.get(n.name, (None, None)))) for i in range(0, len(src), 64)])
         learn = {n.name: _Rounding(n, ir[n.name], graph.tensors[n.inputs[0]].scale,
                                    graph.tensors[n.output].scale, wrange.get(n.name, 1.0))
                  for n in part if n.op == "conv" and n.name not in ternary}

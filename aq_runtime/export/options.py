@@ -14,6 +14,7 @@ GRANULARITIES = ("mixed", "tensor", "channel")
 DEFAULT_GRANULARITY = "mixed"
 CALIB_METHODS = ("minmax", "percentile")
 ROUNDINGS = ("nearest", "learned")
+ROUNDING_TARGETS = ("model", "block")  # what each block's learned rounding reproduces
 CLIPPINGS = ("max", "mse")
 ALLOCATIONS = ("layer", "channel")
 ACT_BITS = ("plan", "auto")
@@ -42,7 +43,10 @@ class ExportOptions:
     or 'mse' (the range minimising each channel's weight error at its bits); rounding:
     'nearest', or 'learned' (block-wise reconstruction, export/learned_rounding.py:
     `rounding_iters` steps per block on `rounding_images` images, the calibration images and
-    augmented views of them); target: 'any', or 'avx2', which keeps weight codes within the
+    augmented views of them, each block reproducing `rounding_target`: 'model', the float
+    model's output at the block's end (it also makes up for the error reaching the block), or
+    'block', the float block's own output on the input it gets, its own weights' error only);
+    target: 'any', or 'avx2', which keeps weight codes within the
     AVX2 kernel's one-instruction range (|w| <= 64): layers planned at 8 bits get 7, and
     `--bits auto` never chooses 8 (7, or 9 and up where the budget allows); synthetic: that
     many images synthesized from the float model's BatchNorm statistics join the calibration
@@ -65,6 +69,7 @@ class ExportOptions:
     rounding: str = "nearest"
     rounding_iters: int = 200
     rounding_images: int = 1024
+    rounding_target: str = "model"
     target: str = "any"
     synthetic: int = 0
     act_bits: str = "plan"
@@ -77,6 +82,7 @@ class ExportOptions:
         check_granularity(self.granularity)
         check_choice("calibration method", self.method, CALIB_METHODS)
         check_choice("rounding", self.rounding, ROUNDINGS)
+        check_choice("rounding target", self.rounding_target, ROUNDING_TARGETS)
         check_choice("bits allocation", self.allocation, ALLOCATIONS)
         check_choice("weight clipping", self.clipping, CLIPPINGS)
         check_choice("target", self.target, TARGETS)
@@ -103,6 +109,7 @@ class ExportOptions:
         if self.rounding == "nearest":
             d.pop("rounding_iters")
             d.pop("rounding_images")
+            d.pop("rounding_target")
         if not self.synthetic:
             d.pop("synthetic")
         if not self.weight_groups:

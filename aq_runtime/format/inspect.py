@@ -151,6 +151,8 @@ def summarize(graph: Graph, path: str | Path | None = None, d: dict | None = Non
         if isinstance(info, dict):
             steps = (f"{info.get('blocks')} blocks x {info.get('iters')} steps, "
                      if "iters" in info else "")
+            if c.get("rounding_target") == "block":
+                steps = "each block's own error, " + steps
             s += (f", {rounding} rounding ({steps}{info.get('images')} images, "
                   f"{info.get('seconds')} s)")
         elif rounding:

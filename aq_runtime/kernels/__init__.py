@@ -1,6 +1,5 @@
 """Fast backends, one folder each: numba_cpu/ (parallel Numba CPU kernels, bit-serial for 1-3
-bit pointwise convs), tvm/ (TIR kernels for the CPU at hand: AVX-512 VNNI, AVX-VNNI or AVX2
-GEMM microkernel),
-tvm_cuda/ (TVM tensor expressions for CUDA) and numba_cuda/ (numba-cuda kernels, also run
-under the CUDA simulator). Each registers in `runtime.backends` and must give integers equal
-to `runtime.reference`, element for element."""
+bit pointwise convs), tvm/ (TIR kernels with a GEMM microkernel for the CPU at hand: AVX-512
+VNNI, AVX-VNNI or AVX2), tvm_cuda/ (TVM tensor expressions for CUDA) and numba_cuda/
+(numba-cuda kernels, also run under the CUDA simulator). Each registers in `runtime.backends`
+and must give integers equal to `runtime.reference`, element for element."""
