@@ -5,7 +5,8 @@ weight bits 8/6/5/4/3 (activations 8) and `--bits auto` at weight budgets 0.375/
 of uniform 8's bytes, each exported with nearest rounding (the default export), with MSE
 clipping, (auto) with per-channel bits, and with learned rounding on top, and (auto) the last
 two with weight groups (`--weight-groups 16`) and, again, with entropy-coded weights
-(`--weight-coding entropy`, rows "coded"); three rows with
+(`--weight-coding entropy`, rows "coded"), learned and coded once more with each block's
+rounding fitted to its own error (`--rounding-target block`, rows "blk"); three rows with
 activation widths below 8 (`--act-bits auto`, at most 10% more logit noise); the KD-trained
 model at each budget (`aq-train --kd-only --init-aqz` from that budget's learned export, bits
 frozen, logits + block distillation, its final checkpoint; time column: training); two
@@ -49,6 +50,7 @@ AUTO = (("nearest", {}), ("mse", MSE), ("mse-ch", CHANNEL),
 
 GROUPS = 16  # rows "gN": + a multiplier 1..8 per N weights of 2..5-bit channels
 CODED = {"weight_coding": "entropy"}  # rows "coded": codes rANS-coded, widths priced so
+BLOCK = {"rounding_target": "block"}  # rows "blk": each block fits its own weights' error
 ACT_AUTO = {"act_bits": "auto"}  # activation widths 2..8 where they add <= 10% logit noise
 SYNTHETIC = 32  # data-free rows: calibration images synthesized from BatchNorm statistics
 KD = "kd"  # rows trained from their budget's learned export: aq-train --kd-only --init-aqz
@@ -72,6 +74,9 @@ def rows_wanted() -> list[tuple[str, object, dict]]:
         for tag, opts in AUTO[2:]:
             out.append((f"auto {budget} {tag} coded", "auto",
                         {"budget": budget, **opts, "allocation": "channel", **CODED}))
+    for budget in (0.75, 0.625, 0.5, 0.375):
+        out.append((f"auto {budget} learned coded blk", "auto",
+                    {"budget": budget, **LEARNED, "allocation": "channel", **CODED, **BLOCK}))
     out.append(("w8 nearest act-auto", {"weight": 8, "act": 8}, ACT_AUTO))
     for budget in (0.75, 0.5):
         out.append((f"auto {budget} learned act-auto", "auto",
@@ -218,6 +223,8 @@ def main() -> None:
             "coded: mse-ch or learned + --weight-coding entropy, no groups (codes rANS-coded in "
             "the file, widths priced by their coded bytes,\nfull ranges allowed; w bits are the "
             "code bits per weight, stored in fewer: the budget counts the coded bytes);\n"
+            "blk: + --rounding-target block (each block's rounding fits the float block's "
+            "output on its own quantized input, not the float model's output there);\n"
             "act-auto: + activation widths 2..8 (--act-bits auto: MicroNet score down while the "
             "logit noise added on the planning\nimages stays within 10% of the weight plan's); "
             "KD: aq-train --kd-only --init-aqz <the learned file of that budget>, bits frozen, "
