@@ -50,6 +50,7 @@ from .float_exec import apply_node, normalize_input
 from .float_graph import FloatGraph, FloatNode
 from .integerize import effective_weights, grouped_weight_codes
 from .ir import Graph
+from .options import ROUNDING_TARGETS
 
 ZETA, GAMMA = 1.1, -0.1  # rectified sigmoid stretch (AdaRound)
 REG_WEIGHT = 0.01
@@ -178,7 +179,7 @@ def learn_rounding(float_fg: FloatGraph, fg: FloatGraph, graph: Graph, images: n
     its output on the float model's input (the block also makes up for the error that reaches
     it), or 'block', its output on the block's own quantized input (its own weights' error
     only). The report's errors are against that target."""
-    if target not in ("model", "block"):
+    if target not in ROUNDING_TARGETS:
         raise ValueError(f"learn_rounding: target {target!r}")
     t0 = time.time()
     wrange = wrange or {}

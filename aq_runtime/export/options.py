@@ -46,8 +46,8 @@ class ExportOptions:
     augmented views of them, each block reproducing `rounding_target`: 'model', the float
     model's output at the block's end (it also makes up for the error reaching the block), or
     'block', the float block's own output on the input it gets, its own weights' error only);
-    target: 'any', or 'avx2', which keeps weight codes within the
-    AVX2 kernel's one-instruction range (|w| <= 64): layers planned at 8 bits get 7, and
+    target: 'any', or 'avx2', which keeps weight codes within the AVX2 kernel's
+    one-instruction range (|w| <= 64): layers planned at 8 bits get 7, and
     `--bits auto` never chooses 8 (7, or 9 and up where the budget allows); synthetic: that
     many images synthesized from the float model's BatchNorm statistics join the calibration
     images (export/synthetic.py; with none of the user's own, a data-free export); progress:
