@@ -6,7 +6,8 @@ of uniform 8's bytes, each exported with nearest rounding (the default export), 
 clipping, (auto) with per-channel bits, and with learned rounding on top, and (auto) the last
 two with weight groups (`--weight-groups 16`) and, again, with entropy-coded weights
 (`--weight-coding entropy`, rows "coded"), learned and coded once more with each block's
-rounding fitted to its own error (`--rounding-target block`, rows "blk"); three rows with
+rounding fitted to its own error (`--rounding-target block`, rows "blk") and to a blend of
+the two targets (`--rounding-target blend`, rows "bld"); three rows with
 activation widths below 8 (`--act-bits auto`, at most 10% more logit noise); the KD-trained
 model at each budget (`aq-train --kd-only --init-aqz` from that budget's learned export, bits
 frozen, logits + block distillation, its final checkpoint; time column: training); two
@@ -51,6 +52,7 @@ AUTO = (("nearest", {}), ("mse", MSE), ("mse-ch", CHANNEL),
 GROUPS = 16  # rows "gN": + a multiplier 1..8 per N weights of 2..5-bit channels
 CODED = {"weight_coding": "entropy"}  # rows "coded": codes rANS-coded, widths priced so
 BLOCK = {"rounding_target": "block"}  # rows "blk": each block fits its own weights' error
+BLEND = {"rounding_target": "blend"}  # rows "bld": half the float model's output, half blk's
 ACT_AUTO = {"act_bits": "auto"}  # activation widths 2..8 where they add <= 10% logit noise
 SYNTHETIC = 32  # data-free rows: calibration images synthesized from BatchNorm statistics
 KD = "kd"  # rows trained from their budget's learned export: aq-train --kd-only --init-aqz
@@ -77,6 +79,9 @@ def rows_wanted() -> list[tuple[str, object, dict]]:
     for budget in (0.75, 0.625, 0.5, 0.375):
         out.append((f"auto {budget} learned coded blk", "auto",
                     {"budget": budget, **LEARNED, "allocation": "channel", **CODED, **BLOCK}))
+    for budget in (0.75, 0.625, 0.5, 0.375):
+        out.append((f"auto {budget} learned coded bld", "auto",
+                    {"budget": budget, **LEARNED, "allocation": "channel", **CODED, **BLEND}))
     out.append(("w8 nearest act-auto", {"weight": 8, "act": 8}, ACT_AUTO))
     for budget in (0.75, 0.5):
         out.append((f"auto {budget} learned act-auto", "auto",
@@ -225,6 +230,8 @@ def main() -> None:
             "code bits per weight, stored in fewer: the budget counts the coded bytes);\n"
             "blk: + --rounding-target block (each block's rounding fits the float block's "
             "output on its own quantized input, not the float model's output there);\n"
+            "bld: + --rounding-target blend (each block's rounding fits half the float model's "
+            "output there, half the float block's on its own input);\n"
             "act-auto: + activation widths 2..8 (--act-bits auto: MicroNet score down while the "
             "logit noise added on the planning\nimages stays within 10% of the weight plan's); "
             "KD: aq-train --kd-only --init-aqz <the learned file of that budget>, bits frozen, "

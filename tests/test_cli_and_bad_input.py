@@ -301,7 +301,8 @@ def test_export_bias_correction_flag(tmp_path):
 
 def test_export_low_bit_flags(tmp_path):
     """--bits auto --allocation channel --clipping mse --rounding learned from the CLI: the file
-    records how it was made, aq-inspect says so, aq-verify finds every backend equal."""
+    records how it was made (a blended rounding target too), aq-inspect says so, aq-verify finds
+    every backend equal."""
     from aq_runtime.format import read_aqz
     out = tmp_path / "low.aqz"
     r = cli("export", "digits-cnn", out, "--bits", "auto", "--budget", "0.5", "--allocation",
@@ -317,6 +318,15 @@ def test_export_low_bit_flags(tmp_path):
     text = cli("inspect", out).stdout
     assert "weight clipping mse" in text and "learned rounding (each block's own" in text
     assert "weight codes entropy-coded" in text and "bits per weight as coded" in text
+    mix = tmp_path / "mix.aqz"
+    r = cli("export", "digits-cnn", mix, "--bits", "4", "--rounding", "learned",
+            "--rounding-iters", "5", "--rounding-images", "100", "--rounding-target", "blend",
+            "--rounding-blend", "0.3")
+    assert r.returncode == 0, r.stderr
+    c = read_aqz(mix).meta["calibration"]
+    assert c["rounding_target"] == "blend" and c["rounding_blend"] == 0.3
+    assert "(0.3 x the float model's output + the rest each block's own" in cli("inspect",
+                                                                               mix).stdout
     act = tmp_path / "act.aqz"
     r = cli("export", "digits-cnn", act, "--bits", "auto", "--budget", "0.5", "--act-bits",
             "auto", "--act-noise", "0.3")
@@ -326,7 +336,7 @@ def test_export_low_bit_flags(tmp_path):
     assert "activation widths auto" in text and "avg act bits 8.00" not in text
     for bad in (["--rounding", "best"], ["--rounding-iters", "0"], ["--allocation", "x"],
                 ["--act-bits", "6"], ["--act-noise", "-1"], ["--weight-coding", "zip"],
-                ["--rounding-target", "layer"]):
+                ["--rounding-target", "layer"], ["--rounding-blend", "1.5"]):
         r = cli("export", "digits-cnn", tmp_path / "bad.aqz", *bad)
         assert r.returncode == 2 and "Traceback" not in r.stderr
         assert not (tmp_path / "bad.aqz").exists()

@@ -115,11 +115,13 @@ def test_learned_rounding_fits_its_images_better(lowbit, lite0_small):
     assert sqnr_db(f, FakeQuantGraph(learned)(xc)) > sqnr_db(f, FakeQuantGraph(near)(xc)) + 0.3
 
 
-def test_rounding_target_block_fits_each_blocks_own_error(lite0_small):
+def test_rounding_targets_block_and_blend(lite0_small):
     """With target 'block' each block reproduces the float block on its own quantized input:
     its error leaves out what earlier blocks' rounding sent it, so late blocks start far below
     the 'model' target's error (the float model's output, accumulated error included); the
-    first block, fed the image, starts alike; codes stay within one step either way."""
+    first block, fed the image, starts alike; codes stay within one step either way. 'blend'
+    (a x the first + (1 - a) x the second) starts within the convex bound of the two, and at
+    the last block between them (the error sent from earlier blocks is in part its target)."""
     from aq_runtime.export.api import export_graph
     from aq_runtime.export.learned_rounding import learn_rounding
     from aq_runtime.export.options import ExportOptions
@@ -128,13 +130,16 @@ def test_rounding_target_block_fits_each_blocks_own_error(lite0_small):
                         ranges=ranges)
     start = {n.name: n.arrays["weight"].astype(np.int64) for n in near.weight_nodes()}
     before = {}
-    for target in ("model", "block"):
+    for target in ("model", "block", "blend"):
         codes, info = learn_rounding(fg, fg, near, xc[:32], iters=10, progress=False,
-                                     target=target)
+                                     target=target, blend=0.25)
         before[target] = [b["error_before"] for b in info["per_block"]]
         assert all(np.abs(q - start[k].reshape(q.shape)).max() <= 1 for k, q in codes.items())
     assert before["block"][0] == pytest.approx(before["model"][0], rel=0.2)
     assert before["block"][-1] < 0.5 * before["model"][-1]
+    for m, b, mix in zip(before["model"], before["block"], before["blend"]):
+        assert mix <= 1.05 * (0.25 * m + 0.75 * b)  # 5%: the three targets' norms differ
+    assert before["block"][-1] < before["blend"][-1] < before["model"][-1]
     with pytest.raises(ValueError, match="target"):
         learn_rounding(fg, fg, near, xc[:4], iters=1, progress=False, target="layer")
 
@@ -232,6 +237,11 @@ def test_auto_act_bits_lowers_score_within_its_noise(lite0_small):
         assert (Session(low, b).run(xh[:3]) == ref).all(), b
     with pytest.raises(AqError, match="act-noise"):
         ExportOptions(act_bits="auto", act_noise=0)
+    with pytest.raises(AqError, match="rounding-blend"):
+        ExportOptions(rounding="learned", rounding_target="blend", rounding_blend=1.0)
+    meta = ExportOptions(rounding="learned", rounding_target="blend").as_meta(8)
+    assert meta["rounding_target"] == "blend" and meta["rounding_blend"] == 0.5
+    assert "rounding_blend" not in ExportOptions(rounding="learned").as_meta(8)
     with pytest.raises(AqError, match="activation bits"):
         ExportOptions(act_bits="4")
 

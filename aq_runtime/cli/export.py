@@ -64,7 +64,11 @@ def main(argv: list[str] | None = None) -> None:
                     default=DEFAULT.rounding_target,
                     help="--rounding learned: what each block reproduces: the float model's "
                          "output there (model; it also makes up for earlier blocks' error) or "
-                         "the float block's own output on its quantized input (block)")
+                         "the float block's own output on its quantized input (block), or a "
+                         "blend of the two (blend)")
+    ap.add_argument("--rounding-blend", type=float, default=DEFAULT.rounding_blend, metavar="A",
+                    help="--rounding-target blend: the float model's output's weight, A in "
+                         "(0, 1); the float block's own output gets 1 - A")
     ap.add_argument("--weight-groups", type=int, default=DEFAULT.weight_groups, metavar="G",
                     help="give each run of G weights of a 2..5-bit channel its own multiplier "
                          "1..8 under the channel's scale (3 bits per group; the codes' effective "
@@ -119,7 +123,8 @@ def main(argv: list[str] | None = None) -> None:
                                 bias_correction=not a.no_bias_correction, clipping=a.clipping,
                                 rounding=a.rounding, rounding_iters=a.rounding_iters,
                                 rounding_images=a.rounding_images,
-                                rounding_target=a.rounding_target, target=a.target,
+                                rounding_target=a.rounding_target,
+                                rounding_blend=a.rounding_blend, target=a.target,
                                 synthetic=a.synthetic, act_bits=a.act_bits,
                                 act_noise=a.act_noise, weight_groups=a.weight_groups,
                                 weight_coding=a.weight_coding)

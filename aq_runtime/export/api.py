@@ -103,7 +103,7 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
         from .learned_rounding import learn_rounding
         codes, info = learn_rounding(float_fg, fg, g, augmented(images, o.rounding_images),
                                      o.rounding_iters, wrange, o.progress,
-                                     target=o.rounding_target)
+                                     target=o.rounding_target, blend=o.rounding_blend)
         if o.weight_coding != "packed" and "budget_bytes" in report:
             codes, info["nearest_layers"] = within_budget(g, build(float_fg, codes), codes,
                                                           report["budget_bytes"],

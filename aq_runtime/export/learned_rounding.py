@@ -7,11 +7,13 @@ convs sharing a module prefix); block by block, in order, on the calibration ima
   activation quantized as the integer ops quantize it); its target (`target`) either the float
   model's output there ('model', AdaRound's asymmetric reconstruction: each block also makes
   up for the error that reaches it), or the float block's output on that same quantized input
-  ('block': each block fits its own weights' error only). On Lite0's held-out crops 'block' is
-  the better where bits are few (0.5x the bytes of 8 bits: 14.35 against 14.14 dB, 0.375x
-  +0.3 dB: the error reaching the late blocks is mostly the 8 calibration photos' own, and
-  making up for it does not carry over), 'model' where they are many (0.625x, 0.75x: +0.4,
-  +0.9 dB);
+  ('block': each block fits its own weights' error only), or a blend of the two ('blend', the
+  first's weight `blend`). On Lite0's held-out crops 'block' is the better where bits are few
+  (0.5x the bytes of 8 bits: 14.35 against 14.14 dB, 0.375x +0.3 dB: the error reaching the
+  late blocks is mostly the 8 calibration photos' own, and making up for it does not carry
+  over), 'model' where they are many (0.625x, 0.75x: +0.4, +0.9 dB); 'blend' (0.5) is within
+  0.05 dB of the better at every budget and the best at 0.5x (14.51 dB), but agrees on 2 fewer
+  of the 108 confident crops there;
 - each weight code is floor(We/sw) + h(V), h a rectified sigmoid of a free variable V started
   at the weight's fractional part; Adam minimises the block's output error plus a regulariser
   that drives every h to 0 or 1 (its exponent annealed from 20 to 2 after a 20% warm-up);
@@ -171,16 +173,19 @@ def code_unit(n: FloatNode, node, s_in: np.ndarray, s_out: np.ndarray) -> torch.
 def learn_rounding(float_fg: FloatGraph, fg: FloatGraph, graph: Graph, images: np.ndarray,
                    iters: int = 200, wrange: dict[str, np.ndarray] | None = None,
                    progress: bool = True, batch: int = BATCH, seed: int = 0,
-                   target: str = "model") -> tuple[dict[str, np.ndarray], dict]:
+                   target: str = "model", blend: float = 0.5
+                   ) -> tuple[dict[str, np.ndarray], dict]:
     """(learned codes (O, K) int64 per conv, report) for `graph`, the nearest-rounded
     integerization of `fg` (the float model `float_fg`, biases possibly corrected) with
     weight ranges `wrange`; `images` uint8 NHWC calibration images. Each block reproduces
     `float_fg`'s (the float model's, not its bias-corrected copy's) block: `target` 'model',
     its output on the float model's input (the block also makes up for the error that reaches
     it), or 'block', its output on the block's own quantized input (its own weights' error
-    only). The report's errors are against that target."""
+    only), or 'blend', `blend` x the first + (1 - `blend`) x the second. The report's errors
+    are against that target."""
     if target not in ROUNDING_TARGETS:
         raise ValueError(f"learn_rounding: target {target!r}")
+    a = {"model": 1.0, "block": 0.0}.get(target, blend)  # the float model's output's weight
     t0 = time.time()
     wrange = wrange or {}
     torch.manual_seed(seed)
@@ -201,10 +206,14 @@ def learn_rounding(float_fg: FloatGraph, fg: FloatGraph, graph: Graph, images: n
         targets = [float_nodes[n.name] for n in part]
         wb = {n.name: (torch.from_numpy(n.weight).float(), torch.from_numpy(n.bias).float())
               for n in targets if n.op == "conv"}
+        def float_block(x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([run_nodes(targets, x[i:i + 64], lambda n, ins: apply_node(
+                n, ins, *wb.get(n.name, (None, None)))) for i in range(0, len(x), 64)])
+
         with torch.no_grad():  # the float block on the float model's / its own input
-            src = xf if target == "model" else xq
-            yf = torch.cat([run_nodes(targets, src[i:i + 64], lambda n, ins: apply_node(
-                n, ins, *wb.get(n.name, (None, None)))) for i in range(0, len(src), 64)])
+            yf = float_block(xf) if a > 0 else None
+            y = yf if a == 1 else float_block(xq) if a == 0 else (
+                a * yf + (1 - a) * float_block(xq))
         learn = {n.name: _Rounding(n, ir[n.name], graph.tensors[n.inputs[0]].scale,
                                    graph.tensors[n.output].scale, wrange.get(n.name, 1.0))
                  for n in part if n.op == "conv" and n.name not in ternary}
@@ -219,8 +228,8 @@ def learn_rounding(float_fg: FloatGraph, fg: FloatGraph, graph: Graph, images: n
         def error(hard: bool) -> float:
             """Relative squared error of the block's output on (up to) EVAL_IMAGES images."""
             with torch.no_grad():
-                x, y = xq[:EVAL_IMAGES], yf[:EVAL_IMAGES]
-                return float(((forward(x, hard) - y) ** 2).sum() / max(float((y ** 2).sum()),
+                x, t = xq[:EVAL_IMAGES], y[:EVAL_IMAGES]
+                return float(((forward(x, hard) - t) ** 2).sum() / max(float((t ** 2).sum()),
                                                                        1e-30))
 
         before = error(True)
@@ -229,7 +238,7 @@ def learn_rounding(float_fg: FloatGraph, fg: FloatGraph, graph: Graph, images: n
             for it in range(iters):
                 idx = torch.from_numpy(gen.choice(len(xq), min(batch, len(xq)), replace=False))
                 out = forward(xq[idx], hard=False)
-                rec = ((out - yf[idx]) ** 2).sum(1).mean()
+                rec = ((out - y[idx]) ** 2).sum(1).mean()
                 done = it / iters
                 if done < WARMUP:
                     reg = torch.zeros(())
@@ -248,7 +257,7 @@ def learn_rounding(float_fg: FloatGraph, fg: FloatGraph, graph: Graph, images: n
         bar.set_postfix_str(f"rel. error {before:.4f} -> {after:.4f}")
         with torch.no_grad():
             xq = torch.cat([forward(xq[i:i + 64], hard=True) for i in range(0, len(xq), 64)])
-        xf = yf
+        xf = yf  # the float model's input to the next block (None: not needed)
     info = {"iters": iters, "batch": batch, "blocks": len(parts), "images": int(len(images)),
             "seconds": round(time.time() - t0, 1), "per_block": report}
     return codes, info

@@ -14,7 +14,7 @@ GRANULARITIES = ("mixed", "tensor", "channel")
 DEFAULT_GRANULARITY = "mixed"
 CALIB_METHODS = ("minmax", "percentile")
 ROUNDINGS = ("nearest", "learned")
-ROUNDING_TARGETS = ("model", "block")  # what each block's learned rounding reproduces
+ROUNDING_TARGETS = ("model", "block", "blend")  # what each block's learned rounding reproduces
 CLIPPINGS = ("max", "mse")
 ALLOCATIONS = ("layer", "channel")
 ACT_BITS = ("plan", "auto")
@@ -45,7 +45,8 @@ class ExportOptions:
     `rounding_iters` steps per block on `rounding_images` images, the calibration images and
     augmented views of them, each block reproducing `rounding_target`: 'model', the float
     model's output at the block's end (it also makes up for the error reaching the block), or
-    'block', the float block's own output on the input it gets, its own weights' error only);
+    'block', the float block's own output on the input it gets, its own weights' error only,
+    or 'blend': `rounding_blend` x the first + (1 - `rounding_blend`) x the second);
     target: 'any', or 'avx2', which keeps weight codes within the AVX2 kernel's
     one-instruction range (|w| <= 64): layers planned at 8 bits get 7, and
     `--bits auto` never chooses 8 (7, or 9 and up where the budget allows); synthetic: that
@@ -70,6 +71,7 @@ class ExportOptions:
     rounding_iters: int = 200
     rounding_images: int = 1024
     rounding_target: str = "model"
+    rounding_blend: float = 0.5
     target: str = "any"
     synthetic: int = 0
     act_bits: str = "plan"
@@ -88,6 +90,8 @@ class ExportOptions:
         check_choice("target", self.target, TARGETS)
         check_choice("weight coding", self.weight_coding, WEIGHT_CODINGS)
         check_choice("activation bits", self.act_bits, ACT_BITS)
+        if not 0 < self.rounding_blend < 1:
+            raise AqError(f"--rounding-blend {self.rounding_blend}: must lie in (0, 1)")
         if not 0 < self.act_noise <= 10:
             raise AqError(f"--act-noise {self.act_noise}: must lie in (0, 10]")
         if not 0 < self.budget <= 4:
@@ -110,6 +114,8 @@ class ExportOptions:
             d.pop("rounding_iters")
             d.pop("rounding_images")
             d.pop("rounding_target")
+        if self.rounding != "learned" or self.rounding_target != "blend":
+            d.pop("rounding_blend")
         if not self.synthetic:
             d.pop("synthetic")
         if not self.weight_groups:
