@@ -206,6 +206,7 @@ def learn_rounding(float_fg: FloatGraph, fg: FloatGraph, graph: Graph, images: n
         targets = [float_nodes[n.name] for n in part]
         wb = {n.name: (torch.from_numpy(n.weight).float(), torch.from_numpy(n.bias).float())
               for n in targets if n.op == "conv"}
+
         def float_block(x: torch.Tensor) -> torch.Tensor:
             return torch.cat([run_nodes(targets, x[i:i + 64], lambda n, ins: apply_node(
                 n, ins, *wb.get(n.name, (None, None)))) for i in range(0, len(x), 64)])

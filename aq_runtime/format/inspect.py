@@ -155,7 +155,7 @@ def summarize(graph: Graph, path: str | Path | None = None, d: dict | None = Non
                 steps = "each block's own error, " + steps
             elif c.get("rounding_target") == "blend":
                 steps = (f"{c.get('rounding_blend')} x the float model's output + the rest "
-                         f"each block's own, " + steps)
+                         "each block's own, " + steps)
             s += (f", {rounding} rounding ({steps}{info.get('images')} images, "
                   f"{info.get('seconds')} s)")
         elif rounding:
