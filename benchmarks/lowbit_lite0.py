@@ -10,7 +10,8 @@ rounding fitted to its own error (`--rounding-target block`, rows "blk") and to 
 the two targets (`--rounding-target blend`, rows "bld"); three rows with
 activation widths below 8 (`--act-bits auto`, at most 10% more logit noise); the KD-trained
 model at each budget (`aq-train --kd-only --init-aqz` from that budget's learned export, bits
-frozen, logits + block distillation, its final checkpoint; time column: training); two
+frozen, logits + block distillation, its final checkpoint; time column: training), and once
+more from the best 0.5x export (`auto 0.5 learned coded blk KD`, its convs kept coded); two
 data-free rows (uniform 8, and auto 0.5 learned) calibrated on images synthesized from the
 model's BatchNorm statistics instead of the photos; ONNX Runtime int8 for reference. Columns:
 file bytes, average weight/activation bits, MicroNet score, DESIGN §7's four numbers, integer
@@ -37,6 +38,7 @@ from aq_runtime.bench.pareto import plot_pareto
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
 from aq_runtime.export.float_exec import run_float_graph
 from aq_runtime.export.synthetic import synthesize
+from aq_runtime.format.reader import read_aqz
 from aq_runtime.models.efficientnet import lite0_float_graph, load_lite0
 
 RESULTS = Path(__file__).parent / "results"
@@ -56,6 +58,7 @@ BLEND = {"rounding_target": "blend"}  # rows "bld": half the float model's outpu
 ACT_AUTO = {"act_bits": "auto"}  # activation widths 2..8 where they add <= 10% logit noise
 SYNTHETIC = 32  # data-free rows: calibration images synthesized from BatchNorm statistics
 KD = "kd"  # rows trained from their budget's learned export: aq-train --kd-only --init-aqz
+KD_BEST = "auto 0.5 learned coded blk"  # row "... blk KD": KD from the best 0.5x export
 KD_BLOCKS, KD_LR, KD_EPOCHS = 10.0, 1e-4, 8.0  # results/lite0_kd_from_aqz_blocks.txt's run
 
 
@@ -88,6 +91,7 @@ def rows_wanted() -> list[tuple[str, object, dict]]:
                     {"budget": budget, **LEARNED, "allocation": "channel", **ACT_AUTO}))
     for budget in (0.75, 0.625, 0.5, 0.375):
         out.append((f"auto {budget} learned KD", KD, {"budget": budget}))
+    out.append((f"{KD_BEST} KD", KD, {"budget": 0.5, "start": KD_BEST}))
     out.append(("w8 data-free", {"weight": 8, "act": 8}, {}))
     out.append(("auto 0.5 learned data-free", "auto",
                 {"budget": 0.5, **LEARNED, "allocation": "channel"}))
@@ -130,10 +134,16 @@ def row_files(keep: str | Path, model: str, names: list[str]) -> list[Path]:
     return paths
 
 
+def kd_start(opts: dict) -> str:
+    """The row a KD row trains from: its own `start`, or the learned export of its budget."""
+    return opts.get("start", f"auto {opts['budget']} learned")
+
+
 def kd_row(start: Path, run: Path):
     """(integer graph, training seconds) of KD-only training from the export `start` (bits
-    frozen, logits + block distillation on augmented calibration crops), its final checkpoint;
-    resumes `run` (the seconds add up over resumes in run/seconds.json)."""
+    frozen, logits + block distillation on augmented calibration crops), its final checkpoint,
+    its convs marked for the writer as `start`'s are (entropy-coded stays coded); resumes
+    `run` (the seconds add up over resumes in run/seconds.json)."""
     from train_lite0_kd import kd_config
 
     from aq_runtime.training.api import checkpoint_graph
@@ -148,7 +158,12 @@ def kd_row(start: Path, run: Path):
     clock.write_text(json.dumps({"seconds": seconds}))
     if code:
         sys.exit(code)
-    return checkpoint_graph(run / "last.pt"), seconds
+    g = checkpoint_graph(run / "last.pt")
+    coding = {n.name: n.attrs.get("weight_coding") for n in read_aqz(start).weight_nodes()}
+    for n in g.weight_nodes():  # stored as the start stores its convs (coded stays coded)
+        if coding.get(n.name):
+            n.attrs["weight_coding"] = coding[n.name]
+    return g, seconds
 
 
 def main() -> None:
@@ -179,7 +194,7 @@ def main() -> None:
     t0 = time.time()
     kd = [r for r in todo if r[1] == KD]
     for n, _, o in kd:  # their start: the learned export of the same budget, on file
-        start = f"auto {o['budget']} learned"
+        start = kd_start(o)
         if not row_path(keep, fg.name, start).exists() and start not in [t[0] for t in todo]:
             todo.append(next(r for r in rows_wanted() if r[0] == start))
     real = [r for r in todo if "data-free" not in r[0] and r[1] != KD]
@@ -203,8 +218,9 @@ def main() -> None:
                 print(f"{r.name}: {r.fid.sqnr_db:.2f} dB, export {r.seconds or 0:.0f} s "
                       f"({time.time() - t0:.0f} s so far)", flush=True)
     for n, _, o in kd:
-        start = row_path(keep, fg.name, f"auto {o['budget']} learned")
-        g, seconds = kd_row(start, keep / f"kd_{o['budget']}")
+        start = row_path(keep, fg.name, kd_start(o))
+        run = keep / (f"kd_{o['budget']}" if "start" not in o else "kd_" + start.stem)
+        g, seconds = kd_row(start, run)
         fh = fh if fh is not None else run_float_graph(fg, xh)
         r = score_row(n, g, row_path(keep, fg.name, n), fh, xh, seconds)
         done[n] = _row_dict(r)
@@ -234,7 +250,8 @@ def main() -> None:
             "output there, half the float block's on its own input);\n"
             "act-auto: + activation widths 2..8 (--act-bits auto: MicroNet score down while the "
             "logit noise added on the planning\nimages stays within 10% of the weight plan's); "
-            "KD: aq-train --kd-only --init-aqz <the learned file of that budget>, bits frozen, "
+            "KD: aq-train --kd-only --init-aqz <the learned file of that budget (blk KD: the "
+            "learned coded blk file; its convs stay coded)>, bits frozen, "
             f"KD MSE to the float logits + {KD_BLOCKS:g} x relative MSE of the block outputs,\n"
             f"{KD_EPOCHS:g} epochs x 128 augmented crops of the calibration photos (batch 8, lr "
             f"{KD_LR:g}), the final checkpoint; its time column is the training's; "
