@@ -193,8 +193,9 @@ def learn_rounding(float_fg: FloatGraph, fg: FloatGraph, graph: Graph, images: n
     fq = FakeQuantGraph(graph)
     ir = {n.name: n for n in graph.nodes}
     ternary = {n.name for n in graph.weight_nodes() if n.attrs.get("mode") == "ternary"}
-    with torch.no_grad():
-        xf = torch.cat([normalize_input(images[i:i + 64], fg) for i in range(0, len(images), 64)])
+    with torch.no_grad():  # the float model's input (only a target with a > 0 follows it)
+        xf = torch.cat([normalize_input(images[i:i + 64], fg)
+                        for i in range(0, len(images), 64)]) if a > 0 else None
         xq = torch.cat([fq.input_values(images[i:i + 64]) for i in range(0, len(images), 64)])
     codes: dict[str, np.ndarray] = {}
     report: list[dict[str, Any]] = []
@@ -213,8 +214,9 @@ def learn_rounding(float_fg: FloatGraph, fg: FloatGraph, graph: Graph, images: n
 
         with torch.no_grad():  # the float block on the float model's / its own input
             yf = float_block(xf) if a > 0 else None
-            y = yf if a == 1 else float_block(xq) if a == 0 else (
-                a * yf + (1 - a) * float_block(xq))
+            y = yf if a == 1 else float_block(xq)
+            if 0 < a < 1:
+                y = a * yf + (1 - a) * y
         learn = {n.name: _Rounding(n, ir[n.name], graph.tensors[n.inputs[0]].scale,
                                    graph.tensors[n.output].scale, wrange.get(n.name, 1.0))
                  for n in part if n.op == "conv" and n.name not in ternary}
