@@ -334,11 +334,27 @@ def test_export_low_bit_flags(tmp_path):
     assert read_aqz(act).meta["calibration"]["act_noise"] == 0.3
     text = cli("inspect", act).stdout
     assert "activation widths auto" in text and "avg act bits 8.00" not in text
-    for bad in (["--rounding", "best"], ["--rounding-iters", "0"], ["--allocation", "x"],
-                ["--act-bits", "6"], ["--act-noise", "-1"], ["--weight-coding", "zip"],
-                ["--rounding-target", "layer"], ["--rounding-blend", "1.5"]):
+    learned, blend = ["--rounding", "learned"], ["--rounding-target", "blend"]
+    for bad in (["--rounding", "best"], [*learned, "--rounding-iters", "0"],
+                ["--bits", "auto", "--allocation", "x"], ["--act-bits", "6"],
+                ["--act-bits", "auto", "--act-noise", "-1"], ["--weight-coding", "zip"],
+                [*learned, "--rounding-target", "layer"],
+                [*learned, *blend, "--rounding-blend", "1.5"]):
         r = cli("export", "digits-cnn", tmp_path / "bad.aqz", *bad)
         assert r.returncode == 2 and "Traceback" not in r.stderr
+        assert not (tmp_path / "bad.aqz").exists()
+    # an option given where it does nothing is an error, not silently ignored
+    for bad, needs in ((["--budget", "0.5"], "--bits auto"),
+                       (["--bits", "4", "--allocation", "channel"], "--bits auto"),
+                       (["--rounding-iters", "5"], "--rounding learned"),
+                       ([*blend], "--rounding learned"),
+                       ([*learned, "--rounding-blend", "0.3"], "--rounding-target blend"),
+                       (["--act-noise", "0.3"], "--act-bits auto"),
+                       (["--qdq-weights", "u8"], "--to onnx-qdq")):
+        r = cli("export", "digits-cnn", tmp_path / "bad.aqz", *bad)
+        line, = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and line.startswith(f"error: {bad[-2]} applies only with")
+        assert needs in line
         assert not (tmp_path / "bad.aqz").exists()
 
 

@@ -17,9 +17,45 @@ from ..export.options import (
     WEIGHT_CODINGS,
     ExportOptions,
 )
+from .. import AqError
 from .common import run_cli
 
 DEFAULT = ExportOptions()
+
+# options that only mean something beside another choice: (flag, its argparse dest, the
+# condition on the parsed arguments, the choice it needs); given without it, an error
+DEPENDENT = (
+    ("--budget", "budget", lambda a: a.bits == "auto", "--bits auto"),
+    ("--allocation", "allocation", lambda a: a.bits == "auto", "--bits auto"),
+    ("--rounding-iters", "rounding_iters", lambda a: a.rounding == "learned",
+     "--rounding learned"),
+    ("--rounding-images", "rounding_images", lambda a: a.rounding == "learned",
+     "--rounding learned"),
+    ("--rounding-target", "rounding_target", lambda a: a.rounding == "learned",
+     "--rounding learned"),
+    ("--rounding-blend", "rounding_blend",
+     lambda a: a.rounding == "learned" and a.rounding_target == "blend",
+     "--rounding learned --rounding-target blend"),
+    ("--act-noise", "act_noise", lambda a: a.act_bits == "auto", "--act-bits auto"),
+    ("--qdq-weights", "qdq_weights", lambda a: a.to == "onnx-qdq", "--to onnx-qdq"),
+)
+
+
+def check_dependent(a: argparse.Namespace) -> None:
+    """An option given where it does nothing is a mistake to report, not to ignore: each
+    DEPENDENT option the user set (argparse default None) must have the choice it needs."""
+    for flag, dest, applies, needs in DEPENDENT:
+        if getattr(a, dest) is not None and not applies(a):
+            raise AqError(f"{flag} applies only with {needs}")
+
+
+def given_or_default(a: argparse.Namespace) -> argparse.Namespace:
+    """`a` with each DEPENDENT option the user did not set at its ExportOptions default."""
+    d = vars(a).copy()
+    for _, dest, _, _ in DEPENDENT:
+        if d[dest] is None:
+            d[dest] = "s8" if dest == "qdq_weights" else getattr(DEFAULT, dest)
+    return argparse.Namespace(**d)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,9 +65,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("output", help="the .aqz file to write")
     ap.add_argument("--model", help="architecture of a .pt state dict")
     ap.add_argument("--bits", default="8", help="8 (uniform), a bits JSON file, or auto")
-    ap.add_argument("--budget", type=float, default=DEFAULT.budget,
-                    help="--bits auto: weight bytes as a ratio of uniform 8 bits")
-    ap.add_argument("--allocation", choices=ALLOCATIONS, default=DEFAULT.allocation,
+    ap.add_argument("--budget", type=float, default=None,
+                    help="--bits auto: weight bytes as a ratio of uniform 8 bits (default "
+                         f"{DEFAULT.budget:g})")
+    ap.add_argument("--allocation", choices=ALLOCATIONS, default=None,
                     help="--bits auto: one weight width per layer (default) or per output "
                          "channel")
     ap.add_argument("--calib", help="folder of calibration images (default: bundled photos; "
@@ -55,20 +92,22 @@ def main(argv: list[str] | None = None) -> None:
                     help="weight rounding: to nearest (default), or learned block by block to "
                          "reproduce the float model's block outputs on the calibration images "
                          "(AdaRound/BRECQ-style; minutes; for low bits)")
-    ap.add_argument("--rounding-iters", type=int, default=DEFAULT.rounding_iters,
-                    help="--rounding learned: optimisation steps per block")
-    ap.add_argument("--rounding-images", type=int, default=DEFAULT.rounding_images,
-                    help="--rounding learned: images to learn from (the calibration images, "
-                         "then augmented views of them)")
-    ap.add_argument("--rounding-target", choices=ROUNDING_TARGETS,
-                    default=DEFAULT.rounding_target,
+    ap.add_argument("--rounding-iters", type=int, default=None,
+                    help="--rounding learned: optimisation steps per block (default "
+                         f"{DEFAULT.rounding_iters})")
+    ap.add_argument("--rounding-images", type=int, default=None,
+                    help="--rounding learned: images to learn from (the calibration "
+                         "images, then augmented views of them; default "
+                         f"{DEFAULT.rounding_images})")
+    ap.add_argument("--rounding-target", choices=ROUNDING_TARGETS, default=None,
                     help="--rounding learned: what each block reproduces: the float model's "
                          "output there (model; it also makes up for earlier blocks' error) or "
                          "the float block's own output on its quantized input (block), or a "
-                         "blend of the two (blend)")
-    ap.add_argument("--rounding-blend", type=float, default=DEFAULT.rounding_blend, metavar="A",
+                         "blend of the two (blend); default model")
+    ap.add_argument("--rounding-blend", type=float, default=None, metavar="A",
                     help="--rounding-target blend: the float model's output's weight, A in "
-                         "(0, 1); the float block's own output gets 1 - A")
+                         f"(0, 1); the float block's own output gets 1 - A (default "
+                         f"{DEFAULT.rounding_blend:g})")
     ap.add_argument("--weight-groups", type=int, default=DEFAULT.weight_groups, metavar="G",
                     help="give each run of G weights of a 2..5-bit channel its own multiplier "
                          "1..8 under the channel's scale (3 bits per group; the codes' effective "
@@ -87,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="activation widths: as --bits gives them (8 unless a bits JSON says "
                          "otherwise), or auto: 2..8 per tensor, lowered where the MicroNet "
                          "score gains most for the logit noise added")
-    ap.add_argument("--act-noise", type=float, default=DEFAULT.act_noise, metavar="F",
+    ap.add_argument("--act-noise", type=float, default=None, metavar="F",
                     help="--act-bits auto: the added logit noise may reach F times the weight "
                          "plan's own (0.1: at most about 0.4 dB)")
     ap.add_argument("--input-size", type=int, help="square input side (EfficientNets, ONNX)")
@@ -96,13 +135,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--to", choices=["onnx-int", "onnx-qdq"],
                     help="convert SOURCE (.aqz) instead: onnx-int = integer-exact ONNX, "
                          "onnx-qdq = standard QDQ graph (close, not exact)")
-    ap.add_argument("--qdq-weights", choices=["s8", "u8"], default="s8",
-                    help="--to onnx-qdq: int8 weights (ONNX Runtime's u8 x s8 kernels; they "
-                         "saturate on CPUs without VNNI) or uint8 weights with zero point 128 "
-                         "(its u8 x u8 kernels, exact on every CPU)")
+    ap.add_argument("--qdq-weights", choices=["s8", "u8"],
+                    help="--to onnx-qdq: int8 weights (s8, the default; ONNX Runtime's u8 x "
+                         "s8 kernels; they saturate on CPUs without VNNI) or uint8 weights "
+                         "with zero point 128 (its u8 x u8 kernels, exact on every CPU)")
     a = ap.parse_args(argv)
 
     def go() -> None:
+        nonlocal a
+        check_dependent(a)
+        a = given_or_default(a)
         if a.to:
             from ..format import read_aqz
             from ..interop.onnx_int import to_onnx_int
