@@ -417,6 +417,43 @@ def test_metric_target_pulls_only_above_it(digits_fg, digits_ranges, tmp_path):
         TrainConfig(metric_target=0).validate()
 
 
+def test_ranges_have_their_own_learning_rate(digits_fg, digits_ranges, tmp_path):
+    """--lr-ranges: the weight and activation ranges (alpha) learn at their own rate (0: they
+    stay; lr 0: only they move), and an optimizer state saved with two groups (ranges inside
+    the weights' group, before they had their own) resumes into the three groups unchanged."""
+    def moved(**kw):
+        tr = _trainer(digits_fg, digits_ranges, tmp_path, strategy="aq", **kw)
+        rng = {id(p) for p in tr.model.range_parameters()}
+        before = [(id(p) in rng, p.detach().clone()) for p in tr.model.parameters()
+                  if p.requires_grad]
+        for s in range(3):
+            tr.step(s)
+        after = [p for p in tr.model.parameters() if p.requires_grad]
+        return tr, {(r, not torch.equal(b, a)) for (r, b), a in zip(before, after)}
+    _, changes = moved(lr=1e-3, lr_ranges=0.0)
+    assert (True, True) not in changes and (False, True) in changes
+    _, changes = moved(lr=0.0, lr_ranges=1e-2)
+    assert (True, True) in changes and (False, True) not in changes
+    tr, _ = moved(lr=1e-3, lr_ranges=1e-2)
+    m, now = tr.model, tr.opt.state_dict()
+    bits = {id(p) for p in m.bit_parameters()}
+    old_order = [p for p in m.parameters() if id(p) not in bits] + m.bit_parameters()
+    new_order = m.other_parameters() + m.bit_parameters() + m.range_parameters()
+    at = {id(p): i for i, p in enumerate(new_order)}
+    n0 = len(old_order) - len(bits)
+    old = {"state": {i: now["state"][at[id(p)]] for i, p in enumerate(old_order)
+                     if at[id(p)] in now["state"]},  # (bits that do not learn have none)
+           "param_groups": [{**now["param_groups"][0], "params": list(range(n0))},
+                            {**now["param_groups"][1],
+                             "params": list(range(n0, len(old_order)))}]}
+    back = tr._three_groups(old)
+    assert [g["params"] for g in back["param_groups"]] == [
+        g["params"] for g in now["param_groups"]]
+    for i, st in now["state"].items():
+        assert all(torch.equal(st[k], back["state"][i][k]) for k in st)
+    tr.opt.load_state_dict(back)
+
+
 def test_block_distillation_fits_the_block_outputs(digits_fg, digits_ranges, tmp_path):
     """--kd-blocks: the student's block outputs are pulled to the float model's (with no other
     loss term, their relative error falls); the tensors are the graph's single-tensor cuts."""

@@ -34,8 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     a("--metric-target", type=float, default=d.metric_target, metavar="SCORE",
       help="the metric term (--beta) pulls only while the MicroNet score is above SCORE "
            "(default: down without end)")
-    a("--lr", type=float, default=d.lr, help="learning rate of weights and ranges")
+    a("--lr", type=float, default=d.lr, help="learning rate of weights and biases (and of the "
+                                            "ranges without --lr-ranges)")
     a("--lr-bits", type=float, default=d.lr_bits, help="learning rate of the bits (beta)")
+    a("--lr-ranges", type=float, default=d.lr_ranges,
+      help="learning rate of the weight and activation ranges (alpha; default: --lr): a range "
+           "scale near 1 moves as far as a weight near 0.01 only at a larger rate")
     a("--lr-fixed", action="store_true", help="constant learning rates (default: cosine)")
     a("--max-epoch", type=float, default=d.max_epoch)
     a("--batch-size", type=int, default=d.batch_size, help="global batch (all processes)")

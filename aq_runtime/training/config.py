@@ -29,6 +29,7 @@ class TrainConfig:
     metric_target: float | None = None  # the metric term pulls only while the score is above
     lr: float = 1e-3
     lr_bits: float = 1e-3
+    lr_ranges: float | None = None  # ranges (weight and activation alpha); None: lr
     lr_fixed: bool = False
     max_epoch: float = 1.0
     batch_size: int = 64

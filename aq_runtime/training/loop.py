@@ -102,9 +102,11 @@ class Trainer:
         self.learn_bits = cfg.bits_trainable and cfg.strategy == "aq" and not cfg.finetune
         for p in model.bit_parameters():
             p.requires_grad_(self.learn_bits)
+        self.lr_ranges = cfg.lr if cfg.lr_ranges is None else cfg.lr_ranges
         self.opt = torch.optim.Adam([
             {"params": model.other_parameters(), "lr": cfg.lr},
-            {"params": model.bit_parameters(), "lr": cfg.lr_bits}])
+            {"params": model.bit_parameters(), "lr": cfg.lr_bits},
+            {"params": model.range_parameters(), "lr": self.lr_ranges}])
         self.spe = max(1, math.ceil(data.size / cfg.batch_size))
         self.total = max(1, math.ceil(cfg.max_epoch * self.spe))
         self.swa_n = 0
@@ -142,6 +144,7 @@ class Trainer:
         lr = lr_at(step, self.total, cfg.lr, cfg.lr_fixed)
         self.opt.param_groups[0]["lr"] = lr
         self.opt.param_groups[1]["lr"] = lr_at(step, self.total, cfg.lr_bits, cfg.lr_fixed)
+        self.opt.param_groups[2]["lr"] = lr_at(step, self.total, self.lr_ranges, cfg.lr_fixed)
         model.train()
         self.opt.zero_grad(set_to_none=True)
         stats = torch.zeros(3, dtype=torch.float64)
@@ -235,10 +238,32 @@ class Trainer:
                 "progress": {"step": next_step, "best": best}}
 
     def load_state(self, ck: dict[str, Any]) -> tuple[int, float]:
-        self.opt.load_state_dict(ck["optimizer"])
+        self.opt.load_state_dict(self._three_groups(ck["optimizer"]))
         self.swa_n = int(ck["swa"]["n"])
         self.swa_sum = dict(ck["swa"]["sum"])
         return int(ck["progress"]["step"]), float(ck["progress"]["best"])
+
+    def _three_groups(self, opt: dict[str, Any]) -> dict[str, Any]:
+        """An optimizer state saved before the ranges had their own group (weights and ranges
+        in group 0, bits in group 1), renumbered to this optimizer's three groups, so runs
+        started by an earlier version still resume."""
+        if len(opt["param_groups"]) != 2:
+            return opt
+        m = self.model
+        bits = {id(p) for p in m.bit_parameters()}
+        old = [p for p in m.parameters() if id(p) not in bits] + m.bit_parameters()
+        new = m.other_parameters() + m.bit_parameters() + m.range_parameters()
+        at = {id(p): i for i, p in enumerate(old)}
+        keys = [at[id(p)] for p in new]  # new index i holds old index keys[i]
+        groups = [dict(opt["param_groups"][0]), dict(opt["param_groups"][1]),
+                  dict(opt["param_groups"][0])]
+        sizes = [len(m.other_parameters()), len(m.bit_parameters()), len(m.range_parameters())]
+        start = 0
+        for g, n in zip(groups, sizes):
+            g["params"] = list(range(start, start + n))
+            start += n
+        state = {i: opt["state"][k] for i, k in enumerate(keys) if k in opt["state"]}
+        return {"state": state, "param_groups": groups}
 
 
 def _avg_weight_bits(model: QuantGraph, wbits: dict[str, np.ndarray]) -> float:

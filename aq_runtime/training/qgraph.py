@@ -137,9 +137,13 @@ class QuantGraph(nn.Module):
     def bit_parameters(self) -> list[nn.Parameter]:
         return list(self.w_beta.values()) + list(self.a_beta.values())
 
+    def range_parameters(self) -> list[nn.Parameter]:
+        return list(self.w_alpha.values()) + list(self.a_alpha.values())
+
     def other_parameters(self) -> list[nn.Parameter]:
-        bits = {id(p) for p in self.bit_parameters()}
-        return [p for p in self.parameters() if id(p) not in bits]
+        """Weights, biases and TTQ scales: neither bits nor ranges."""
+        skip = {id(p) for p in self.bit_parameters() + self.range_parameters()}
+        return [p for p in self.parameters() if id(p) not in skip]
 
     def clamp_bits_(self) -> None:
         """Keep beta where round(beta * n) stays in the allowed bits (projected step)."""
