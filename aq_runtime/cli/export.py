@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import AqError
 from ..export.options import (
     ACT_BITS,
     ALLOCATIONS,
@@ -17,7 +18,6 @@ from ..export.options import (
     WEIGHT_CODINGS,
     ExportOptions,
 )
-from .. import AqError
 from .common import run_cli
 
 DEFAULT = ExportOptions()
