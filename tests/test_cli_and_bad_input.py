@@ -356,6 +356,12 @@ def test_export_low_bit_flags(tmp_path):
         assert r.returncode == 2 and line.startswith(f"error: {bad[-2]} applies only with")
         assert needs in line
         assert not (tmp_path / "bad.aqz").exists()
+    # --to converts a file as it is: an export option beside it is an error
+    r = cli("export", out, tmp_path / "bad.onnx", "--to", "onnx-int", "--bits", "4")
+    line, = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and line == ("error: --bits does not apply with --to (it converts "
+                                          "the .aqz as it is)")
+    assert not (tmp_path / "bad.onnx").exists()
 
 
 def test_export_interrupted_leaves_nothing(tmp_path):

@@ -288,6 +288,22 @@ def test_bad_input(tmp_path):
     r = export_cli(broken / "last.pt", tmp_path / "x.aqz")
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert not (tmp_path / "x.aqz").exists()
+    # export options a checkpoint cannot honour are errors; --weight-coding applies
+    for opt in (["--bits", "4"], ["--rounding", "learned"], ["--model", "digits-cnn"]):
+        r = export_cli(run / "last.pt", tmp_path / "x.aqz", *opt)
+        assert one_line_error(r) == (f"error: {opt[0]} does not apply to a training "
+                                     "checkpoint (its bits, ranges and weights are trained; "
+                                     "only --weight-coding applies)")
+        assert not (tmp_path / "x.aqz").exists()
+    coded = tmp_path / "coded.aqz"
+    assert export_cli(run / "last.pt", coded, "--weight-coding", "entropy").returncode == 0
+    from aq_runtime.format import read_aqz
+    from aq_runtime.models.digits import digits_data
+    from aq_runtime.training.api import checkpoint_graph
+    assert all(n.attrs["weight_coding"] == "entropy" for n in read_aqz(coded).weight_nodes())
+    x = digits_data()[2][:64]
+    ref = Session(checkpoint_graph(run / "last.pt"), "reference").run(x)
+    assert (Session(coded, "reference").run(x) == ref).all()
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 

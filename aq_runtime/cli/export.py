@@ -49,12 +49,22 @@ def check_dependent(a: argparse.Namespace) -> None:
             raise AqError(f"{flag} applies only with {needs}")
 
 
+def only_these(a: argparse.Namespace, defaults: argparse.Namespace, allowed: set[str],
+               where: str) -> None:
+    """Each option outside `allowed` that the user set (it differs from `defaults`, the
+    arguments parsed with none given) is an error naming `where` it does not apply."""
+    for dest, value in vars(a).items():
+        if dest not in allowed | {"source", "output"} and value != getattr(defaults, dest):
+            raise AqError(f"--{dest.replace('_', '-')} does not apply {where}")
+
+
 def given_or_default(a: argparse.Namespace) -> argparse.Namespace:
-    """`a` with each DEPENDENT option the user did not set at its ExportOptions default."""
+    """`a` with each DEPENDENT export option the user did not set at its ExportOptions
+    default."""
     d = vars(a).copy()
     for _, dest, _, _ in DEPENDENT:
-        if d[dest] is None:
-            d[dest] = "s8" if dest == "qdq_weights" else getattr(DEFAULT, dest)
+        if d[dest] is None and hasattr(DEFAULT, dest):
+            d[dest] = getattr(DEFAULT, dest)
     return argparse.Namespace(**d)
 
 
@@ -142,36 +152,40 @@ def main(argv: list[str] | None = None) -> None:
     a = ap.parse_args(argv)
 
     def go() -> None:
-        nonlocal a
         check_dependent(a)
-        a = given_or_default(a)
+        defaults = ap.parse_args([a.source, a.output])  # what each option is when not given
         if a.to:
+            only_these(a, defaults, {"to", "qdq_weights"},
+                       "with --to (it converts the .aqz as it is)")
             from ..format import read_aqz
             from ..interop.onnx_int import to_onnx_int
             from ..interop.onnx_qdq import to_onnx_qdq
             if a.to == "onnx-int":
                 to_onnx_int(read_aqz(a.source), a.output)
             else:
-                to_onnx_qdq(read_aqz(a.source), a.output, weights=a.qdq_weights)
+                to_onnx_qdq(read_aqz(a.source), a.output, weights=a.qdq_weights or "s8")
             return
         from ..training.api import export_checkpoint, training_checkpoint
         ck = training_checkpoint(a.source)
         if ck is not None:
-            export_checkpoint(a.source, ck, a.output)
+            only_these(a, defaults, {"weight_coding"}, "to a training checkpoint (its bits, "
+                       "ranges and weights are trained; only --weight-coding applies)")
+            export_checkpoint(a.source, ck, a.output, coding=a.weight_coding)
             return
         from ..export.pipeline import export_cli
-        options = ExportOptions(bits=a.bits, budget=a.budget, allocation=a.allocation,
-                                method=a.calib_method, granularity=a.granularity,
-                                bias_correction=not a.no_bias_correction, clipping=a.clipping,
-                                rounding=a.rounding, rounding_iters=a.rounding_iters,
-                                rounding_images=a.rounding_images,
-                                rounding_target=a.rounding_target,
-                                rounding_blend=a.rounding_blend, target=a.target,
-                                synthetic=a.synthetic, act_bits=a.act_bits,
-                                act_noise=a.act_noise, weight_groups=a.weight_groups,
-                                weight_coding=a.weight_coding)
-        export_cli(a.source, a.output, options, model=a.model, calib=a.calib,
-                   input_size=a.input_size, mean=a.mean, std=a.std)
+        o = given_or_default(a)
+        options = ExportOptions(bits=o.bits, budget=o.budget, allocation=o.allocation,
+                                method=o.calib_method, granularity=o.granularity,
+                                bias_correction=not o.no_bias_correction, clipping=o.clipping,
+                                rounding=o.rounding, rounding_iters=o.rounding_iters,
+                                rounding_images=o.rounding_images,
+                                rounding_target=o.rounding_target,
+                                rounding_blend=o.rounding_blend, target=o.target,
+                                synthetic=o.synthetic, act_bits=o.act_bits,
+                                act_noise=o.act_noise, weight_groups=o.weight_groups,
+                                weight_coding=o.weight_coding)
+        export_cli(o.source, o.output, options, model=o.model, calib=o.calib,
+                   input_size=o.input_size, mean=o.mean, std=o.std)
     run_cli(go)
 
 

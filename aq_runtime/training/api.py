@@ -29,14 +29,19 @@ def training_checkpoint(source: str) -> dict | None:
     return load_checkpoint(p, raw) if is_training_checkpoint(raw) else None
 
 
-def export_checkpoint(path: str | Path, ck: dict, output: str | Path) -> Graph:
-    """`aq-export ckpt.pt model.aqz`: write a training checkpoint's integer graph (atomic)
-    and print its summary."""
+def export_checkpoint(path: str | Path, ck: dict, output: str | Path,
+                      coding: str = "packed") -> Graph:
+    """`aq-export ckpt.pt model.aqz`: write a training checkpoint's integer graph (atomic),
+    its convs' codes stored as `coding` says (packed, or entropy: each conv rANS-coded where
+    that is smaller), and print its summary."""
     from ..format import write_aqz
     from ..format.inspect import summarize
     from ..files import output_path
     out = output_path(output)
     g = checkpoint_graph(path, ck)
+    if coding != "packed":
+        for n in g.weight_nodes():
+            n.attrs["weight_coding"] = coding
     write_aqz(g, out)
     print(summarize(g, out), file=sys.stderr)
     return g
