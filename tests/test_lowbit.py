@@ -246,6 +246,25 @@ def test_auto_act_bits_lowers_score_within_its_noise(lite0_small):
         ExportOptions(act_bits="4")
 
 
+def test_average_bits_count_values(digits_graph):
+    """Average activation bits are bits per value: one tensor's channels lowered from 8 to 4
+    bits move the average by 4 x that tensor's share of all requantized values (its pixels,
+    not its channel count)."""
+    import copy
+
+    from aq_runtime.format.inspect import average_act_bits
+    g = copy.deepcopy(digits_graph)
+    inner = [t for t in g.tensors if t not in (g.input, g.output)]
+    values = {t: g.tensors[t].bits.size * g.tensors[t].shape[1] * g.tensors[t].shape[2]
+              for t in inner}
+    assert average_act_bits(g) == 8
+    big = max(inner, key=lambda t: g.tensors[t].shape[1])  # the largest spatial size
+    g.tensors[big].bits = np.full_like(g.tensors[big].bits, 4)
+    want = 8 - 4 * values[big] / sum(values.values())
+    assert average_act_bits(g) == pytest.approx(want, rel=1e-12)
+    assert want < 8 - 4 * g.tensors[big].bits.size / sum(g.tensors[t].bits.size for t in inner)
+
+
 def test_fake_act_is_the_integer_quantizer():
     """The planner's activation rounding is the exporter's: codes round half up, clamp to the
     width, real zero exact."""

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..export.ir import Graph
+from ..quant.bits import mean_bits
 from ..quant.cost import micronet_score
 from ..quant.packing import node_weight_bytes
 from ..quant.weights import code_bits, stored_weight_bits
@@ -25,17 +26,17 @@ def n_weights(graph: Graph) -> int:
 def average_weight_bits(graph: Graph) -> float:
     """Bits per weight over the model as packed (code bits, group multipliers' bits
     included; entropy-coded files store fewer: weight_bytes)."""
-    total = bits = 0.0
-    for n in graph.weight_nodes():
-        k = int(np.prod(n.arrays["weight"].shape[1:]))
-        total += k * n.arrays["wbits"].size
-        bits += k * float(stored_weight_bits(n.arrays, n.attrs).sum())
-    return bits / max(total, 1)
+    return mean_bits((stored_weight_bits(n.arrays, n.attrs),
+                      int(np.prod(n.arrays["weight"].shape[1:]))) for n in graph.weight_nodes())
 
 
 def average_act_bits(graph: Graph) -> float:
-    b = [t.bits for n, t in graph.tensors.items() if n != graph.output]
-    return float(np.concatenate(b).mean())
+    """Bits per activation value over the tensors the integer ops requantize (not the uint8
+    input, the int32 logits, or a maxpool's copy of its input's codes), each channel weighted
+    by its pixels (quant.bits.mean_bits): what training reports for the same model."""
+    copies = {n.output for n in graph.nodes if n.op == "maxpool"}
+    return mean_bits((t.bits, t.shape[1] * t.shape[2]) for name, t in graph.tensors.items()
+                     if name not in (graph.input, graph.output) and name not in copies)
 
 
 def layer_rows(graph: Graph) -> list[dict]:

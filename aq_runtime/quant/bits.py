@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 
 WEIGHT_BITS_MAX = 16
@@ -26,6 +28,18 @@ def weight_code_max(bits: np.ndarray) -> np.ndarray:
     """Per channel the largest |code| of weights with `bits` bits (1 for binary)."""
     bits = np.asarray(bits, dtype=np.int64)
     return np.where(bits <= 1, 1, (np.int64(1) << np.maximum(bits - 1, 1)) - 1)
+
+
+def mean_bits(parts: Iterable[tuple[np.ndarray, int]]) -> float:
+    """The one definition of "average bits" (weights and activations alike): bits per value.
+    `parts` holds (per-channel bits, values per channel) pairs: a conv's weight widths with
+    the weights of one output channel (in x kh x kw), an activation tensor's widths with its
+    pixels (H x W), so a 112 x 112 channel weighs as its 12,544 values do."""
+    total = count = 0.0
+    for bits, per_channel in parts:
+        total += float(np.sum(bits)) * per_channel
+        count += np.size(bits) * per_channel
+    return total / max(count, 1.0)
 
 
 def act_code_range(bits: int) -> tuple[int, int]:

@@ -14,6 +14,7 @@ import torch
 from ..export.float_exec import run_float_graph
 from ..export.float_graph import FloatGraph
 from ..export.ir import Graph
+from ..format.inspect import average_act_bits, average_weight_bits
 from ..quant.cost import micronet_score
 from .checkpoint import write_json
 from .qgraph import QuantGraph
@@ -28,21 +29,9 @@ def fake_quant_logits(model: QuantGraph, images: np.ndarray, batch: int = 64) ->
 
 
 def average_bits(g: Graph) -> tuple[float, float]:
-    """(weight bits averaged over all weights, activation bits averaged over all activation
-    values of the quantized tensors: not the uint8 input, not the int32 logits)."""
-    wsum = wn = 0.0
-    for n in g.weight_nodes():
-        k = int(np.prod(n.arrays["weight"].shape[1:]))
-        wsum += float(n.arrays["wbits"].sum()) * k
-        wn += n.arrays["wbits"].size * k
-    asum = an = 0.0
-    for name, t in g.tensors.items():
-        if name in (g.input, g.output):
-            continue
-        pix = t.shape[1] * t.shape[2]
-        asum += float(t.bits.sum()) * pix
-        an += t.bits.size * pix
-    return wsum / max(wn, 1), asum / max(an, 1)
+    """(average weight bits, average activation bits) of `g`, as aq-inspect counts them
+    (format.inspect: bits per value, quant.bits.mean_bits)."""
+    return average_weight_bits(g), average_act_bits(g)
 
 
 def evaluate(model: QuantGraph, teacher: FloatGraph, images: np.ndarray,

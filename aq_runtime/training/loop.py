@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from .. import AqError
 from ..export.float_graph import FloatGraph
+from ..quant.bits import mean_bits
 from ..quant.cost import REF_OPS, REF_PARAMS
 from .build import float_state, new_model, restore_model, teacher_graph
 from .checkpoint import load_checkpoint, save_checkpoint, write_json
@@ -267,22 +268,15 @@ class Trainer:
 
 
 def _avg_weight_bits(model: QuantGraph, wbits: dict[str, np.ndarray]) -> float:
-    tot = cnt = 0.0
-    for n in model.fg.conv_nodes():
-        k = int(np.prod(n.weight.shape[1:]))
-        b = wbits.get(n.name, np.full(n.weight.shape[0], 2))
-        tot += float(b.sum()) * k
-        cnt += b.size * k
-    return tot / max(cnt, 1)
+    """Bits per weight as aq-inspect counts them (ternary convs: 2 bits)."""
+    return mean_bits((wbits.get(n.name, np.full(n.weight.shape[0], 2)),
+                      int(np.prod(n.weight.shape[1:]))) for n in model.fg.conv_nodes())
 
 
 def _avg_act_bits(model: QuantGraph, abits: dict[str, np.ndarray]) -> float:
-    tot = cnt = 0.0
-    for t, b in abits.items():
-        pix = model.shapes[t][1] * model.shapes[t][2]
-        tot += float(b.sum()) * pix
-        cnt += b.size * pix
-    return tot / max(cnt, 1)
+    """Bits per activation value as aq-inspect counts them (format.inspect.average_act_bits:
+    the requantized tensors, each channel weighted by its pixels)."""
+    return mean_bits((b, model.shapes[t][1] * model.shapes[t][2]) for t, b in abits.items())
 
 
 class _Interrupt:
