@@ -11,11 +11,13 @@ the two targets (`--rounding-target blend`, rows "bld"); three rows with
 activation widths below 8 (`--act-bits auto`, at most 10% more logit noise); the KD-trained
 model at each budget (`aq-train --kd-only --init-aqz` from that budget's learned export, bits
 frozen, logits + block distillation, its final checkpoint; time column: training), and once
-more from the best 0.5x export (`auto 0.5 learned coded blk KD`, its convs kept coded); two
-data-free rows (uniform 8, and auto 0.5 learned) calibrated on images synthesized from the
-model's BatchNorm statistics instead of the photos; ONNX Runtime int8 for reference. Columns:
-file bytes, average weight/activation bits, MicroNet score, DESIGN §7's four numbers, integer
-vs fake-quant agreement, export time. Resumable: finished rows are kept in
+more from the best 0.5x and 0.375x exports (`auto B learned coded blk KD`, their convs kept
+coded); the best 0.5x export with activation widths lowered further (`--act-noise` 0.3 and 1:
+rows `blk act0.3`, `blk act1`) and KD from each; two data-free rows (uniform 8, and auto 0.5
+learned) calibrated on images synthesized from the model's BatchNorm statistics instead of
+the photos; ONNX Runtime int8 for reference. Columns: file bytes, average weight/activation
+bits, MicroNet score, DESIGN §7's four numbers, integer vs fake-quant agreement, export time.
+Resumable: finished rows are kept in
 results/lowbit_lite0.json and skipped on a rerun (`--redo NAME...` recomputes rows, `--only
 NAME...` runs just those). Writes results/lowbit_lite0.{txt,json,png}.
 
@@ -58,8 +60,13 @@ BLEND = {"rounding_target": "blend"}  # rows "bld": half the float model's outpu
 ACT_AUTO = {"act_bits": "auto"}  # activation widths 2..8 where they add <= 10% logit noise
 SYNTHETIC = 32  # data-free rows: calibration images synthesized from BatchNorm statistics
 KD = "kd"  # rows trained from their budget's learned export: aq-train --kd-only --init-aqz
-KD_BEST = "auto 0.5 learned coded blk"  # row "... blk KD": KD from the best 0.5x export
+BEST = "auto {} learned coded blk"  # the best export of a budget (per-channel widths, MSE
+KD_BEST = (0.5, 0.375)  # clipping, learned rounding to each block's own error, coded): rows
+# "... blk KD" train from it at these budgets
 KD_BLOCKS, KD_LR, KD_EPOCHS = 10.0, 1e-4, 8.0  # results/lite0_kd_from_aqz_blocks.txt's run
+ACT_NOISES = (0.3, 1.0)  # rows "blk actN": the best 0.5x export at activation widths 2..8
+# adding <= N x the weight plan's logit noise, and KD from each (training where post-training
+# of low activation widths loses most)
 
 
 def rows_wanted() -> list[tuple[str, object, dict]]:
@@ -91,7 +98,14 @@ def rows_wanted() -> list[tuple[str, object, dict]]:
                     {"budget": budget, **LEARNED, "allocation": "channel", **ACT_AUTO}))
     for budget in (0.75, 0.625, 0.5, 0.375):
         out.append((f"auto {budget} learned KD", KD, {"budget": budget}))
-    out.append((f"{KD_BEST} KD", KD, {"budget": 0.5, "start": KD_BEST}))
+    for budget in KD_BEST:
+        out.append((f"{BEST.format(budget)} KD", KD, {"budget": budget,
+                                                       "start": BEST.format(budget)}))
+    for noise in ACT_NOISES:
+        name = f"{BEST.format(0.5)} act{noise:g}"
+        out.append((name, "auto", {"budget": 0.5, **LEARNED, "allocation": "channel", **CODED,
+                                   **BLOCK, "act_bits": "auto", "act_noise": noise}))
+        out.append((f"{name} KD", KD, {"budget": 0.5, "start": name}))
     out.append(("w8 data-free", {"weight": 8, "act": 8}, {}))
     out.append(("auto 0.5 learned data-free", "auto",
                 {"budget": 0.5, **LEARNED, "allocation": "channel"}))
@@ -249,9 +263,11 @@ def main() -> None:
             "bld: + --rounding-target blend (each block's rounding fits half the float model's "
             "output there, half the float block's on its own input);\n"
             "act-auto: + activation widths 2..8 (--act-bits auto: MicroNet score down while the "
-            "logit noise added on the planning\nimages stays within 10% of the weight plan's); "
-            "KD: aq-train --kd-only --init-aqz <the learned file of that budget (blk KD: the "
-            "learned coded blk file; its convs stay coded)>, bits frozen, "
+            "logit noise added on the planning\nimages stays within 10% of the weight plan's; a "
+            "bits: per activation value, each channel weighted by its pixels); "
+            "actN: the same with --act-noise N (within N x the weight plan's noise); "
+            "KD: aq-train --kd-only --init-aqz <the learned file of that budget (blk KD, blk "
+            "actN KD: the file of the row named before KD; its convs stay coded)>, bits frozen, "
             f"KD MSE to the float logits + {KD_BLOCKS:g} x relative MSE of the block outputs,\n"
             f"{KD_EPOCHS:g} epochs x 128 augmented crops of the calibration photos (batch 8, lr "
             f"{KD_LR:g}), the final checkpoint; its time column is the training's; "
