@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import AqError
 from ..data.images import list_images
+from ..export.ir import Graph
 from ..format import read_aqz
 from .backends import available_backends
 from .predict import preprocess_file
@@ -16,6 +17,8 @@ from .session import Session
 
 
 def verify_folder(model: str | Path, folder: str | Path) -> tuple[str, bool]:
+    """(report, all equal) for the images of `folder`, preprocessed as the model's input
+    spec says, through every available backend against the reference."""
     graph = read_aqz(model)
     ref = Session(graph, "reference")
     paths = list_images(folder)
@@ -27,10 +30,17 @@ def verify_folder(model: str | Path, folder: str | Path) -> tuple[str, bool]:
             skipped += 1
     if not imgs:
         raise AqError(f"{folder}: no readable images")
-    x = np.stack(imgs)
-    want = ref.run(x)
-    lines = [f"{len(imgs)} images ({skipped} unreadable skipped), backends: "
-             f"{', '.join(available_backends())}"]
+    lines, ok = verify_images(graph, np.stack(imgs), ref)
+    lines[0] = f"{len(imgs)} images ({skipped} unreadable skipped), {lines[0]}"
+    return "\n".join(lines), ok
+
+
+def verify_images(graph: Graph, x: np.ndarray, ref: Session | None = None
+                  ) -> tuple[list[str], bool]:
+    """(report lines, all equal): the uint8 NHWC images `x` through every available backend,
+    int32 logits compared with `==` against the reference's (first 10 differences listed)."""
+    want = (ref or Session(graph, "reference")).run(x)
+    lines = [f"backends: {', '.join(available_backends())}"]
     ok = True
     for name in available_backends():
         got = Session(graph, name).run(x)
@@ -42,4 +52,4 @@ def verify_folder(model: str | Path, folder: str | Path) -> tuple[str, bool]:
             lines.append(f"  image {i} class {j}: {got[i, j]} != {want[i, j]}")
     if len(available_backends()) == 1:
         lines.append("note: only the reference backend is available in this build")
-    return "\n".join(lines), ok
+    return lines, ok
