@@ -173,10 +173,8 @@ def kd_row(start: Path, run: Path):
     if code:
         sys.exit(code)
     g = checkpoint_graph(run / "last.pt")
-    coding = {n.name: n.attrs.get("weight_coding") for n in read_aqz(start).weight_nodes()}
-    for n in g.weight_nodes():  # stored as the start stores its convs (coded stays coded)
-        if coding.get(n.name):
-            n.attrs["weight_coding"] = coding[n.name]
+    # stored as the start stores its convs (coded stays coded; an export marks every conv alike)
+    g.store_weights_as(read_aqz(start).weight_nodes()[0].attrs.get("weight_coding", "packed"))
     return g, seconds
 
 

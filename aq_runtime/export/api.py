@@ -112,9 +112,7 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
         g = build(float_fg, codes)
         if o.bias_correction:  # the mean error the learned codes leave, out of the biases
             g = build(float_fg.with_biases(corrected_biases(float_fg, g, images)), codes)
-    if o.weight_coding != "packed":  # how the writer stores the convs' codes
-        for n in g.weight_nodes():
-            n.attrs["weight_coding"] = o.weight_coding
+    g.store_weights_as(o.weight_coding)
     return g
 
 

@@ -94,6 +94,13 @@ class Graph:
     def weight_nodes(self) -> list[Node]:
         return [n for n in self.nodes if n.op == "conv"]
 
+    def store_weights_as(self, coding: str) -> None:
+        """Mark every conv for the writer: its codes bit-packed ('packed', the default) or
+        rANS-coded where that is smaller ('entropy'); the integers are the same either way."""
+        if coding != "packed":
+            for n in self.weight_nodes():
+                n.attrs["weight_coding"] = coding
+
     def digest(self) -> str:
         """SHA-256 over node structure and every integer array: identifies a model."""
         h = hashlib.sha256()

@@ -39,9 +39,7 @@ def export_checkpoint(path: str | Path, ck: dict, output: str | Path,
     from ..files import output_path
     out = output_path(output)
     g = checkpoint_graph(path, ck)
-    if coding != "packed":
-        for n in g.weight_nodes():
-            n.attrs["weight_coding"] = coding
+    g.store_weights_as(coding)
     write_aqz(g, out)
     print(summarize(g, out), file=sys.stderr)
     return g

@@ -251,18 +251,16 @@ class Trainer:
         if len(opt["param_groups"]) != 2:
             return opt
         m = self.model
-        bits = {id(p) for p in m.bit_parameters()}
-        old = [p for p in m.parameters() if id(p) not in bits] + m.bit_parameters()
-        new = m.other_parameters() + m.bit_parameters() + m.range_parameters()
+        parts = [m.other_parameters(), m.bit_parameters(), m.range_parameters()]
+        bits = {id(p) for p in parts[1]}
+        old = [p for p in m.parameters() if id(p) not in bits] + parts[1]
         at = {id(p): i for i, p in enumerate(old)}
-        keys = [at[id(p)] for p in new]  # new index i holds old index keys[i]
-        groups = [dict(opt["param_groups"][0]), dict(opt["param_groups"][1]),
-                  dict(opt["param_groups"][0])]
-        sizes = [len(m.other_parameters()), len(m.bit_parameters()), len(m.range_parameters())]
-        start = 0
-        for g, n in zip(groups, sizes):
-            g["params"] = list(range(start, start + n))
-            start += n
+        keys = [at[id(p)] for part in parts for p in part]  # new index i holds old keys[i]
+        groups, start = [], 0
+        for saved, part in zip((0, 1, 0), parts):  # the ranges take the weights' settings
+            groups.append({**opt["param_groups"][saved],
+                           "params": list(range(start, start + len(part)))})
+            start += len(part)
         state = {i: opt["state"][k] for i, k in enumerate(keys) if k in opt["state"]}
         return {"state": state, "param_groups": groups}
 
