@@ -26,14 +26,15 @@ def lite0_small():
 @pytest.fixture(scope="module")
 def lowbit(lite0_small):
     """auto at 0.5x uniform 8's weight bytes, per channel, MSE clipping: nearest and learned."""
-    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.api import export_graph, plan_bits
     from aq_runtime.export.options import ExportOptions
     fg, xc, _, ranges = lite0_small
     base = ExportOptions(bits="auto", budget=0.5, allocation="channel", clipping="mse",
                          progress=False)
-    near = export_graph(fg, xc, base, ranges=ranges)
+    plan = plan_bits(fg, xc, ranges, base)  # rounding does not change the plan: made once
+    near = export_graph(fg, xc, base, ranges=ranges, plan=plan)
     learned = export_graph(fg, xc, base.with_(rounding="learned", rounding_iters=30,
-                                              rounding_images=160), ranges=ranges)
+                                              rounding_images=160), ranges=ranges, plan=plan)
     return near, learned
 
 
@@ -214,14 +215,16 @@ def test_auto_act_bits_lowers_score_within_its_noise(lite0_small):
     """--act-bits auto: widths below 8 where they cost little. The chosen set, measured as a
     whole on the planning images, adds at most the allowed share of the weight plan's noise;
     the MicroNet score drops; lookup-free tensors only; the model is exact on every backend."""
-    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.api import export_graph, plan_bits
     from aq_runtime.export.options import ExportOptions
     from aq_runtime.format.inspect import average_act_bits, summarize
     from aq_runtime.quant.cost import micronet_score
     fg, xc, xh, ranges = lite0_small
     base = ExportOptions(bits="auto", budget=0.5, clipping="mse", progress=False)
-    plain = export_graph(fg, xc, base, ranges=ranges)
-    low = export_graph(fg, xc, base.with_(act_bits="auto", act_noise=0.2), ranges=ranges)
+    plan = plan_bits(fg, xc, ranges, base)  # the weight plan; activation widths come after
+    plain = export_graph(fg, xc, base, ranges=ranges, plan=plan)
+    low = export_graph(fg, xc, base.with_(act_bits="auto", act_noise=0.2), ranges=ranges,
+                       plan=plan)
     rep = low.meta["auto_act_bits"]
     assert rep["share"] == 0.2 and rep["images"] == 16
     assert 0 <= rep["added_noise"] <= 0.2 * rep["base_noise"]
@@ -299,14 +302,15 @@ def test_auto_act_bits_keeps_8_where_it_saves_nothing(digits_fg):
 @pytest.fixture(scope="module")
 def grouped(lite0_small):
     """auto 0.5, per channel, MSE clipping, weight groups of 16: nearest and learned."""
-    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.api import export_graph, plan_bits
     from aq_runtime.export.options import ExportOptions
     fg, xc, _, ranges = lite0_small
     base = ExportOptions(bits="auto", budget=0.5, allocation="channel", clipping="mse",
                          weight_groups=16, progress=False)
-    near = export_graph(fg, xc, base, ranges=ranges)
+    plan = plan_bits(fg, xc, ranges, base)
+    near = export_graph(fg, xc, base, ranges=ranges, plan=plan)
     learned = export_graph(fg, xc, base.with_(rounding="learned", rounding_iters=30,
-                                              rounding_images=160), ranges=ranges)
+                                              rounding_images=160), ranges=ranges, plan=plan)
     return near, learned
 
 

@@ -50,7 +50,8 @@ def plan_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges,
 
 
 def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | int | str = 8,
-                 ranges: Ranges | None = None) -> Graph:
+                 ranges: Ranges | None = None,
+                 plan: tuple[BitsPlan, dict[str, Any]] | None = None) -> Graph:
     """Calibrate (unless `ranges` is given), plan bits, choose weight ranges (`clipping`) and
     integerize. With `bias_correction` integerize again with each conv's mean weight-rounding
     error on the calibration images taken out of its bias (export/bias_correction.py); with
@@ -59,7 +60,10 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
     leave is corrected again. With `synthetic`, that many images synthesized from the float
     model's BatchNorm statistics join `images` first (which may then be empty: data-free).
     With `weight_coding='entropy'` the convs are marked for the writer to entropy-code.
-    A bare int or str is the bits, every other option default."""
+    A bare int or str is the bits, every other option default. `plan`: what `plan_bits` gave
+    for the same graph, images, ranges and bits options (bits, budget, clipping, allocation,
+    target, weight groups and coding), to export several ways (nearest and learned rounding,
+    other activation widths) without planning again; None plans here."""
     o = options if isinstance(options, ExportOptions) else ExportOptions(bits=options)
     if o.synthetic:
         from .synthetic import synthesize
@@ -69,7 +73,7 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
         raise AqError("no calibration images (with --calib none, pass --synthetic N)")
     if ranges is None:
         ranges = calibrate_ranges(fg, images, o.method, o.granularity)
-    plan, report = plan_bits(fg, images, ranges, o)
+    plan, report = plan if plan is not None else plan_bits(fg, images, ranges, o)
     meta = {"calibration": o.as_meta(len(images))}
     if report:
         meta["auto_bits"] = {k: v for k, v in report.items() if k not in ("bits", "full_range")}
