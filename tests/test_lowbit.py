@@ -186,6 +186,37 @@ def test_augmented_images_are_deterministic_views():
     assert not any((extra[i] == x).all(axis=(1, 2, 3)).any() for i in range(len(extra)))
 
 
+def test_a_plan_reused_exports_what_planning_again_does(digits_fg):
+    """export_graph(plan=) gives the model planning inside gives, and using the plan leaves it
+    as it was (so the next export with it is the same too): nearest, learned rounding and
+    activation widths from one plan, each against its own export planned from scratch."""
+    import copy
+
+    from aq_runtime.export.api import export_graph, plan_bits
+    from aq_runtime.export.options import ExportOptions
+    from aq_runtime.export.api import calibrate_ranges
+    from aq_runtime.models.digits import digits_data
+    x = digits_data()[0][:64]
+    ranges = calibrate_ranges(digits_fg, x)
+    base = ExportOptions(bits="auto", budget=0.5, allocation="channel", clipping="mse",
+                         progress=False)
+    plan = plan_bits(digits_fg, x, ranges, base)
+    kept = copy.deepcopy(plan)
+    for o in (base, base.with_(rounding="learned", rounding_iters=5, rounding_images=64),
+              base.with_(act_bits="auto"), base):
+        got = export_graph(digits_fg, x, o, ranges=ranges, plan=plan)
+        assert got.digest() == export_graph(digits_fg, x, o, ranges=ranges).digest()
+    assert kept[1].keys() == plan[1].keys()
+    for a, b in zip(kept[0], plan[0]):
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    first = next(iter(plan[0][0]))  # the plan given is the plan used: one layer put at 6 bits
+    other = ({**plan[0][0], first: np.full_like(plan[0][0][first], 6)},) + plan[0][1:]
+    got = export_graph(digits_fg, x, base, ranges=ranges, plan=(other, plan[1]))
+    assert got.weight_nodes()[0].name == first
+    assert (got.weight_nodes()[0].arrays["wbits"] == 6).all()
+    assert not (plan[0][0][first] == 6).all()
+
+
 def test_target_avx2_keeps_codes_in_one_vpmaddubsw(digits_fg):
     """--target avx2: no 8-bit weight codes (7 instead; auto never picks 8), so every layer of
     at most 8 bits is one digit for the AVX2 kernel (|w| <= 64); the model stays exact."""
