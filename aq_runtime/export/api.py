@@ -61,9 +61,10 @@ def export_graph(fg: FloatGraph, images: np.ndarray, options: ExportOptions | in
     model's BatchNorm statistics join `images` first (which may then be empty: data-free).
     With `weight_coding='entropy'` the convs are marked for the writer to entropy-code.
     A bare int or str is the bits, every other option default. `plan`: what `plan_bits` gave
-    for the same graph, images, ranges and bits options (bits, budget, clipping, allocation,
-    target, weight groups and coding), to export several ways (nearest and learned rounding,
-    other activation widths) without planning again; None plans here."""
+    for the same graph, images, ranges and planning options (bits, budget, clipping,
+    allocation, bias correction, target, weight groups and coding), to export several ways
+    (nearest and learned rounding, other activation widths) without planning again; None
+    plans here."""
     o = options if isinstance(options, ExportOptions) else ExportOptions(bits=options)
     if o.synthetic:
         from .synthetic import synthesize
