@@ -53,7 +53,6 @@ def main() -> None:
     store = RESULTS / "lowbit_verify.json"
     done = json.loads(store.read_text()) if store.exists() else {}
     x, _ = crops_of(HELDOUT_PHOTOS)
-    bad = 0
     for f in tqdm(files, desc="files"):
         g = read_aqz(f)
         digest = g.digest()
@@ -61,7 +60,6 @@ def main() -> None:
             continue
         t0 = time.time()
         lines, ok = verify_images(g, x)
-        bad += not ok
         done[f.name] = {"digest": digest, "ok": ok, "lines": lines,
                         "seconds": time.time() - t0, "machine": describe()}
         with atomic_open(store, "w") as fh:  # each verdict kept as it comes
@@ -70,7 +68,7 @@ def main() -> None:
     with atomic_open(RESULTS / "lowbit_verify.txt", "w") as fh:
         fh.write(text + "\n")
     print(text)
-    raise SystemExit(1 if bad or not all(d["ok"] for d in done.values()) else 0)
+    raise SystemExit(0 if all(d["ok"] for d in done.values()) else 1)
 
 
 if __name__ == "__main__":

@@ -192,9 +192,8 @@ def test_a_plan_reused_exports_what_planning_again_does(digits_fg):
     activation widths from one plan, each against its own export planned from scratch."""
     import copy
 
-    from aq_runtime.export.api import export_graph, plan_bits
+    from aq_runtime.export.api import calibrate_ranges, export_graph, plan_bits
     from aq_runtime.export.options import ExportOptions
-    from aq_runtime.export.api import calibrate_ranges
     from aq_runtime.models.digits import digits_data
     x = digits_data()[0][:64]
     ranges = calibrate_ranges(digits_fg, x)
