@@ -81,6 +81,33 @@ def test_mse_clipping_never_worse_than_max():
     assert (err(alpha) <= err(1.0) + 1e-12).all() and (alpha < 1).sum() >= 8
 
 
+def test_mse_clipping_search_is_the_exporters_quantizer():
+    """The fused search (numba, one pass per channel) chooses what evaluating every alpha of
+    the grid with the exporter's own quantizer chooses, floors from large biases included."""
+    from aq_runtime.export.clipping import ALPHAS, GROUPED_ALPHAS, mse_alpha
+    from aq_runtime.export.integerize import BIAS_CODE_LIMIT, weight_codes
+    from aq_runtime.quant.weights import grouped_rows
+    rng = np.random.default_rng(1)
+    we = rng.standard_t(3, size=(64, 144)) * rng.uniform(0.01, 3, (64, 1))
+    bias = rng.normal(0, 1, 64)
+    bias[:6] = np.abs(we[:6]).max(1) * BIAS_CODE_LIMIT / 3  # these scales at their floor
+    for group in (0, 16):
+        bits = rng.integers(1, 9, 64)
+        rows = grouped_rows(bits, we.shape[1], group)
+        best = np.full(64, np.inf)
+        want = np.ones(64)
+        for sel, grid, g in ((~rows, ALPHAS, 0), (rows, GROUPED_ALPHAS, group)):
+            for a in grid[::-1]:
+                q, s = weight_codes(we[sel], bits[sel], bias[sel], a, g)
+                err = ((we[sel] - q * s[:, None]) ** 2).sum(1)
+                better = err < best[sel] * (1 - 1e-12)
+                best[sel] = np.where(better, err, best[sel])
+                want[sel] = np.where(better, a, want[sel])
+        want = np.where(bits <= 1, 1.0, want)
+        got = mse_alpha(we, bits, bias, group)
+        assert (got == want).all() and (want < 1).sum() >= 20, group
+
+
 def test_learned_rounding_is_exact_and_recorded(lowbit, lite0_small):
     _, _, xh, _ = lite0_small
     _, learned = lowbit

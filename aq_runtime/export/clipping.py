@@ -6,10 +6,12 @@ resolution; clipping it trades a little error there for less everywhere else."""
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
+from ..quant.bits import weight_code_max
 from ..quant.weights import code_bits, grouped_rows
 from .float_graph import FloatGraph
-from .integerize import effective_weights, weight_codes
+from .integerize import BIAS_CODE_LIMIT, effective_weights, weight_codes
 from .ir import Graph
 
 ALPHAS = np.round(np.arange(0.30, 1.0001, 0.01), 2)
@@ -34,6 +36,15 @@ def mse_alpha(we: np.ndarray, bits: np.ndarray, bias: np.ndarray, group: int = 0
 
 def _search(we: np.ndarray, bits: np.ndarray, bias: np.ndarray, alphas: np.ndarray,
             group: int) -> np.ndarray:
+    """Each channel's alpha of `alphas`, searched from 1.0 down: a smaller range only where
+    its squared error is lower by more than a relative 1e-12 (ties keep the larger range).
+    Channels without group multipliers are searched by `_plain_search`, one fused pass per
+    channel, the scales and codes as quant.weights.quantize_weights computes them."""
+    if not group:
+        we = np.ascontiguousarray(we, dtype=np.float64)
+        floor = np.abs(np.asarray(bias, dtype=np.float64)) / BIAS_CODE_LIMIT
+        qmax = weight_code_max(np.maximum(bits, 2)).astype(np.float64)  # 1 bit: discarded
+        return _plain_search(we, qmax, floor, np.ascontiguousarray(alphas[::-1], np.float64))
     best = np.full(we.shape[0], np.inf)
     alpha = np.ones(we.shape[0])
     for a in alphas[::-1]:  # from 1.0 down: ties keep the larger range
@@ -43,6 +54,31 @@ def _search(we: np.ndarray, bits: np.ndarray, bias: np.ndarray, alphas: np.ndarr
         best = np.where(better, err, best)
         alpha = np.where(better, a, alpha)
     return alpha
+
+
+@njit(cache=True, nogil=True)
+def _plain_search(we: np.ndarray, qmax: np.ndarray, floor: np.ndarray, alphas: np.ndarray
+                  ) -> np.ndarray:  # pragma: no cover (numba)
+    o, k = we.shape
+    out = np.ones(o)
+    for r in range(o):
+        amax = 0.0
+        for j in range(k):
+            amax = max(amax, abs(we[r, j]))
+        best = np.inf
+        for a in alphas:
+            s = max(a * amax / qmax[r], floor[r])
+            if not s > 0:
+                s = 1.0
+            err = 0.0
+            for j in range(k):
+                c = min(max(np.floor(we[r, j] / s + 0.5), -qmax[r]), qmax[r])
+                d = we[r, j] - c * s
+                err += d * d
+            if err < best * (1 - 1e-12):
+                best = err
+                out[r] = a
+    return out
 
 
 def mse_ranges(fg: FloatGraph, graph: Graph, group: int = 0) -> dict[str, np.ndarray]:
