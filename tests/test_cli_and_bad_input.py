@@ -299,7 +299,7 @@ def test_export_bias_correction_flag(tmp_path):
     assert "bias correction off" in cli("inspect", off).stdout
 
 
-def test_export_low_bit_flags(tmp_path):
+def test_export_low_bit_flags(tmp_path, image_folder):
     """--bits auto --allocation channel --clipping mse --rounding learned from the CLI: the file
     records how it was made (a blended rounding target too), aq-inspect says so, aq-verify finds
     every backend equal."""
@@ -318,6 +318,14 @@ def test_export_low_bit_flags(tmp_path):
     text = cli("inspect", out).stdout
     assert "weight clipping mse" in text and "learned rounding (each block's own" in text
     assert "weight codes entropy-coded" in text and "bits per weight as coded" in text
+    r = cli("verify", out, image_folder)
+    assert r.returncode == 0, r.stderr
+    report = r.stdout.splitlines()
+    from aq_runtime.runtime.backends import available_backends
+    others = [b for b in available_backends() if b != "reference"]
+    assert report[0].startswith("4 images (0 unreadable skipped), backends: ")
+    assert [ln.split(":")[0] for ln in report[1:]] == others  # the reference runs once
+    assert all(ln.endswith("identical (40 int32 logits)") for ln in report[1:])
     mix = tmp_path / "mix.aqz"
     r = cli("export", "digits-cnn", mix, "--bits", "4", "--rounding", "learned",
             "--rounding-iters", "5", "--rounding-images", "100", "--rounding-target", "blend",
