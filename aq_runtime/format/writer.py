@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import __version__
 from ..export.ir import Graph, canonical
-from ..quant.packing import entropy_coded, node_stored_codes, pack_codes, pack_multipliers
+from ..quant.packing import coded_if_smaller, node_stored_codes, pack_codes, pack_multipliers
 from ..quant.weights import grouped_channels
 from ..files import atomic_open
 from .schema import (
@@ -82,11 +82,11 @@ def graph_to_members(graph: Graph) -> tuple[dict, dict[str, tuple[bytes, int]]]:
             if key == "hi" and out_bits.max() <= 8:
                 refs["hi_gap"] = put(((np.int64(1) << out_bits) - 1 - a).astype(np.int32))
             elif key == "weight":  # the stored codes, packed or coded; multipliers packed
-                coded = entropy_coded(n.arrays, n.attrs)
-                if coded is None:
-                    refs["weight_packed"] = put(pack_codes(*node_stored_codes(n.arrays,
-                                                                              n.attrs)),
-                                                WEIGHT_POOL)
+                codes = node_stored_codes(n.arrays, n.attrs)
+                coded = (coded_if_smaller(*codes)
+                         if n.attrs.get("weight_coding") == "entropy" else None)
+                if coded is None:  # packed: not marked, or coding would not be smaller
+                    refs["weight_packed"] = put(pack_codes(*codes), WEIGHT_POOL)
                 else:
                     refs["weight_coded"] = put(coded[0], WEIGHT_POOL)
                     attrs["weight_streams"] = coded[1]

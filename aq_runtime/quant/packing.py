@@ -123,15 +123,6 @@ def unpack_codes(packed: np.ndarray, bits: np.ndarray, k: int) -> np.ndarray:
     return from_unsigned(unpack_unsigned(packed, bits, k), bits)
 
 
-def entropy_coded(arrays: dict, attrs: dict) -> tuple[np.ndarray, list[list[int]]] | None:
-    """(streams, stream headers) of an IR conv's stored codes, entropy-coded, if it is marked
-    `weight_coding: entropy`, every channel's code bits are coded widths (2..12) and coding is
-    smaller than packing; otherwise None (the conv's codes are bit-packed)."""
-    if attrs.get("weight_coding") != "entropy":
-        return None
-    return coded_if_smaller(*node_stored_codes(arrays, attrs))
-
-
 def node_stored_codes(arrays: dict, attrs: dict) -> tuple[np.ndarray, np.ndarray]:
     """(the codes (O, K) an IR conv stores, before group multipliers; their bits (O,))."""
     cb = code_bits(arrays)
@@ -143,8 +134,9 @@ def node_stored_codes(arrays: dict, attrs: dict) -> tuple[np.ndarray, np.ndarray
 
 def coded_if_smaller(codes: np.ndarray, bits: np.ndarray
                      ) -> tuple[np.ndarray, list[list[int]]] | None:
-    """`entropy_coded` of stored codes (O, K) at `bits` (O,): None unless all widths are
-    coded ones and coding is smaller than packing."""
+    """(streams, stream headers) of stored codes (O, K) at `bits` (O,), entropy-coded: None
+    unless every width is a coded one (2..12) and coding is smaller than packing (a conv
+    marked `weight_coding: entropy` is bit-packed then)."""
     if not coded_widths(bits).all():
         return None
     data, heads = encode_rows(to_unsigned(codes, bits), bits)
@@ -159,7 +151,7 @@ def codes_bytes(codes: np.ndarray, bits: np.ndarray, coding: str) -> int:
 
 
 def decode_codes(data: np.ndarray, heads: list, bits: np.ndarray, k: int) -> np.ndarray:
-    """Inverse of `entropy_coded`'s coding: (O, K) int16 codes (ValueError if malformed)."""
+    """Inverse of `coded_if_smaller`'s coding: (O, K) int16 codes (ValueError if malformed)."""
     return from_unsigned(decode_rows(data, heads, bits, k), bits)
 
 
