@@ -9,9 +9,9 @@ import numpy as np
 from numba import njit
 
 from ..quant.bits import weight_code_max
-from ..quant.weights import code_bits, grouped_rows
+from ..quant.weights import GROUP_MULT_MAX, code_bits, grouped_rows
 from .float_graph import FloatGraph
-from .integerize import BIAS_CODE_LIMIT, effective_weights, weight_codes
+from .integerize import BIAS_CODE_LIMIT, effective_weights
 from .ir import Graph
 
 ALPHAS = np.round(np.arange(0.30, 1.0001, 0.01), 2)
@@ -38,43 +38,56 @@ def _search(we: np.ndarray, bits: np.ndarray, bias: np.ndarray, alphas: np.ndarr
             group: int) -> np.ndarray:
     """Each channel's alpha of `alphas`, searched from 1.0 down: a smaller range only where
     its squared error is lower by more than a relative 1e-12 (ties keep the larger range).
-    Channels without group multipliers are searched by `_plain_search`, one fused pass per
-    channel, the scales and codes as quant.weights.quantize_weights computes them."""
-    if not group:
-        we = np.ascontiguousarray(we, dtype=np.float64)
-        floor = np.abs(np.asarray(bias, dtype=np.float64)) / BIAS_CODE_LIMIT
-        qmax = weight_code_max(np.maximum(bits, 2)).astype(np.float64)  # 1 bit: discarded
-        return _plain_search(we, qmax, floor, np.ascontiguousarray(alphas[::-1], np.float64))
-    best = np.full(we.shape[0], np.inf)
-    alpha = np.ones(we.shape[0])
-    for a in alphas[::-1]:  # from 1.0 down: ties keep the larger range
-        q, sw = weight_codes(we, bits, bias, a, group)
-        err = ((we - q * sw[:, None]) ** 2).sum(axis=1)
-        better = err < best * (1 - 1e-12)
-        best = np.where(better, err, best)
-        alpha = np.where(better, a, alpha)
-    return alpha
+    One fused pass per channel (numba), its scale and codes as quant.weights computes them
+    (`quantize_weights`; with `group`, every channel grouped, `quantize_weights_grouped`'s
+    multiplier per group); tests/test_lowbit.py holds it to integerize.weight_codes."""
+    we = np.ascontiguousarray(we, dtype=np.float64)
+    floor = np.abs(np.asarray(bias, dtype=np.float64)) / BIAS_CODE_LIMIT
+    qmax = weight_code_max(np.maximum(bits, 2)).astype(np.float64)  # 1 bit: discarded
+    return _fused_search(we, qmax, floor, np.ascontiguousarray(alphas[::-1], np.float64),
+                         group, GROUP_MULT_MAX)
 
 
 @njit(cache=True, nogil=True)
-def _plain_search(we: np.ndarray, qmax: np.ndarray, floor: np.ndarray, alphas: np.ndarray
-                  ) -> np.ndarray:  # pragma: no cover (numba)
+def _fused_search(we: np.ndarray, qmax: np.ndarray, floor: np.ndarray, alphas: np.ndarray,
+                  group: int, mults: int) -> np.ndarray:  # pragma: no cover (numba)
     o, k = we.shape
     out = np.ones(o)
+    step = group if group else max(k, 1)  # without groups, the whole row at once
+    top = mults if group else 1  # the largest multiplier tried; the scale's divisor
     for r in range(o):
         amax = 0.0
         for j in range(k):
             amax = max(amax, abs(we[r, j]))
+        qm = qmax[r]
         best = np.inf
         for a in alphas:
-            s = max(a * amax / qmax[r], floor[r])
+            s = max(a * amax / (qm * top), floor[r]) if group else max(a * amax / qm, floor[r])
             if not s > 0:
                 s = 1.0
             err = 0.0
-            for j in range(k):
-                c = min(max(np.floor(we[r, j] / s + 0.5), -qmax[r]), qmax[r])
-                d = we[r, j] - c * s
-                err += d * d
+            for g0 in range(0, k, step):
+                g1 = min(g0 + step, k)
+                m_best = 1
+                e_best = np.inf
+                for m in range(1, top + 1):
+                    st = s * m if group else s
+                    e = 0.0
+                    for j in range(g0, g1):
+                        c = min(max(np.floor(we[r, j] / st + 0.5), -qm), qm)
+                        d = we[r, j] - c * st
+                        e += d * d
+                    if e < e_best * (1 - 1e-12):
+                        e_best = e
+                        m_best = m
+                if not group:
+                    err += e_best
+                    continue
+                st = s * m_best
+                for j in range(g0, g1):
+                    c = min(max(np.floor(we[r, j] / st + 0.5), -qm), qm)
+                    d = we[r, j] - (c * m_best) * s
+                    err += d * d
             if err < best * (1 - 1e-12):
                 best = err
                 out[r] = a
