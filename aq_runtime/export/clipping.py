@@ -62,7 +62,7 @@ def _fused_search(we: np.ndarray, qmax: np.ndarray, floor: np.ndarray, alphas: n
         qm = qmax[r]
         best = np.inf
         for a in alphas:
-            s = max(a * amax / (qm * top), floor[r]) if group else max(a * amax / qm, floor[r])
+            s = max(a * amax / (qm * top), floor[r])  # top 1 without groups: a * amax / qm
             if not s > 0:
                 s = 1.0
             err = 0.0
@@ -71,7 +71,7 @@ def _fused_search(we: np.ndarray, qmax: np.ndarray, floor: np.ndarray, alphas: n
                 m_best = 1
                 e_best = np.inf
                 for m in range(1, top + 1):
-                    st = s * m if group else s
+                    st = s * m
                     e = 0.0
                     for j in range(g0, g1):
                         c = min(max(np.floor(we[r, j] / st + 0.5), -qm), qm)
@@ -80,7 +80,7 @@ def _fused_search(we: np.ndarray, qmax: np.ndarray, floor: np.ndarray, alphas: n
                     if e < e_best * (1 - 1e-12):
                         e_best = e
                         m_best = m
-                if not group:
+                if not group:  # m = 1: the row's error as measured
                     err += e_best
                     continue
                 st = s * m_best
