@@ -60,15 +60,20 @@ def epoch_lines(path: Path) -> list[str]:
 
 def kd_config(out: Path, epochs: float = 8.0, lr: float = 2e-5, beta: float = 2.0,
               lr_bits: float = 1e-2, kd_blocks: float = 0.0, metric_target: float | None = None,
-              init_aqz: str | None = None) -> TrainConfig:
+              init_aqz: str | None = None, **more) -> TrainConfig:
     """The benchmark's run: KD-only AQ on augmented crops of the calibration photos, batch 8,
-    128 crops per epoch; from `init_aqz` the bits are frozen and there is no metric term."""
+    128 crops per epoch; from `init_aqz` the bits are frozen and there is no metric term.
+    `more`: further TrainConfig fields (e.g. color_jitter, grayscale, epoch_size)."""
     cfg = TrainConfig(model="efficientnet-lite0", data="photos", kd_only=True, alpha=0.0, kd=1.0,
                       strategy="aq", init_bits="auto", weight_bits=8, act_bits=8, max_bits=16,
                       min_bits=2, bits_trainable=True, iter_train=True, beta=beta, gamma=0.7,
                       lr=lr, lr_bits=lr_bits, batch_size=8, epoch_size=128,
                       max_epoch=epochs, eval_backend="numba", out=str(out),
                       kd_blocks=kd_blocks, metric_target=metric_target)
+    for k, v in more.items():
+        if not hasattr(cfg, k):
+            raise TypeError(f"no TrainConfig field {k}")
+        setattr(cfg, k, v)
     if init_aqz:
         cfg.init_aqz, cfg.init_bits = str(init_aqz), None
         cfg.bits_trainable, cfg.iter_train, cfg.beta = False, False, 0.0
@@ -92,10 +97,17 @@ def main() -> None:
                     help="weight of the block-output distillation (aq-train --kd-blocks)")
     ap.add_argument("--metric-target", type=float,
                     help="the metric term pulls only above this MicroNet score")
+    ap.add_argument("--lr-ranges", type=float, help="learning rate of the ranges (default: --lr)")
+    ap.add_argument("--epoch-size", type=int, default=128, help="random crops per epoch")
+    ap.add_argument("--color-jitter", type=float, default=0.0,
+                    help="brightness/contrast/saturation jitter of the crops (aq-train's)")
+    ap.add_argument("--grayscale", type=float, default=0.0,
+                    help="probability of a grey view of a crop (aq-train's)")
     a = ap.parse_args()
     out = Path(a.out)
     cfg = kd_config(out, a.epochs, a.lr, a.beta, a.lr_bits, a.kd_blocks, a.metric_target,
-                    a.init_aqz)
+                    a.init_aqz, lr_ranges=a.lr_ranges, epoch_size=a.epoch_size,
+                    color_jitter=a.color_jitter, grayscale=a.grayscale)
     if not a.resume and not a.report_only:
         if out.exists():
             shutil.rmtree(out)
@@ -122,8 +134,13 @@ def main() -> None:
         if cfg.kd_blocks else "") + (f" + {cfg.beta:g} x MicroNet metric, bits trainable "
             f"(iterative), lr {cfg.lr:g} / bits {cfg.lr_bits:g}" if cfg.bits_trainable else
             f", lr {cfg.lr:g}"))
+    aug = "random resized crop + flip" + (
+        f" + colour jitter {cfg.color_jitter:g}" if cfg.color_jitter else "") + (
+        f" + grey views p {cfg.grayscale:g}" if cfg.grayscale else "")
+    if cfg.lr_ranges is not None:
+        loss += f" (ranges {cfg.lr_ranges:g})"
     head = (f"EfficientNet-Lite0, distillation-only AQ (no labels), from {start}.\nTraining: "
-            "augmented crops (random resized crop + flip) of the "
+            f"augmented crops ({aug}) of the "
             f"8 calibration photos, {cfg.max_epoch:g} epochs x {cfg.epoch_size} crops, batch "
             f"{cfg.batch_size}, {loss}; {len(log) - 1} steps on 2 CPU cores.\n"
             "Scored on 376 held-out crops of 11 photos never seen in calibration or training. "

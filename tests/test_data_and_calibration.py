@@ -68,6 +68,37 @@ def test_photo_training_never_sees_the_heldout_photos():
     assert len(d._images) == len(CALIBRATION_PHOTOS)
 
 
+def test_training_crops_recoloured_only_when_asked():
+    """--color-jitter / --grayscale recolour the random crops of `--data photos` (same crop
+    geometry, seeded); off, the crops and the generator's later draws are what they were."""
+    from aq_runtime.models.registry import build_float_graph
+    from aq_runtime.training.config import TrainConfig
+    from aq_runtime.training.data import load_train_data, random_resized_crop
+    im = Image.open(photo_paths()["astronaut"]).convert("RGB")
+    r0, r1 = np.random.default_rng(3), np.random.default_rng(3)
+    plain = random_resized_crop(im, (32, 32), r0)
+    same = random_resized_crop(im, (32, 32), r1, jitter=0.0, grayscale=0.0)
+    assert (plain == same).all() and r0.random() == r1.random()
+    grey = random_resized_crop(im, (32, 32), np.random.default_rng(3), grayscale=1.0)
+    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
+    assert not (plain[..., 0] == plain[..., 1]).all()
+    # the grey view is of the same crop: its mean follows the colour crop's luma
+    luma = plain.astype(float) @ np.array([0.299, 0.587, 0.114])
+    assert abs(grey[..., 0].mean() - luma.mean()) < 2
+    fg = build_float_graph("efficientnet-lite0", 32)
+    d = load_train_data("photos", fg, True, epoch_size=8, jitter=0.4, grayscale=0.5)
+    rngs = [np.random.default_rng(k) for k in range(8)]
+    a = d.train_batch(np.arange(8), rngs)[0]
+    b = d.train_batch(np.arange(8), [np.random.default_rng(k) for k in range(8)])[0]
+    off = load_train_data("photos", fg, True, epoch_size=8).train_batch(
+        np.arange(8), [np.random.default_rng(k) for k in range(8)])[0]
+    assert (a == b).all() and not (a == off).all()
+    grey_views = [(x[..., 0] == x[..., 1]).all() for x in a]
+    assert any(grey_views) and not all(grey_views)
+    with pytest.raises(AqError, match="color-jitter"):
+        TrainConfig(color_jitter=1.5).validate()
+
+
 def test_percentile_ranges_inside_minmax(digits_fg):
     from aq_runtime.export.calibrate import calibrate
     from aq_runtime.models.digits import digits_data

@@ -47,6 +47,11 @@ def _parser() -> argparse.ArgumentParser:
       help="micro-batches per step and process: the batch is split into processes x this "
            "shards (as data-parallel ranks split it), their gradients summed then averaged")
     a("--epoch-size", type=int, default=d.epoch_size, help="samples per epoch of augmented sets")
+    a("--color-jitter", type=float, default=d.color_jitter, metavar="J",
+      help="augmented sets: brightness, contrast and saturation of each random crop scaled by "
+           "factors in [1-J, 1+J] (default 0: none)")
+    a("--grayscale", type=float, default=d.grayscale, metavar="P",
+      help="augmented sets: probability of a grey view of a colour crop (default 0)")
     a("--finetune", action="store_true", help="bits frozen, SWA (needs --ckpt)")
     a("--swa-delay", type=float, default=d.swa_delay, help="epochs before SWA starts")
     a("--swa-freq", type=float, default=d.swa_freq, help="epochs between SWA averages")

@@ -1,6 +1,6 @@
 """Augmented calibration images for data-hungry export steps (learned rounding): random
-resized crops, horizontal flips and colour jitter (brightness, contrast, saturation) of the
-images a user has, seeded and deterministic. Unlabelled images are all such a step needs; a few
+resized crops, horizontal flips and colour jitter (brightness, contrast, saturation; optionally
+grey views) of the images a user has, seeded and deterministic. Unlabelled images are all such a step needs; a few
 photos then give thousands of distinct inputs instead of a few hundred near-copies."""
 
 from __future__ import annotations
@@ -33,13 +33,24 @@ def augment_one(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     im = im.crop(_box(rng, w, h)).resize((w, h), Image.BILINEAR)
     if rng.random() < 0.5:
         im = im.transpose(Image.FLIP_LEFT_RIGHT)
+    a = np.asarray(recolour(im, rng, JITTER), dtype=np.uint8)
+    return a if c == 3 else a[..., None]
+
+
+def recolour(im: Image.Image, rng: np.random.Generator, jitter: float = JITTER,
+             grayscale: float = 0.0) -> Image.Image:
+    """Brightness, contrast and (colour images) saturation, each by a factor drawn in
+    [1 - jitter, 1 + jitter] in random order; then, with probability `grayscale`, the grey
+    image (kept in RGB). With grayscale 0 no draw is made for it, so views made without it
+    stay what they were."""
     enhancers = [ImageEnhance.Brightness, ImageEnhance.Contrast]
-    if c == 3:
+    if im.mode == "RGB":
         enhancers.append(ImageEnhance.Color)
     for i in rng.permutation(len(enhancers)):
-        im = enhancers[i](im).enhance(float(rng.uniform(1 - JITTER, 1 + JITTER)))
-    a = np.asarray(im, dtype=np.uint8)
-    return a if c == 3 else a[..., None]
+        im = enhancers[i](im).enhance(float(rng.uniform(1 - jitter, 1 + jitter)))
+    if grayscale > 0 and im.mode == "RGB" and rng.random() < grayscale:
+        im = im.convert("L").convert("RGB")
+    return im
 
 
 def augmented(images: np.ndarray, n: int, seed: int = 0) -> np.ndarray:

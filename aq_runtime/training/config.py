@@ -35,6 +35,8 @@ class TrainConfig:
     batch_size: int = 64
     accumulate: int = 1  # micro-batches per step per process (gradients summed, then averaged)
     epoch_size: int = 256  # samples per epoch for augmented image sets
+    color_jitter: float = 0.0  # augmented sets: brightness/contrast/saturation jitter
+    grayscale: float = 0.0  # augmented sets: probability of a grey view
     finetune: bool = False
     swa_delay: float = 0.2
     swa_freq: float = 0.1
@@ -69,6 +71,8 @@ class TrainConfig:
             raise AqError("--batch-size, --max-epoch and --accumulate must be positive")
         if not 2 <= self.bias_bits <= 32:
             raise AqError("--bias-bits must be in 2..32")
+        if not 0 <= self.color_jitter < 1 or not 0 <= self.grayscale <= 1:
+            raise AqError("--color-jitter must be in [0, 1) and --grayscale in [0, 1]")
         if self.kd_blocks < 0 or (self.metric_target is not None and self.metric_target <= 0):
             raise AqError("--kd-blocks must not be negative and --metric-target must be "
                           "positive")

@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from .. import AqError
+from ..data.augment import recolour
 from ..data.images import list_images, load_image, resize_center_crop
 from ..export.float_graph import FloatGraph
 
@@ -35,6 +36,8 @@ class TrainData:
     _images: list | None = None
     _hw: tuple[int, int] = (0, 0)
     _augment: bool = False
+    _jitter: float = 0.0  # colour jitter of the random crops (data.augment.recolour)
+    _grayscale: float = 0.0  # probability of a grey view
     report_x: np.ndarray | None = None
     report_name: str = ""
 
@@ -46,21 +49,27 @@ class TrainData:
         if isinstance(rngs, np.random.Generator):
             rngs = [rngs] * len(idx)
         ims = [self._images[i % len(self._images)] for i in idx]
-        x = np.stack([random_resized_crop(im, self._hw, r) for im, r in zip(ims, rngs)])
+        x = np.stack([random_resized_crop(im, self._hw, r, jitter=self._jitter,
+                                          grayscale=self._grayscale)
+                      for im, r in zip(ims, rngs)])
         y = self._y[idx % len(self._images)] if self._y is not None else None
         return x, y
 
 
 def random_resized_crop(im: Image.Image, hw: tuple[int, int], rng: np.random.Generator,
-                        scale: tuple[float, float] = (0.25, 1.0)) -> np.ndarray:
+                        scale: tuple[float, float] = (0.25, 1.0), jitter: float = 0.0,
+                        grayscale: float = 0.0) -> np.ndarray:
     """A random square-ish crop covering `scale` of the short side squared, resized, maybe
-    flipped."""
+    flipped; with `jitter` or `grayscale`, recoloured as `data.augment.recolour` does (no
+    draws for it otherwise: crops without it stay what they were)."""
     w, h = im.size
     side = min(w, h) * np.sqrt(rng.uniform(*scale))
     aspect = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
     cw, ch = min(w, side * np.sqrt(aspect)), min(h, side / np.sqrt(aspect))
     left, top = rng.uniform(0, w - cw), rng.uniform(0, h - ch)
     crop = im.resize((hw[1], hw[0]), Image.BILINEAR, box=(left, top, left + cw, top + ch))
+    if jitter > 0 or grayscale > 0:
+        crop = recolour(crop, rng, jitter, grayscale)
     a = np.asarray(crop, dtype=np.uint8)
     if rng.uniform() < 0.5:
         a = a[:, ::-1]
@@ -85,8 +94,10 @@ def _match_labels(classes: list[str], fg: FloatGraph) -> np.ndarray:
 
 
 def load_train_data(spec: str, fg: FloatGraph, kd_only: bool, epoch_size: int = 256,
-                    val_fraction: float = 0.1, seed: int = 0) -> TrainData:
-    """'digits', 'photos' (bundled calibration photos, distillation only) or a folder."""
+                    val_fraction: float = 0.1, seed: int = 0, jitter: float = 0.0,
+                    grayscale: float = 0.0) -> TrainData:
+    """'digits', 'photos' (bundled calibration photos, distillation only) or a folder; the
+    image sets' random crops recoloured by `jitter` / `grayscale` (see random_resized_crop)."""
     c, h, w = fg.input_shape
     if spec == "digits":
         if fg.input_shape != (1, 8, 8):
@@ -106,7 +117,7 @@ def load_train_data(spec: str, fg: FloatGraph, kd_only: bool, epoch_size: int = 
         val = crops_of(CALIBRATION_PHOTOS, h)[0]
         return TrainData("photos", epoch_size, False, val, None, _images=ims, _hw=(h, w),
                          _augment=True, report_x=crops_of(HELDOUT_PHOTOS, h)[0][::REPORT_STRIDE],
-                         report_name="heldout")
+                         report_name="heldout", _jitter=jitter, _grayscale=grayscale)
     root = Path(spec)
     if not root.is_dir():
         raise AqError(f"{spec}: no such data folder (or use 'digits' / 'photos')")
@@ -133,4 +144,5 @@ def load_train_data(spec: str, fg: FloatGraph, kd_only: bool, epoch_size: int = 
                       for i in val_i]) if n_val else np.zeros((0, h, w, c), np.uint8)
     return TrainData(str(root), max(epoch_size, len(ims)), y is not None, val_x,
                      y[val_i] if y is not None else None, _images=ims,
-                     _y=y[tr_i] if y is not None else None, _hw=(h, w), _augment=True)
+                     _y=y[tr_i] if y is not None else None, _hw=(h, w), _augment=True,
+                     _jitter=jitter, _grayscale=grayscale)

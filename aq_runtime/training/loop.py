@@ -330,7 +330,8 @@ def prepare(cfg: TrainConfig, resume: bool, rank: int, world: int
         saved.max_steps, saved.out = cfg.max_steps, str(out)
         cfg = saved
         model, fg = restore_model(ck)
-        data = load_train_data(cfg.data, fg, cfg.kd_only, cfg.epoch_size, seed=cfg.seed)
+        data = load_train_data(cfg.data, fg, cfg.kd_only, cfg.epoch_size, seed=cfg.seed,
+                               jitter=cfg.color_jitter, grayscale=cfg.grayscale)
         tr = Trainer(cfg, model, fg, data, rank, world)
         start, best = tr.load_state(ck)
         return tr, start, best, out
@@ -346,10 +347,12 @@ def prepare(cfg: TrainConfig, resume: bool, rank: int, world: int
                           f"not {cfg.model}")
         model, fg = restore_model(src)
         cfg.strategy = model.setup.strategy
-        data = load_train_data(cfg.data, fg, cfg.kd_only, cfg.epoch_size, seed=cfg.seed)
+        data = load_train_data(cfg.data, fg, cfg.kd_only, cfg.epoch_size, seed=cfg.seed,
+                               jitter=cfg.color_jitter, grayscale=cfg.grayscale)
     else:
         fg = teacher_graph(cfg)
-        data = load_train_data(cfg.data, fg, cfg.kd_only, cfg.epoch_size, seed=cfg.seed)
+        data = load_train_data(cfg.data, fg, cfg.kd_only, cfg.epoch_size, seed=cfg.seed,
+                               jitter=cfg.color_jitter, grayscale=cfg.grayscale)
         model = new_model(cfg, fg, data)
     if data.labelled is False and cfg.kd <= 0:
         raise AqError("no labels and --kd 0: nothing to learn from")
