@@ -17,6 +17,7 @@ import argparse
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from aq_runtime.data.photos import HELDOUT_PHOTOS, crops_of
@@ -118,7 +119,13 @@ def main() -> None:
         (out / "before.json").write_text(json.dumps(before, indent=1))
         plot_bits(g0, out / "bits_before.png", "Lite0 before KD (post-training bits)")
         del tr
-    code = 0 if a.report_only else train(cfg, resume=a.resume, progress=True)
+    code = 0
+    if not a.report_only:  # the training's wall time, summed over resumes (seconds.json)
+        clock = out / "seconds.json"
+        spent = json.loads(clock.read_text())["seconds"] if a.resume and clock.exists() else 0.0
+        t0 = time.time()
+        code = train(cfg, resume=a.resume, progress=True)
+        clock.write_text(json.dumps({"seconds": spent + time.time() - t0}))
     if code:
         sys.exit(code)
     before = json.loads((out / "before.json").read_text())

@@ -320,6 +320,11 @@ def _truncate_log(path: Path, next_step: int) -> None:
     tmp.replace(path)
 
 
+def _train_data(cfg: TrainConfig, fg: FloatGraph) -> TrainData:
+    return load_train_data(cfg.data, fg, cfg.kd_only, cfg.epoch_size, seed=cfg.seed,
+                           jitter=cfg.color_jitter, grayscale=cfg.grayscale)
+
+
 def prepare(cfg: TrainConfig, resume: bool, rank: int, world: int
             ) -> tuple[Trainer, int, float, Path]:
     """Build (or restore) everything before the first step; nothing is written here."""
@@ -330,8 +335,7 @@ def prepare(cfg: TrainConfig, resume: bool, rank: int, world: int
         saved.max_steps, saved.out = cfg.max_steps, str(out)
         cfg = saved
         model, fg = restore_model(ck)
-        data = load_train_data(cfg.data, fg, cfg.kd_only, cfg.epoch_size, seed=cfg.seed,
-                               jitter=cfg.color_jitter, grayscale=cfg.grayscale)
+        data = _train_data(cfg, fg)
         tr = Trainer(cfg, model, fg, data, rank, world)
         start, best = tr.load_state(ck)
         return tr, start, best, out
@@ -347,12 +351,10 @@ def prepare(cfg: TrainConfig, resume: bool, rank: int, world: int
                           f"not {cfg.model}")
         model, fg = restore_model(src)
         cfg.strategy = model.setup.strategy
-        data = load_train_data(cfg.data, fg, cfg.kd_only, cfg.epoch_size, seed=cfg.seed,
-                               jitter=cfg.color_jitter, grayscale=cfg.grayscale)
+        data = _train_data(cfg, fg)
     else:
         fg = teacher_graph(cfg)
-        data = load_train_data(cfg.data, fg, cfg.kd_only, cfg.epoch_size, seed=cfg.seed,
-                               jitter=cfg.color_jitter, grayscale=cfg.grayscale)
+        data = _train_data(cfg, fg)
         model = new_model(cfg, fg, data)
     if data.labelled is False and cfg.kd <= 0:
         raise AqError("no labels and --kd 0: nothing to learn from")
