@@ -18,13 +18,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import time
 from pathlib import Path
 
-import numpy as np
 from lowbit_calib_data_lite0 import FOLD_A, FOLD_B
 from lowbit_lite0 import KD_BLOCKS, KD_EPOCHS, KD_LR
-from train_lite0_kd import kd_config
+from train_lite0_kd import kd_config, timed_train
 
 import aq_runtime.data.photos as photos
 from aq_runtime.bench.fidelity import LEGEND, fidelity
@@ -34,7 +32,6 @@ from aq_runtime.format import read_aqz
 from aq_runtime.models.efficientnet import lite0_float_graph
 from aq_runtime.runtime import Session
 from aq_runtime.training.api import checkpoint_graph
-from aq_runtime.training.loop import train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -51,12 +48,9 @@ def main() -> None:
     trained = photos.CALIBRATION_PHOTOS + FOLD_B
     photos.CALIBRATION_PHOTOS, photos.HELDOUT_PHOTOS = trained, FOLD_A  # this process only
     clock = run / "seconds.json"  # the training's wall time, summed over resumes
-    before = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
     if not (run / "result.json").exists():  # written when the training ends
-        t0 = time.time()
-        code = train(kd_config(run, KD_EPOCHS, KD_LR, kd_blocks=KD_BLOCKS, init_aqz=str(start)),
-                     resume=(run / "last.pt").exists(), progress=True)
-        clock.write_text(json.dumps({"seconds": before + time.time() - t0}))
+        code, _ = timed_train(kd_config(run, KD_EPOCHS, KD_LR, kd_blocks=KD_BLOCKS,
+                                        init_aqz=str(start)), (run / "last.pt").exists())
         if code:
             raise SystemExit(code)
     fg = lite0_float_graph()
@@ -71,8 +65,7 @@ def main() -> None:
              f"{'SQNR dB':>8s}"]
     for name, g in (("start (8 + fold B export)", read_aqz(start)),
                     ("KD, final checkpoint", checkpoint_graph(run / "last.pt"))):
-        s = Session(g, "numba")  # == reference (tests)
-        q = np.concatenate([s.run(x[i:i + 16]) for i in range(0, len(x), 16)])
+        q = Session(g, "numba").run(x)  # == reference (tests); runs 16 crops at a time
         d = fidelity(f, q, g.meta["logit_scale"])
         lines.append(f"{name:26s} {len(x):6d} {d.top1_agreement:7.1%} {d.top5_containment:7.1%} "
                      f"{d.confident_agreement:7.1%} {d.sqnr_db:8.2f}")

@@ -18,12 +18,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import time
 from pathlib import Path
 
 import numpy as np
 from lowbit_lite0 import KD_BLOCKS, KD_EPOCHS, KD_LR, KEEP
-from train_lite0_kd import kd_config
+from train_lite0_kd import kd_config, timed_train
 
 from aq_runtime.bench.fidelity import LEGEND, fidelity, sqnr_db
 from aq_runtime.bench.machine import describe
@@ -35,7 +34,6 @@ from aq_runtime.runtime import Session
 from aq_runtime.training.api import checkpoint_graph
 from aq_runtime.training.config import TrainConfig
 from aq_runtime.training.data import REPORT_STRIDE
-from aq_runtime.training.loop import train
 
 RESULTS = Path(__file__).resolve().parent / "results"
 START = "efficientnet-lite0_auto_0.5_learned_coded_blk"
@@ -74,14 +72,11 @@ def ensure_trained(run: Path, cfg) -> float | None:
     if (run / "result.json").exists():
         if not same_settings(run, cfg):
             raise SystemExit(f"{run}: trained with other settings; move it away")
-    else:
-        before = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
-        t0 = time.time()
-        code = train(cfg, resume=(run / "last.pt").exists(), progress=True)
-        clock.write_text(json.dumps({"seconds": before + time.time() - t0}))
-        if code:
-            raise SystemExit(code)
-    return json.loads(clock.read_text())["seconds"] if clock.exists() else None
+        return json.loads(clock.read_text())["seconds"] if clock.exists() else None
+    code, seconds = timed_train(cfg, (run / "last.pt").exists())
+    if code:
+        raise SystemExit(code)
+    return seconds
 
 
 def main() -> None:
@@ -105,25 +100,22 @@ def main() -> None:
              f"{'variant':54s} {'top-1':>6s} {'top-5':>6s} {'conf.':>6s} {'SQNR dB':>8s} "
              f"{'calib dB':>8s} {'train s':>8s}"]
 
-    def logits(g, xs: np.ndarray) -> np.ndarray:
-        s = Session(g, "numba")  # == reference (tests; lowbit_verify.py for the table's files)
-        return np.concatenate([s.run(xs[i:i + 16]) for i in range(0, len(xs), 16)])
-
     def score(g, column: str, q: np.ndarray | None = None) -> str:
-        q = logits(g, x) if q is None else q
+        # numba == reference (tests; lowbit_verify.py for the table's files)
+        q = Session(g, "numba").run(x) if q is None else q
         d = fidelity(f, q, g.meta["logit_scale"])
-        y = q.reshape(len(x), -1) * g.meta["logit_scale"]
+        y = q * g.meta["logit_scale"]
         per_photo[column] = [sqnr_db(f[src == n], y[src == n]) for n in HELDOUT_PHOTOS]
         return (f"{d.top1_agreement:6.1%} {d.top5_containment:6.1%} "
                 f"{d.confident_agreement:6.1%} {d.sqnr_db:8.2f}")
 
     g0 = read_aqz(start)
-    q0 = logits(g0, x)
+    s0 = Session(g0, "numba")
+    q0, scale0 = s0.run(x), g0.meta["logit_scale"]
     xc, _ = crops_of(CALIBRATION_PHOTOS)  # the start's own numbers on the calibration crops
-    calib0 = fidelity(run_float_graph(fg, xc), logits(g0, xc), g0.meta["logit_scale"]).sqnr_db
+    calib0 = fidelity(run_float_graph(fg, xc), s0.run(xc), scale0).sqnr_db
     lines.append(f"{'start: the post-training export':54s} {score(g0, 'start', q0)} "
                  f"{calib0:8.2f}")
-    scale0 = g0.meta["logit_scale"]
     quarter = fidelity(f[::REPORT_STRIDE], q0[::REPORT_STRIDE], scale0).sqnr_db
     epochs = [f"  {'start':14s}{quarter:6.2f} (epoch 0)"]
     for slug, (what, opts) in VARIANTS.items():

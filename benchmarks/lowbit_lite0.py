@@ -158,18 +158,12 @@ def kd_row(start: Path, run: Path):
     frozen, logits + block distillation on augmented calibration crops), its final checkpoint,
     its convs marked for the writer as `start`'s are (entropy-coded stays coded); resumes
     `run` (the seconds add up over resumes in run/seconds.json)."""
-    from train_lite0_kd import kd_config
+    from train_lite0_kd import kd_config, timed_train
 
     from aq_runtime.training.api import checkpoint_graph
-    from aq_runtime.training.loop import train
 
     cfg = kd_config(run, KD_EPOCHS, KD_LR, kd_blocks=KD_BLOCKS, init_aqz=str(start))
-    clock = run / "seconds.json"
-    before = json.loads(clock.read_text())["seconds"] if clock.exists() else 0.0
-    t0 = time.time()
-    code = train(cfg, resume=(run / "last.pt").exists(), progress=True)
-    seconds = before + time.time() - t0
-    clock.write_text(json.dumps({"seconds": seconds}))
+    code, seconds = timed_train(cfg, resume=(run / "last.pt").exists())
     if code:
         sys.exit(code)
     g = checkpoint_graph(run / "last.pt")

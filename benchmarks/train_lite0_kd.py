@@ -81,6 +81,18 @@ def kd_config(out: Path, epochs: float = 8.0, lr: float = 2e-5, beta: float = 2.
     return cfg
 
 
+def timed_train(cfg: TrainConfig, resume: bool) -> tuple[int, float]:
+    """`train(cfg)` with its wall time summed over resumes in <cfg.out>/seconds.json:
+    (exit status, seconds so far). A fresh run starts the count again."""
+    clock = Path(cfg.out) / "seconds.json"
+    spent = json.loads(clock.read_text())["seconds"] if resume and clock.exists() else 0.0
+    t0 = time.time()
+    code = train(cfg, resume=resume, progress=True)
+    seconds = spent + time.time() - t0
+    clock.write_text(json.dumps({"seconds": seconds}))
+    return code, seconds
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="runs/lite0_kd")
@@ -119,13 +131,7 @@ def main() -> None:
         (out / "before.json").write_text(json.dumps(before, indent=1))
         plot_bits(g0, out / "bits_before.png", "Lite0 before KD (post-training bits)")
         del tr
-    code = 0
-    if not a.report_only:  # the training's wall time, summed over resumes (seconds.json)
-        clock = out / "seconds.json"
-        spent = json.loads(clock.read_text())["seconds"] if a.resume and clock.exists() else 0.0
-        t0 = time.time()
-        code = train(cfg, resume=a.resume, progress=True)
-        clock.write_text(json.dumps({"seconds": spent + time.time() - t0}))
+    code = 0 if a.report_only else timed_train(cfg, a.resume)[0]
     if code:
         sys.exit(code)
     before = json.loads((out / "before.json").read_text())

@@ -1,7 +1,8 @@
 """Augmented calibration images for data-hungry export steps (learned rounding): random
 resized crops, horizontal flips and colour jitter (brightness, contrast, saturation; optionally
-grey views) of the images a user has, seeded and deterministic. Unlabelled images are all such a step needs; a few
-photos then give thousands of distinct inputs instead of a few hundred near-copies."""
+grey views, which training's crops use too) of the images a user has, seeded and
+deterministic. Unlabelled images are all such a step needs; a few photos then give thousands
+of distinct inputs instead of a few hundred near-copies."""
 
 from __future__ import annotations
 
