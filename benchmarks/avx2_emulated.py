@@ -41,6 +41,7 @@ from ort_isa import make as ort_isa_package
 from aq_runtime.bench.fidelity import LEGEND, fidelity
 from aq_runtime.bench.machine import describe
 from aq_runtime.bench.ort_baseline import ORT_CONFIGS, ort_int8, ort_logits
+from aq_runtime.bench.results import write_result
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
 from aq_runtime.export.float_exec import run_float_graph
 from aq_runtime.files import atomic_open
@@ -187,8 +188,7 @@ def main() -> None:
     lines += ["", "(each part as it finished, kept in avx2_emulated.json; "
               f"this run {time.time() - t0:.0f} s)"]
     text = "\n".join(lines) + "\n"
-    (RESULTS / "avx2_emulated.txt").write_text(text)
-    print(text)
+    write_result(RESULTS / "avx2_emulated.txt", text)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from pathlib import Path
 from aq_runtime.bench.compare import EXPORTS, compare_models, format_rows
 from aq_runtime.bench.machine import describe
 from aq_runtime.bench.ort_baseline import ORT_CONFIGS
+from aq_runtime.bench.results import write_result
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
 from aq_runtime.models.efficientnet import lite0_float_graph, load_lite0
 
@@ -38,9 +39,7 @@ def main() -> None:
             "DequantizeLinear + float ops (the same on every CPU); u8u8 / reduce_range: the "
             "configurations its docs advise for CPUs without VNNI\n\n"
             + format_rows(rows) + f"\n\n({time.time() - t0:.0f} s)\n")
-    out = Path(__file__).parent / "results" / "fidelity_lite0.txt"
-    out.write_text(text)
-    print(text)
+    write_result(Path(__file__).parent / "results" / "fidelity_lite0.txt", text)
 
 
 if __name__ == "__main__":

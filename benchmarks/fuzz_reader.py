@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from aq_runtime.bench.fuzz import fuzz_reader
+from aq_runtime.bench.results import write_result
 from aq_runtime.export.options import ExportOptions
 from aq_runtime.export.api import export_graph
 from aq_runtime.format import write_aqz
@@ -27,8 +28,7 @@ def main() -> None:
     stats = fuzz_reader(d / "digits.aqz", cases, d, seed=20261125)
     text = (f"fuzz_reader on the digits model (--bits auto): {stats}\n"
             f"every case loaded or raised AqError with one line; {time.time() - t:.0f} s\n")
-    (Path(__file__).parent / "results" / "fuzz_reader.txt").write_text(text)
-    print(text)
+    write_result(Path(__file__).parent / "results" / "fuzz_reader.txt", text)
 
 
 if __name__ == "__main__":

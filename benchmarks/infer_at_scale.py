@@ -14,6 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from aq_runtime.bench.results import write_result  # no torch, no numpy: keeps RSS honest
+
 PREPARE = """
 import sys
 from pathlib import Path
@@ -68,8 +70,7 @@ def main() -> None:
             f"start-up, {rows / wall:.1f} images/s\n"
             f"peak RSS: aq-infer process {main_mib:.0f} MiB, largest decode worker "
             f"{worker_mib:.0f} MiB; total at most {main_mib + 2 * worker_mib:.0f} MiB\n")
-    (Path(__file__).parent / "results" / "infer_at_scale.txt").write_text(text)
-    print(text)
+    write_result(Path(__file__).parent / "results" / "infer_at_scale.txt", text)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import numpy as np
 from tqdm import tqdm
 
 from aq_runtime.bench.fidelity import sqnr_db
+from aq_runtime.bench.results import write_result
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
 from aq_runtime.export.options import ExportOptions
 from aq_runtime.export.api import calibrate_ranges, export_graph
@@ -65,8 +66,7 @@ def main() -> None:
     lines += [f"  {t:40} {db:6.2f} dB" for db, t in sorted(alone)[:15]]
     lines.append(f"  ... {len(alone)} tensors; median {np.median([d for d, _ in alone]):.2f} dB")
     text = "\n".join(lines) + f"\n\n({time.time() - t0:.0f} s)\n"
-    (Path(__file__).parent / "results" / "lite0_noise_sources.txt").write_text(text)
-    print(text)
+    write_result(Path(__file__).parent / "results" / "lite0_noise_sources.txt", text)
 
 
 if __name__ == "__main__":

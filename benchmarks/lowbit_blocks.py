@@ -19,6 +19,7 @@ import numpy as np
 
 from aq_runtime.bench.block_error import block_errors
 from aq_runtime.bench.machine import describe
+from aq_runtime.bench.results import write_result
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
 from aq_runtime.format import read_aqz
 from aq_runtime.models.efficientnet import lite0_float_graph
@@ -61,8 +62,7 @@ def main() -> None:
             f"of {', '.join(CALIBRATION_PHOTOS)}\nand the {len(xh)} held-out crops of "
             f"{', '.join(HELDOUT_PHOTOS)};\nfiles of benchmarks/lowbit_lite0.py "
             f"({a.keep}); machine: {describe()}\n\n" + "\n".join(lines) + "\n")
-    (RESULTS / "lowbit_blocks.txt").write_text(text)
-    print(text)
+    write_result(RESULTS / "lowbit_blocks.txt", text)
 
 
 if __name__ == "__main__":

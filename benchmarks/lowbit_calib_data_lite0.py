@@ -26,6 +26,7 @@ import numpy as np
 
 from aq_runtime.bench.fidelity import LEGEND, fidelity
 from aq_runtime.bench.machine import describe
+from aq_runtime.bench.results import write_result
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
 from aq_runtime.export.api import export_graph
 from aq_runtime.export.float_exec import run_float_graph
@@ -129,8 +130,7 @@ def main() -> None:
               if secs else "",
               LEGEND]
     text = "\n".join(lines) + "\n"
-    (RESULTS / "lowbit_calib_data_lite0.txt").write_text(text)
-    print(text)
+    write_result(RESULTS / "lowbit_calib_data_lite0.txt", text)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from aq_runtime.bench.results import write_result
 from aq_runtime.format import read_aqz
 from aq_runtime.quant.entropy import code_lengths
 from aq_runtime.quant.packing import node_stored_codes
@@ -66,8 +67,7 @@ def main() -> None:
                    f"   (+ {tot_m / tot_n:.2f} bits per weight of group multipliers, not coded)")
     text = ("Lite0 low-bit exports: code bits per weight as stored vs the entropy of the codes "
             "(one table per conv and code width)\n\n" + "\n\n".join(out) + "\n")
-    (RESULTS / "lowbit_code_entropy.txt").write_text(text)
-    print(text)
+    write_result(RESULTS / "lowbit_code_entropy.txt", text)
 
 
 if __name__ == "__main__":

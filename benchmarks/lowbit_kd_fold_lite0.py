@@ -27,6 +27,7 @@ from train_lite0_kd import kd_config, timed_train
 import aq_runtime.data.photos as photos
 from aq_runtime.bench.fidelity import LEGEND, fidelity
 from aq_runtime.bench.machine import describe
+from aq_runtime.bench.results import write_result
 from aq_runtime.export.float_exec import run_float_graph
 from aq_runtime.format import read_aqz
 from aq_runtime.models.efficientnet import lite0_float_graph
@@ -77,8 +78,7 @@ def main() -> None:
                          f"{float(r['heldout_int_sqnr_db']):6.2f}")
     lines += ["", LEGEND, f"(training {json.loads(clock.read_text())['seconds']:.0f} s)"]
     text = "\n".join(lines) + "\n"
-    (RESULTS / "lowbit_kd_fold_lite0.txt").write_text(text)
-    print(text)
+    write_result(RESULTS / "lowbit_kd_fold_lite0.txt", text)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from train_lite0_kd import kd_config, timed_train
 
 from aq_runtime.bench.fidelity import LEGEND, fidelity, sqnr_db
 from aq_runtime.bench.machine import describe
+from aq_runtime.bench.results import write_result
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
 from aq_runtime.export.float_exec import run_float_graph
 from aq_runtime.format import read_aqz
@@ -140,9 +141,7 @@ def main() -> None:
     lines += ["", f"per epoch, SQNR dB on every {REPORT_STRIDE}th held-out crop (reported only, "
                   "never used to choose): epochs 1..8", *epochs, "", LEGEND]
     text = "\n".join(lines) + "\n"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "lowbit_kd_variants_lite0.txt").write_text(text)
-    print(text)
+    write_result(RESULTS / "lowbit_kd_variants_lite0.txt", text)
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ from aq_runtime.bench.compare import Row, format_rows, iter_rows, row_path, scor
 from aq_runtime.bench.fidelity import Fidelity
 from aq_runtime.bench.machine import describe
 from aq_runtime.bench.pareto import plot_pareto
+from aq_runtime.bench.results import write_result
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
 from aq_runtime.export.float_exec import run_float_graph
 from aq_runtime.export.synthetic import synthesize
@@ -266,10 +267,9 @@ def main() -> None:
             f"data-free: no photo at all, {SYNTHETIC} images synthesized from the model's "
             "BatchNorm statistics\n(--calib none --synthetic 32) calibrate everything"
             "\n\n" + table + "\n")
-    (RESULTS / "lowbit_lite0.txt").write_text(text)
+    write_result(RESULTS / "lowbit_lite0.txt", text)
     plot_pareto(rows, RESULTS / "lowbit_lite0.png",
                 "EfficientNet-Lite0: weight bytes vs logit SQNR on held-out crops")
-    print(text)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from aq_runtime.bench.machine import describe
+from aq_runtime.bench.results import write_result
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
 from aq_runtime.export.fakequant import FakeQuantGraph
 from aq_runtime.export.float_exec import run_float_graph
@@ -87,9 +88,7 @@ def main() -> None:
         lines.append(f"  {name:32s} {b:5.2f} {size:8d} {db(signal, e):8.2f} {100 * d / base:5.1f}%")
     lines.append(f"\n({time.time() - t0:.0f} s)")
     text = "\n".join(lines) + "\n"
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "lowbit_noise_lite0.txt").write_text(text)
-    print(text)
+    write_result(RESULTS / "lowbit_noise_lite0.txt", text)
 
 
 if __name__ == "__main__":

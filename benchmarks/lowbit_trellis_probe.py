@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 from numba import njit
 
+from aq_runtime.bench.results import write_result
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
 from aq_runtime.export.api import calibrate_ranges
 from aq_runtime.export.bias_correction import output_shifts
@@ -223,8 +224,7 @@ def main() -> None:
             f"At the logits ({FILE_ROW}, blocks 12-15's pointwise convs, the head and the fc "
             "requantized at their codes' entropy; activations float; bias-corrected):\n"
             + "\n".join(logits_probe(fg, xc)) + "\n")
-    (RESULTS / "lowbit_trellis_probe.txt").write_text(text)
-    print(text)
+    write_result(RESULTS / "lowbit_trellis_probe.txt", text)
 
 
 if __name__ == "__main__":

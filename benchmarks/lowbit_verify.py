@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from aq_runtime.bench.machine import describe
+from aq_runtime.bench.results import write_result
 from aq_runtime.data.photos import HELDOUT_PHOTOS, crops_of
 from aq_runtime.files import atomic_open
 from aq_runtime.format.reader import read_aqz
@@ -65,9 +66,7 @@ def main() -> None:
         with atomic_open(store, "w") as fh:  # each verdict kept as it comes
             fh.write(json.dumps(done, indent=1))
     text = report(done, len(x))
-    with atomic_open(RESULTS / "lowbit_verify.txt", "w") as fh:
-        fh.write(text + "\n")
-    print(text)
+    write_result(RESULTS / "lowbit_verify.txt", text + "\n")
     raise SystemExit(0 if all(d["ok"] for d in done.values()) else 1)
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from aq_runtime.bench.compare import Row, format_rows, iter_rows
 from aq_runtime.bench.machine import describe
+from aq_runtime.bench.results import write_result
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
 from aq_runtime.interop.onnx_in import float_graph_from_onnx
 from aq_runtime.models.efficientnet import lite0_float_graph
@@ -83,9 +84,7 @@ def main() -> None:
             f"(the imported one); machine: {describe()}\n\n" + format_rows(rows)
             + "\n\nuniform 8 bits, integers vs the built-in model's (same calibration crops):\n"
             + "\n".join(diffs) + f"\n\n({time.time() - t0:.0f} s)\n")
-    out = Path(__file__).parent / "results" / "onnx_import_lite0.txt"
-    out.write_text(text)
-    print(text)
+    write_result(Path(__file__).parent / "results" / "onnx_import_lite0.txt", text)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from aq_runtime.bench.results import write_result
 from aq_runtime.export.float_exec import run_float_graph
 from aq_runtime.models.digits import digits_data
 from aq_runtime.models.registry import build_float_graph
@@ -134,9 +135,7 @@ def main() -> None:
     text = table(rows, time.time() - t0, E) + (
         "\nAQ: beta (the metric's weight) is the smallest of a fixed grid whose learned score "
         "reaches each target: chosen by cost, never by test accuracy. Grid: " + "; ".join(tried))
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "digits_table.txt").write_text(text + "\n")
+    write_result(RESULTS / "digits_table.txt", text + "\n")
     (RESULTS / "digits_table.json").write_text(json.dumps(rows, indent=1))
     for name in ("aq", "ttq", "progressive", "uniform4"):
         shutil.copy(out / name / "bits.png", RESULTS / f"digits_bits_{name}.png")

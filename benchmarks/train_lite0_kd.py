@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from aq_runtime.bench.results import write_result
 from aq_runtime.data.photos import HELDOUT_PHOTOS, crops_of
 from aq_runtime.training.build import restore_model
 from aq_runtime.training.checkpoint import load_checkpoint
@@ -169,10 +170,8 @@ def main() -> None:
                       f"lite0_kd{a.tag}_epochs.csv): the calibration crops' numbers (the "
                       "choice) and heldout_* on every 4th held-out crop (reported only)."]
                      + epoch_lines(out / "eval.csv"))
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
     t = a.tag
-    (RESULTS / f"lite0_kd{t}.txt").write_text(text + "\n")
+    write_result(RESULTS / f"lite0_kd{t}.txt", text + "\n")
     (RESULTS / f"lite0_kd{t}.json").write_text(json.dumps(
         {"before": before, "after_final": after, "best_epoch": best}, indent=1))
     shutil.copy(out / "eval.csv", RESULTS / f"lite0_kd{t}_epochs.csv")

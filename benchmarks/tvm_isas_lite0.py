@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from aq_runtime.bench.machine import describe
 from aq_runtime.bench.ort_baseline import int8_file, ort_int8
+from aq_runtime.bench.results import write_result
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, crops_of
 from aq_runtime.export.api import export_to_file
 from aq_runtime.export.options import ExportOptions
@@ -208,11 +209,10 @@ def main() -> None:
               f"({time.time() - t0:.0f} s)"]
     text = "\n".join(lines) + "\n"
     out = Path(__file__).parent / "results" / "tvm_isas_lite0"
-    out.with_suffix(".txt").write_text(text)
     out.with_suffix(".json").write_text(json.dumps(
         {"machine": describe(), "tvm": {f"{n} | {i}": v for (n, i), v in times.items()},
          "baselines": {f"{n} | {b}": ms for (n, b), ms in bases.items()}}, indent=1))
-    print(text)
+    write_result(out.with_suffix(".txt"), text)
 
 
 if __name__ == "__main__":

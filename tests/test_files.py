@@ -27,3 +27,10 @@ def test_failure_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(AqError, match="output folder does not exist"):
         write_atomic_bytes(tmp_path / "missing" / "d.bin", b"x")
+
+
+def test_benchmark_result_written_whole_and_printed(tmp_path, capsys):
+    from aq_runtime.bench.results import write_result
+    p = write_result(tmp_path / "results" / "table.txt", "a | b\n1 | 2\n")
+    assert p.read_text() == "a | b\n1 | 2\n" and "1 | 2" in capsys.readouterr().out
+    assert sorted(x.name for x in p.parent.iterdir()) == ["table.txt"]  # no temp file left
