@@ -82,6 +82,7 @@ def test_every_instruction_set_of_this_cpu_gives_the_golden_logits(tmp_path):
         assert r.returncode == 0, (name, r.stdout[-3000:])
 
 
+@pytest.mark.slow  # about 3 minutes; CI keeps the AVX2 kernels' golden logits and unit tests
 def test_the_backend_tests_pass_on_the_avx2_kernels(tmp_path):
     """Issue #16's AVX2-only CPU, as far as this CPU can play it: tests/test_backends.py (every
     backend == reference on Lite0 with 1..16-bit and ternary layers, B0, digits, random graphs,
