@@ -1,6 +1,6 @@
 """The numba-cuda backend under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1, set before
 numba loads, hence a subprocess): int32 logits == reference on the digits CNN, on EfficientNet-B0
-at a small input (SE gating, swish/sigmoid tables, depthwise, residual adds) and on a graph with
+at a 16-pixel input (SE gating, swish/sigmoid tables, depthwise, residual adds) and on a graph with
 grouped / strided / asymmetrically padded convs, a ternary conv, max and average pools."""
 
 import os
@@ -28,8 +28,8 @@ x = digits_data()[0]
 check("digits", export_graph(fg, x[:128], ExportOptions(bits=4, progress=False)), x[:2])
 
 rng = np.random.default_rng(0)
-imgs = rng.integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
-b0 = build_float_graph("efficientnet-b0", 32)
+imgs = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+b0 = build_float_graph("efficientnet-b0", 16)
 check("b0", export_graph(b0, imgs[:6], ExportOptions(bits=6, progress=False)), imgs[6:7])
 
 import sys
