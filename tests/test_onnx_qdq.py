@@ -18,6 +18,15 @@ def _run(path, x, level=None):
     return np.concatenate([s.run(None, {"images": x[i:i + 16]})[0] for i in range(0, len(x), 16)])
 
 
+# Mixed widths as `--bits auto` gives them (layers above and below 8 bits), fixed here: the
+# planner's cost (a minute on 2 cores) buys this test nothing; tests/test_lowbit.py tests it.
+MIXED = {"weight": 8, "layers": {"_conv_stem": {"weight": 12},
+                                 "_blocks.0._depthwise_conv": {"weight": 10},
+                                 "_blocks.1._expand_conv": {"weight": 7},
+                                 "_blocks.6._project_conv": {"weight": 6},
+                                 "_conv_head": {"weight": 9}, "_fc": {"weight": 7}}}
+
+
 @pytest.fixture(scope="module")
 def lite0_models(tmp_path_factory):
     from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
@@ -28,9 +37,9 @@ def lite0_models(tmp_path_factory):
     xc = crops_of(CALIBRATION_PHOTOS)[0][::2]
     r = calibrate_ranges(fg, xc, granularity="tensor")  # QDQ takes per-tensor activations
     xh = crops_of(HELDOUT_PHOTOS)[0][::4]
-    return {b: export_graph(fg, xc,
+    return {k: export_graph(fg, xc,
                             ExportOptions(bits=b, progress=False, granularity="tensor"), ranges=r)
-            for b in (8, "auto")}, xh
+            for k, b in ((8, 8), ("mixed", MIXED))}, xh
 
 
 def test_uniform8_qdq_agrees(lite0_models, tmp_path):
@@ -51,16 +60,16 @@ def test_uniform8_qdq_agrees(lite0_models, tmp_path):
     assert agree["u8"] >= 0.9
 
 
-def test_auto_qdq_agrees_without_ort_graph_rewrites(lite0_models, tmp_path):
+def test_mixed_qdq_agrees_without_ort_graph_rewrites(lite0_models, tmp_path):
     # Layers above 8 bits are float convs between Q/DQ pairs. ONNX Runtime's graph optimizer
     # (even ORT_ENABLE_BASIC) changes this graph's numerics (see the issue note); unoptimized,
     # it follows the integer model.
     graphs, x = lite0_models
-    to_onnx_qdq(graphs["auto"], tmp_path / "q.onnx")
-    ref = Session(graphs["auto"]).run(x)
+    to_onnx_qdq(graphs["mixed"], tmp_path / "q.onnx")
+    ref = Session(graphs["mixed"]).run(x)
     got = _run(tmp_path / "q.onnx", x, ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     agree = (got.argmax(1) == ref.argmax(1)).mean()
-    print(f"\nQDQ vs integer top-1 agreement (auto, ORT unoptimized): {agree:.1%}")
+    print(f"\nQDQ vs integer top-1 agreement (mixed 6..12 bits, ORT unoptimized): {agree:.1%}")
     assert agree >= 0.9
 
 
