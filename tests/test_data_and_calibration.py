@@ -103,6 +103,38 @@ def test_training_crops_recoloured_only_when_asked():
         TrainConfig(color_jitter=1.5).validate()
 
 
+def test_training_mixup_blends_two_crops_for_distillation_only():
+    """--mixup: each view is lam * crop + (1 - lam) * another crop, rounded, drawn from the
+    sample's own generator (same seeds, same batch); only for --kd-only image sets."""
+    from aq_runtime.models.registry import build_float_graph
+    from aq_runtime.training.config import TrainConfig
+    from aq_runtime.training.data import load_train_data, mixup_pair
+    a = np.array([[[0, 10, 255]]], np.uint8)
+    b = np.array([[[255, 11, 0]]], np.uint8)
+    assert (mixup_pair(a, b, 1.0) == a).all() and (mixup_pair(a, b, 0.0) == b).all()
+    assert mixup_pair(a, b, 0.5).tolist() == [[[128, 11, 128]]]  # 127.5, 10.5: half up
+    fg = build_float_graph("efficientnet-lite0", 32)
+
+    def batch(d):
+        return d.train_batch(np.arange(8), [np.random.default_rng(k) for k in range(8)])[0]
+    mixed = load_train_data("photos", fg, True, epoch_size=8, mixup=1.0)
+    plain = batch(load_train_data("photos", fg, True, epoch_size=8))
+    m1, m2 = batch(mixed), batch(mixed)
+    assert (m1 == m2).all() and m1.dtype == np.uint8 and m1.shape == plain.shape
+    assert not (m1 == plain).all()
+    # sample k blends its plain crop (the generator's first draws) with a second crop
+    r = np.random.default_rng(5)
+    from aq_runtime.training.data import random_resized_crop
+    first = random_resized_crop(mixed._images[5], (32, 32), r)
+    second = random_resized_crop(mixed._images[int(r.integers(len(mixed._images)))], (32, 32), r)
+    assert (first == plain[5]).all()
+    assert (mixup_pair(first, second, float(r.beta(1.0, 1.0))) == m1[5]).all()
+    with pytest.raises(AqError, match="--kd-only"):
+        load_train_data("photos", fg, False, epoch_size=8, mixup=1.0)
+    with pytest.raises(AqError, match="mixup"):
+        TrainConfig(mixup=-1).validate()
+
+
 def test_percentile_ranges_inside_minmax(digits_fg):
     from aq_runtime.export.calibrate import calibrate
     from aq_runtime.models.digits import digits_data

@@ -523,3 +523,38 @@ def test_photos_report_heldout_per_epoch_but_choose_on_calibration(tmp_path):
         assert 0 <= float(r["heldout_int_agree_float"]) <= 1 and "heldout_int_sqnr_db" in r
     chosen = load_checkpoint(out / "best.pt")["progress"]["best"]
     assert chosen == max(float(r["int_agree_float"]) for r in ev)
+
+
+def test_synthetic_images_join_the_distillation_set_and_survive_resume(tmp_path, monkeypatch):
+    """--synthetic N: N images made from the model's BatchNorm statistics join the photos'
+    training images (not the validation crops), are kept in the run folder, and a resumed run
+    reads them back instead of making them again."""
+    import aq_runtime.export.synthetic as synthetic
+    from aq_runtime.data.photos import CALIBRATION_PHOTOS
+    from aq_runtime.models.registry import build_float_graph
+    from aq_runtime.training.loop import SYNTHETIC_FILE, prepare
+    monkeypatch.setattr(synthetic, "ITERS", 4)  # the real synthesis, a few steps of it
+    base = dict(model="efficientnet-lite0", data="photos", kd_only=True, alpha=0.0,
+                input_size=32, batch_size=4, epoch_size=8, max_epoch=1, lr=1e-3,
+                eval_backend="reference", synthetic=2)
+    run = tmp_path / "run"
+    assert train(TrainConfig(**base, out=str(run), max_steps=1), progress=False) == 0
+    made = np.load(run / SYNTHETIC_FILE, allow_pickle=False)
+    assert made.shape == (2, 32, 32, 3) and made.dtype == np.uint8 and made.std() > 10
+    fg = build_float_graph("efficientnet-lite0", 32)
+    assert (synthetic.synthesize(fg, 2, iters=4, progress=False) == made).all()  # seeded
+
+    def refuse(*_, **__):
+        raise AssertionError("a resumed run made its synthetic images again")
+    monkeypatch.setattr(synthetic, "synthesize", refuse)
+    tr, start, _, _ = prepare(TrainConfig(out=str(run)), True, 0, 1)
+    assert start == 1 and len(tr.data._images) == len(CALIBRATION_PHOTOS) + 2
+    assert (tr.data.extra == made).all()
+    assert (np.asarray(tr.data._images[-1]) == made[-1]).all()
+    plain = prepare(TrainConfig(**{**base, "synthetic": 0}, out=str(tmp_path / "c")), False, 0,
+                    1)[0].data
+    assert (tr.data.val_x == plain.val_x).all()  # checkpoints are still chosen on the photos
+    with pytest.raises(Exception, match="--kd-only"):
+        prepare(TrainConfig(**{**FAST, "synthetic": 2}, out=str(tmp_path / "d")), False, 0, 1)
+    with pytest.raises(Exception, match="--kd-only"):
+        prepare(TrainConfig(**{**FAST, "mixup": 1.0}, out=str(tmp_path / "d")), False, 0, 1)

@@ -52,6 +52,14 @@ def _parser() -> argparse.ArgumentParser:
            "factors in [1-J, 1+J] (default 0: none)")
     a("--grayscale", type=float, default=d.grayscale, metavar="P",
       help="augmented sets: probability of a grey view of a colour crop (default 0)")
+    a("--mixup", type=float, default=d.mixup, metavar="A",
+      help="--kd-only on an image set: each random crop blended with a crop of another image, "
+           "weight ~ Beta(A, A) (A = 1: uniform; default 0: none); the float model labels "
+           "the blend")
+    a("--synthetic", type=int, default=d.synthetic, metavar="N",
+      help="--kd-only on an image set: N more training images synthesized from the float "
+           "model's BatchNorm statistics (as aq-export --synthetic makes them; minutes), "
+           "cropped as the others (default 0)")
     a("--finetune", action="store_true", help="bits frozen, SWA (needs --ckpt)")
     a("--swa-delay", type=float, default=d.swa_delay, help="epochs before SWA starts")
     a("--swa-freq", type=float, default=d.swa_freq, help="epochs between SWA averages")

@@ -37,6 +37,8 @@ class TrainConfig:
     epoch_size: int = 256  # samples per epoch for augmented image sets
     color_jitter: float = 0.0  # augmented sets: brightness/contrast/saturation jitter
     grayscale: float = 0.0  # augmented sets: probability of a grey view
+    mixup: float = 0.0  # --kd-only image sets: crops blended in pairs, weight ~ Beta(m, m)
+    synthetic: int = 0  # --kd-only image sets: + N images made from BatchNorm statistics
     finetune: bool = False
     swa_delay: float = 0.2
     swa_freq: float = 0.1
@@ -73,6 +75,11 @@ class TrainConfig:
             raise AqError("--bias-bits must be in 2..32")
         if not 0 <= self.color_jitter < 1 or not 0 <= self.grayscale <= 1:
             raise AqError("--color-jitter must be in [0, 1) and --grayscale in [0, 1]")
+        if self.mixup < 0 or self.synthetic < 0:
+            raise AqError("--mixup and --synthetic must not be negative")
+        if (self.mixup or self.synthetic) and (not self.kd_only or self.data == "digits"):
+            raise AqError("--mixup and --synthetic make unlabelled views for distillation: "
+                          "they need --kd-only and an image set ('photos' or a folder)")
         if self.kd_blocks < 0 or (self.metric_target is not None and self.metric_target <= 0):
             raise AqError("--kd-blocks must not be negative and --metric-target must be "
                           "positive")

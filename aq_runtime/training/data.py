@@ -1,7 +1,8 @@
 """Training data: the digits split, labelled image folders (one subfolder per class),
 unlabelled folders and the bundled photos for distillation-only training, with deterministic
-augmentation (random resized crop + flip, Pillow only): the batch of step k of epoch e depends
-only on (seed, e, k), which is what makes `--resume` reproduce an uninterrupted run."""
+augmentation (random resized crop + flip, Pillow only; for distillation, optionally mixup of
+two crops): the batch of step k of epoch e depends only on (seed, e, k), which is what makes
+`--resume` reproduce an uninterrupted run."""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ class TrainData:
     _augment: bool = False
     _jitter: float = 0.0  # colour jitter of the random crops (data.augment.recolour)
     _grayscale: float = 0.0  # probability of a grey view
+    _mixup: float = 0.0  # distillation only: each crop blended with another (mixup_pair)
+    extra: np.ndarray | None = None  # synthesized training images (the last of `_images`)
     report_x: np.ndarray | None = None
     report_name: str = ""
 
@@ -49,11 +52,29 @@ class TrainData:
         if isinstance(rngs, np.random.Generator):
             rngs = [rngs] * len(idx)
         ims = [self._images[i % len(self._images)] for i in idx]
-        x = np.stack([random_resized_crop(im, self._hw, r, jitter=self._jitter,
-                                          grayscale=self._grayscale)
-                      for im, r in zip(ims, rngs)])
+        x = np.stack([self._view(im, r) for im, r in zip(ims, rngs)])
         y = self._y[idx % len(self._images)] if self._y is not None else None
         return x, y
+
+
+    def _view(self, im: Image.Image, rng: np.random.Generator) -> np.ndarray:
+        """One training view of `im`: a random resized crop, with mixup blended with a crop of
+        an image drawn from the set (same generator: still a function of the sample's seed)."""
+        a = random_resized_crop(im, self._hw, rng, jitter=self._jitter, grayscale=self._grayscale)
+        if self._mixup <= 0:
+            return a
+        other = self._images[int(rng.integers(len(self._images)))]
+        b = random_resized_crop(other, self._hw, rng, jitter=self._jitter,
+                                grayscale=self._grayscale)
+        return mixup_pair(a, b, float(rng.beta(self._mixup, self._mixup)))
+
+
+def mixup_pair(a: np.ndarray, b: np.ndarray, lam: float) -> np.ndarray:
+    """`lam * a + (1 - lam) * b` of two uint8 images, rounded half up back to uint8 (mixup,
+    Zhang et al. 2018; for distillation the float model labels the blend, which is what makes
+    it work without labels: "function matching", Beyer et al. 2022)."""
+    mix = lam * a.astype(np.float32) + (1 - lam) * b.astype(np.float32)
+    return np.floor(mix + 0.5).clip(0, 255).astype(np.uint8)
 
 
 def random_resized_crop(im: Image.Image, hw: tuple[int, int], rng: np.random.Generator,
@@ -95,10 +116,22 @@ def _match_labels(classes: list[str], fg: FloatGraph) -> np.ndarray:
 
 def load_train_data(spec: str, fg: FloatGraph, kd_only: bool, epoch_size: int = 256,
                     val_fraction: float = 0.1, seed: int = 0, jitter: float = 0.0,
-                    grayscale: float = 0.0) -> TrainData:
+                    grayscale: float = 0.0, mixup: float = 0.0,
+                    extra: np.ndarray | None = None) -> TrainData:
     """'digits', 'photos' (bundled calibration photos, distillation only) or a folder; the
-    image sets' random crops recoloured by `jitter` / `grayscale` (see random_resized_crop)."""
+    image sets' random crops recoloured by `jitter` / `grayscale` (see random_resized_crop)
+    and, for distillation (`kd_only`), blended in pairs with weights ~ Beta(mixup, mixup).
+    `extra`: uint8 N x H x W x C images (synthesized ones) added to a distillation set's
+    training images, cropped as theirs are (never to its validation images)."""
     c, h, w = fg.input_shape
+    if mixup > 0 and (not kd_only or spec == "digits"):
+        raise AqError("--mixup blends random crops for distillation: it needs --kd-only and "
+                      "an image set ('photos' or a folder)")
+    if extra is not None and (not kd_only or spec == "digits"):
+        raise AqError("--synthetic images have no labels: they need --kd-only and an image "
+                      "set ('photos' or a folder)")
+    more = [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
+            for a in (extra if extra is not None else [])]
     if spec == "digits":
         if fg.input_shape != (1, 8, 8):
             raise AqError(f"--data digits is 8x8 grayscale; {fg.name} takes {c}x{h}x{w}")
@@ -115,9 +148,10 @@ def load_train_data(spec: str, fg: FloatGraph, kd_only: bool, epoch_size: int = 
         # checkpoints are chosen on the calibration photos' fixed crops (training draws random
         # crops of the same photos); the held-out photos stay for scoring, outside training
         val = crops_of(CALIBRATION_PHOTOS, h)[0]
-        return TrainData("photos", epoch_size, False, val, None, _images=ims, _hw=(h, w),
+        return TrainData("photos", epoch_size, False, val, None, _images=ims + more, _hw=(h, w),
                          _augment=True, report_x=crops_of(HELDOUT_PHOTOS, h)[0][::REPORT_STRIDE],
-                         report_name="heldout", _jitter=jitter, _grayscale=grayscale)
+                         report_name="heldout", _jitter=jitter, _grayscale=grayscale,
+                         _mixup=mixup, extra=extra)
     root = Path(spec)
     if not root.is_dir():
         raise AqError(f"{spec}: no such data folder (or use 'digits' / 'photos')")
@@ -139,10 +173,10 @@ def load_train_data(spec: str, fg: FloatGraph, kd_only: bool, epoch_size: int = 
     n_val = max(1, int(round(val_fraction * len(files)))) if len(files) > 1 else 0
     val_i, tr_i = order[:n_val], order[n_val:] if n_val < len(files) else order
     resize = int(fg.preprocess.get("resize", max(h, w)))
-    ims = [load_image(files[i], c) for i in tr_i]
+    ims = [load_image(files[i], c) for i in tr_i] + more
     val_x = np.stack([resize_center_crop(load_image(files[i], c), resize, (h, w))
                       for i in val_i]) if n_val else np.zeros((0, h, w, c), np.uint8)
     return TrainData(str(root), max(epoch_size, len(ims)), y is not None, val_x,
                      y[val_i] if y is not None else None, _images=ims,
                      _y=y[tr_i] if y is not None else None, _hw=(h, w), _augment=True,
-                     _jitter=jitter, _grayscale=grayscale)
+                     _jitter=jitter, _grayscale=grayscale, _mixup=mixup, extra=extra)

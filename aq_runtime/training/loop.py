@@ -320,9 +320,38 @@ def _truncate_log(path: Path, next_step: int) -> None:
     tmp.replace(path)
 
 
-def _train_data(cfg: TrainConfig, fg: FloatGraph) -> TrainData:
+SYNTHETIC_FILE = "synthetic.npy"  # a run's --synthetic images, kept for --resume
+
+
+def _train_data(cfg: TrainConfig, fg: FloatGraph, resume: bool = False) -> TrainData:
     return load_train_data(cfg.data, fg, cfg.kd_only, cfg.epoch_size, seed=cfg.seed,
-                           jitter=cfg.color_jitter, grayscale=cfg.grayscale)
+                           jitter=cfg.color_jitter, grayscale=cfg.grayscale, mixup=cfg.mixup,
+                           extra=_synthetic(cfg, fg, resume) if cfg.synthetic else None)
+
+
+def _synthetic(cfg: TrainConfig, fg: FloatGraph, resume: bool) -> np.ndarray:
+    """`--synthetic N` images from `fg`'s BatchNorm statistics (export/synthetic.py, seeded by
+    --seed): a resumed run's own copy when it has one, else made now (minutes)."""
+    kept = Path(cfg.out) / SYNTHETIC_FILE
+    c, h, w = fg.input_shape
+    if resume and kept.is_file():
+        a = np.load(kept, allow_pickle=False)
+        if a.dtype == np.uint8 and a.shape == (cfg.synthetic, h, w, c):
+            return a
+    from ..export import synthetic
+    return synthetic.synthesize(fg, cfg.synthetic, iters=synthetic.ITERS, seed=cfg.seed)
+
+
+def _keep_synthetic(tr: Trainer, out: Path, start: int) -> None:
+    """Save the run's synthetic images (temp file, then rename) so --resume need not remake
+    them; a fresh run replaces what an earlier one left."""
+    kept = out / SYNTHETIC_FILE
+    if tr.data.extra is None or (start > 0 and kept.is_file()):
+        return
+    tmp = kept.with_name(kept.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        np.save(fh, tr.data.extra, allow_pickle=False)
+    tmp.replace(kept)
 
 
 def prepare(cfg: TrainConfig, resume: bool, rank: int, world: int
@@ -335,7 +364,7 @@ def prepare(cfg: TrainConfig, resume: bool, rank: int, world: int
         saved.max_steps, saved.out = cfg.max_steps, str(out)
         cfg = saved
         model, fg = restore_model(ck)
-        data = _train_data(cfg, fg)
+        data = _train_data(cfg, fg, resume=True)
         tr = Trainer(cfg, model, fg, data, rank, world)
         start, best = tr.load_state(ck)
         return tr, start, best, out
@@ -399,6 +428,7 @@ def _train(cfg: TrainConfig, resume: bool, progress: bool, rank: int, world: int
         _truncate_log(out / "log.csv", start)
         write_json(out / "settings.json", {"config": cfg.to_dict(),
                                             "quant": tr.model.setup.to_dict()})
+        _keep_synthetic(tr, out, start)
     stop_at = tr.total if cfg.max_steps is None else min(tr.total, cfg.max_steps)
     bar = tqdm(range(start, stop_at), desc=f"aq-train {cfg.strategy}", disable=not progress
                or rank != 0, file=sys.stderr, initial=start, total=tr.total)
