@@ -52,7 +52,7 @@ VARIANTS = {
     "mixup": ("crops blended in pairs (aq-train --mixup 1)", {"mixup": 1.0}),
     "batch64": ("batch 64 (8 x 8 accumulated), not 8: less noisy steps",
                 {"batch_size": 64, "accumulate": 8}),
-    "synthetic": ("+ 16 images made from BatchNorm statistics (--synthetic 16)",
+    "synthetic": ("+ 16 images from BatchNorm statistics (--synthetic 16)",
                   {"synthetic": 16}),
     "synthetic-e16": ("the same, 16 epochs", {"synthetic": 16, "max_epoch": 16.0}),
 }
