@@ -138,7 +138,7 @@ def main() -> None:
         with open(run / "eval.csv") as fh:
             ev = list(csv.DictReader(fh))
         t = f"{seconds:8.0f}" if seconds is not None else f"{'':>8s}"
-        g = checkpoint_graph(run / 'last.pt')
+        g = checkpoint_graph(run / "last.pt")
         lines.append(f"{slug + ': ' + what:66s} {score(g, slug)} "
                      f"{float(ev[-1]['int_sqnr_db']):8.2f} {t}")
         epochs.append(f"  {slug:14s}" + " ".join(f"{float(r['heldout_int_sqnr_db']):6.2f}"

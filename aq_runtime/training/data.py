@@ -56,7 +56,6 @@ class TrainData:
         y = self._y[idx % len(self._images)] if self._y is not None else None
         return x, y
 
-
     def _view(self, im: Image.Image, rng: np.random.Generator) -> np.ndarray:
         """One training view of `im`: a random resized crop, with mixup blended with a crop of
         an image drawn from the set (same generator: still a function of the sample's seed)."""
@@ -124,12 +123,9 @@ def load_train_data(spec: str, fg: FloatGraph, kd_only: bool, epoch_size: int = 
     `extra`: uint8 N x H x W x C images (synthesized ones) added to a distillation set's
     training images, cropped as theirs are (never to its validation images)."""
     c, h, w = fg.input_shape
-    if mixup > 0 and (not kd_only or spec == "digits"):
-        raise AqError("--mixup blends random crops for distillation: it needs --kd-only and "
-                      "an image set ('photos' or a folder)")
-    if extra is not None and (not kd_only or spec == "digits"):
-        raise AqError("--synthetic images have no labels: they need --kd-only and an image "
-                      "set ('photos' or a folder)")
+    if (mixup > 0 or extra is not None) and (not kd_only or spec == "digits"):
+        raise AqError("--mixup and --synthetic make unlabelled views for distillation: they "
+                      "need --kd-only and an image set ('photos' or a folder)")
     more = [Image.fromarray(a[..., 0] if a.shape[-1] == 1 else a)
             for a in (extra if extra is not None else [])]
     if spec == "digits":
