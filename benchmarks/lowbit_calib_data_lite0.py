@@ -1,6 +1,7 @@
-"""What calibration data is worth at 0.5x (issue: <= 4 average weight bits): the same export
-(`--bits auto --budget 0.5 --allocation channel --clipping mse --rounding learned`) calibrated
-on different photos, always scored on crops of photos it never saw, except in the last row.
+"""What calibration data is worth at low bits (issue: <= 4 average weight bits): one row of the
+low-bit table (--row; default `auto 0.5 learned`: `--bits auto --budget 0.5 --allocation channel
+--clipping mse --rounding learned`) exported again calibrated on different photos, always scored
+on crops of photos it never saw, except in the last row.
 
 - the 8 calibration photos (the low-bit table's row), on the 11 held-out photos;
 - two folds: the 8 photos plus half of the held-out photos (fold A: every other one from the
@@ -9,11 +10,14 @@ on different photos, always scored on crops of photos it never saw, except in th
 - a ceiling, never an export anyone ships: calibrated on the 11 held-out photos alone, scored
   on those same crops and on the 8 calibration photos' (which it never saw).
 
-A probe of the issue's question "what limits 0.5x": the photo split of the table does not
-move; the folds only add photos to the calibration side. Resumable (each run's file and logits
-are kept in --keep). About 35 minutes on 2 cores. Writes results/lowbit_calib_data_lite0.txt.
+A probe of the issue's question "what limits 0.5x" (and 0.375x): the photo split of the table
+does not move; the folds only add photos to the calibration side. Resumable (each run's file and
+logits are kept in --keep, a folder per row). About 35 minutes on 2 cores for the default row,
+10-12 minutes an export for a `learned coded blk` row. Writes results/lowbit_calib_data_lite0.txt
+(another row: results/lowbit_calib_data_<row>_lite0.txt).
 
-    python benchmarks/lowbit_calib_data_lite0.py [--aqz the_8_photo_export.aqz]
+    python benchmarks/lowbit_calib_data_lite0.py [--row NAME] [--runs RUN ...]
+                                                 [--aqz the_8_photo_export.aqz]
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from lowbit_lite0 import rows_wanted
 
 from aq_runtime.bench.fidelity import LEGEND, fidelity
 from aq_runtime.bench.machine import describe
@@ -36,7 +41,7 @@ from aq_runtime.models.efficientnet import lite0_float_graph
 from aq_runtime.runtime import Session
 
 RESULTS = Path(__file__).parent / "results"
-OPTIONS = dict(bits="auto", budget=0.5, allocation="channel", clipping="mse", rounding="learned")
+DEFAULT_ROW = "auto 0.5 learned"  # the row this probe first ran on (session 10)
 FOLD_A, FOLD_B = HELDOUT_PHOTOS[0::2], HELDOUT_PHOTOS[1::2]
 RUNS = {  # name: (calibration photos, scored photos)
     "8 calibration photos": (CALIBRATION_PHOTOS, HELDOUT_PHOTOS),
@@ -56,12 +61,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--aqz", help="the 8-photo export, if already made (lowbit_lite0.py keeps "
                                   "it in runs/lowbit_lite0/)")
-    ap.add_argument("--keep", default="runs/lowbit_calib_data", help="folder for the exports")
+    ap.add_argument("--keep", default="runs/lowbit_calib_data",
+                    help="folder for the exports (a subfolder per row but the default)")
+    rows = {name: (bits, opts) for name, bits, opts in rows_wanted()  # exports from photos:
+            if (isinstance(bits, dict) or bits == "auto") and "data-free" not in name}  # no KD
+    ap.add_argument("--row", default=DEFAULT_ROW, choices=list(rows), metavar="NAME",
+                    help="the low-bit table's row to export (its options): one of "
+                    + ", ".join(rows))
     ap.add_argument("--runs", nargs="*", default=list(RUNS),
                     help="which to compute (the others are shown when already done): "
                     + ", ".join(RUNS))
     a = ap.parse_args()
-    keep = Path(a.keep)
+    bits, opts = rows[a.row]
+    options = ExportOptions(bits=bits, **opts)
+    slug_row = "" if a.row == DEFAULT_ROW else a.row.replace(" ", "_")
+    keep = Path(a.keep) / slug_row
     keep.mkdir(parents=True, exist_ok=True)
     fg = lite0_float_graph()
     done = {}
@@ -76,7 +90,7 @@ def main() -> None:
             seconds = -1.0
             if not path.exists():
                 t0 = time.time()
-                g = export_graph(fg, crops_of(calib)[0], ExportOptions(**OPTIONS))
+                g = export_graph(fg, crops_of(calib)[0], options)
                 seconds = time.time() - t0
                 write_aqz(g, path)
             arrays = {"export_s": np.array(seconds)}
@@ -105,9 +119,11 @@ def main() -> None:
 
     head = f"{'calibrated on':28s} {'scored on':34s} {'crops':>6s} {'top-1':>7s} {'top-5':>7s} " \
            f"{'conf.':>7s} {'SQNR dB':>8s}"
-    lines = ["EfficientNet-Lite0 at 0.5x uniform 8's weight bytes (aq-export --bits auto --budget "
-             "0.5 --allocation channel --clipping mse --rounding learned), calibrated on different "
-             "photos;", "integer logits (numba == reference) against the float model's. "
+    flags = " ".join([f"--bits {bits if bits == 'auto' else bits['weight']}"]
+                     + [f"--{k.replace('_', '-')} {v}" for k, v in opts.items()])
+    lines = [f"EfficientNet-Lite0, the low-bit table's row '{a.row}' (aq-export {flags}), "
+             "calibrated on different photos;",
+             "integer logits (numba == reference) against the float model's. "
              f"Fold A: {', '.join(FOLD_A)}; fold B: {', '.join(FOLD_B)}.",
              f"machine: {describe()}", "", head]
     a8, b8 = f"8 + fold B ({8 + len(FOLD_B)} photos)", f"8 + fold A ({8 + len(FOLD_A)} photos)"
@@ -130,7 +146,8 @@ def main() -> None:
               if secs else "",
               LEGEND]
     text = "\n".join(lines) + "\n"
-    write_result(RESULTS / "lowbit_calib_data_lite0.txt", text)
+    name = f"lowbit_calib_data_{slug_row}_lite0.txt" if slug_row else "lowbit_calib_data_lite0.txt"
+    write_result(RESULTS / name, text)
 
 
 if __name__ == "__main__":
