@@ -8,8 +8,9 @@ fixed crops beside them (what the training sees).
 Each variant's run is kept in --keep/<slug> and reused when its stored settings are the
 variant's (a run made by train_lite0_kd.py with the same options counts); the table's own
 recipe is the KD row's run in runs/lowbit_lite0. About 12 minutes a variant on 2 cores
-(synthetic128: 46, 33 of them making the images), resumable. Writes results/lowbit_kd_variants_lite0.txt (--results: another name, for a set of
-variants run later from a start file exported again: each file scores its own start).
+(synthetic128: 46, 33 of them making the images), resumable. Writes
+results/lowbit_kd_variants_lite0.txt (--results: another name, for a set of variants run later
+from a start file exported again: each file scores its own start).
 
     python benchmarks/lowbit_kd_variants_lite0.py [--only SLUG ...] [--results NAME.txt]
 """
