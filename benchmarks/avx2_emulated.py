@@ -166,7 +166,7 @@ def main() -> None:
         done = stored()
         if (a.only and part not in a.only) or (part in done and part not in a.redo):
             continue
-        if part == "ort":
+        if part in ORT_PARTS:
             with tempfile.TemporaryDirectory(prefix="aq-avx2-") as work:
                 result = ort_rows(Path(work), ORT_PARTS[part])
         else:
