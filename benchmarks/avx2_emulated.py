@@ -57,8 +57,8 @@ VALGRIND = ["valgrind", "--tool=none", "-q", "--trace-children=yes"]
 # training. (The AVX2 kernels' own tests, and test_backends.py forced onto them, run in CI on
 # every x86 CPU: tests/test_tvm_isas.py; here numba, numpy and the CPU detection are the
 # emulated CPU's too.)
-# ONNX Runtime's parts: the quantized models, and the default one as DequantizeLinear + float ops
-# apart (unoptimized, it takes most of an hour and a half under valgrind; the others ~20 minutes)
+# ONNX Runtime's parts, apart by run time under valgrind: the quantized models ~20 minutes,
+# float-sim (unoptimized) two hours
 ORT_PARTS = {"ort": ORT_CONFIGS, "ort-float-sim": ("float-sim",)}
 TESTS = ("tests/test_golden_logits.py",
          "tests/test_backends.py",
