@@ -220,30 +220,6 @@ def test_unavailable_backend(digits_aqz):
             Session(digits_aqz, "tvm-cuda")
 
 
-@pytest.mark.parametrize("command,args,lines", [
-    ("infer", ["{m}", "{i}", "--quiet"], 5),
-    ("inspect", ["{m}"], None),
-    ("verify", ["{m}", "{i}"], None),
-    ("bench", ["{m}", "--no-baselines", "--runs", "2", "--batch", "1"], None)])
-def test_deployment_path_without_torch(digits_aqz, image_folder, command, args, lines):
-    argv = [a.format(m=digits_aqz, i=image_folder) for a in args]
-    code = (
-        "import sys, builtins\n"
-        "real = builtins.__import__\n"
-        "def imp(name, *a, **k):\n"
-        "    if name == 'torch' or name.startswith('torch.'):\n"
-        "        raise ImportError('torch is blocked')\n"
-        "    return real(name, *a, **k)\n"
-        "builtins.__import__ = imp\n"
-        f"from aq_runtime.cli.{command} import main\n"
-        f"sys.argv = ['aq-{command}'] + {argv!r}\n"
-        "main()\n")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    if lines:
-        assert len(r.stdout.strip().splitlines()) == lines
-
-
 def test_bench_cli_and_missing_backend(digits_aqz, image_folder, tmp_path):
     out = tmp_path / "b.json"
     r = cli("bench", digits_aqz, "--no-baselines", "--runs", "2", "--batch", "1", "4", "--json", out)

@@ -41,7 +41,11 @@ def main(argv: list[str] | None = None) -> None:
         from ..bench.machine import describe
         from ..runtime.backends import backend_report
         print(f"machine: {describe()}\n" + "\n".join(backend_report()), flush=True)
-        rows = bench(a.model, a.batch, a.runs, not a.no_baselines, a.backend)
+        from ..optional import extra_missing
+        skipped = None if a.no_baselines else extra_missing("bench", "the baselines")
+        if skipped:
+            print(f"baselines skipped (PyTorch, ONNX Runtime): {skipped}", flush=True)
+        rows = bench(a.model, a.batch, a.runs, not (a.no_baselines or skipped), a.backend)
         warm = {} if a.no_warm_start else {
             r.name[3:]: warm_start(a.model, r.name[3:]) for r in rows
             if r.name.startswith("aq ") and r.batch == a.batch[0]}

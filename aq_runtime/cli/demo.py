@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from .common import run_cli
+from .common import require, run_cli
 
 
 def main(argv: list[str] | None = None) -> None:
+    require("export", "aq-demo")
     ap = argparse.ArgumentParser(prog="aq-demo", description=__doc__)
     ap.add_argument("--out-dir", help="where to keep the .aqz files (default: a temp folder)")
     ap.add_argument("--every", type=int, default=1,

@@ -18,7 +18,7 @@ from ..export.options import (
     WEIGHT_CODINGS,
     ExportOptions,
 )
-from .common import run_cli
+from .common import require, run_cli
 
 DEFAULT = ExportOptions()
 
@@ -69,6 +69,7 @@ def given_or_default(a: argparse.Namespace) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    require("export", "aq-export")
     ap = argparse.ArgumentParser(prog="aq-export", description=__doc__)
     ap.add_argument("source", help="built-in model name, a float .onnx, or a .pt state dict "
                                    "(with --model); with --to, a .aqz")

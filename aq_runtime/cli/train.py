@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import run_cli
+from .common import require, run_cli
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -92,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    require("export", "aq-train")
     from ..training.config import TrainConfig
     ap = _parser()
     a = ap.parse_args(argv)
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def eval_main(argv: list[str] | None = None) -> None:
     """aq-eval CKPT: the same as `aq-train --eval --ckpt CKPT`."""
+    require("export", "aq-eval")
     ap = argparse.ArgumentParser(prog="aq-eval", description="Evaluate an aq-train checkpoint: "
                                  "integer and fake-quant accuracy, metric, bits; writes "
                                  "quant_info.json and bits.png")

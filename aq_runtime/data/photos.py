@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .. import AqError
+from ..optional import import_optional
 from .images import load_image
 
 CALIBRATION_PHOTOS = ("astronaut", "rocket", "motorcycle_left", "motorcycle_right", "china",
@@ -23,11 +23,8 @@ CROP_POSITIONS = ((0.5, 0.5), (0.0, 0.0), (1.0, 0.0), (0.0, 1.0), (1.0, 1.0))
 
 def photo_paths() -> dict[str, Path]:
     """name -> path of every bundled sample photo (skimage.data and sklearn images)."""
-    try:
-        import skimage
-        import sklearn
-    except ImportError as e:
-        raise AqError(f"sample photos need scikit-image and scikit-learn ({e.name} missing)")
+    skimage = import_optional("skimage", "the bundled sample photos")
+    sklearn = import_optional("sklearn", "the bundled sample photos")
     dirs = [Path(os.path.dirname(skimage.__file__)) / "data",
             Path(os.path.dirname(sklearn.__file__)) / "datasets" / "images"]
     out = {}

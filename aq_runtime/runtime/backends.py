@@ -4,12 +4,12 @@ Adding a backend (kernels/<name>/) adds one line here."""
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from functools import lru_cache
 from typing import Any, Callable
 
 from .. import AqError
 from ..export.ir import Graph
+from ..optional import installed, missing_message
 
 
 def _reference(graph: Graph) -> Any:
@@ -26,8 +26,8 @@ def _numba(graph: Graph) -> Any:
 def tvm_unavailable() -> str | None:
     """Why the tvm backend cannot run here (None if it can)."""
     if not _tvm_lib("libtvm_compiler.so"):
-        return "backend 'tvm' needs the apache-tvm package (pip install apache-tvm)"
-    if importlib.util.find_spec("numba") is None:
+        return missing_message("tvm", "backend 'tvm' (compiling its kernels here)")
+    if not installed("numba"):
         return "backend 'tvm' needs the numba package"
     from ..kernels.tvm.target import isa, missing_features
     miss = missing_features()
@@ -49,7 +49,7 @@ def _tvm(graph: Graph) -> Any:
 
 def _tvm_lib(name: str) -> bool:
     """Whether apache-tvm's library `name` is installed (checked without importing tvm)."""
-    if importlib.util.find_spec("tvm") is None:
+    if not installed("tvm"):
         return False
     from ..kernels.tvm.runtime_lib import lib_dir
     return (lib_dir() / name).is_file()
@@ -72,11 +72,11 @@ def _gpu_present() -> bool:
 def tvm_cuda_unavailable() -> str | None:
     """Why the tvm-cuda backend cannot run here (None if it can)."""
     if not _tvm_lib("libtvm_runtime_cuda.so"):
-        return "backend 'tvm-cuda' needs the apache-tvm package (pip install apache-tvm)"
+        return missing_message("tvm", "backend 'tvm-cuda'")
     if not _gpu_present():
         return "backend 'tvm-cuda' needs an NVIDIA GPU with a CUDA driver (none found)"
-    if importlib.util.find_spec("torch") is None:
-        return "backend 'tvm-cuda' needs torch (it holds the tensors on the GPU)"
+    if not installed("torch"):
+        return missing_message("torch", "backend 'tvm-cuda' (it holds the tensors on the GPU)")
     return None
 
 
@@ -93,7 +93,7 @@ def _tvm_cuda(graph: Graph) -> Any:
 
 def cuda_unavailable() -> str | None:
     """Why the numba-cuda backend cannot run here (None if it can: a GPU, or the simulator)."""
-    if importlib.util.find_spec("numba") is None:
+    if not installed("numba"):
         return "backend 'numba-cuda' needs the numba and numba-cuda packages"
     try:
         from numba import cuda
@@ -131,7 +131,7 @@ def backend_unavailable(name: str) -> str | None:
     """Why backend `name` is not offered here (None: it is). The CUDA simulator is for tests:
     numba-cuda under it is never listed, only used when asked for by name."""
     if name == "numba":
-        return None if importlib.util.find_spec("numba") else \
+        return None if installed("numba") else \
             "backend 'numba' needs the numba package"
     if name == "tvm":
         return tvm_unavailable()
