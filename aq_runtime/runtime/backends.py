@@ -23,8 +23,31 @@ def _numba(graph: Graph) -> Any:
         raise AqError(f"backend 'numba' needs the numba package ({e.name} is missing)") from None
 
 
+def _ahead_loaded() -> bool:
+    if not installed("tvm_ffi"):
+        return False
+    from ..kernels.tvm.compiled import ahead_loaded
+    return ahead_loaded()
+
+
+def use_kernels(path: Any, graph: Graph, backend: str) -> str:
+    """Load kernels file `path` (aq-compile) of `graph` for the tvm backend; returns the
+    backend to run ('auto' becomes 'tvm')."""
+    if backend not in ("auto", "tvm"):
+        raise AqError(f"a kernels file is for backend 'tvm', not {backend!r}")
+    if not installed("tvm_ffi"):
+        raise AqError(missing_message("tvm_ffi", "a kernels file"))
+    if not installed("numba"):
+        raise AqError("backend 'tvm' needs the numba package")
+    from ..kernels.tvm.ahead import load_kernels
+    load_kernels(path, graph)
+    return "tvm"
+
+
 def tvm_unavailable() -> str | None:
     """Why the tvm backend cannot run here (None if it can)."""
+    if _ahead_loaded():
+        return None
     if not _tvm_lib("libtvm_compiler.so"):
         return missing_message("tvm", "backend 'tvm' (compiling its kernels here)")
     if not installed("numba"):
@@ -32,7 +55,8 @@ def tvm_unavailable() -> str | None:
     from ..kernels.tvm.target import isa, missing_features
     miss = missing_features()
     if miss:
-        return f"backend 'tvm' needs an x86 CPU with AVX2 and FMA (missing: {', '.join(miss)})"
+        return (f"backend 'tvm' needs an x86 CPU with AVX2 and FMA, or an aarch64 CPU with "
+                f"the dot-product extension (missing: {', '.join(miss)})")
     try:
         isa()
     except AqError as e:  # AQ_TVM_ISA names an instruction set this CPU lacks

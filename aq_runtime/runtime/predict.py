@@ -115,10 +115,11 @@ def write_atomic(path: str | Path, text: str) -> None:
 def infer_folder(model: str | Path, folder: str | Path, top_k: int = 5, fmt: str = "csv",
                  backend: str = "auto", progress: bool = True, output: str | Path | None = None,
                  stream: IO[str] | None = None, limit: int | None = None, recursive: bool = True,
-                 exts: tuple[str, ...] | None = None, workers: int = 1, batch: int = 16
-                 ) -> dict[str, Any]:
+                 exts: tuple[str, ...] | None = None, workers: int = 1, batch: int = 16,
+                 kernels: str | Path | None = None) -> dict[str, Any]:
     """aq-infer as a library call: stream predictions to `output` (a temp file renamed at the
-    end) or `stream` (default: collected and returned as "text"); skipped files are listed.
+    end) or `stream` (default: collected and returned as "text"); skipped files are listed;
+    `kernels`: a kernels file of the model (aq-compile) for the tvm backend.
     Returns {"images", "skipped": [(path, message)], "seconds", "images_per_s"}.
     AqError when there is no image, or none of them is readable (then nothing is written)."""
     if fmt not in ("csv", "json"):
@@ -127,7 +128,7 @@ def infer_folder(model: str | Path, folder: str | Path, top_k: int = 5, fmt: str
         raise AqError("--top-k must be at least 1")
     if limit is not None and limit < 1:
         raise AqError("--limit must be at least 1")
-    session = Session(model, backend)
+    session = Session(model, backend, kernels=kernels)
     paths = list_images(folder, recursive, exts) if exts else list_images(folder, recursive)
     if not paths:
         raise AqError(f"{folder}: no image files found")

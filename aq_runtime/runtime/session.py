@@ -1,5 +1,6 @@
-"""`Session(path, backend)`: load and validate a `.aqz`, pick a backend, run uint8 images
-(N x H x W x C, already resized/cropped) to int32 logits (N x classes)."""
+"""`Session(path, backend, kernels=None)`: load and validate a `.aqz`, pick a backend (with a
+kernels file from aq-compile: the tvm backend on those kernels), run uint8 images (N x H x W x
+C, already resized/cropped) to int32 logits (N x classes)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 from .. import AqError
 from ..export.ir import Graph
 from ..format.reader import read_aqz
-from .backends import available_backends, get_backend
+from .backends import available_backends, get_backend, use_kernels
 from .executor import execute
 
 __all__ = ["Session", "available_backends"]
@@ -19,8 +20,13 @@ __all__ = ["Session", "available_backends"]
 class Session:
     """A loaded model bound to one backend."""
 
-    def __init__(self, model: str | Path | Graph, backend: str = "auto", batch_size: int = 16):
+    def __init__(self, model: str | Path | Graph, backend: str = "auto", batch_size: int = 16,
+                 kernels: str | Path | None = None):
+        """`kernels`: a kernels file of this model (aq-compile): the tvm backend runs them,
+        loaded with the TVM runtime alone (no compiler, nothing compiled here)."""
         self.graph = model if isinstance(model, Graph) else read_aqz(model)
+        if kernels is not None:
+            backend = use_kernels(kernels, self.graph, backend)
         self.backend_name, self.ops = get_backend(backend, self.graph, batch_size)
         self.batch_size = batch_size
         c, h, w = self.graph.tensors[self.graph.input].shape

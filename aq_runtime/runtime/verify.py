@@ -11,15 +11,19 @@ from .. import AqError
 from ..data.images import list_images
 from ..export.ir import Graph
 from ..format import read_aqz
-from .backends import available_backends
+from .backends import available_backends, use_kernels
 from .predict import preprocess_file
 from .session import Session
 
 
-def verify_folder(model: str | Path, folder: str | Path) -> tuple[str, bool]:
+def verify_folder(model: str | Path, folder: str | Path, kernels: str | Path | None = None
+                  ) -> tuple[str, bool]:
     """(report, all equal) for the images of `folder`, preprocessed as the model's input
-    spec says, through every available backend against the reference."""
+    spec says, through every available backend against the reference; `kernels`: the tvm
+    backend runs this kernels file (aq-compile)."""
     graph = read_aqz(model)
+    if kernels is not None:
+        use_kernels(kernels, graph, "tvm")
     ref = Session(graph, "reference")
     paths = list_images(folder)
     imgs, skipped = [], 0

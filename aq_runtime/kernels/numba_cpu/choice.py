@@ -3,13 +3,16 @@ kernel runs on that very input (once to warm up, then RUNS or more rounds over t
 until each has run MIN_SECONDS, best time kept), the fastest is used from then on and
 remembered on disk (`kernel_choices.json` in $AQ_CACHE_DIR or ~/.cache/aq_runtime, keyed by
 the backend, the node's weights and the input's shape), so a second process does not measure
-again. All candidates are exact, so the choice only moves speed."""
+again. All candidates are exact, so the choice only moves speed. `dry_run()` runs every
+candidate once instead, choosing nothing."""
 
 from __future__ import annotations
 
 import hashlib
 import time
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,6 +33,18 @@ MAX_RUNS = 100
 # per backend, the version of its kernels' code (the tvm backend registers compiled.VERSION):
 # part of every decision's key, so kernels that changed are timed again
 KERNEL_VERSION: dict[str, int] = {}
+_dry: list[bool] = []
+
+
+@contextmanager
+def dry_run() -> Iterator[None]:
+    """Within the block, run_fastest runs every candidate once and decides nothing (for
+    walking a plan whose kernels are being collected, not run: kernels/tvm/ahead.py)."""
+    _dry.append(True)
+    try:
+        yield
+    finally:
+        _dry.pop()
 
 
 def choices_file() -> Path:
@@ -64,6 +79,8 @@ def run_fastest(scope: str, node: Node, shape: tuple, candidates: dict[str, Call
     """Run the node's chosen candidate (choosing it first if needed) and return its output.
     `scope` names the backend: each keeps its own decisions."""
     global _disk
+    if _dry:  # every candidate once (each builds what it needs), nothing timed or kept
+        return [fn() for fn in candidates.values()][0]
     picked = _choice.setdefault(scope, weakref.WeakKeyDictionary()).setdefault(node, {})
     if shape not in picked:
         if _disk is None:

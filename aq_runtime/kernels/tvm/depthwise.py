@@ -34,6 +34,12 @@ def pairs_pay(isa: str) -> bool:
     return lanes(isa) == 8
 
 
+def rows_pay(isa: str) -> bool:
+    """Whether the widened-rows kernel (rows_fn) is a candidate: on x86, whose `vpmaddwd` it
+    is built on; not on aarch64."""
+    return isa != "neon_dot"
+
+
 def pair_weights(wt: np.ndarray, c16: int) -> np.ndarray:
     """int32 weights (kh, kw, C) -> int16 (ceil(kh*kw / 2), 2*c16): row p holds taps 2p and
     2p + 1 (taps in row-major order; a missing last tap has weight 0) interleaved per channel,

@@ -8,9 +8,8 @@ a unsigned and b signed bytes, exactly:
   so |a0 b0 + a1 b1| <= 2 * 255 * 64 = 32640) then `vpmaddwd` by ones (pairs of int16 to
   int32), 8 lanes;
 - neon_dot: `sdot` (signed x signed, 4 lanes) on a - 128 (the top bit flipped): the sums lack
-  128 * sum(b) per column, which a caller must add to the bias. Compiled and inspected in the
-  tests only: ops does not add that term, and target.py never offers neon_dot at run time (no
-  ARM machine has run it).
+  128 * sum(b) per column, which `column_offsets` gives the callers to add back (the GEMM
+  kernels take it in their bias).
 
 On AVX2, layers whose codes lie within +-32 (+-16) sum 2 (4) groups of 4 k in int16 before
 each `vpmaddwd` (`dot_grouped`, `group_size`): 1.2-1.25x on such layers.
@@ -107,6 +106,14 @@ def takes_words(isa: str) -> bool:
     instructions; AVX-VNNI: two digits' 4 rows x 2 digits x 2 halves spilled accumulators;
     measured 1.5-1.7x faster on both). AVX-512 keeps its digits (32 registers, no spill)."""
     return isa in ("avx2", "avx_vnni")
+
+
+def column_offsets(isa: str, rows: np.ndarray) -> np.ndarray:
+    """int64 per weight row (a GEMM output column) of `rows` (the dot product's operand:
+    digit, word or 0/1 rows): what the instruction set's dot product leaves out of that
+    column's sums and the caller must add (neon_dot: 128 * the row's sum; zero elsewhere)."""
+    r = np.asarray(rows, np.int64)
+    return 128 * r.sum(1) if isa == "neon_dot" else np.zeros(r.shape[0], np.int64)
 
 
 def digit_limit(isa: str) -> int:

@@ -31,12 +31,16 @@ from .tasks import TASKS, task_span
 from .vec_requant import float_params, requant16
 
 
-def gemm_fn(k: int, n: int, word: bool = False) -> Callable[[Any, Any, Any], None]:
+def gemm_fn(k: int, n: int, word: bool = False, offsets: np.ndarray | None = None
+            ) -> Callable[[Any, Any, Any], None]:
     """C = A @ W, int32 sums (K, N multiples of 4 and 64; W from pack_weights, int16 with
     `word`): the requantizing kernel below with the identity as its requantization
-    (floor(v * 1 + 1/2) = v, no clamp)."""
+    (floor(v * 1 + 1/2) = v, no clamp), `offsets` (dot.column_offsets of W's rows) as its
+    bias, so the sums are exact on every instruction set."""
     f = fused_fn(k, n, 1, n, "int32", word=word)
     bias = aligned_zeros((n,), np.int32)
+    if offsets is not None:
+        bias[:len(offsets)] = offsets
     q, lh = float_params(np.full(n, 2), np.ones(n), np.zeros(n), np.full(n, -2 ** 31),
                          np.full(n, 2 ** 31 - 1), n)
     return lambda a, b, c: f(a, b, bias, q, lh, c)

@@ -28,11 +28,19 @@ from ...quant.requant import float_exact
 from ..numba_cpu import choice
 from ..numba_cpu import ops as _nbops
 from . import nhwc as _nhwc
-from .depthwise import depthwise_fn, pair_weights, pairs_pay, padded_fn, row_weights, rows_fn
+from .depthwise import (
+    depthwise_fn,
+    pair_weights,
+    pairs_pay,
+    padded_fn,
+    row_weights,
+    rows_fn,
+    rows_pay,
+)
 from .elementwise import add_fn, gap_fn, lut_fn, mul_fn
 from .buffers import aligned_empty, aligned_zeros
-from .compiled import VERSION
-from .dot import digit_limit, fits_int16, group_size, takes_words
+from .compiled import VERSION, ahead_loaded
+from .dot import column_offsets, digit_limit, fits_int16, group_size, takes_words
 from .gemm import fused_fn, gemm_fn, pack_fused, pack_weights, packed_columns
 from .layout import im2col_fn, pad_fn
 from .target import isa
@@ -108,9 +116,17 @@ def _planned(node: Node, acts: tuple[Act, ...], plan: Callable[[], Callable]) ->
     return f[1](*acts)
 
 
+JIT_CANDIDATES = ("gemm", "rows")  # the GEMM candidates that run Numba code (compiled on use)
+
+
 def _fastest(node: Node, a: Act, shape: tuple, runners: dict[str, Runner]) -> Runner:
     """The candidate that ran fastest on `a` (numba_cpu/choice.py: timed once per input shape,
-    remembered on disk)."""
+    remembered on disk). With kernels compiled ahead, candidates that would compile Numba code
+    are not timed where a compiled one exists: a fresh worker is ready in seconds, not after
+    seconds of Numba compilation per kernel."""
+    if ahead_loaded():
+        compiled_only = {k: r for k, r in runners.items() if k not in JIT_CANDIDATES}
+        runners = compiled_only or runners
     choice.run_fastest("tvm", node, shape, {k: (lambda r=r: r(a)) for k, r in runners.items()})
     picked = choice.chosen("tvm", node, shape)
     if picked in runners:
@@ -207,7 +223,8 @@ def _gemm_params(node: Node, z_out: np.ndarray) -> dict:
         pointwise = wk.shape[1] == w.shape[1]  # 1x1: K = C, the activation rows' width
         d["packed"] = pack_weights(rows, _nhwc.CPAD if pointwise else 4)
         d["kpad"], d["npad"] = d["packed"].shape[1] * 4, packed_columns(d["packed"])
-        d["fn"] = gemm_fn(d["kpad"], d["npad"], word=rows.dtype == np.int16)
+        d["fn"] = gemm_fn(d["kpad"], d["npad"], word=rows.dtype == np.int16,
+                          offsets=column_offsets(isa(), rows))
         d["dtype"] = out_dtype(d["lo"], d["hi"])
         if not d["ternary"]:
             _fused_params(d, rows, _nhwc.CPAD if pointwise else 4)
@@ -228,7 +245,8 @@ def _fused_params(d: dict, rows: np.ndarray, k_multiple: int) -> None:
     cv = packed.shape[2] // ndig
     ncol = packed.shape[0] * cv * 16
     bias = aligned_zeros((ncol,), np.int32)
-    bias[:o] = d["bias"]
+    digit_offsets = column_offsets(isa(), rows).reshape(ndig, o)  # digit j weighs 128^j
+    bias[:o] = d["bias"] + (digit_offsets * (128 ** np.arange(ndig))[:, None]).sum(0)
     c16 = width(o)
     q, lh = float_params(d["mult"], d["shift"], d["z"], d["lo"], d["hi"], ncol)
     kp, dt = packed.shape[1] * 4, np.dtype(d["dtype"]).name
@@ -356,7 +374,7 @@ def _depthwise_params(node: Node, z_in: np.ndarray, z_out: np.ndarray) -> dict:
             d["pairs"] = pairs_pay(isa()) and words
             d["full"] = full_range(lo, hi)
             d["wp16"] = pair_weights(wt if d["pairs"] else np.zeros_like(wt), c16)
-            if words:  # the widened-rows kernel (depthwise.rows_fn)
+            if words and rows_pay(isa()):  # the widened-rows kernel (depthwise.rows_fn)
                 d["wpr"], d["wl"] = row_weights(wt, c16)
         _cache[node] = d
     return _cache[node]

@@ -8,8 +8,10 @@ at run time (never assumed), and its LLVM target. The integer semantics do not c
 - avx2: `vpmaddubsw` + `vpmaddwd` on 256-bit vectors (x86-64-v3: Haswell on, Zen 1-3): exact
   because it takes only weight codes of magnitude <= 64 (a pair of u8 x s8 products never
   leaves int16); wider codes go as int16 to `vpmaddwd` alone (ops.digit_rows);
-- neon_dot: aarch64 `sdot` (compiled and inspected in the tests; never run here, no ARM
-  machine: not offered at run time).
+- neon_dot: aarch64 `sdot` on activations with the top bit flipped (the dot product's
+  column offsets go into the bias: dot.column_offsets), for ARMv8.2+ CPUs with the dot-product
+  extension (Graviton 2+, Ampere, Apple M, Cortex-A76+): kernels compiled on x86 by
+  `aq-compile --target aarch64`.
 
 `AQ_TVM_ISA` picks one the CPU supports (the tests run every supported one); the default is the
 fastest. `x86-64-v3`/`v4` are LLVM's AVX2/AVX-512 baselines; VNNI is added as a feature, so the
@@ -18,15 +20,20 @@ code runs on any CPU with those features whatever name LLVM gives it."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
 from ... import AqError
 
 X86_ISAS = ("avx512_vnni", "avx_vnni", "avx2")  # fastest first
+ISAS = (*X86_ISAS, "neon_dot")
 NEEDS = {"avx512_vnni": ("avx512f", "avx512bw", "avx512vl", "avx512_vnni"),
          "avx_vnni": ("avx2", "fma", "avx_vnni"),
-         "avx2": ("avx2", "fma")}
+         "avx2": ("avx2", "fma"),
+         "neon_dot": ("asimd", "asimddp")}
+HWCAP_ASIMD, HWCAP_ASIMDDP = 1 << 1, 1 << 20  # Linux aarch64 AT_HWCAP bits
 TARGETS = {"avx512_vnni": ("x86-64-v4", ["+avx512vnni"]),
            "avx_vnni": ("x86-64-v3", ["+avxvnni"]),
            "avx2": ("x86-64-v3", [])}
@@ -46,7 +53,16 @@ def cpu_flags() -> frozenset[str]:
     host detection (CPUID and the register state the OS enables, what numba, ONNX Runtime and
     PyTorch also go by), else /proc/cpuinfo's flags (the kernel's view). The two differ under
     an emulator: valgrind runs an AVX2-only CPU (LLVM: haswell) on any x86-64 host while
-    /proc/cpuinfo still lists the host's AVX-512."""
+    /proc/cpuinfo still lists the host's AVX-512. On aarch64 Linux: the kernel's AT_HWCAP bits
+    (what the CPU, or qemu's emulated one, offers; /proc/cpuinfo is the host's under qemu)."""
+    import platform
+    if platform.machine() in ("aarch64", "arm64") and platform.system() == "Linux":
+        import ctypes
+        libc = ctypes.CDLL(None)
+        libc.getauxval.restype = ctypes.c_ulong
+        hw = libc.getauxval(16)  # AT_HWCAP
+        return frozenset(f for f, bit in (("asimd", HWCAP_ASIMD), ("asimddp", HWCAP_ASIMDDP))
+                         if hw & bit)
     try:
         import llvmlite.binding as llvm
         have = llvm.get_host_cpu_features()
@@ -65,18 +81,24 @@ def cpu_flags() -> frozenset[str]:
 
 
 def supported_isas() -> list[str]:
-    """The x86 instruction sets this CPU runs, fastest first."""
-    return [i for i in X86_ISAS if all(f in cpu_flags() for f in NEEDS[i])]
+    """The instruction sets this CPU runs, fastest first."""
+    return [i for i in ISAS if all(f in cpu_flags() for f in NEEDS[i])]
 
 
 def missing_features() -> list[str]:
-    """What the CPU lacks for the slowest kernels (AVX2 + FMA); empty when tvm can run."""
-    return [] if supported_isas() else [f for f in NEEDS["avx2"] if f not in cpu_flags()]
+    """What the CPU lacks for the slowest kernels (x86: AVX2 + FMA; aarch64: the dot-product
+    extension); empty when tvm can run."""
+    import platform
+    least = "neon_dot" if platform.machine() in ("aarch64", "arm64") else "avx2"
+    return [] if supported_isas() else [f for f in NEEDS[least] if f not in cpu_flags()]
+
+
+_chosen: list[str] = []  # set by use_isa (collecting another target's kernels) and by
+# kernels compiled ahead (the process then runs the instruction set they were built for)
 
 
 @lru_cache(maxsize=1)
-def isa() -> str:
-    """The instruction set of this process's kernels: $AQ_TVM_ISA or the fastest supported."""
+def _default_isa() -> str:
     have = supported_isas()
     want = os.environ.get("AQ_TVM_ISA", "").strip()
     if want:
@@ -85,8 +107,36 @@ def isa() -> str:
                           f"({', '.join(have) or 'none of ' + ', '.join(X86_ISAS)})")
         return want
     if not have:
-        raise AqError(f"the tvm kernels need AVX2 and FMA (missing: {', '.join(missing_features())})")
+        raise AqError(f"the tvm kernels need AVX2 and FMA, or aarch64's dot product (missing: "
+                      f"{', '.join(missing_features())})")
     return have[0]
+
+
+def isa() -> str:
+    """The instruction set of this process's kernels: the one use_isa or kernels compiled
+    ahead chose, else $AQ_TVM_ISA, else the fastest supported."""
+    return _chosen[-1] if _chosen else _default_isa()
+
+
+@contextmanager
+def use_isa(name: str) -> Iterator[None]:
+    """Within the block, isa() is `name` (any of ISAS, whether this CPU runs it or not: for
+    preparing another target's kernels, never for running them)."""
+    if name not in ISAS:
+        raise AqError(f"unknown instruction set {name!r} (one of {', '.join(ISAS)})")
+    _chosen.append(name)
+    try:
+        yield
+    finally:
+        _chosen.pop()
+
+
+def run_isa(name: str) -> None:
+    """From now on this process runs `name`'s kernels (kernels compiled ahead for it)."""
+    if _chosen and _chosen[0] != name:
+        raise AqError(f"this process already runs {_chosen[0]} kernels, not {name}")
+    if not _chosen:
+        _chosen.append(name)
 
 
 def llvm_target(name: str | None = None) -> dict:

@@ -53,8 +53,10 @@ def requant16(acc: Any, q: Any, lh: Any, col: Any, dtype: str = "uint8",
     def lanes(a: int, b: int) -> list:
         return [tirx.const(i, "int32") for i in range(a, b)]
 
-    wide = (isa_name or isa()) == "avx512_vnni"
-    if full and dtype == "uint8" and not wide:  # trunc (see below), then saturating packs
+    name = isa_name or isa()
+    wide = name == "avx512_vnni"
+    if full and dtype == "uint8" and name in ("avx2", "avx_vnni"):  # trunc (see below), then
+        # x86's saturating packs
         quarters = []
         for h in range(0, 16, 4):
             f = tirx.Cast("float64x4", tirx.Shuffle([acc], lanes(h, h + 4)))
