@@ -15,12 +15,11 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from make_golden import DATA, MODELS
+from test_install_profiles import BLOCKER, NOT_RUNTIME
 
 from aq_runtime.kernels.tvm.target import supported_isas
 from aq_runtime.runtime.backends import tvm_unavailable
-
-from make_golden import DATA, MODELS
-from test_install_profiles import BLOCKER, NOT_RUNTIME
 
 pytestmark = pytest.mark.skipif(
     not supported_isas() or bool(tvm_unavailable()),
