@@ -9,6 +9,7 @@ ahead by `aq-compile`. Everything else comes with an extra:
 - `[export]`: torch, the bundled pretrained weights and sample photos, onnx and the compiler:
   what `aq-export`, `aq-demo` and `aq-train` need;
 - `[bench]`: `[export]` plus onnxruntime: `aq-bench`'s PyTorch and ONNX Runtime baselines;
+- `[ray]`: Ray Data: `aq-infer --engine ray` on a cluster;
 - `[test]`: all of them.
 """
 
@@ -30,6 +31,8 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "tvm": ("apache-tvm", "jit"),
     "tvm_ffi": ("apache-tvm-ffi", "jit"),
     "onnxruntime": ("onnxruntime", "bench"),
+    "ray": ("ray[data]", "ray"),
+    "pyarrow": ("pyarrow", "ray"),
 }
 
 # what each extra's commands import: checked up front, so a missing package is one line

@@ -19,8 +19,7 @@ from aq_runtime.bench.results import write_result  # no torch, no numpy: keeps R
 PREPARE = """
 import sys
 from pathlib import Path
-import numpy as np
-from PIL import Image
+from aq_runtime.bench.scale import write_jpegs
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, crops_of
 from aq_runtime.export.options import ExportOptions
 from aq_runtime.export.api import export_graph
@@ -30,12 +29,7 @@ d, n = Path(sys.argv[1]), int(sys.argv[2])
 xc, _ = crops_of(CALIBRATION_PHOTOS)
 write_aqz(export_graph(lite0_float_graph(), xc,
                        ExportOptions(bits=8, progress=False)), d / "lite0.aqz")
-rng = np.random.default_rng(0)
-for i in range(n):
-    sub = d / "images" / f"{i // 1000:02d}"
-    sub.mkdir(parents=True, exist_ok=True)
-    side = int(rng.integers(96, 321))
-    Image.fromarray(xc[i % len(xc)]).resize((side, side)).save(sub / f"{i:05d}.jpg", quality=85)
+write_jpegs(d / "images", n)
 """
 
 MEASURE = """

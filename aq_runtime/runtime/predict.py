@@ -62,25 +62,31 @@ def predict_stream(session: Session, paths: list[Path], top_k: int = 5, batch: i
                    ) -> Iterator[tuple[dict[str, Any] | None, tuple[str, str] | None]]:
     """Yield (record, None) per readable image and (None, (path, message)) per skipped file,
     in path order. Record: {"path", "topk": [{"index", "label", "logit"}]}."""
-    labels = session.labels
     resize, crop, c = input_spec(session)
     jobs = [(p, resize, crop, c) for p in paths]
     bar = tqdm(total=len(paths), desc="infer", unit="img", disable=not progress)
     for done in _decoded_chunks(jobs, batch * 4, workers):
         for i in range(0, len(done), batch):
             part = done[i:i + batch]
-            good = [(p, a) for p, a, _ in part if a is not None]
-            results = {}
-            if good:
-                logits = session.run(np.stack([a for _, a in good]))
-                for (p, _), row, idx in zip(good, logits, topk_rows(logits, top_k)):
-                    results[p] = {"path": p, "topk": [
-                        {"index": int(j), "label": labels[j] if j < len(labels) else str(j),
-                         "logit": int(row[j])} for j in idx]}
-            for p, _, err in part:
-                yield (results[p], None) if err is None else (None, (p, err))
+            yield from predict_decoded(session, part, top_k)
             bar.update(len(part))
     bar.close()
+
+
+def predict_decoded(session: Session, part: list[tuple[str, np.ndarray | None, str | None]],
+                    top_k: int) -> list[tuple[dict[str, Any] | None, tuple[str, str] | None]]:
+    """One batch of decoded images (data.images.decode_job's results) through the session:
+    (record, None) per image, (None, (path, message)) per file that did not decode, in order."""
+    labels = session.labels
+    good = [(p, a) for p, a, _ in part if a is not None]
+    results = {}
+    if good:
+        logits = session.run(np.stack([a for _, a in good]))
+        for (p, _), row, idx in zip(good, logits, topk_rows(logits, top_k)):
+            results[p] = {"path": p, "topk": [
+                {"index": int(j), "label": labels[j] if j < len(labels) else str(j),
+                 "logit": int(row[j])} for j in idx]}
+    return [(results[p], None) if err is None else (None, (p, err)) for p, _, err in part]
 
 
 class RecordWriter:

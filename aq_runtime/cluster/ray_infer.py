@@ -1,0 +1,259 @@
+"""`aq-infer --engine ray`: predictions for a folder of images on a Ray cluster (Ray Data), with
+the single machine's integers and output rows.
+
+- The driver lists the images with the single-machine code (data.images.list_images), splits
+  them into shards (cluster/shards.py), and skips the shards an earlier run of the same
+  command finished.
+- Ray Data reads the files (`read_binary_files`, paths included); a pool of actors
+  (`ActorPoolStrategy`), each with one Session, decodes them with the single-machine code
+  (data.images.decode_job on the bytes) and runs the model. The model (and a kernels file) go
+  through the object store once and are checked by SHA-256 in every actor; Numba's and TVM's
+  threads are set to the actor's CPUs.
+- Rows come back in input order (`preserve_order`); the driver writes each shard's part file
+  atomically once all its rows are in, then the manifest (`_SUCCESS`: the run's model, options
+  and listing, rows and error rows, shards, and every worker of this run with its node, CPU,
+  CPU features, backend, instruction set and start-up seconds). Ray redoes the work of a lost worker
+  or node (actor restarts, task retries); since only the driver writes, and a shard once, every
+  image appears exactly once.
+- Files that do not decode become error rows, never a failed job.
+
+The integers are the same on every CPU (each node may run other kernels: AQ_TVM_ISA in its
+environment), so the output equals the single machine's byte for byte."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .. import AqError
+from ..data.images import IMAGE_EXTS, list_images
+from ..optional import import_optional
+from . import shards
+
+OBJECT_STORE_MB = 256  # a local Ray's object store: Ray's default takes 30% of the memory
+DEFAULT_SHARD = 1000  # images per output file
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class _Predictor:
+    """One actor of the pool: a Session on this node, fed Ray Data batches of file bytes."""
+
+    def __init__(self, model: list, model_sha: str, kernels: list | None,
+                 kernels_sha: str | None, backend: str, top_k: int, cpus: int):
+        t0 = time.perf_counter()
+        import ray
+        os.environ["TVM_NUM_THREADS"] = str(cpus)  # before the kernels' pool starts
+        import numba
+        numba.set_num_threads(max(1, min(cpus, numba.config.NUMBA_NUM_THREADS)))
+        from ..runtime.predict import input_spec
+        from ..runtime.session import Session
+        self.tmp = tempfile.mkdtemp(prefix="aq-ray-")
+        files = {}
+        for name, ref, sha in (("model.aqz", model, model_sha), ("model.kernels", kernels,
+                                                                  kernels_sha)):
+            if ref is None:
+                continue
+            data = ray.get(ref[0])
+            if _sha256(data) != sha:
+                raise AqError(f"{name}: the bytes this worker received differ from the driver's")
+            files[name] = os.path.join(self.tmp, name)
+            Path(files[name]).write_bytes(data)
+        self.session = Session(files["model.aqz"], backend, kernels=files.get("model.kernels"))
+        self.top_k = top_k
+        self.spec = input_spec(self.session)
+        import numpy as np  # one prediction now: kernels compiled or loaded before any data
+        self.session.run(np.zeros((1, *self.session.input_shape), np.uint8))
+        from ..kernels.tvm.target import cpu_flags, isa
+        from ..runtime.cache import cpu_name
+        self.node = json.dumps({
+            "node": ray.get_runtime_context().get_node_id(), "host": platform.node(),
+            "cpu": cpu_name(), "features": sorted(cpu_flags()),
+            "backend": self.session.backend_name,
+            "isa": isa() if self.session.backend_name == "tvm" else None,
+            "start_s": round(time.perf_counter() - t0, 2)}, sort_keys=True)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
+        from ..data.images import decode_job
+        from ..runtime.predict import predict_decoded
+        resize, crop, c = self.spec
+        part = [decode_job((str(p), resize, crop, c), bytes(b))
+                for p, b in zip(batch["path"], batch["bytes"])]
+        out = predict_decoded(self.session, part, self.top_k)
+        return {"path": [str(p) for p in batch["path"]],
+                "record": [json.dumps(r) if r else "" for r, _ in out],
+                "error": [e[1] if e else "" for _, e in out],
+                "node": [self.node] * len(out)}
+
+
+def _ray():
+    return import_optional("ray", "aq-infer --engine ray")
+
+
+def _key(path: str) -> str:
+    """Ray's name for a local file (absolute, no scheme) -> the same key as the listing's."""
+    return os.path.normpath(os.path.abspath(path.removeprefix("local://")))
+
+
+def _reachable(address: str) -> None:
+    """A HOST:PORT that nothing answers on: one line now (Ray itself retries for minutes)."""
+    import socket
+    host, sep, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not sep or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as e:
+        raise AqError(f"cannot reach Ray at {address}: {e.strerror or e}") from None
+
+
+def _init(ray: Any, address: str | None) -> None:
+    if ray.is_initialized():
+        return
+    kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                          "configure_logging": False}
+    if address:
+        _reachable(address)
+        kw["address"] = address
+    else:  # a local Ray sized for this machine, not Ray's default of 30% of the memory: one
+        # CPU per core for the workers, and one more for Ray Data's read tasks (file reads)
+        kw.update(num_cpus=(os.cpu_count() or 1) + 1, object_store_memory=OBJECT_STORE_MB << 20)
+    try:
+        ray.init(**kw)
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        raise AqError(f"cannot start or reach Ray{f' at {address}' if address else ''}: "
+                      f"{str(e).splitlines()[0]}") from None
+
+
+def infer_ray(model: str | Path, images: str | Path, output: str | Path, top_k: int = 5,
+              fmt: str = "csv", backend: str = "auto", kernels: str | Path | None = None,
+              address: str | None = None, workers: int | None = None, cpus_per_worker: int = 1,
+              batch: int = 16, shard_size: int = DEFAULT_SHARD, progress: bool = True,
+              recursive: bool = True, exts: tuple[str, ...] | None = None,
+              resources: dict[str, float] | None = None,
+              on_shard: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Predictions for every image under `images` into the folder `output` (one file per
+    shard of `shard_size` images, and the manifest `_SUCCESS`), computed on Ray: the local
+    machine's (started, and stopped again) or the cluster at `address` ('auto' or host:port).
+    `workers` actors of `cpus_per_worker` CPUs each (default: the cluster's CPUs less one, for
+    the read tasks; a local Ray has one CPU per core plus one for them), each needing
+    `resources` (custom Ray resources) too. Rerun after an
+    interruption: finished shards are kept. `on_shard(k)` is called after shard k is written.
+    Returns the manifest."""
+    from ..format.reader import read_aqz
+    from ..kernels.tvm.ahead import read_manifest
+
+    if fmt not in shards.FORMATS:
+        raise AqError(f"unknown format {fmt!r} ({', '.join(shards.FORMATS)})")
+    if top_k < 1 or batch < 1 or shard_size < 1 or cpus_per_worker < 1 or (
+            workers is not None and workers < 1):
+        raise AqError("--top-k, --batch, --shard-size, --workers and the worker CPUs must be "
+                      "at least 1")
+    ray = _ray()
+    graph = read_aqz(model)  # validated here, before any work; workers check the same bytes
+    model_bytes = Path(model).read_bytes()
+    kernels_bytes = None
+    if kernels is not None:
+        m, z = read_manifest(kernels)
+        z.close()
+        if m["model"] != graph.digest():
+            raise AqError(f"{kernels}: kernels of another model")
+        kernels_bytes = Path(kernels).read_bytes()
+    listed = list_images(images, recursive, exts or IMAGE_EXTS)
+    if not listed:
+        raise AqError(f"{images}: no image files found")
+    spec = {"model": graph.digest(), "kernels": _sha256(kernels_bytes) if kernels_bytes else None,
+            "top_k": top_k, "output_format": fmt, "backend": backend}
+    plan = shards.Plan(tuple(str(p) for p in listed), shard_size, spec)
+    out = Path(output)
+    todo, rows, errors = shards.start(out, plan)
+    resumed = plan.shards - len(todo)
+    nodes: set[str] = set()
+    images = sum(len(plan.shard(k)) for k in todo)
+    t0 = time.perf_counter()
+    if todo:
+        started_here = not ray.is_initialized()
+        _init(ray, address)
+        try:
+            n, e, nodes = _run(ray, plan, todo, out, model_bytes, kernels_bytes, backend, top_k,
+                               workers, cpus_per_worker, batch, progress, resources, on_shard)
+        finally:
+            if started_here:
+                ray.shutdown()
+        rows, errors = rows + n, errors + e
+    dt = time.perf_counter() - t0
+    return shards.finish(out, plan, {
+        "rows": rows, "error_rows": errors, "shards": plan.shards, "resumed_shards": resumed,
+        "engine": "ray", "ray": getattr(ray, "__version__", "?"),
+        "workers": [json.loads(n) for n in sorted(nodes)], "images_this_run": images,
+        "seconds": dt, "images_per_s": images / dt if dt > 0 else None})
+
+
+def _run(ray: Any, plan: shards.Plan, todo: list[int], out: Path, model_bytes: bytes,
+         kernels_bytes: bytes | None, backend: str, top_k: int, workers: int | None,
+         cpus: int, batch: int, progress: bool, resources: dict[str, float] | None,
+         on_shard: Callable[[int], None] | None) -> tuple[int, int, set[str]]:
+    from tqdm import tqdm
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    ctx.enable_progress_bars = False
+    total = int(ray.cluster_resources().get("CPU", 1))
+    if workers is None:
+        workers = max(1, (total - 1) // cpus)
+    if workers * cpus > total - 1 and not resources:  # Ray Data would wait forever for reads
+        raise AqError(f"{workers} workers of {cpus} CPUs leave none of the cluster's {total} "
+                      "CPUs for Ray Data's read tasks: use fewer --workers")
+    paths = [p for k in todo for p in plan.shard(k)]
+    original = {_key(p): p for p in paths}
+    ds = ray.data.read_binary_files([_key(p) for p in paths], include_paths=True)
+    ds = ds.map_batches(
+        _Predictor, batch_size=batch, batch_format="numpy",
+        compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus,
+        resources=resources or None,
+        fn_constructor_kwargs=dict(
+            model=[ray.put(model_bytes)], model_sha=_sha256(model_bytes),
+            kernels=[ray.put(kernels_bytes)] if kernels_bytes else None,
+            kernels_sha=_sha256(kernels_bytes) if kernels_bytes else None,
+            backend=backend, top_k=top_k, cpus=cpus))
+    pending = iter(todo)
+    k = next(pending)
+    want = list(plan.shard(k))
+    got: dict[str, tuple[dict | None, str | None]] = {}
+    n_rows = n_err = 0
+    nodes: set[str] = set()
+    bar = tqdm(total=len(paths), desc="infer (ray)", unit="img", disable=not progress)
+    for b in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        for p, rec, err, node in zip(b["path"], b["record"], b["error"], b["node"]):
+            path = original.get(_key(str(p)))
+            if path is None:
+                raise AqError(f"Ray returned a file that was not asked for: {p}")
+            got[path] = (json.loads(rec), None) if rec else (None, str(err))
+            nodes.add(str(node))
+            n_err += not rec
+        bar.update(len(b["path"]))
+        bar.set_postfix(errors=n_err)
+        while k is not None and all(p in got for p in want):
+            recs = [got[p][0] for p in want if got[p][0] is not None]
+            errs = [(p, got[p][1]) for p in want if got[p][0] is None]
+            shards.write_part(out, plan, k, recs, errs)
+            if on_shard:
+                on_shard(k)
+            n_rows += len(recs)
+            for p in want:
+                del got[p]
+            k = next(pending, None)
+            want = list(plan.shard(k)) if k is not None else []
+    bar.close()
+    if k is not None:
+        raise AqError(f"Ray returned {len(paths) - len(got)} of {len(paths)} images; shard {k} "
+                      "incomplete (rerun to resume)")
+    return n_rows, n_err, nodes
