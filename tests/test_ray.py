@@ -52,11 +52,12 @@ def text(path: Path) -> str:
         return f.read()
 
 
-def single_machine(model: Path, images: Path, tmp: Path, fmt: str = "csv") -> str:
+def single_machine(model: Path, images: Path, tmp: Path, fmt: str = "csv",
+                   cwd: Path | None = None) -> str:
     out = tmp / f"single.{fmt}"
     r = subprocess.run([sys.executable, "-m", "aq_runtime.cli.infer", str(model), str(images),
                         "--quiet", "--format", fmt, "--output", str(out)],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, cwd=cwd)
     assert r.returncode == 0, r.stderr
     return text(out)
 
@@ -106,6 +107,18 @@ def test_equals_the_single_machine_byte_for_byte(local_ray, images, tmp_path):
     assert m["model"] and m["workers"]
     assert all(w["backend"] and w["features"] and w["start_s"] > 0 for w in m["workers"])
     assert json.loads((out / "_SUCCESS").read_text()) == m
+
+
+def test_relative_folder(local_ray, images, tmp_path, monkeypatch):
+    """Paths and error messages named as the single machine names them: relative stays
+    relative (Ray reads absolute paths)."""
+    monkeypatch.chdir(images.parent)
+    out = tmp_path / "out"
+    infer_ray(MODEL, images.name, out, shard_size=64, workers=1, progress=False)
+    assert concatenated_csv(out) == single_machine(MODEL, Path(images.name), tmp_path,
+                                                   cwd=images.parent)
+    errs = error_rows(out)
+    assert errs[f"{images.name}/empty.png"] == f"{images.name}/empty.png: empty file (0 bytes)"
 
 
 def test_json_and_parquet(local_ray, images, tmp_path):
@@ -193,3 +206,13 @@ def test_cli_errors(images, tmp_path):
     line = _one_line(_cli(MODEL, images, "--engine", "ray", "--output", tmp_path / "o",
                           "--ray-address", "127.0.0.1:1"))
     assert "Ray" in line
+
+
+def test_uri_input(local_ray, images, tmp_path):
+    """A file-system URI (here file://; s3:// and others are listed and read the same way):
+    the same rows as the folder, named by their URIs."""
+    folder, uri = tmp_path / "folder", tmp_path / "uri"
+    infer_ray(MODEL, images, folder, shard_size=64, workers=1, progress=False)
+    m = infer_ray(MODEL, f"file://{images}", uri, shard_size=64, workers=1, progress=False)
+    assert m["rows"] == 40 and m["error_rows"] == 3
+    assert text(parts(uri)[0]) == text(parts(folder)[0]).replace(str(images), f"file://{images}")

@@ -1,9 +1,9 @@
 """`aq-infer --engine ray`: predictions for a folder of images on a Ray cluster (Ray Data), with
 the single machine's integers and output rows.
 
-- The driver lists the images with the single-machine code (data.images.list_images), splits
-  them into shards (cluster/shards.py), and skips the shards an earlier run of the same
-  command finished.
+- The driver lists the images with the single-machine code (data.images.list_images; a URI,
+  s3:// or another file system pyarrow knows, with pyarrow), splits them into shards
+  (cluster/shards.py), and skips the shards an earlier run of the same command finished.
 - Ray Data reads the files (`read_binary_files`, paths included); a pool of actors
   (`ActorPoolStrategy`), each with one Session, decodes them with the single-machine code
   (data.images.decode_job on the bytes) and runs the model. The model (and a kernels file) go
@@ -100,8 +100,32 @@ def _ray():
 
 
 def _key(path: str) -> str:
-    """Ray's name for a local file (absolute, no scheme) -> the same key as the listing's."""
-    return os.path.normpath(os.path.abspath(path.removeprefix("local://")))
+    """A file's name as listed or as Ray returns it (local: absolute, no scheme; a URI's:
+    without its scheme) -> one key for both."""
+    scheme, sep, rest = path.partition("://")
+    if sep and scheme not in ("file", "local"):
+        return rest
+    return os.path.normpath(os.path.abspath(rest if sep else path))
+
+
+def list_uri(uri: str, recursive: bool, exts: tuple[str, ...]) -> list[str]:
+    """The image files under a URI (s3://..., gs://..., file://...), sorted, as URIs: listed
+    with pyarrow's file systems, the ones Ray Data reads them with."""
+    import_optional("pyarrow", "image URIs")
+    from pyarrow import fs
+    try:
+        filesystem, root = fs.FileSystem.from_uri(uri)
+        info = filesystem.get_file_info(root)
+        if info.type == fs.FileType.NotFound:
+            raise AqError(f"{uri}: no such file or folder")
+        found = [info] if info.type == fs.FileType.File else filesystem.get_file_info(
+            fs.FileSelector(root, recursive=recursive))
+    except (OSError, ValueError) as e:
+        raise AqError(f"{uri}: cannot list it ({str(e).splitlines()[0]})") from None
+    scheme = uri.partition("://")[0]
+    low = tuple(e.lower() for e in exts)
+    return sorted(f"{scheme}://{f.path}" for f in found
+                  if f.type == fs.FileType.File and f.path.lower().endswith(low))
 
 
 def _reachable(address: str) -> None:
@@ -141,7 +165,8 @@ def infer_ray(model: str | Path, images: str | Path, output: str | Path, top_k: 
               recursive: bool = True, exts: tuple[str, ...] | None = None,
               resources: dict[str, float] | None = None,
               on_shard: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Predictions for every image under `images` into the folder `output` (one file per
+    """Predictions for every image under `images` (a folder, or a URI Ray Data reads:
+    s3://bucket/prefix...) into the folder `output` (one file per
     shard of `shard_size` images, and the manifest `_SUCCESS`), computed on Ray: the local
     machine's (started, and stopped again) or the cluster at `address` ('auto' or host:port).
     `workers` actors of `cpus_per_worker` CPUs each (default: the cluster's CPUs less one, for
@@ -168,7 +193,8 @@ def infer_ray(model: str | Path, images: str | Path, output: str | Path, top_k: 
         if m["model"] != graph.digest():
             raise AqError(f"{kernels}: kernels of another model")
         kernels_bytes = Path(kernels).read_bytes()
-    listed = list_images(images, recursive, exts or IMAGE_EXTS)
+    listed = list_uri(str(images), recursive, exts or IMAGE_EXTS) if "://" in str(images) \
+        else list_images(images, recursive, exts or IMAGE_EXTS)
     if not listed:
         raise AqError(f"{images}: no image files found")
     spec = {"model": graph.digest(), "kernels": _sha256(kernels_bytes) if kernels_bytes else None,
@@ -214,7 +240,8 @@ def _run(ray: Any, plan: shards.Plan, todo: list[int], out: Path, model_bytes: b
                       "CPUs for Ray Data's read tasks: use fewer --workers")
     paths = [p for k in todo for p in plan.shard(k)]
     original = {_key(p): p for p in paths}
-    ds = ray.data.read_binary_files([_key(p) for p in paths], include_paths=True)
+    ds = ray.data.read_binary_files([p if "://" in p else _key(p) for p in paths],
+                                    include_paths=True)
     ds = ds.map_batches(
         _Predictor, batch_size=batch, batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=cpus,
@@ -236,7 +263,9 @@ def _run(ray: Any, plan: shards.Plan, todo: list[int], out: Path, model_bytes: b
             path = original.get(_key(str(p)))
             if path is None:
                 raise AqError(f"Ray returned a file that was not asked for: {p}")
-            got[path] = (json.loads(rec), None) if rec else (None, str(err))
+            # named as listed (a relative folder stays relative), not as Ray read it
+            got[path] = ({**json.loads(rec), "path": path}, None) if rec else (
+                None, str(err).replace(str(p), path, 1))
             nodes.add(str(node))
             n_err += not rec
         bar.update(len(b["path"]))
