@@ -24,22 +24,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-
-START = """
-import sys, time
-t0 = time.perf_counter()
-import numpy as np
-from aq_runtime.runtime import Session
-t1 = time.perf_counter()
-s = Session(sys.argv[1], sys.argv[2], kernels=sys.argv[3] or None)
-y = s.run(np.random.default_rng(0).integers(0, 256, (8, *s.input_shape), dtype=np.uint8)[:1])
-t2 = time.perf_counter()
-print(f"{t2 - t1:.4f} {t2 - t0:.4f}")
-"""
 
 LOGITS = """
 import sys, numpy as np
@@ -67,22 +56,12 @@ def package_sizes(python: str, top: int = 12) -> list[tuple[str, float]]:
     return sorted(sizes, key=lambda s: -s[1])[:top]
 
 
-def start(python: str, model: Path, backend: str, kernels: Path | None, env: dict,
-          cold: bool = True) -> tuple[float, float]:
-    with tempfile.TemporaryDirectory(prefix="aq-cold-") as tmp:
-        e = dict(env)
-        if cold:
-            e.update(AQ_CACHE_DIR=f"{tmp}/aq", NUMBA_CACHE_DIR=f"{tmp}/nb")
-        r = subprocess.run([python, "-c", START, str(model), backend, str(kernels or "")],
-                           capture_output=True, text=True, env=e, cwd=tmp, timeout=900)
-    if r.returncode != 0:
-        raise SystemExit(f"{backend} start failed: {r.stderr.strip().splitlines()[-1]}")
-    ready, total = map(float, r.stdout.split()[-2:])
-    return ready, total
-
-
-def median_start(runs: int, *args, **kw) -> tuple[float, float]:
-    res = [start(*args, **kw) for _ in range(runs)]
+def median_start(runs: int, python: str, model: Path, backend: str, kernels: Path | None,
+                 cold: bool = True) -> tuple[float, float]:
+    from aq_runtime.bench.latency import start_time
+    res = [start_time(model, backend, kernels, cold, python) for _ in range(runs)]
+    if any(r[0] != r[0] for r in res):  # NaN: the process failed
+        raise SystemExit(f"{backend} start failed in {python}")
     return statistics.median(r[0] for r in res), statistics.median(r[1] for r in res)
 
 
@@ -120,24 +99,25 @@ def main() -> None:
     subprocess.run(["aq-compile", str(model), "-o", str(kernels)], check=True,
                    capture_output=True)
     compile_s = time.perf_counter() - t
-    manifest = json.loads(__import__("zipfile").ZipFile(kernels).read("kernels.json"))
+    with zipfile.ZipFile(kernels) as z:
+        manifest = json.loads(z.read("kernels.json"))
 
-    env = {k: v for k, v in os.environ.items() if k not in ("AQ_TVM_ISA",)}
+    os.environ.pop("AQ_TVM_ISA", None)  # each process takes its CPU's best kernels
     rows = []
     print("timing cold starts ...", flush=True)
     rows.append(("plain", "tvm + kernels file",
-                 median_start(a.repeats, lean_py, model, "tvm", kernels, env)))
-    rows.append(("plain", "numba", median_start(a.repeats, lean_py, model, "numba", None, env)))
+                 median_start(a.repeats, lean_py, model, "tvm", kernels)))
+    rows.append(("plain", "numba", median_start(a.repeats, lean_py, model, "numba", None)))
     rows.append(("full", "tvm + kernels file",
-                 median_start(a.repeats, sys.executable, model, "tvm", kernels, env)))
+                 median_start(a.repeats, sys.executable, model, "tvm", kernels)))
     rows.append(("full", "tvm JIT (compiles)",
-                 median_start(1, sys.executable, model, "tvm", None, env)))
-    rows.append(("full", "numba", median_start(1, sys.executable, model, "numba", None, env)))
-    warm_k = median_start(a.repeats, lean_py, model, "tvm", kernels, env, cold=False)
+                 median_start(1, sys.executable, model, "tvm", None)))
+    rows.append(("full", "numba", median_start(1, sys.executable, model, "numba", None)))
+    warm_k = median_start(a.repeats, lean_py, model, "tvm", kernels, cold=False)
 
     equal = {}
     for isa in supported_isas():
-        e = dict(env, AQ_TVM_ISA=isa)
+        e = dict(os.environ, AQ_TVM_ISA=isa)
         ys = []
         for k in (kernels, None):
             out = work / f"y_{isa}_{'k' if k else 'jit'}.npy"

@@ -166,18 +166,20 @@ print(f"{t2 - t1:.4f} {t2 - t0:.4f}")
 
 
 def start_time(model: str | Path, backend: str, kernels: str | Path | None = None,
-               cold: bool = False) -> tuple[float, float]:
+               cold: bool = False, python: str | None = None) -> tuple[float, float]:
     """A new process's start: seconds from the Session call to the end of its first run, and
-    from the interpreter's first statement. `cold`: with empty caches (compiled kernels, kernel
-    choices, Numba's), as a fresh worker; else with the caches this process wrote (warm)."""
+    from the interpreter's first statement (NaN if it failed). `cold`: with empty caches
+    (compiled kernels, kernel choices, Numba's), as a fresh worker; else with the caches this
+    process wrote (warm). `python`: another interpreter (another install) to start."""
     import subprocess
     import sys
     env = dict(os.environ)
     with tempfile.TemporaryDirectory(prefix="aq-cold-") as tmp:
         if cold:
             env.update(AQ_CACHE_DIR=os.path.join(tmp, "aq"), NUMBA_CACHE_DIR=os.path.join(tmp, "nb"))
-        r = subprocess.run([sys.executable, "-c", _START, str(model), backend, str(kernels or "")],
-                           capture_output=True, text=True, timeout=600, env=env)
+        r = subprocess.run([python or sys.executable, "-c", _START, str(model), backend,
+                            str(kernels or "")], capture_output=True, text=True, timeout=900,
+                           env=env, cwd=tmp)
     if r.returncode != 0:
         return float("nan"), float("nan")
     ready, total = map(float, r.stdout.split()[-2:])

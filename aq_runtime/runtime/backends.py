@@ -4,6 +4,7 @@ Adding a backend (kernels/<name>/) adds one line here."""
 from __future__ import annotations
 
 import importlib
+import sys
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -24,10 +25,10 @@ def _numba(graph: Graph) -> Any:
 
 
 def _ahead_loaded() -> bool:
-    if not installed("tvm_ffi"):
-        return False
-    from ..kernels.tvm.compiled import ahead_loaded
-    return ahead_loaded()
+    """Whether this process loaded a kernels file (asked without importing the tvm backend:
+    no kernels file is loaded unless its module is)."""
+    compiled = sys.modules.get("aq_runtime.kernels.tvm.compiled")
+    return compiled is not None and compiled.ahead_loaded()
 
 
 def use_kernels(path: Any, graph: Graph, backend: str) -> str:

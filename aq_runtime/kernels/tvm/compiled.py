@@ -19,7 +19,8 @@ from .runtime_lib import cache_dir, load_module, save_module, set_threads, tvm_v
 from .target import llvm_target, target_key
 
 _mem: dict[str, Callable[..., None]] = {}
-_ahead: dict[str, Any] = {}  # the kernels file loaded ahead: its path, and names warned about
+_ahead: dict[str, Any] = {}  # the kernels file loaded ahead: its path; whether a kernel it
+# lacks was compiled here (said once)
 _collect: list[dict[str, Any]] = []
 VERSION = 28  # bump when a kernel's code changes: cached files of older code are not loaded
 
@@ -33,8 +34,10 @@ def _load_or_build(name: str, make: Callable[[], Any]) -> Callable[..., None]:
         if not installed("tvm"):
             raise AqError(f"{_ahead['path']}: has no kernel {name} for this model, and "
                           "apache-tvm is not installed to compile it: run aq-compile again")
-        print(f"note: {_ahead['path']} has no kernel {name}: compiling it here",
-              file=sys.stderr)
+        if not _ahead.get("compiled"):
+            print(f"note: {_ahead['path']} has no kernel {name} (made for another version of "
+                  "this model's plan?): compiling the missing kernels here", file=sys.stderr)
+            _ahead["compiled"] = True
     path = kernel_path(name)
     if path.is_file():
         try:
