@@ -196,6 +196,14 @@ def test_hostile_run_files(local_ray, images, tmp_path):
             infer_ray(MODEL, images, out, shard_size=16, progress=False)
         assert part.read_bytes() == bad  # the user's file, left as it is
     part.write_bytes(good)
+    manifest = (out / "_SUCCESS").read_bytes()
+    m = infer_ray(MODEL, images, out, shard_size=16, progress=False)  # finished: nothing to do
+    assert (out / "_SUCCESS").read_bytes() == manifest and m["rows"] == 40
+    (out / "_SUCCESS").write_bytes(b"{")
+    with pytest.raises(AqError, match="_SUCCESS: not a run file"):
+        infer_ray(MODEL, images, out, shard_size=16, progress=False)
+    assert (out / "_SUCCESS").read_bytes() == b"{"
+    (out / "_SUCCESS").unlink()  # the manifest gone: written again from the finished shards
     m = infer_ray(MODEL, images, out, shard_size=16, progress=False)
     assert m["resumed_shards"] == m["shards"] and m["rows"] == 40
 

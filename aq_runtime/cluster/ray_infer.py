@@ -202,6 +202,8 @@ def infer_ray(model: str | Path, images: str | Path, output: str | Path, top_k: 
     plan = shards.Plan(tuple(str(p) for p in listed), shard_size, spec)
     out = Path(output)
     todo, rows, errors = shards.start(out, plan)
+    if not todo and (out / shards.MANIFEST).exists():  # finished before: keep its manifest
+        return shards.read_meta(out / shards.MANIFEST)
     resumed = plan.shards - len(todo)
     nodes: set[str] = set()
     images = sum(len(plan.shard(k)) for k in todo)
