@@ -166,14 +166,13 @@ def infer_ray(model: str | Path, images: str | Path, output: str | Path, top_k: 
               resources: dict[str, float] | None = None,
               on_shard: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Predictions for every image under `images` (a folder, or a URI Ray Data reads:
-    s3://bucket/prefix...) into the folder `output` (one file per
-    shard of `shard_size` images, and the manifest `_SUCCESS`), computed on Ray: the local
-    machine's (started, and stopped again) or the cluster at `address` ('auto' or host:port).
-    `workers` actors of `cpus_per_worker` CPUs each (default: the cluster's CPUs less one, for
-    the read tasks; a local Ray has one CPU per core plus one for them), each needing
-    `resources` (custom Ray resources) too. Rerun after an
-    interruption: finished shards are kept. `on_shard(k)` is called after shard k is written.
-    Returns the manifest."""
+    s3://bucket/prefix...) into the folder `output` (one file per shard of `shard_size`
+    images, and the manifest `_SUCCESS`), computed on Ray: the local machine's (started, and
+    stopped again) or the cluster at `address` ('auto' or host:port). `workers` actors of
+    `cpus_per_worker` CPUs each (default: the cluster's CPUs less one, for the read tasks; a
+    local Ray has one CPU per core plus one for them), each needing `resources` (custom Ray
+    resources) too. Rerun after an interruption: finished shards are kept. `on_shard(k)` is
+    called after shard k is written. Returns the manifest."""
     from ..format.reader import read_aqz
     from ..kernels.tvm.ahead import read_manifest
 
@@ -205,15 +204,16 @@ def infer_ray(model: str | Path, images: str | Path, output: str | Path, top_k: 
     if not todo and (out / shards.MANIFEST).exists():  # finished before: keep its manifest
         return shards.read_meta(out / shards.MANIFEST)
     resumed = plan.shards - len(todo)
-    nodes: set[str] = set()
-    images = sum(len(plan.shard(k)) for k in todo)
+    workers_seen: set[str] = set()
+    n_images = sum(len(plan.shard(k)) for k in todo)
     t0 = time.perf_counter()
     if todo:
         started_here = not ray.is_initialized()
         _init(ray, address)
         try:
-            n, e, nodes = _run(ray, plan, todo, out, model_bytes, kernels_bytes, backend, top_k,
-                               workers, cpus_per_worker, batch, progress, resources, on_shard)
+            n, e, workers_seen = _run(ray, plan, todo, out, model_bytes, kernels_bytes, backend,
+                                      top_k, workers, cpus_per_worker, batch, progress,
+                                      resources, on_shard)
         finally:
             if started_here:
                 ray.shutdown()
@@ -222,8 +222,8 @@ def infer_ray(model: str | Path, images: str | Path, output: str | Path, top_k: 
     return shards.finish(out, plan, {
         "rows": rows, "error_rows": errors, "shards": plan.shards, "resumed_shards": resumed,
         "engine": "ray", "ray": getattr(ray, "__version__", "?"),
-        "workers": [json.loads(n) for n in sorted(nodes)], "images_this_run": images,
-        "seconds": dt, "images_per_s": images / dt if dt > 0 else None})
+        "workers": [json.loads(w) for w in sorted(workers_seen)], "images_this_run": n_images,
+        "seconds": dt, "images_per_s": n_images / dt if dt > 0 else None})
 
 
 def _run(ray: Any, plan: shards.Plan, todo: list[int], out: Path, model_bytes: bytes,
