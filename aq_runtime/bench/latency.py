@@ -15,7 +15,6 @@ import numpy as np
 
 from ..format import read_aqz
 from ..runtime import Session, available_backends
-from ..runtime.backends import use_kernels
 
 
 @dataclass
@@ -62,13 +61,10 @@ def _gpu_name() -> str | None:
 
 
 def bench(model: str | Path, batches=(1, 8), runs: int = 30, baselines: bool = True,
-          backends: list[str] | None = None, images: np.ndarray | None = None,
-          kernels: str | Path | None = None) -> list[Timing]:
-    """Timings of every available backend (or `backends`) on `model`, and the baselines;
-    `kernels`: the tvm backend runs this kernels file (aq-compile)."""
+          backends: list[str] | None = None, images: np.ndarray | None = None) -> list[Timing]:
+    """Timings of every available backend (or `backends`) on `model`, and the baselines (a
+    kernels file loaded before, runtime.backends.use_kernels, is what tvm runs)."""
     graph = read_aqz(model)
-    if kernels is not None:
-        use_kernels(kernels, graph, "tvm")
     h, w = graph.meta["input"]["shape"][:2]
     c = graph.meta["input"]["shape"][2]
     rng = np.random.default_rng(0)

@@ -131,7 +131,8 @@ def check_part(part: Path, shard: Sequence[str], fmt: str) -> int:
     except Exception as e:  # any parse failure of a file we did not just write
         raise AqError(f"{part}: not a finished shard of this run ({e.__class__.__name__}); "
                       "delete it to run that shard again") from None
-    if sorted(good + bad) != sorted(shard) or good != [p for p in shard if p in set(good)]:
+    listed = set(good)
+    if sorted(good + bad) != sorted(shard) or good != [p for p in shard if p in listed]:
         raise AqError(f"{part}: does not hold its shard's {len(shard)} images; delete it to "
                       "run that shard again")
     return len(good)

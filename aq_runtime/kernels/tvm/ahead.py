@@ -201,12 +201,13 @@ def read_manifest(path: str | Path) -> tuple[dict, zipfile.ZipFile]:
     return m, z
 
 
-def pick_target(m: dict, path: str) -> str | None:
+def pick_target(m: dict) -> str | None:
     """The instruction set of the file's kernels this CPU runs best ($AQ_TVM_ISA first if
     set); None if it runs none of them."""
+    have = supported_isas()
     want = os.environ.get("AQ_TVM_ISA", "").strip()
-    for isa in ([want] if want else []) + supported_isas():
-        if isa in m["targets"] and isa in supported_isas():
+    for isa in ([want] if want else []) + have:
+        if isa in m["targets"] and isa in have:
             return isa
     return None
 
@@ -244,14 +245,14 @@ def load_kernels(path: str | Path, graph: Graph) -> str:
         if m["model"] != graph.digest():
             raise _bad(p, "kernels of another model (compiled for model "
                           f"{m['model'][:12]}, this one is {graph.digest()[:12]})")
-        isa = pick_target(m, p)
+        isa = pick_target(m)
         if isa is None:
             raise _bad(p, f"no kernels this CPU runs (the file has {', '.join(m['targets'])}; "
                           f"this CPU runs {', '.join(supported_isas()) or 'none'})")
         t = m["targets"][isa]
-        if t["bytes"] > MAX_LIBRARY:
-            raise _bad(p, f"{t['file']}: too large")
         try:
+            if max(t["bytes"], z.getinfo(t["file"]).file_size) > MAX_LIBRARY:
+                raise _bad(p, f"{t['file']}: too large")
             data = z.read(t["file"])
         except KeyError:
             raise _bad(p, f"{t['file']}: missing") from None

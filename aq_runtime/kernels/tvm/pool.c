@@ -12,6 +12,7 @@
  * A launch runs tasks 0..num_task-1 (num_task 0: one per thread), thread t taking tasks
  * t, t + n, ...; it returns when all are done, -1 if any task failed. */
 
+#define _POSIX_C_SOURCE 200809L /* posix_memalign under -std=c11 */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -134,11 +135,12 @@ int aq_pool_start(int threads) {
       pthread_attr_t attr;
       pthread_attr_init(&attr);
       pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-      if (pthread_create(&th, &attr, worker, (void*)(intptr_t)t) != 0) {
+      int failed = pthread_create(&th, &attr, worker, (void*)(intptr_t)t) != 0;
+      pthread_attr_destroy(&attr);
+      if (failed) {
         n_threads = t;  /* fewer threads than asked: the tasks still all run */
         break;
       }
-      pthread_attr_destroy(&attr);
     }
   }
   return n_threads;
