@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from ort_isa import make as ort_isa_package
 
-from aq_runtime.bench.fidelity import LEGEND, fidelity
+from aq_runtime.runtime.fidelity import LEGEND, fidelity
 from aq_runtime.bench.machine import describe
 from aq_runtime.bench.ort_baseline import ORT_CONFIGS, ort_int8, ort_logits
 from aq_runtime.bench.results import write_result

@@ -14,8 +14,8 @@ runs the simulator and tests/test_tvm_cuda.py the same loops on the CPU).
 
 Models: digits CNN, EfficientNet-B0 at 96 px (SE, swish tables), Lite0 at 96 px with random
 mixed bits incl. 1-, 2- and 16-bit channels and two ternary layers, a graph with grouped /
-strided / asymmetrically padded convs + ternary + pools, 20 random small graphs (the
-hypothesis strategy of tests/test_backends.py, derandomized), and Lite0 --bits auto at 224 on
+strided / asymmetrically padded convs + ternary + pools, 20 random small graphs (seeds 0-19
+of `aq_runtime.bench.graphs.random_graph`), and Lite0 --bits auto at 224 on
 held-out photo crops."""
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import numpy as np
 
 BACKENDS = ("numba-cuda", "tvm-cuda")
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]
 
 
 def _models() -> dict:
@@ -50,20 +50,11 @@ def _models() -> dict:
     held96 = crops_of(HELDOUT_PHOTOS[:2], 96)[0][:6]
     out["b0-96"] = (export_graph(build_float_graph("efficientnet-b0", 96), cal96, 6,
                                  progress=False), held96)
-    from graphs import lite0_mixed_graph, small_ternary_graph
+    from aq_runtime.bench.graphs import lite0_mixed_graph, random_graph, small_ternary_graph
     out["lite0-96-mixed-1-2-16-bit-ternary"] = (lite0_mixed_graph(cal96), held96)
     out["small-ternary-pools"] = small_ternary_graph()
-    from hypothesis import given, settings
-    from test_backends import small_graph
-    cases = []
-
-    @settings(max_examples=20, derandomize=True, database=None, deadline=None)
-    @given(small_graph())
-    def collect(case):
-        cases.append(case)
-    collect()
-    for i, case in enumerate(cases):
-        out[f"random-{i:02d}"] = case
+    for i in range(20):
+        out[f"random-{i:02d}"] = random_graph(i)
     fg = build_float_graph("efficientnet-lite0", 224)
     out["lite0-224-auto"] = (export_graph(fg, calibration_images(fg, None), "auto",
                                           progress=False),

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from aq_runtime.bench.fidelity import sqnr_db
+from aq_runtime.runtime.fidelity import sqnr_db
 from aq_runtime.bench.results import write_result
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
 from aq_runtime.export.options import ExportOptions

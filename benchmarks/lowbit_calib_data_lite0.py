@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from lowbit_lite0 import rows_wanted
 
-from aq_runtime.bench.fidelity import LEGEND, fidelity
+from aq_runtime.runtime.fidelity import LEGEND, fidelity
 from aq_runtime.bench.machine import describe
 from aq_runtime.bench.results import write_result
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of

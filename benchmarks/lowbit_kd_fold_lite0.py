@@ -25,7 +25,7 @@ from lowbit_lite0 import KD_BLOCKS, KD_EPOCHS, KD_LR
 from train_lite0_kd import kd_config, timed_train
 
 import aq_runtime.data.photos as photos
-from aq_runtime.bench.fidelity import LEGEND, fidelity
+from aq_runtime.runtime.fidelity import LEGEND, fidelity
 from aq_runtime.bench.machine import describe
 from aq_runtime.bench.results import write_result
 from aq_runtime.export.float_exec import run_float_graph

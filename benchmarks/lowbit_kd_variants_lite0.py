@@ -26,7 +26,7 @@ import numpy as np
 from lowbit_lite0 import KD_BLOCKS, KD_EPOCHS, KD_LR, KEEP
 from train_lite0_kd import kd_config, timed_train
 
-from aq_runtime.bench.fidelity import LEGEND, fidelity, sqnr_db
+from aq_runtime.runtime.fidelity import LEGEND, fidelity, sqnr_db
 from aq_runtime.bench.machine import describe
 from aq_runtime.bench.results import write_result
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of

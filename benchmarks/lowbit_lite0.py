@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 from aq_runtime.bench.compare import Row, format_rows, iter_rows, row_path, score_row
-from aq_runtime.bench.fidelity import Fidelity
+from aq_runtime.runtime.fidelity import Fidelity
 from aq_runtime.bench.machine import describe
 from aq_runtime.bench.pareto import plot_pareto
 from aq_runtime.bench.results import write_result

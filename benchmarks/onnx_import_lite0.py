@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,13 +22,11 @@ import numpy as np
 
 from aq_runtime.bench.compare import Row, format_rows, iter_rows
 from aq_runtime.bench.machine import describe
+from aq_runtime.bench.onnx_models import package_efficientnet, to_onnx
 from aq_runtime.bench.results import write_result
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
 from aq_runtime.interop.onnx_in import float_graph_from_onnx
 from aq_runtime.models.efficientnet import lite0_float_graph
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-from onnx_models import package_efficientnet, to_onnx  # noqa: E402
 
 VARIANTS = (("torchscript dyn.", "torchscript", True, False),
             ("dynamo", "dynamo", False, False),

@@ -19,7 +19,7 @@ MODELS = ("digits", "small", "lite0_mixed32")
 def main() -> None:
     import sys
     sys.path.insert(0, str(Path(__file__).parent))
-    from graphs import lite0_mixed_graph, small_ternary_graph
+    from aq_runtime.bench.graphs import lite0_mixed_graph, small_ternary_graph
 
     from aq_runtime.data.photos import CALIBRATION_PHOTOS, crops_of
     from aq_runtime.export.api import export_graph

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aq_runtime.export.float_graph import FloatGraph, FloatNode
-from aq_runtime.export.integerize import integerize, tensor_shapes
+from aq_runtime.bench.graphs import random_graph
 from aq_runtime.quant import requantize
 from aq_runtime.runtime import Session, available_backends
 
@@ -141,7 +140,7 @@ def test_b0_se_swish(photos96):
 
 @pytest.fixture(scope="module")
 def lite0_mixed(photos96):
-    from graphs import lite0_mixed_graph
+    from aq_runtime.bench.graphs import lite0_mixed_graph
     g = lite0_mixed_graph(photos96[0])
     bits = np.concatenate([n.arrays["wbits"] for n in g.weight_nodes()])
     assert {1, 2, 16} <= set(bits.tolist())
@@ -164,7 +163,7 @@ def test_every_kernel_candidate_is_exact(backend, forced, lite0_mixed, photos96,
     has binary weights), and the logits must still equal the reference."""
     if backend not in FAST:
         pytest.skip(f"{backend} is not available here")
-    from aq_runtime.kernels.numba_cpu import choice
+    from aq_runtime.kernels import choice
     used = []
 
     def forced_run(scope, node, shape, cands):
@@ -172,7 +171,7 @@ def test_every_kernel_candidate_is_exact(backend, forced, lite0_mixed, photos96,
         used.append(name)
         return cands[name]()
     monkeypatch.setattr(choice, "run_fastest", forced_run)
-    from graphs import binary_pointwise_graph
+    from aq_runtime.bench.graphs import binary_pointwise_graph
     rng = np.random.default_rng(3)
     binary = binary_pointwise_graph(40, 70, 5, 7, seed=3,
                                     abits=lambda r, n: r.integers(1, 9, n))
@@ -182,51 +181,10 @@ def test_every_kernel_candidate_is_exact(backend, forced, lite0_mixed, photos96,
     assert forced in used
 
 
-@st.composite
-def small_graph(draw):
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 32 - 1)))
-    c = draw(st.integers(1, 6))
-    h, w = draw(st.integers(3, 11)), draw(st.integers(3, 11))
-    nodes, x, shape = [], "input", (c, h, w)
-    for i in range(draw(st.integers(1, 3))):
-        cin = shape[0]
-        groups = draw(st.sampled_from([1, cin]))
-        o = cin if groups == cin and draw(st.booleans()) else draw(st.integers(1, 6)) * groups
-        k = draw(st.sampled_from([1, 2, 3, 5]))
-        s = draw(st.sampled_from([1, 2]))
-        pad = [draw(st.integers(0, k - 1)) for _ in range(4)]
-        if (shape[1] + pad[0] + pad[1] < k) or (shape[2] + pad[2] + pad[3] < k):
-            pad = [k, k, k, k]
-        wgt = rng.normal(size=(o, cin // groups, k, k))
-        nodes.append(FloatNode("conv", f"c{i}", [x], f"c{i}", dict(
-            stride=[s, s], pad=pad, groups=groups, act=draw(st.sampled_from(["none", "relu", "relu6"]))),
-            wgt, rng.normal(size=o)))
-        x = f"c{i}"
-        shape = tensor_shapes(FloatGraph("r", "input", x, (c, h, w), [0] * c, [1] * c, nodes))[x]
-    if draw(st.booleans()) and shape[0] > 0:
-        nodes.append(FloatNode("add", "add", [x, x], "add"))
-        x = "add"
-    nodes.append(FloatNode("gap", "gap", [x], "gap"))
-    nodes.append(FloatNode("conv", "fc", ["gap"], "fc", dict(stride=[1, 1], pad=[0, 0, 0, 0],
-                                                              groups=1, act="none"),
-                           rng.normal(size=(3, shape[0], 1, 1)), rng.normal(size=3)))
-    mean = rng.uniform(0, 255, size=c).tolist()
-    fg = FloatGraph("random", "input", "fc", (c, h, w), mean, rng.uniform(20, 120, size=c).tolist(), nodes,
-                    ["a", "b", "c"])
-    shapes = tensor_shapes(fg)
-    ranges = {}
-    for name, shp in shapes.items():
-        lo = -rng.uniform(0, 4, size=shp[0])
-        ranges[name] = (lo, lo + rng.uniform(0.1, 8, size=shp[0]))
-    wb = {n.name: rng.integers(1, 9, size=n.weight.shape[0]) for n in nodes if n.op == "conv"}
-    ab = {n.output: rng.integers(1, 9, size=shapes[n.output][0]) for n in nodes}
-    g = integerize(fg, ranges, wb, ab)
-    imgs = rng.integers(0, 256, size=(3, h, w, c), dtype=np.uint8)
-    return g, imgs
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(small_graph())
+@given(st.integers(0, 2 ** 32 - 1).map(random_graph))
 def test_random_graphs(case):
     g, x = case
     _check(g, x)
@@ -278,10 +236,11 @@ def test_numba_picks_bitserial_or_int8_by_timing_and_remembers(tmp_path, monkeyp
     """A pointwise layer with 1-bit weights: the numba backend times both kernels on the first
     run, keeps the faster, writes the choice to the cache, and a new session reads it back;
     the logits equal the reference either way."""
-    from aq_runtime.kernels.numba_cpu import choice, kernel_choice
+    from aq_runtime.kernels import choice
+    from aq_runtime.kernels.numba_cpu import kernel_choice
     monkeypatch.setenv("AQ_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(choice, "_disk", None)
-    from graphs import binary_pointwise_graph
+    from aq_runtime.bench.graphs import binary_pointwise_graph
     rng = np.random.default_rng(0)
     g = binary_pointwise_graph(96, 130, 12, 12)
     x = rng.integers(0, 256, (2, 12, 12, 130), dtype=np.uint8)
@@ -303,8 +262,8 @@ def test_numba_picks_bitserial_or_int8_by_timing_and_remembers(tmp_path, monkeyp
 def test_a_new_kernel_version_is_timed_again(monkeypatch):
     """A backend's remembered kernel choices are keyed by its KERNEL_VERSION too (the tvm
     backend registers compiled.VERSION): changed kernels are timed again, not shadowed."""
-    from aq_runtime.kernels.numba_cpu import choice
-    from graphs import binary_pointwise_graph
+    from aq_runtime.kernels import choice
+    from aq_runtime.bench.graphs import binary_pointwise_graph
     node = binary_pointwise_graph(16, 16, 4, 4).node("pw")
     monkeypatch.setitem(choice.KERNEL_VERSION, "x", 1)
     k1 = choice._key("x", node, (4, 16), ("a", "b"))

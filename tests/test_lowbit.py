@@ -134,7 +134,7 @@ def test_learned_codes_within_one_step(lowbit, lite0_small):
 def test_learned_rounding_fits_its_images_better(lowbit, lite0_small):
     """On the calibration images (what it optimised), learned rounding reproduces the float
     logits better than nearest rounding; held-out fidelity is the benchmark's business."""
-    from aq_runtime.bench.fidelity import sqnr_db
+    from aq_runtime.runtime.fidelity import sqnr_db
     from aq_runtime.export.fakequant import FakeQuantGraph
     from aq_runtime.export.float_exec import run_float_graph
     fg, xc, _, _ = lite0_small
@@ -176,7 +176,7 @@ def test_block_errors_end_at_the_logit_noise(lowbit, lite0_small):
     """One figure per reconstruction block, in order; the last block's is the logit noise
     the fake-quant model's SQNR measures; learned rounding lowers it on its own images."""
     from aq_runtime.bench.block_error import block_errors
-    from aq_runtime.bench.fidelity import sqnr_db
+    from aq_runtime.runtime.fidelity import sqnr_db
     from aq_runtime.export.fakequant import FakeQuantGraph
     from aq_runtime.export.float_exec import run_float_graph
     from aq_runtime.export.learned_rounding import blocks
@@ -376,7 +376,7 @@ def test_weight_groups_are_exact_stored_and_priced(grouped, lowbit, lite0_small,
     packed weights exactly the planned bytes), the file round-trips them, every backend ==
     reference, learned codes move by at most one step of their group, and the model
     reproduces the float one better than without groups at the same budget."""
-    from aq_runtime.bench.fidelity import sqnr_db
+    from aq_runtime.runtime.fidelity import sqnr_db
     from aq_runtime.export.fakequant import FakeQuantGraph
     from aq_runtime.export.float_exec import run_float_graph
     from aq_runtime.format import read_aqz, write_aqz
@@ -412,7 +412,7 @@ def test_weight_groups_are_exact_stored_and_priced(grouped, lowbit, lite0_small,
 def test_weight_groups_refused_when_inconsistent(grouped):
     import copy
 
-    from aq_runtime.export.validate import validate_graph
+    from aq_runtime.ir.validate import validate_graph
     from aq_runtime.quant.weights import expand_groups
     near = grouped[0]
     i = next(i for i, n in enumerate(near.nodes) if "weight_group" in n.attrs)

@@ -34,7 +34,7 @@ check("b0", export_graph(b0, imgs[:6], ExportOptions(bits=6, progress=False)), i
 
 import sys
 sys.path.insert(0, TESTS)  # set by the test: the folder of this file
-from graphs import small_ternary_graph
+from aq_runtime.bench.graphs import small_ternary_graph
 check("small+ternary", *small_ternary_graph())
 '''
 

@@ -12,7 +12,7 @@ from onnx import helper, numpy_helper
 
 from aq_runtime.cli.export import main as export_main
 
-from onnx_models import MobileNetV2, package_efficientnet, randomize_bn, to_onnx
+from aq_runtime.bench.onnx_models import MobileNetV2, package_efficientnet, randomize_bn, to_onnx
 
 SIDE = 32
 

@@ -180,7 +180,7 @@ class OddOps(torch.nn.Module):
 @pytest.mark.parametrize("dynamo", [False, True])
 def test_odd_ops_import_and_compute_the_model(dynamo, tmp_path):
     from aq_runtime.export.float_exec import run_float_graph
-    from onnx_models import randomize_bn, to_onnx
+    from aq_runtime.bench.onnx_models import randomize_bn, to_onnx
     m = randomize_bn(OddOps())
     to_onnx(m, (3, 15, 15), tmp_path / "odd.onnx", "dynamo" if dynamo else "torchscript", True)
     fg = float_graph_from_onnx(tmp_path / "odd.onnx", [128.0], [64.0])

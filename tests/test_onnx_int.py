@@ -4,6 +4,7 @@ an external oracle for the semantics of DESIGN §3."""
 import numpy as np
 import onnxruntime as ort
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from aq_runtime.interop.onnx_int import to_onnx_int
 from aq_runtime.runtime import Session
@@ -67,12 +68,12 @@ def test_cli_onnx_int(digits_aqz, tmp_path):
     assert np.array_equal(_ort(out, x), Session(digits_aqz).run(x))
 
 
-from test_backends import small_graph  # noqa: E402  (same randomized graphs)
+from aq_runtime.bench.graphs import random_graph  # noqa: E402
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                  HealthCheck.function_scoped_fixture])
-@given(small_graph())
+@given(st.integers(0, 2 ** 32 - 1).map(random_graph))
 def test_random_graphs(tmp_path, case):
     g, x = case
     _check(g, x, tmp_path)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from aq_runtime.export.ir import Node
+from aq_runtime.ir.graph import Node
 from aq_runtime.quant import (
     act_params_from_range,
     pack_codes,
@@ -17,7 +17,7 @@ from aq_runtime.quant import (
     unpack_codes,
 )
 from aq_runtime.quant.bits import weight_code_range
-from aq_runtime.runtime import reference as R
+from aq_runtime.kernels import reference as R
 
 
 def test_rshift_rounds_half_up_including_negatives():
@@ -173,8 +173,8 @@ def test_int_matmul_exact_beyond_float_range():
 
 
 def test_overflow_refusal():
-    from aq_runtime.export.ir import TensorSpec
-    from aq_runtime.export.validate import _validate_conv
+    from aq_runtime.ir.graph import TensorSpec
+    from aq_runtime.ir.validate import _validate_conv
     k = 3000
     t_in = TensorSpec("x", (k, 1, 1), np.ones(k), np.zeros(k, np.int64), np.full(k, 8))
     out = TensorSpec("y", (1, 1, 1), np.ones(1), np.zeros(1, np.int64), np.full(1, 8))

@@ -8,7 +8,7 @@ from aq_runtime.export.api import export_graph
 from aq_runtime.export.bits_spec import resolve_bits
 from aq_runtime.export.calibrate import at_granularity, calibrate
 from aq_runtime.export.integerize import integerize
-from aq_runtime.export.validate import conv_bounds
+from aq_runtime.ir.validate import conv_bounds
 from aq_runtime.format import read_aqz, write_aqz
 from aq_runtime.format.inspect import weight_bytes
 from aq_runtime.runtime import Session

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from aq_runtime.export.float_graph import FloatGraph, FloatNode
+from aq_runtime.ir.float_graph import FloatGraph, FloatNode
 from aq_runtime.quant.cost import micronet_score
 from aq_runtime.runtime import Session
 from aq_runtime.training.checkpoint import load_checkpoint

@@ -9,13 +9,14 @@ the exactness checks there.)"""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from aq_runtime.export.options import ExportOptions
 from aq_runtime.export.api import export_graph
 from aq_runtime.models.registry import build_float_graph
 from aq_runtime.quant.requant import finish_one, requant_one
 from aq_runtime.runtime import Session
-from aq_runtime.runtime.executor import execute
+from aq_runtime.kernels.executor import execute
 
 tvm = pytest.importorskip("tvm")
 from aq_runtime.kernels.tvm_cuda import TvmOps  # noqa: E402
@@ -75,15 +76,15 @@ def test_b0_se_swish():
 
 
 def test_ternary_groups_pools_padding():
-    from graphs import small_ternary_graph
+    from aq_runtime.bench.graphs import small_ternary_graph
     _check(*small_ternary_graph())
 
 
-from test_backends import small_graph  # noqa: E402  (the hypothesis strategy of random graphs)
+from aq_runtime.bench.graphs import random_graph  # noqa: E402
 
 
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(small_graph())
+@given(st.integers(0, 2 ** 32 - 1).map(random_graph))
 def test_random_graphs(case):
     g, x = case
     _check(g, x)

@@ -12,8 +12,8 @@ import torch
 
 from ..export.fakequant import FakeQuantGraph
 from ..export.float_exec import run_float_graph
-from ..export.float_graph import FloatGraph
-from ..export.ir import Graph
+from ..ir.float_graph import FloatGraph
+from ..ir.graph import Graph
 from ..export.learned_rounding import blocks
 
 

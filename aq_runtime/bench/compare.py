@@ -16,7 +16,7 @@ from ..format import read_aqz, write_aqz
 from ..format.inspect import average_act_bits, average_weight_bits
 from ..quant.cost import micronet_score
 from ..runtime import Session
-from .fidelity import LEGEND, Fidelity, argmax_lowest, fidelity
+from ..runtime.fidelity import LEGEND, Fidelity, argmax_lowest, fidelity
 
 # The textbook export (per-tensor min/max ranges, nearest rounding: ONNX Runtime's method), the
 # default uniform 8 bits (mixed-granularity ranges, bias correction) and `--bits auto`.

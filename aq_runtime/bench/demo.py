@@ -11,7 +11,7 @@ from pathlib import Path
 from ..data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, center_views, crops_of
 from ..runtime import Session
 from .compare import compare_models, format_rows
-from .fidelity import argmax_lowest
+from ..runtime.fidelity import argmax_lowest
 
 
 def run_demo(out_dir: str | Path | None = None, every: int = 1, progress: bool = True) -> str:

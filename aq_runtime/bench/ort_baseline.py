@@ -17,7 +17,7 @@ import tempfile
 
 import numpy as np
 
-from ..export.float_graph import FloatGraph
+from ..ir.float_graph import FloatGraph
 
 
 def export_onnx(module, fg: FloatGraph, path: str) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..export.ir import Graph, Node
+from ..ir.graph import Graph, Node
 from ..runtime import Session
 
 OPS = ("conv", "add", "mul", "gap", "lut", "maxpool", "avgpool")

@@ -74,7 +74,7 @@ class _Predictor:
         import numpy as np  # one prediction now: kernels compiled or loaded before any data
         self.session.run(np.zeros((1, *self.session.input_shape), np.uint8))
         from ..kernels.tvm.target import cpu_flags, isa
-        from ..runtime.cache import cpu_name
+        from ..kernels.cache import cpu_name
         self.node = json.dumps({
             "node": ray.get_runtime_context().get_node_id(), "host": platform.node(),
             "cpu": cpu_name(), "features": sorted(cpu_flags()),

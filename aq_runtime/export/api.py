@@ -15,9 +15,9 @@ from .bias_correction import corrected_biases
 from .bits_spec import BitsPlan, load_bits_json, resolve_bits
 from .calibrate import Ranges, at_granularity, calibrate
 from .clipping import mse_ranges
-from .float_graph import FloatGraph
+from ..ir.float_graph import FloatGraph
 from .integerize import integerize
-from .ir import Graph
+from ..ir.graph import Graph
 from .options import DEFAULT_GRANULARITY, ExportOptions, check_granularity
 
 

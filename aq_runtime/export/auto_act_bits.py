@@ -35,9 +35,9 @@ from .bias_correction import sample
 from .calibrate import Ranges
 from .fakequant import FakeQuantGraph, fake_quantize
 from .float_exec import apply_node, run_float_graph
-from .float_graph import FloatGraph
+from ..ir.float_graph import FloatGraph
 from .integerize import act_range, lut_inputs
-from .ir import Graph
+from ..ir.graph import Graph
 
 CANDIDATES = np.arange(2, 9)
 PROBES = (2, 3, 4, 6, 8)

@@ -42,7 +42,7 @@ from .bits_spec import BitsPlan
 from .calibrate import Ranges
 from .clipping import mse_alpha
 from .float_exec import run_float_graph
-from .float_graph import FloatGraph, FloatNode
+from ..ir.float_graph import FloatGraph, FloatNode
 from .integerize import effective_weights, grouped_weight_codes, weight_codes
 
 CANDIDATES = np.arange(2, 17)

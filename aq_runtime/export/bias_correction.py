@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 from .dequant import dequantized_conv
 from .float_exec import run_float_graph
-from .float_graph import FloatGraph
-from .ir import Graph
+from ..ir.float_graph import FloatGraph
+from ..ir.graph import Graph
 
 MAX_IMAGES = 128  # evenly spaced calibration images; the means settle long before
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import AqError
 from ..quant.bits import ACT_BITS_MAX, WEIGHT_BITS_MAX
-from .float_graph import FloatGraph
+from ..ir.float_graph import FloatGraph
 from .integerize import tensor_shapes
 
 BitsPlan = tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float]]

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .float_exec import run_float_graph
-from .float_graph import FloatGraph, node_act
+from ..ir.float_graph import FloatGraph, node_act
 from .options import DEFAULT_GRANULARITY, check_granularity  # noqa: F401 (re-exported)
 
 Ranges = dict[str, tuple[np.ndarray, np.ndarray]]

@@ -10,9 +10,9 @@ from numba import njit
 
 from ..quant.bits import weight_code_max
 from ..quant.weights import GROUP_MULT_MAX, code_bits, grouped_rows
-from .float_graph import FloatGraph
+from ..ir.float_graph import FloatGraph
 from .integerize import BIAS_CODE_LIMIT, effective_weights
-from .ir import Graph
+from ..ir.graph import Graph
 
 ALPHAS = np.round(np.arange(0.30, 1.0001, 0.01), 2)
 GROUPED_ALPHAS = np.round(np.arange(0.50, 1.0001, 0.05), 2)

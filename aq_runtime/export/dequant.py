@@ -9,7 +9,7 @@ import numpy as np
 
 from ..quant.cost import input_channel_map
 from ..quant.requant import implied_scale
-from .ir import Graph, Node
+from ..ir.graph import Graph, Node
 
 
 def dequantized_conv(graph: Graph, n: Node) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from .dequant import dequantized_conv
 from .float_exec import Hook, torch_nonlinear
 from .integerize import nonlinear_fn
-from .ir import Graph, Node
+from ..ir.graph import Graph, Node
 
 
 def _t(a: np.ndarray, dtype: torch.dtype = torch.float64) -> torch.Tensor:

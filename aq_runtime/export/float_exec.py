@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .float_graph import NONLINEAR, FloatGraph, FloatNode, node_act
+from ..ir.float_graph import NONLINEAR, FloatGraph, FloatNode, node_act
 
 Hook = Callable[[str, torch.Tensor], None]
 

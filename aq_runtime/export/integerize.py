@@ -21,9 +21,9 @@ from ..quant.bits import LOGIT_BITS, act_code_range, weight_code_max
 from ..quant.cost import input_channel_map
 from ..quant.weights import expand_groups, quantize_weights_grouped
 from .calibrate import Ranges
-from .float_graph import NONLINEAR, POOLS, FloatGraph, FloatNode, conv_out, node_act
-from .ir import Graph, Node, TensorSpec, canonical
-from .validate import validate_graph
+from ..ir.float_graph import NONLINEAR, POOLS, FloatGraph, FloatNode, conv_out, node_act
+from ..ir.graph import Graph, Node, TensorSpec, canonical
+from ..ir.validate import validate_graph
 
 LOGIT_RANGE_BITS = 20  # the largest calibrated |logit| maps to about 2^20
 BIAS_CODE_LIMIT = float(1 << 24)  # |round(B/sw)| stays below this: room for the int32 proof

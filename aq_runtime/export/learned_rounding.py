@@ -49,9 +49,9 @@ from ..quant.requant import implied_scale
 from ..quant.weights import code_bits, expand_groups
 from .fakequant import FakeQuantGraph
 from .float_exec import apply_node, normalize_input
-from .float_graph import FloatGraph, FloatNode
+from ..ir.float_graph import FloatGraph, FloatNode
 from .integerize import effective_weights, grouped_weight_codes
-from .ir import Graph
+from ..ir.graph import Graph
 from .options import ROUNDING_TARGETS
 
 ZETA, GAMMA = 1.1, -0.1  # rectified sigmoid stretch (AdaRound)

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from .. import AqError
+from ..ir.graph import WEIGHT_CODINGS
 
 GRANULARITIES = ("mixed", "tensor", "channel")
 DEFAULT_GRANULARITY = "mixed"
@@ -18,7 +19,6 @@ ROUNDING_TARGETS = ("model", "block", "blend")  # what each block's learned roun
 CLIPPINGS = ("max", "mse")
 ALLOCATIONS = ("layer", "channel")
 ACT_BITS = ("plan", "auto")
-WEIGHT_CODINGS = ("packed", "entropy")
 TARGETS = ("any", "avx2")  # avx2: no 8-bit weight codes (AVX2 takes |w| > 64 as int16, slower)
 
 

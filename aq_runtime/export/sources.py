@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import AqError
-from .float_graph import FloatGraph
+from ..ir.float_graph import FloatGraph
 
 
 def load_source(source: str, model: str | None, input_size: int | None,

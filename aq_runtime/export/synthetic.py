@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from .. import AqError
 from .float_exec import apply_node, conv_pre, torch_act
-from .float_graph import FloatGraph, node_act
+from ..ir.float_graph import FloatGraph, node_act
 
 ITERS = 200
 BATCH = 32

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..export.ir import Graph
+from ..ir.graph import Graph
 from ..quant.bits import mean_bits
 from ..quant.cost import micronet_score
 from ..quant.packing import node_weight_bytes

@@ -1,6 +1,6 @@
 """Read and validate a `.aqz` before anything runs: container (stored zip, safe member names,
 size caps checked before allocation), graph.json (format, version), every array (declared
-dtype/shape, SHA-256, no pickle), then the graph itself (export.validate). Any violation raises
+dtype/shape, SHA-256, no pickle), then the graph itself (ir.validate). Any violation raises
 AqError with one line naming the file and the field."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .. import AqError
-from ..export.ir import (
+from ..ir.graph import (
     ARRAY_DTYPES,
     OP_ARRAYS,
     TENSOR_DTYPES,
@@ -25,7 +25,7 @@ from ..export.ir import (
     Node,
     TensorSpec,
 )
-from ..export.validate import validate_graph
+from ..ir.validate import validate_graph
 from ..quant.packing import (
     decode_codes,
     mult_row_bytes,

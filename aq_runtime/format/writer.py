@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..export.ir import Graph, canonical
+from ..ir.graph import Graph, canonical
 from ..quant.packing import coded_if_smaller, node_stored_codes, pack_codes, pack_multipliers
 from ..quant.weights import grouped_channels
 from ..files import atomic_open

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import AqError
-from ..export.float_graph import FloatGraph, FloatNode, conv_out, fold_bn, node_act, same_pad
+from ..ir.float_graph import FloatGraph, FloatNode, conv_out, fold_bn, node_act, same_pad
 from .onnx_fold import SHAPE_OPS, fold, is_foldable, shape_value
 from .onnx_load import check_order, first_line, image_input, load_model, opset_of, read_constants
 

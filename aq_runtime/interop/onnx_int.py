@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import AqError
-from ..export.ir import Graph, Node
-from ..export.validate import conv_bounds
+from ..ir.graph import Graph, Node
+from ..ir.validate import conv_bounds
 
 OFFSET_BITS = 48
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import AqError
-from ..export.ir import Graph
+from ..ir.graph import Graph
 from ..quant.cost import input_channel_map
 from ..quant.requant import implied_scale
 from .onnx_int import _B

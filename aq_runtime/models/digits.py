@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..export.float_graph import FloatGraph, FloatNode, fold_bn
+from ..ir.float_graph import FloatGraph, FloatNode, fold_bn
 
 DIGITS_SCALE = 15  # sklearn digits are 0..16; pixels = value * 15 as uint8
 

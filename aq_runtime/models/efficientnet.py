@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..export.float_graph import FloatGraph, FloatNode, conv_out, fold_bn, same_pad
+from ..ir.float_graph import FloatGraph, FloatNode, conv_out, fold_bn, same_pad
 
 BN_EPS = 1e-3
 # (repeats, kernel, stride, expand ratio, input filters, output filters) of B0 at width/depth 1.0

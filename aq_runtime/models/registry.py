@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .. import AqError
-from ..export.float_graph import FloatGraph
+from ..ir.float_graph import FloatGraph
 
 MODEL_NAMES = ("efficientnet-lite0", "efficientnet-b0", "digits-cnn")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import AqError
-from ..export.float_graph import FloatGraph
+from ..ir.float_graph import FloatGraph
 
 
 def structure_graph(model: str, input_size: int | None = None) -> FloatGraph:

@@ -1,20 +1,23 @@
-"""The backend registry: one line per backend, name -> loader returning an ops object.
-Adding a backend (kernels/<name>/) adds one line here."""
+"""The backend registry: one `Backend` record per backend (its name, why it cannot run here,
+and how to load its ops for a graph), in the order "auto" prefers. A backend's ops object has
+the op functions of `kernels.reference` (`kernels.executor` calls them). Adding a backend
+(kernels/<name>/) adds its availability check, its loader and one record here."""
 
 from __future__ import annotations
 
 import importlib
 import sys
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Callable
 
 from .. import AqError
-from ..export.ir import Graph
+from ..ir.graph import Graph
 from ..optional import installed, missing_message
 
 
 def _reference(graph: Graph) -> Any:
-    return importlib.import_module("aq_runtime.runtime.reference")
+    return importlib.import_module("aq_runtime.kernels.reference")
 
 
 def _numba(graph: Graph) -> Any:
@@ -66,9 +69,6 @@ def tvm_unavailable() -> str | None:
 
 
 def _tvm(graph: Graph) -> Any:
-    why = tvm_unavailable()
-    if why:
-        raise AqError(why)
     return importlib.import_module("aq_runtime.kernels.tvm")
 
 
@@ -106,9 +106,6 @@ def tvm_cuda_unavailable() -> str | None:
 
 
 def _tvm_cuda(graph: Graph) -> Any:
-    why = tvm_cuda_unavailable()
-    if why:
-        raise AqError(why)
     from ..kernels.tvm_cuda import TvmOps
     try:
         return TvmOps(graph, gpu=True)
@@ -131,9 +128,6 @@ def cuda_unavailable() -> str | None:
 
 
 def _numba_cuda(graph: Graph) -> Any:
-    why = cuda_unavailable()
-    if why:
-        raise AqError(why)
     return importlib.import_module("aq_runtime.kernels.numba_cuda")
 
 
@@ -142,31 +136,48 @@ def _simulated() -> bool:
     return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
 
 
-# name -> loader. Order = preference of "auto" (fastest first).
-BACKENDS: dict[str, Callable[[Graph], Any]] = {
-    "tvm-cuda": _tvm_cuda,
-    "numba-cuda": _numba_cuda,
-    "tvm": _tvm,
-    "numba": _numba,
-    "reference": _reference,
-}
+def numba_unavailable() -> str | None:
+    return None if installed("numba") else "backend 'numba' needs the numba package"
+
+
+def numba_cuda_unlisted() -> str | None:
+    """numba-cuda is offered only on a GPU: under the CUDA simulator (for tests) it is never
+    listed, only used when asked for by name."""
+    return cuda_unavailable() or ("backend 'numba-cuda' runs on the CUDA simulator "
+                                  "(NUMBA_ENABLE_CUDASIM) only when asked for by name"
+                                  if _simulated() else None)
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    unavailable: Callable[[], str | None]  # why it cannot run here (None: it can)
+    load: Callable[[Graph], Any]  # the ops object for a graph
+    unlisted: Callable[[], str | None] | None = None  # why "auto" and listings skip it
+
+    def why_not_offered(self) -> str | None:
+        return (self.unlisted or self.unavailable)()
+
+    def ops(self, graph: Graph) -> Any:
+        why = self.unavailable()
+        if why:
+            raise AqError(why)
+        return self.load(graph)
+
+
+# the order "auto" prefers (fastest first)
+BACKENDS: dict[str, Backend] = {b.name: b for b in (
+    Backend("tvm-cuda", tvm_cuda_unavailable, _tvm_cuda),
+    Backend("numba-cuda", cuda_unavailable, _numba_cuda, numba_cuda_unlisted),
+    Backend("tvm", tvm_unavailable, _tvm),
+    Backend("numba", numba_unavailable, _numba),
+    Backend("reference", lambda: None, _reference),
+)}
 
 
 def backend_unavailable(name: str) -> str | None:
-    """Why backend `name` is not offered here (None: it is). The CUDA simulator is for tests:
-    numba-cuda under it is never listed, only used when asked for by name."""
-    if name == "numba":
-        return None if installed("numba") else \
-            "backend 'numba' needs the numba package"
-    if name == "tvm":
-        return tvm_unavailable()
-    if name == "tvm-cuda":
-        return tvm_cuda_unavailable()
-    if name == "numba-cuda":
-        return cuda_unavailable() or ("backend 'numba-cuda' runs on the CUDA simulator "
-                                      "(NUMBA_ENABLE_CUDASIM) only when asked for by name"
-                                      if _simulated() else None)
-    return None
+    """Why backend `name` is not offered here (None: it is)."""
+    return BACKENDS[name].why_not_offered()
 
 
 def available_backends() -> list[str]:
@@ -202,4 +213,4 @@ def get_backend(name: str, graph: Graph, batch: int = 16) -> tuple[str, Any]:
                 name = measured
     if name not in BACKENDS:
         raise AqError(f"unknown backend {name!r} (available: {', '.join(BACKENDS)})")
-    return name, BACKENDS[name](graph)
+    return name, BACKENDS[name].ops(graph)

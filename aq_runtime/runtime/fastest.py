@@ -10,10 +10,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .cache import cache_root, cpu_name, read_json, write_json
+from ..kernels.cache import cache_root, cpu_name, read_json, write_json
 
 if TYPE_CHECKING:
-    from ..export.ir import Graph
+    from ..ir.graph import Graph
 
 
 def _file() -> Path:
@@ -32,7 +32,7 @@ def record(digest: str, fastest: dict[int, str]) -> None:
 
 
 def lookup(graph: Graph, batch: int) -> str | None:
-    """The measured fastest backend for this model (an export.ir Graph) and machine at the
+    """The measured fastest backend for this model (an ir.graph Graph) and machine at the
     largest measured batch size <= `batch` (else the smallest measured), or None. The model is
     hashed only when some measurement is on file (hashing every array costs start-up time)."""
     measured = read_json(_file())

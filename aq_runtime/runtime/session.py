@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from .. import AqError
-from ..export.ir import Graph
+from ..ir.graph import Graph
 from ..format.reader import read_aqz
 from .backends import available_backends, get_backend, use_kernels
-from .executor import execute
+from ..kernels.executor import execute
 
 __all__ = ["Session", "available_backends"]
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import AqError
 from ..data.images import list_images
-from ..export.ir import Graph
+from ..ir.graph import Graph
 from ..format import read_aqz
 from .backends import available_backends, use_kernels
 from .predict import preprocess_file

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .. import AqError
-from ..export.ir import Graph
+from ..ir.graph import Graph
 from .build import restore_model
 from .checkpoint import load_checkpoint
 from .evaluate import evaluate, format_eval, write_reports

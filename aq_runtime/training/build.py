@@ -15,7 +15,7 @@ import torch
 
 from .. import AqError
 from ..export.calibrate import Ranges
-from ..export.float_graph import FloatGraph
+from ..ir.float_graph import FloatGraph
 from .config import TrainConfig
 from .data import TrainData
 from .qgraph import QuantGraph, QuantSetup, _key

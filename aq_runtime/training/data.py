@@ -15,7 +15,7 @@ from PIL import Image
 from .. import AqError
 from ..data.augment import recolour
 from ..data.images import list_images, load_image, resize_center_crop
-from ..export.float_graph import FloatGraph
+from ..ir.float_graph import FloatGraph
 
 BUILTIN_DATA = ("digits", "photos")
 REPORT_STRIDE = 4  # --data photos: every 4th held-out crop (94 of 376) reported per epoch

@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from ..export.float_exec import run_float_graph
-from ..export.float_graph import FloatGraph
-from ..export.ir import Graph
+from ..ir.float_graph import FloatGraph
+from ..ir.graph import Graph
 from ..format.inspect import average_act_bits, average_weight_bits
 from ..quant.cost import micronet_score
 from .checkpoint import write_json
@@ -39,7 +39,7 @@ def evaluate(model: QuantGraph, teacher: FloatGraph, images: np.ndarray,
              ) -> tuple[dict[str, Any], Graph]:
     """Integer and fake-quant quality on held-out images, plus the cost of the integer graph
     (`graph`: the model already integerized, as this returns it)."""
-    from ..bench.fidelity import argmax_lowest, fidelity
+    from ..runtime.fidelity import argmax_lowest, fidelity
     from ..runtime import Session
 
     g = model.integerize() if graph is None else graph

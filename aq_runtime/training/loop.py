@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import AqError
-from ..export.float_graph import FloatGraph
+from ..ir.float_graph import FloatGraph
 from ..quant.bits import mean_bits
 from ..quant.cost import REF_OPS, REF_PARAMS
 from .build import float_state, new_model, restore_model, teacher_graph

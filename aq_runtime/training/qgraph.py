@@ -27,7 +27,7 @@ from torch import nn
 from .. import AqError
 from ..export.calibrate import Ranges
 from ..export.float_exec import apply_node, torch_act
-from ..export.float_graph import NONLINEAR, FloatGraph, FloatNode, node_act
+from ..ir.float_graph import NONLINEAR, FloatGraph, FloatNode, node_act
 from ..export.integerize import BIAS_CODE_LIMIT, lut_inputs, tensor_shapes
 from ..quant.bits import ACT_BITS_MAX, LOGIT_BITS, WEIGHT_BITS_MAX
 from ..quant.cost import conv_cost, elementwise_cost, input_channel_map

@@ -7,7 +7,7 @@ cut into bit-planes packed 64 channels to a word, so that
 (A = bits of the largest activation code present, B = 2 or 3): AND + popcount on 64 channels
 at a time instead of 64 multiplies. Exact integer arithmetic; the requantization is
 quant.requant's `requant_one`, compiled. Worth it when A * B is small against the int8 path;
-numba_cpu times both per layer and keeps the faster (kernels/numba_cpu/choice.py)."""
+numba_cpu times both per layer and keeps the faster (kernels/choice.py)."""
 
 from __future__ import annotations
 

@@ -10,10 +10,11 @@ import weakref
 import numpy as np
 from numba import njit, prange
 
-from ...export.ir import Node
+from ...ir.graph import Node
 from ...quant.requant import finish_one, requant_one
-from ...runtime import reference as _ref
-from . import bitserial, choice
+from .. import reference as _ref
+from .. import choice
+from . import bitserial
 
 _cache: "weakref.WeakKeyDictionary[Node, tuple]" = weakref.WeakKeyDictionary()
 _planes: "weakref.WeakKeyDictionary[Node, tuple]" = weakref.WeakKeyDictionary()

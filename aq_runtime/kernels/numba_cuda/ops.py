@@ -10,7 +10,7 @@ import weakref
 import numpy as np
 from numba import cuda
 
-from ...export.ir import Node
+from ...ir.graph import Node
 from ...quant.requant import finish_one, requant_one
 
 _requant = cuda.jit(device=True)(requant_one)

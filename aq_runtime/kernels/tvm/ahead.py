@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 
 from ... import AqError
-from ...export.ir import Graph
+from ...ir.graph import Graph
 from ...files import atomic_path, write_atomic_bytes
-from ...runtime.cache import cache_root
+from ...kernels.cache import cache_root
 from . import compiled
 from .runtime_lib import cpu_threads, tvm_version
 from .target import ISAS, llvm_target, run_isa, supported_isas, use_isa
@@ -72,8 +72,8 @@ def resolve_targets(names: list[str]) -> list[str]:
 
 def collect(graph: Graph, isa: str) -> dict[str, Any]:
     """name -> PrimFunc of every kernel the tvm backend prepares for `graph` on `isa`."""
-    from ...runtime.executor import execute
-    from ..numba_cpu import choice
+    from ...kernels.executor import execute
+    from .. import choice
     from . import ops
 
     g = copy.deepcopy(graph)  # the backend keeps per-node state: a copy keeps it off `graph`

@@ -4,7 +4,7 @@ microkernel (gemm.py): 1x1 convs straight on the activation rows, others on TIR 
 (layout.py); weight codes wider than one byte digit add base-128 digit columns (AVX-512) or
 go as int16 to `vpmaddwd` (256-bit vectors: gemm.py's `word` kernels), ternary weights two
 0/1 column blocks. Per conv up to three exact candidates are timed at plan time
-(the fastest kept and remembered, numba_cpu/choice.py): 'fused', the GEMM that requantizes in
+(the fastest kept and remembered, kernels/choice.py): 'fused', the GEMM that requantizes in
 registers (vec_requant: float64, used only where quant.requant.float_exact proves it exact);
 'gemm', int32 sums through memory and the int64 Numba epilogue; 'rows', a Numba kernel on int32
 weights. Depthwise convs (depthwise.py: three exact candidates, timed), residual adds,
@@ -23,9 +23,9 @@ from typing import Callable
 import numba
 import numpy as np
 
-from ...export.ir import Node
+from ...ir.graph import Node
 from ...quant.requant import float_exact
-from ..numba_cpu import choice
+from .. import choice
 from ..numba_cpu import ops as _nbops
 from . import nhwc as _nhwc
 from .depthwise import (
@@ -120,7 +120,7 @@ JIT_CANDIDATES = ("gemm", "rows")  # the GEMM candidates that run Numba code (co
 
 
 def _fastest(node: Node, a: Act, shape: tuple, runners: dict[str, Runner]) -> Runner:
-    """The candidate that ran fastest on `a` (numba_cpu/choice.py: timed once per input shape,
+    """The candidate that ran fastest on `a` (kernels/choice.py: timed once per input shape,
     remembered on disk). With kernels compiled ahead, candidates that would compile Numba code
     are not timed where a compiled one exists: a fresh worker is ready in seconds, not after
     seconds of Numba compilation per kernel."""

@@ -18,7 +18,7 @@ from ...files import atomic_path
 
 def cache_dir() -> Path:
     """$AQ_CACHE_DIR, else ~/.cache/aq_runtime (XDG_CACHE_HOME respected), + /tvm."""
-    from ...runtime.cache import cache_root
+    from ...kernels.cache import cache_root
     return cache_root() / "tvm"
 
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ...export.ir import Graph
+from ...ir.graph import Graph
 from ..tvm.runtime_lib import cache_dir, lib_dir, load_module, save_module, tvm_version
 from .compute import out_tile, prim_func, signature
 from .schedule import schedule

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...export.ir import Node
+from ...ir.graph import Node
 
 I64 = "int64"
 I32 = "int32"

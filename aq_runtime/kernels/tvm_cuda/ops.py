@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ...export.ir import Graph, Node
+from ...ir.graph import Graph, Node
 from .build import load_or_build
 
 

@@ -1,4 +1,6 @@
-"""Small hand-built graphs shared by the backend tests and benchmarks/gpu_check.py."""
+"""Graphs the tests and benchmarks share (integer graphs with their input images): small
+hand-built ones (ternary, grouped and padded convs, pools), Lite0 with mixed 1- to 16-bit
+channels, binary pointwise convs, and random small graphs drawn from a seed."""
 
 import numpy as np
 
@@ -8,7 +10,7 @@ def small_ternary_graph(seed: int = 0):
     1x1 conv, an average pool with padding, global pooling and a dense layer: (graph, images)."""
     from aq_runtime.export.bits_spec import resolve_bits
     from aq_runtime.export.calibrate import calibrate, per_tensor
-    from aq_runtime.export.float_graph import FloatGraph, FloatNode
+    from aq_runtime.ir.float_graph import FloatGraph, FloatNode
     from aq_runtime.export.integerize import integerize
     rng = np.random.default_rng(seed)
 
@@ -58,7 +60,7 @@ def lite0_mixed_graph(calibration: np.ndarray):
 def binary_pointwise_graph(o: int, c: int, h: int, w: int, seed: int = 0, abits=None):
     """One pointwise conv with binary (1-bit) weights + global pooling: the bit-serial kernel's
     case. `abits`: per-tensor activation bits (default 8)."""
-    from aq_runtime.export.float_graph import FloatGraph, FloatNode
+    from aq_runtime.ir.float_graph import FloatGraph, FloatNode
     from aq_runtime.export.integerize import integerize, tensor_shapes
     rng = np.random.default_rng(seed)
     nodes = [FloatNode("conv", "pw", ["input"], "pw", dict(stride=[1, 1], pad=[0, 0, 0, 0],
@@ -70,3 +72,50 @@ def binary_pointwise_graph(o: int, c: int, h: int, w: int, seed: int = 0, abits=
     ranges = {k: (-np.ones(s[0]), np.ones(s[0]) * 3) for k, s in shapes.items()}
     ab = {k: (abits(rng, s[0]) if abits else np.full(s[0], 8)) for k, s in shapes.items()}
     return integerize(fg, ranges, {"pw": np.ones(o, np.int64)}, ab)
+
+
+def random_graph(seed: int):
+    """A random small graph from one seed: 1-3 convs (grouped or dense, 1-5 kernels, strides,
+    asymmetric padding, none/relu/relu6), maybe a residual add, global pooling and a dense layer,
+    random per-channel ranges and 1-8 weight and activation bits per channel: (graph, 3 images)."""
+    from aq_runtime.export.integerize import integerize, tensor_shapes
+    from aq_runtime.ir.float_graph import FloatGraph, FloatNode
+    rng = np.random.default_rng(seed)
+    c = int(rng.integers(1, 7))
+    h, w = int(rng.integers(3, 12)), int(rng.integers(3, 12))
+    nodes, x, shape = [], "input", (c, h, w)
+    for i in range(int(rng.integers(1, 4))):
+        cin = shape[0]
+        groups = int(rng.choice([1, cin]))
+        o = cin if groups == cin and rng.random() < 0.5 else int(rng.integers(1, 7)) * groups
+        k = int(rng.choice([1, 2, 3, 5]))
+        s = int(rng.choice([1, 2]))
+        pad = [int(rng.integers(0, k)) for _ in range(4)]
+        if (shape[1] + pad[0] + pad[1] < k) or (shape[2] + pad[2] + pad[3] < k):
+            pad = [k, k, k, k]
+        act = str(rng.choice(["none", "relu", "relu6"]))
+        nodes.append(FloatNode("conv", f"c{i}", [x], f"c{i}", dict(
+            stride=[s, s], pad=pad, groups=groups, act=act),
+            rng.normal(size=(o, cin // groups, k, k)), rng.normal(size=o)))
+        x = f"c{i}"
+        shape = tensor_shapes(FloatGraph("r", "input", x, (c, h, w), [0] * c, [1] * c, nodes))[x]
+    if rng.random() < 0.5 and shape[0] > 0:
+        nodes.append(FloatNode("add", "add", [x, x], "add"))
+        x = "add"
+    nodes.append(FloatNode("gap", "gap", [x], "gap"))
+    nodes.append(FloatNode("conv", "fc", ["gap"], "fc", dict(stride=[1, 1], pad=[0, 0, 0, 0],
+                                                              groups=1, act="none"),
+                           rng.normal(size=(3, shape[0], 1, 1)), rng.normal(size=3)))
+    mean = rng.uniform(0, 255, size=c).tolist()
+    fg = FloatGraph("random", "input", "fc", (c, h, w), mean,
+                    rng.uniform(20, 120, size=c).tolist(), nodes, ["a", "b", "c"])
+    shapes = tensor_shapes(fg)
+    ranges = {}
+    for name, shp in shapes.items():
+        lo = -rng.uniform(0, 4, size=shp[0])
+        ranges[name] = (lo, lo + rng.uniform(0.1, 8, size=shp[0]))
+    wb = {n.name: rng.integers(1, 9, size=n.weight.shape[0]) for n in nodes if n.op == "conv"}
+    ab = {n.output: rng.integers(1, 9, size=shapes[n.output][0]) for n in nodes}
+    g = integerize(fg, ranges, wb, ab)
+    imgs = rng.integers(0, 256, size=(3, h, w, c), dtype=np.uint8)
+    return g, imgs

@@ -20,8 +20,16 @@ from ..quant.weights import (
     grouped_channels,
     n_groups,
 )
-from .ir import GROUP_ARRAYS, OP_ARRAYS, TERNARY_ARRAYS, Graph, Node, TensorSpec
-from .options import WEIGHT_CODINGS
+from .graph import (
+    GROUP_ARRAYS,
+    OP_ARRAYS,
+    TERNARY_ARRAYS,
+    WEIGHT_CODINGS,
+    Graph,
+    Node,
+    TensorSpec,
+)
+
 
 INT32_LIMIT = 1 << 31
 

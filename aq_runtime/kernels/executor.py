@@ -1,6 +1,6 @@
 """Graph executor: walks the IR in order and calls one backend's op functions. A backend is a
 module-like object with `conv`, `add`, `mul`, `gap`, `lut`, `maxpool`, `avgpool` taking the same arguments as
-`runtime.reference`; the executor owns tensor lifetimes (freed after their last use)."""
+`kernels.reference`; the executor owns tensor lifetimes (freed after their last use)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..export.ir import Graph
+from ..ir.graph import Graph
 
 
 def last_uses(graph: Graph) -> dict[str, int]:

@@ -43,6 +43,7 @@ OP_ARRAYS: dict[str, tuple[str, ...]] = {
 }
 TERNARY_ARRAYS = ("bias_n", "mult_n")
 STORAGE_ATTRS = ("weight_coding",)  # how a file stores a conv's codes: not the model's integers
+WEIGHT_CODINGS = ("packed", "entropy")  # the values of attrs["weight_coding"]
 GROUP_ARRAYS = ("wcbits", "wmult")  # a conv with attrs["weight_group"]: quant/weights.py
 
 

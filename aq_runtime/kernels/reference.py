@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ..export.ir import Node
+from ..ir.graph import Node
 from ..quant import finish, requantize
 
 _EXACT_F64 = float(1 << 53)

@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ...export.ir import Node
-from ...runtime.cache import cache_root, read_json, write_json
+from ..ir.graph import Node
+from .cache import cache_root, read_json, write_json
 
 # per backend, per node: {input shape: kernel name}, and under None the latest pick
 _choice: dict[str, "weakref.WeakKeyDictionary[Node, dict]"] = {}
