@@ -40,11 +40,13 @@ from aq_runtime.bench.pareto import plot_pareto
 from aq_runtime.bench.results import write_result
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
 from aq_runtime.export.float_exec import run_float_graph
+from aq_runtime.export.options import PLAIN_RECIPE
 from aq_runtime.export.synthetic import synthesize
 from aq_runtime.format.reader import read_aqz
 from aq_runtime.models.efficientnet import lite0_float_graph, load_lite0
 
 RESULTS = Path(__file__).parent / "results"
+DEFAULT_ROW = "auto 0.5 default"  # --bits auto --budget 0.5 and nothing else
 KEEP = "runs/lowbit_lite0"  # the exported files of the rows (and the KD rows' training runs)
 MSE = {"clipping": "mse"}
 CHANNEL = {"clipping": "mse", "allocation": "channel"}
@@ -110,6 +112,10 @@ def rows_wanted() -> list[tuple[str, object, dict]]:
     out.append(("w8 data-free", {"weight": 8, "act": 8}, {}))
     out.append(("auto 0.5 learned data-free", "auto",
                 {"budget": 0.5, **LEARNED, "allocation": "channel"}))
+    # every row names its recipe in full (the parts it does not name: the plain export's),
+    # but the last: `aq-export --bits auto --budget 0.5` alone, the recipe export chooses
+    out = [(n, b, o if b == KD else {**PLAIN_RECIPE, **o}) for n, b, o in out]
+    out.append((DEFAULT_ROW, "auto", {"budget": 0.5}))
     return out
 
 
@@ -258,6 +264,8 @@ def main() -> None:
             "output on its own quantized input, not the float model's output there);\n"
             "bld: + --rounding-target blend (each block's rounding fits half the float model's "
             "output there, half the float block's on its own input);\n"
+            f"{DEFAULT_ROW}: aq-export --bits auto --budget 0.5 and no other option (the "
+            "default recipe below budget 1: learned coded bld);\n"
             "act-auto: + activation widths 2..8 (--act-bits auto: MicroNet score down while the "
             "logit noise added on the planning\nimages stays within 10% of the weight plan's; a "
             "bits: per activation value, each channel weighted by its pixels); "

@@ -313,7 +313,7 @@ def test_export_low_bit_flags(tmp_path, image_folder):
                                                                                mix).stdout
     act = tmp_path / "act.aqz"
     r = cli("export", "digits-cnn", act, "--bits", "auto", "--budget", "0.5", "--act-bits",
-            "auto", "--act-noise", "0.3")
+            "auto", "--act-noise", "0.3", "--rounding", "nearest")
     assert r.returncode == 0, r.stderr
     assert read_aqz(act).meta["calibration"]["act_noise"] == 0.3
     text = cli("inspect", act).stdout
@@ -346,6 +346,47 @@ def test_export_low_bit_flags(tmp_path, image_folder):
     assert r.returncode == 2 and line == ("error: --bits does not apply with --to (it converts "
                                           "the .aqz as it is)")
     assert not (tmp_path / "bad.onnx").exists()
+
+
+def test_low_budget_takes_the_best_recipe(tmp_path):
+    """--bits auto below --budget 1 alone is the low-bit recipe (per-channel widths, MSE
+    clipping, learned rounding to the blended target, entropy-coded weights); aq-inspect says
+    so; a part given on the command line replaces only that part; at budget 1 and with uniform
+    bits the plain export is unchanged; --help names each default."""
+    from aq_runtime.format import read_aqz
+    out = tmp_path / "low.aqz"
+    r = cli("export", "digits-cnn", out, "--bits", "auto", "--budget", "0.5",
+            "--rounding-iters", "10", "--rounding-images", "300")
+    assert r.returncode == 0, r.stderr
+    m = read_aqz(out).meta
+    c = m["calibration"]
+    assert (c["clipping"], c["rounding"], c["rounding_target"], c["weight_coding"]) == \
+        ("mse", "learned", "blend", "entropy")
+    assert m["auto_bits"]["allocation"] == "channel" and m["auto_bits"]["budget"] == 0.5
+    text = cli("inspect", out).stdout
+    assert "weight widths auto: one per channel, within 0.5x uniform 8's weight bytes" in text
+    assert "weight clipping mse" in text and "weight codes entropy-coded" in text
+    assert "learned rounding (0.5 x the float model's output" in text
+    near = tmp_path / "near.aqz"
+    r = cli("export", "digits-cnn", near, "--bits", "auto", "--budget", "0.5",
+            "--rounding", "nearest")
+    assert r.returncode == 0, r.stderr
+    m = read_aqz(near).meta
+    assert m["calibration"]["rounding"] == "nearest" and m["auto_bits"]["allocation"] == "channel"
+    assert m["calibration"]["weight_coding"] == "entropy" and m["calibration"]["clipping"] == "mse"
+    for bits in (["--bits", "auto"], ["--bits", "4"]):
+        plain = tmp_path / "plain.aqz"
+        r = cli("export", "digits-cnn", plain, *bits)
+        assert r.returncode == 0, r.stderr
+        m = read_aqz(plain).meta
+        c = m["calibration"]
+        assert c["clipping"] == "max" and c["rounding"] == "nearest" and "weight_coding" not in c
+        assert m.get("auto_bits", {"allocation": "layer"})["allocation"] == "layer"
+    help_text = " ".join(cli("export", "--help").stdout.split())
+    for part in ("default: channel below --budget 1", "default: mse with --bits auto below",
+                 "default: learned with --bits auto", "default: blend with --bits auto",
+                 "default: entropy with --bits auto"):
+        assert part in help_text, part
 
 
 def test_export_interrupted_leaves_nothing(tmp_path):

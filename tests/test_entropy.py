@@ -128,7 +128,8 @@ def test_auto_prices_coded_bytes_and_fits_the_budget(digits_fg, tmp_path):
 
     x = digits_data()[0][:128]
     base = ExportOptions(bits="auto", budget=0.5, allocation="channel", clipping="mse",
-                         weight_groups=8, progress=False)
+                         rounding="nearest", rounding_target="model", weight_groups=8,
+                         progress=False)
     plans = {c: export_graph(digits_fg, x, base.with_(weight_coding=c))
              for c in ("packed", "entropy")}
 

@@ -30,6 +30,7 @@ def lowbit(lite0_small):
     from aq_runtime.export.options import ExportOptions
     fg, xc, _, ranges = lite0_small
     base = ExportOptions(bits="auto", budget=0.5, allocation="channel", clipping="mse",
+                         rounding="nearest", rounding_target="model", weight_coding="packed",
                          progress=False)
     plan = plan_bits(fg, xc, ranges, base)  # rounding does not change the plan: made once
     near = export_graph(fg, xc, base, ranges=ranges, plan=plan)
@@ -60,7 +61,7 @@ def test_auto_is_per_channel_and_within_budget(lowbit):
     assert average_weight_bits(near) <= 4.1
     varied = [n for n in near.weight_nodes() if len(set(n.arrays["wbits"].tolist())) > 1]
     assert varied, "per-channel allocation gave every channel of every layer the same bits"
-    assert rep["granularity"] == "channel"
+    assert rep["allocation"] == "channel"
     for a, b in zip(near.weight_nodes(), learned.weight_nodes()):  # same plan, same scales
         assert (a.arrays["wbits"] == b.arrays["wbits"]).all()
         assert (a.arrays["mult"] == b.arrays["mult"]).all()
@@ -225,6 +226,7 @@ def test_a_plan_reused_exports_what_planning_again_does(digits_fg):
     x = digits_data()[0][:64]
     ranges = calibrate_ranges(digits_fg, x)
     base = ExportOptions(bits="auto", budget=0.5, allocation="channel", clipping="mse",
+                         rounding="nearest", rounding_target="model", weight_coding="packed",
                          progress=False)
     plan = plan_bits(digits_fg, x, ranges, base)
     kept = copy.deepcopy(plan)
@@ -277,7 +279,9 @@ def test_auto_act_bits_lowers_score_within_its_noise(lite0_small):
     from aq_runtime.format.inspect import average_act_bits, summarize
     from aq_runtime.quant.cost import micronet_score
     fg, xc, xh, ranges = lite0_small
-    base = ExportOptions(bits="auto", budget=0.5, clipping="mse", progress=False)
+    base = ExportOptions(bits="auto", budget=0.5, allocation="layer", clipping="mse",
+                         rounding="nearest", rounding_target="model", weight_coding="packed",
+                         progress=False)
     plan = plan_bits(fg, xc, ranges, base)  # the weight plan; activation widths come after
     plain = export_graph(fg, xc, base, ranges=ranges, plan=plan)
     low = export_graph(fg, xc, base.with_(act_bits="auto", act_noise=0.2), ranges=ranges,
@@ -363,7 +367,9 @@ def grouped(lite0_small):
     from aq_runtime.export.options import ExportOptions
     fg, xc, _, ranges = lite0_small
     base = ExportOptions(bits="auto", budget=0.5, allocation="channel", clipping="mse",
-                         weight_groups=16, progress=False)
+                         rounding="nearest", rounding_target="model", weight_coding="packed",
+                         weight_groups=16,
+                         progress=False)
     plan = plan_bits(fg, xc, ranges, base)
     near = export_graph(fg, xc, base, ranges=ranges, plan=plan)
     learned = export_graph(fg, xc, base.with_(rounding="learned", rounding_iters=30,

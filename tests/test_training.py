@@ -382,7 +382,8 @@ def test_init_aqz_starts_exactly_where_the_export_is(digits_fg, tmp_path):
     from aq_runtime.training.api import checkpoint_graph
     g = export_graph(digits_fg, digits_data()[0][:256], ExportOptions(
         bits="auto", budget=0.5, allocation="channel", clipping="mse", rounding="learned",
-        rounding_iters=20, rounding_images=300, progress=False))
+        rounding_target="model", weight_coding="packed", rounding_iters=20,
+        rounding_images=300, progress=False))
     path = tmp_path / "low.aqz"
     write_aqz(g, path)
     g = read_aqz(path)

@@ -15,8 +15,10 @@ from ..export.options import (
     ROUNDING_TARGETS,
     ROUNDINGS,
     TARGETS,
+    PLAIN_RECIPE,
     WEIGHT_CODINGS,
     ExportOptions,
+    recipe_for,
 )
 from .common import require, run_cli
 
@@ -41,11 +43,22 @@ DEPENDENT = (
 )
 
 
+def with_recipe(a: argparse.Namespace) -> argparse.Namespace:
+    """`a` with the recipe's parts the user left unset (None) as the recipe decides them for
+    these bits and budget (export/options.py)."""
+    budget = DEFAULT.budget if a.budget is None else a.budget
+    recipe = recipe_for(a.bits, budget)
+    return argparse.Namespace(**{k: recipe[k] if k in recipe and v is None else v
+                                 for k, v in vars(a).items()})
+
+
 def check_dependent(a: argparse.Namespace) -> None:
     """An option given where it does nothing is a mistake to report, not to ignore: each
-    DEPENDENT option the user set (argparse default None) must have the choice it needs."""
+    DEPENDENT option the user set (argparse default None) must have the choice it needs
+    (given, or the recipe's)."""
+    effective = with_recipe(a)
     for flag, dest, applies, needs in DEPENDENT:
-        if getattr(a, dest) is not None and not applies(a):
+        if getattr(a, dest) is not None and not applies(effective):
             raise AqError(f"{flag} applies only with {needs}")
 
 
@@ -63,7 +76,7 @@ def given_or_default(a: argparse.Namespace) -> argparse.Namespace:
     default."""
     d = vars(a).copy()
     for _, dest, _, _ in DEPENDENT:
-        if d[dest] is None and hasattr(DEFAULT, dest):
+        if d[dest] is None and hasattr(DEFAULT, dest) and dest not in PLAIN_RECIPE:
             d[dest] = getattr(DEFAULT, dest)
     return argparse.Namespace(**d)
 
@@ -80,8 +93,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="--bits auto: weight bytes as a ratio of uniform 8 bits (default "
                          f"{DEFAULT.budget:g})")
     ap.add_argument("--allocation", choices=ALLOCATIONS, default=None,
-                    help="--bits auto: one weight width per layer (default) or per output "
-                         "channel")
+                    help="--bits auto: one weight width per layer or per output channel "
+                         "(default: channel below --budget 1, else layer)")
     ap.add_argument("--calib", help="folder of calibration images (default: bundled photos; "
                                     "none: only --synthetic images, a data-free export)")
     ap.add_argument("--synthetic", type=int, default=DEFAULT.synthetic, metavar="N",
@@ -96,13 +109,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-bias-correction", action="store_true",
                     help="keep each layer's mean weight-quantization error (min/max and nearest "
                          "rounding only, as ONNX Runtime's static int8)")
-    ap.add_argument("--clipping", choices=CLIPPINGS, default=DEFAULT.clipping,
-                    help="weight range per output channel: max|w| (default), or the range with "
-                         "the least squared rounding error at the channel's bits (low bits)")
-    ap.add_argument("--rounding", choices=ROUNDINGS, default=DEFAULT.rounding,
-                    help="weight rounding: to nearest (default), or learned block by block to "
-                         "reproduce the float model's block outputs on the calibration images "
-                         "(AdaRound/BRECQ-style; minutes; for low bits)")
+    ap.add_argument("--clipping", choices=CLIPPINGS, default=None,
+                    help="weight range per output channel: max|w|, or the range with the least "
+                         "squared rounding error at the channel's bits (default: mse with "
+                         "--bits auto below --budget 1, else max)")
+    ap.add_argument("--rounding", choices=ROUNDINGS, default=None,
+                    help="weight rounding: to nearest, or learned block by block to reproduce "
+                         "the float model's block outputs on the calibration images "
+                         "(AdaRound/BRECQ-style; minutes; default: learned with --bits auto "
+                         "below --budget 1, else nearest)")
     ap.add_argument("--rounding-iters", type=int, default=None,
                     help="--rounding learned: optimisation steps per block (default "
                          f"{DEFAULT.rounding_iters})")
@@ -114,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="--rounding learned: what each block reproduces: the float model's "
                          "output there (model; it also makes up for earlier blocks' error) or "
                          "the float block's own output on its quantized input (block), or a "
-                         "blend of the two (blend); default model")
+                         "blend of the two (default: blend with --bits auto below --budget 1, "
+                         "else model)")
     ap.add_argument("--rounding-blend", type=float, default=None, metavar="A",
                     help="--rounding-target blend: the float model's output's weight, A in "
                          f"(0, 1); the float block's own output gets 1 - A (default "
@@ -124,11 +140,12 @@ def main(argv: list[str] | None = None) -> None:
                          "1..8 under the channel's scale (3 bits per group; the codes' effective "
                          "width grows by 3 bits, at most 8): finer steps where a channel's "
                          "weights are small; 0 (default): off, 32: low bits")
-    ap.add_argument("--weight-coding", choices=WEIGHT_CODINGS, default=DEFAULT.weight_coding,
-                    help="how the file stores weight codes: bit-packed at their widths "
-                         "(default), or entropy: rANS-coded where smaller, and --bits auto "
-                         "prices widths by their coded bytes (same integers, smaller file, "
-                         "finer codes within a budget; decoded when the model loads)")
+    ap.add_argument("--weight-coding", choices=WEIGHT_CODINGS, default=None,
+                    help="how the file stores weight codes: bit-packed at their widths, or "
+                         "entropy: rANS-coded where smaller, and --bits auto prices widths by "
+                         "their coded bytes (same integers, smaller file, finer codes within a "
+                         "budget; decoded when the model loads; default: entropy with --bits "
+                         "auto below --budget 1, else packed)")
     ap.add_argument("--target", choices=TARGETS, default=DEFAULT.target,
                     help="avx2: no 8-bit weight codes (7 instead; --bits auto never picks 8), "
                          "so AVX2-only CPUs run every layer of 7 bits or less on vpmaddubsw "
@@ -171,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         if ck is not None:
             only_these(a, defaults, {"weight_coding"}, "to a training checkpoint (its bits, "
                        "ranges and weights are trained; only --weight-coding applies)")
-            export_checkpoint(a.source, ck, a.output, coding=a.weight_coding)
+            export_checkpoint(a.source, ck, a.output, coding=a.weight_coding or "packed")
             return
         from ..export.pipeline import export_cli
         o = given_or_default(a)

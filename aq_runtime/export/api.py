@@ -36,10 +36,7 @@ def plan_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges,
     `options.target` 'avx2' turns 8-bit weight widths into 7 (auto: never chooses 8)."""
     o = options
     if o.bits == "auto":
-        return auto_bits(fg, images, ranges, o.budget, progress=o.progress,
-                         bias_correction=o.bias_correction, clipping=o.clipping,
-                         granularity=o.allocation, skip_bits=(8,) if o.target == "avx2" else (),
-                         group=o.weight_groups, coding=o.weight_coding)
+        return auto_bits(fg, images, ranges, o)
     bits = o.bits
     if isinstance(bits, str):
         bits = int(bits) if bits.isdigit() else load_bits_json(bits)

@@ -44,6 +44,7 @@ from .clipping import mse_alpha
 from .float_exec import run_float_graph
 from ..ir.float_graph import FloatGraph, FloatNode
 from .integerize import effective_weights, grouped_weight_codes, weight_codes
+from .options import ExportOptions
 
 CANDIDATES = np.arange(2, 17)
 PROBES = (2, 3, 4, 6, 8)
@@ -177,22 +178,23 @@ def lagrangian_choice(noise: np.ndarray, size: np.ndarray, ok: np.ndarray, budge
     return choose(hi)
 
 
-def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: float = 1.0,
-              n_images: int = 16, progress: bool = True, bias_correction: bool = True,
-              clipping: str = "max", granularity: str = "layer",
-              skip_bits: tuple[int, ...] = (), group: int = 0, coding: str = "packed"
-              ) -> tuple[BitsPlan, dict]:
-    """(bits plan, report), weight bytes <= budget_ratio * bytes of uniform 8 bits, one
-    width per layer or (`granularity='channel'`) per output channel, never a width in
-    `skip_bits`; with `group`, widths 2..5 carry group multipliers (their noise measured so,
-    their 3 bits per group priced); with `coding='entropy'` each channel's codes at 2..12 bits
-    are priced at their entropy-coded size (their layer's codes at that width as one stream's
-    histogram), the budget still uniform 8's packed bytes. With `bias_correction`
-    each probe's noise is measured as the export will leave it: with the layer's mean output
-    error taken out of its bias."""
+def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, options: ExportOptions,
+              n_images: int = 16) -> tuple[BitsPlan, dict]:
+    """(bits plan, report), weight bytes <= `options.budget` x the bytes of uniform 8 bits, one
+    width per layer or (`options.allocation='channel'`) per output channel; target 'avx2'
+    never chooses 8; with `weight_groups`, widths 2..5 carry group multipliers (their noise
+    measured so, their 3 bits per group priced); with `weight_coding='entropy'` each channel's
+    codes at 2..12 bits are priced at their entropy-coded size (their layer's codes at that
+    width as one stream's histogram), the budget still uniform 8's packed bytes. With
+    `bias_correction` each probe's noise is measured as the export will leave it: with the
+    layer's mean output error taken out of its bias."""
+    o = options
+    budget_ratio, progress, clipping = o.budget, o.progress, o.clipping
+    group, coding = o.weight_groups, o.weight_coding
+    skip_bits = (8,) if o.target == "avx2" else ()
     x = sample(images, n_images)
     ref = run_float_graph(fg, x)
-    per_channel = granularity == "channel"
+    per_channel = o.allocation == "channel"
     m2 = _input_power(fg, x) if per_channel else {}
     scales = {t: act_params_from_range(lo, hi, np.full(lo.shape, 8))[0]
               for t, (lo, hi) in ranges.items()}
@@ -202,7 +204,7 @@ def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: 
               for n in tqdm(convs, desc="weight errors", disable=not progress)}
     shift = {b: (output_shifts(fg, sample(images), {n.name: layers[n.name].fake[b] - n.weight
                                                     for n in convs})
-                 if bias_correction else {n.name: 0.0 for n in convs}) for b in PROBES}
+                 if o.bias_correction else {n.name: 0.0 for n in convs}) for b in PROBES}
     layer_noise, layer_ok = [], []
     for n in tqdm(convs, desc="sensitivity", disable=not progress):
         L = layers[n.name]
@@ -242,7 +244,8 @@ def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, budget_ratio: 
     full = {k: layers[k].full[c] for k, c in cols.items() if layers[k].full[c].any()}
     predicted = float(noise[np.arange(len(idx)), idx].sum())
     report = {"budget_bytes": int(budget), "weight_bytes": int(stored),
-              "granularity": granularity, "predicted_noise": predicted, "probes": list(PROBES),
+              "allocation": o.allocation, "budget": budget_ratio,
+              "predicted_noise": predicted, "probes": list(PROBES),
               "clipping": clipping, "bits": {k: float(v.mean()) for k, v in wbits.items()},
               "full_range_channels": int(sum(v.sum() for v in full.values())),
               "full_range": full}

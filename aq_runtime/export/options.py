@@ -5,7 +5,7 @@ CLI takes its choices and defaults from this module while parsing arguments)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from .. import AqError
@@ -20,6 +20,20 @@ CLIPPINGS = ("max", "mse")
 ALLOCATIONS = ("layer", "channel")
 ACT_BITS = ("plan", "auto")
 TARGETS = ("any", "avx2")  # avx2: no 8-bit weight codes (AVX2 takes |w| > 64 as int16, slower)
+
+
+# The parts of a low-bit export the recipe decides when the user does not: below budget 1 with
+# `bits='auto'` the recipe the low-bit table measured best (docs/LOWBIT.md), everywhere else the
+# plain export (one width per layer, max|w| ranges, nearest rounding, bit-packed codes).
+LOW_BUDGET_RECIPE = dict(allocation="channel", clipping="mse", rounding="learned",
+                         rounding_target="blend", weight_coding="entropy")
+PLAIN_RECIPE = dict(allocation="layer", clipping="max", rounding="nearest",
+                    rounding_target="model", weight_coding="packed")
+
+
+def recipe_for(bits: Any, budget: float) -> dict[str, str]:
+    """The values `ExportOptions` gives the recipe's parts left None."""
+    return LOW_BUDGET_RECIPE if bits == "auto" and budget < 1 else PLAIN_RECIPE
 
 
 def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
@@ -62,25 +76,33 @@ class ExportOptions:
     codes' coded size, so the budget buys finer codes; the runtime decodes them at load)."""
     bits: int | str | dict = 8
     budget: float = 1.0
-    allocation: str = "layer"
+    allocation: str | None = None
     method: str = "minmax"
     granularity: str = DEFAULT_GRANULARITY
     bias_correction: bool = True
-    clipping: str = "max"
-    rounding: str = "nearest"
+    clipping: str | None = None
+    rounding: str | None = None
     rounding_iters: int = 200
     rounding_images: int = 1024
-    rounding_target: str = "model"
+    rounding_target: str | None = None
     rounding_blend: float = 0.5
     target: str = "any"
     synthetic: int = 0
     act_bits: str = "plan"
     act_noise: float = 0.1
     weight_groups: int = 0
-    weight_coding: str = "packed"
+    weight_coding: str | None = None
     progress: bool = True
+    chosen: tuple[str, ...] = field(default=(), init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        # the recipe's parts left None take the recipe's values; `chosen` keeps which the
+        # caller set, so that `with_` (another budget, say) decides the others again
+        given = tuple(k for k in PLAIN_RECIPE if getattr(self, k) is not None)
+        object.__setattr__(self, "chosen", given)
+        for k, v in recipe_for(self.bits, self.budget).items():
+            if getattr(self, k) is None:
+                object.__setattr__(self, k, v)
         check_granularity(self.granularity)
         check_choice("calibration method", self.method, CALIB_METHODS)
         check_choice("rounding", self.rounding, ROUNDINGS)
@@ -104,12 +126,17 @@ class ExportOptions:
             raise AqError("--synthetic: the number of images must not be negative")
 
     def with_(self, **changes: Any) -> ExportOptions:
-        return replace(self, **changes)
+        unset = {k: None for k in PLAIN_RECIPE if k not in self.chosen}
+        return replace(self, **{**unset, **changes})
+
+    def recipe_defaults(self) -> list[str]:
+        """The recipe's parts this export took from the recipe (the caller did not set)."""
+        return [k for k in PLAIN_RECIPE if k not in self.chosen]
 
     def as_meta(self, n_images: int) -> dict[str, Any]:
         """How the model was calibrated, for graph.json's `calibration` (aq-inspect shows it)."""
         d = {k: v for k, v in asdict(self).items()
-             if k not in ("bits", "budget", "allocation", "progress")}
+             if k not in ("bits", "budget", "allocation", "progress", "chosen")}
         if self.rounding == "nearest":
             d.pop("rounding_iters")
             d.pop("rounding_images")

@@ -83,7 +83,7 @@ def inspect_dict(graph: Graph, path: str | Path | None = None) -> dict:
          "avg_act_bits": average_act_bits(graph), "micronet": {k: cost[k] for k in
                                                                 ("params", "ops", "score")},
          "micronet_layers": cost["layers"]}
-    for k in ("calibration", "auto_act_bits"):
+    for k in ("calibration", "auto_bits", "auto_act_bits"):
         if k in graph.meta:
             d[k] = graph.meta[k]
     if path is not None:
@@ -161,6 +161,12 @@ def summarize(graph: Graph, path: str | Path | None = None, d: dict | None = Non
                   f"{info.get('seconds')} s)")
         elif rounding:
             s += f", {rounding} rounding"
+    b = d.get("auto_bits")
+    if isinstance(b, dict) and "budget_bytes" in b:
+        per = b.get("allocation", b.get("granularity"))  # files before 'allocation' say granularity
+        budget = f"{b['budget']:g}x uniform 8's" if "budget" in b else f"{b['budget_bytes']}"
+        s += (f"\nweight widths auto: one per {per}, within {budget} weight bytes "
+              f"({b['budget_bytes']})")
     a = d.get("auto_act_bits")
     if isinstance(a, dict) and a.get("base_noise"):
         s += (f"\nactivation widths auto: MicroNet score -{a.get('score_saved', 0):.4f} for "
