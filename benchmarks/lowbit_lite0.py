@@ -265,7 +265,7 @@ def main() -> None:
             "bld: + --rounding-target blend (each block's rounding fits half the float model's "
             "output there, half the float block's on its own input);\n"
             f"{DEFAULT_ROW}: aq-export --bits auto --budget 0.5 and no other option (the "
-            "default recipe below budget 1: learned coded bld);\n"
+            "default recipe at 0.5: learned coded blk);\n"
             "act-auto: + activation widths 2..8 (--act-bits auto: MicroNet score down while the "
             "logit noise added on the planning\nimages stays within 10% of the weight plan's; a "
             "bits: per activation value, each channel weighted by its pixels); "

@@ -350,7 +350,8 @@ def test_export_low_bit_flags(tmp_path, image_folder):
 
 def test_low_budget_takes_the_best_recipe(tmp_path):
     """--bits auto below --budget 1 alone is the low-bit recipe (per-channel widths, MSE
-    clipping, learned rounding to the blended target, entropy-coded weights); aq-inspect says
+    clipping, learned rounding, entropy-coded weights; at 0.5 each block fits its own output,
+    above 0.5 a blend with the float model's); aq-inspect says
     so; a part given on the command line replaces only that part; at budget 1 and with uniform
     bits the plain export is unchanged; --help names each default."""
     from aq_runtime.format import read_aqz
@@ -361,12 +362,12 @@ def test_low_budget_takes_the_best_recipe(tmp_path):
     m = read_aqz(out).meta
     c = m["calibration"]
     assert (c["clipping"], c["rounding"], c["rounding_target"], c["weight_coding"]) == \
-        ("mse", "learned", "blend", "entropy")
+        ("mse", "learned", "block", "entropy")
     assert m["auto_bits"]["allocation"] == "channel" and m["auto_bits"]["budget"] == 0.5
     text = cli("inspect", out).stdout
     assert "weight widths auto: one per channel, within 0.5x uniform 8's weight bytes" in text
     assert "weight clipping mse" in text and "weight codes entropy-coded" in text
-    assert "learned rounding (0.5 x the float model's output" in text
+    assert "learned rounding (each block's own error" in text
     near = tmp_path / "near.aqz"
     r = cli("export", "digits-cnn", near, "--bits", "auto", "--budget", "0.5",
             "--rounding", "nearest")
@@ -374,6 +375,10 @@ def test_low_budget_takes_the_best_recipe(tmp_path):
     m = read_aqz(near).meta
     assert m["calibration"]["rounding"] == "nearest" and m["auto_bits"]["allocation"] == "channel"
     assert m["calibration"]["weight_coding"] == "entropy" and m["calibration"]["clipping"] == "mse"
+    assert cli("export", "digits-cnn", tmp_path / "x.aqz", "--bits", "auto", "--budget", "0.75",
+               "--rounding-iters", "0").returncode == 2  # checked before any work
+    from aq_runtime.export.options import ExportOptions
+    assert ExportOptions(bits="auto", budget=0.75).rounding_target == "blend"
     for bits in (["--bits", "auto"], ["--bits", "4"]):
         plain = tmp_path / "plain.aqz"
         r = cli("export", "digits-cnn", plain, *bits)
@@ -384,7 +389,7 @@ def test_low_budget_takes_the_best_recipe(tmp_path):
         assert m.get("auto_bits", {"allocation": "layer"})["allocation"] == "layer"
     help_text = " ".join(cli("export", "--help").stdout.split())
     for part in ("default: channel below --budget 1", "default: mse with --bits auto below",
-                 "default: learned with --bits auto", "default: blend with --bits auto",
+                 "default: learned with --bits auto", "block at 0.5 and below",
                  "default: entropy with --bits auto"):
         assert part in help_text, part
 

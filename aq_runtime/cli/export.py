@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="--rounding learned: what each block reproduces: the float model's "
                          "output there (model; it also makes up for earlier blocks' error) or "
                          "the float block's own output on its quantized input (block), or a "
-                         "blend of the two (default: blend with --bits auto below --budget 1, "
-                         "else model)")
+                         "blend of the two (default with --bits auto: blend below --budget 1, "
+                         "block at 0.5 and below; else model)")
     ap.add_argument("--rounding-blend", type=float, default=None, metavar="A",
                     help="--rounding-target blend: the float model's output's weight, A in "
                          f"(0, 1); the float block's own output gets 1 - A (default "

@@ -22,18 +22,24 @@ ACT_BITS = ("plan", "auto")
 TARGETS = ("any", "avx2")  # avx2: no 8-bit weight codes (AVX2 takes |w| > 64 as int16, slower)
 
 
-# The parts of a low-bit export the recipe decides when the user does not: below budget 1 with
-# `bits='auto'` the recipe the low-bit table measured best (docs/LOWBIT.md), everywhere else the
-# plain export (one width per layer, max|w| ranges, nearest rounding, bit-packed codes).
-LOW_BUDGET_RECIPE = dict(allocation="channel", clipping="mse", rounding="learned",
-                         rounding_target="blend", weight_coding="entropy")
+# The parts of a low-bit export the recipe decides when the user does not. Below budget 1 with
+# `bits='auto'`, the recipe the low-bit table measured best (docs/LOWBIT.md): per-channel
+# widths, MSE clipping, learned rounding and entropy-coded weights, each block's rounding
+# fitted to a blend of the float model's output and its own above 0.5x (0.3 to 1.1 dB better
+# there) and to its own output at 0.5x and below (as many dB, every confident crop kept).
+# Everywhere else the plain export: one width per layer, max|w| ranges, nearest rounding,
+# bit-packed codes.
 PLAIN_RECIPE = dict(allocation="layer", clipping="max", rounding="nearest",
                     rounding_target="model", weight_coding="packed")
+LOW_BUDGET_RECIPE = dict(allocation="channel", clipping="mse", rounding="learned",
+                         rounding_target="blend", weight_coding="entropy")
 
 
 def recipe_for(bits: Any, budget: float) -> dict[str, str]:
     """The values `ExportOptions` gives the recipe's parts left None."""
-    return LOW_BUDGET_RECIPE if bits == "auto" and budget < 1 else PLAIN_RECIPE
+    if bits != "auto" or budget >= 1:
+        return PLAIN_RECIPE
+    return {**LOW_BUDGET_RECIPE, "rounding_target": "block" if budget <= 0.5 else "blend"}
 
 
 def check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
