@@ -9,7 +9,7 @@ runs the simulator and tests/test_tvm_cuda.py the same loops on the CPU).
       EfficientNet-Lite0 (--bits auto) at batch 1/8/32 with PyTorch fp32 on the GPU and the CPU
       and ONNX Runtime fp32/int8 on the CPU, measured in the same run; writes
       OUT/gpu_exactness.txt, OUT/gpu_bench_lite0.{txt,json}.
-      (Where numba-cuda 0.30.4 meets numpy >= 2.5, put benchmarks/gpu_site first on PYTHONPATH:
+      (Where numba-cuda 0.30.4 meets numpy >= 2.5, put tools/gpu_site first on PYTHONPATH:
       its sitecustomize.py restores the removed np.row_stack alias that numba-cuda needs.)
 
 Models: digits CNN, EfficientNet-B0 at 96 px (SE, swish tables), Lite0 at 96 px with random

@@ -1,4 +1,4 @@
-"""Low-bit EfficientNet-Lite0 (issue: <= 4 average weight bits that keep their accuracy).
+"""Low-bit EfficientNet-Lite0: how few weight bits keep its fidelity.
 
 One row per model, all scored on the 376 held-out crops (never used for calibration): uniform
 weight bits 8/6/5/4/3 (activations 8) and `--bits auto` at weight budgets 0.375/0.5/0.625/0.75
@@ -16,7 +16,7 @@ coded); the best 0.5x export with activation widths lowered further (`--act-nois
 rows `blk act0.3`, `blk act1`) and KD from each; two data-free rows (uniform 8, and auto 0.5
 learned) calibrated on images synthesized from the model's BatchNorm statistics instead of
 the photos; ONNX Runtime int8 for reference. Columns: file bytes, average weight/activation
-bits, MicroNet score, DESIGN §7's four numbers, integer vs fake-quant agreement, export time.
+bits, MicroNet score, the four fidelity numbers (runtime/fidelity.py), integer vs fake-quant agreement, export time.
 Resumable: finished rows are kept in
 results/lowbit_lite0.json and skipped on a rerun (`--redo NAME...` recomputes rows, `--only
 NAME...` runs just those). Writes results/lowbit_lite0.{txt,json,png}.
@@ -127,7 +127,7 @@ def _row_dict(r: Row) -> dict:
 
 
 def machines_line(rows: list[dict]) -> str:
-    """Which machine each row ran on (rows are resumed across sessions): the most common one
+    """Which machine each row ran on (rows are resumed across runs): the most common one
     for the rows not named, then each other machine with its rows."""
     by: dict[str, list[str]] = {}
     for d in rows:
@@ -143,16 +143,6 @@ def _row(d: dict) -> Row:
     return Row(d["name"], d["file_bytes"], d["weight_bits"], d["act_bits"], d["score"],
                Fidelity(**d["fid"]) if d["fid"] else None, d["fq_agreement"],
                seconds=d.get("seconds"))
-
-
-def row_files(keep: str | Path, model: str, names: list[str]) -> list[Path]:
-    """The files this script left in `keep` for rows `names` (the scripts that read them:
-    lowbit_blocks.py, lowbit_code_entropy.py); exits with one line naming the first missing."""
-    paths = [row_path(keep, model, n) for n in names]
-    missing = [str(p) for p in paths if not p.exists()]
-    if missing:
-        sys.exit(f"error: no file {missing[0]}: run benchmarks/lowbit_lite0.py first")
-    return paths
 
 
 def kd_start(opts: dict) -> str:

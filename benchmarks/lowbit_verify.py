@@ -1,5 +1,5 @@
 """Every CPU backend `==` the reference on all 376 held-out crops, for each low-bit file that
-benchmarks/lowbit_lite0.py left in its folder (issue: every low-bit model, exact on every
+benchmarks/lowbit_lite0.py left in its folder (every low-bit model must be exact on every
 backend; CI checks a small slice). Writes results/lowbit_verify.txt: per file, each available
 backend's verdict on the int32 logits. Verdicts accumulate in results/lowbit_verify.json,
 keyed by file name and model digest: a file verified before (same digest) is not run again

@@ -11,7 +11,7 @@ EfficientNet-Lite0 uniform 8 (backend tvm, kernels compiled ahead for every run)
 - the same integers on mixed CPUs: a two-node Ray cluster on this machine, one node forced to
   the AVX2 kernels, on the first --mixed images == one machine; beside it ONNX Runtime int8
   (its default QDQ model of the same float Lite0) through its AVX-512 and its AVX2 kernels
-  (benchmarks/ort_isa.py) on the same decoded images: how many top-1 predictions and logits
+  (tools/ort_isa.py) on the same decoded images: how many top-1 predictions and logits
   differ between the two.
 
     python benchmarks/ray_infer.py [--images 10000] [--mixed 1000]
@@ -227,7 +227,7 @@ def ort_compare(images: Path, d: Path) -> dict:
     x = np.stack([preprocess_file(s, p) for p in list_images(images)])
     np.save(d / "x.npy", x)
     patched = d / "ort_avx2"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ort_isa.py"), "avx2", str(patched)],
+    subprocess.run([sys.executable, str(ROOT / "tools" / "ort_isa.py"), "avx2", str(patched)],
                    check=True, capture_output=True)
     ys = {}
     for name, extra in (("avx512", None), ("avx2", str(patched))):

@@ -4,9 +4,9 @@
 int8 of the same float model measured in the same run. On an AVX-512 CPU the avx2 rows are the
 AVX2 kernels run there, not an AVX2-only CPU's timings; beside them, ONNX Runtime int8's own
 kernels for each instruction set on the same cores (its default and its reduce_range model;
-benchmarks/ort_isa.py: a copy of onnxruntime whose MLAS dispatch skips the sets above it; for
+tools/ort_isa.py: a copy of onnxruntime whose MLAS dispatch skips the sets above it; for
 AVX2 bit-exact with valgrind's AVX2-only emulation): AVX2 code against AVX2 code, AVX-VNNI
-against AVX-VNNI. The table also shows each row against the issue's Zen 3 run (ONNX Runtime
+against AVX-VNNI. The table also shows each row against a user's AVX2-only Zen 3 run (ONNX Runtime
 int8 there at 0.33x PyTorch fp32 eager's batch-1 latency, 0.37x at batch 8), an estimate with
 PyTorch fp32 as the yardstick between the two CPUs: PyTorch here restricted to its AVX2 code
 paths (oneDNN, ATen and MKL each have a switch), as it ran on the Zen 3.
@@ -25,7 +25,6 @@ import sys
 import time
 from pathlib import Path
 
-from ort_isa import make as ort_isa_package
 from tqdm import tqdm
 
 from aq_runtime.bench.machine import describe
@@ -38,10 +37,13 @@ from aq_runtime.export.sources import calibration_images
 from aq_runtime.kernels.tvm.target import supported_isas
 from aq_runtime.models.efficientnet import lite0_float_graph, load_lite0
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from ort_isa import make as ort_isa_package  # noqa: E402  (tools/ort_isa.py)
+
 MODELS = (("auto", "lite0_auto.aqz", {}),
           ("auto --target avx2", "lite0_auto_avx2.aqz", {"target": "avx2"}))
 BATCHES = (1, 8)
-ZEN3_ORT_INT8 = {1: 0.33, 8: 0.37}  # x PyTorch fp32, from issue #16's Zen 3 run
+ZEN3_ORT_INT8 = {1: 0.33, 8: 0.37}  # x PyTorch fp32, from a user's AVX2-only Zen 3 run
 # PyTorch fp32 on its AVX2 code paths: the yardstick against the Zen 3 run
 PYTORCH_AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2",
                 "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
@@ -72,6 +74,7 @@ from aq_runtime.bench.latency import time_fn
 from aq_runtime.export.float_exec import normalize_input
 from aq_runtime.format import read_aqz
 from aq_runtime.models.efficientnet import lite0_float_graph, load_lite0
+
 assert torch.backends.cpu.get_cpu_capability() == os.environ["ATEN_CPU_CAPABILITY"].upper()
 torch.set_num_threads(os.cpu_count() or 1)
 h, w, c = read_aqz(sys.argv[1]).meta["input"]["shape"]
@@ -197,14 +200,14 @@ def main() -> None:
               "against ONNX Runtime's default int8 model (ORT int8 QDQ, its kernels",
               "for this CPU); same isa (rr): against its default (reduce_range) model run by its "
               "kernels for the row's instruction set (ORT int8[ rr] <isa>:",
-              "benchmarks/ort_isa.py's copy of onnxruntime whose MLAS dispatch skips the sets "
-              "above it; for avx2 == valgrind's AVX2-only emulation, benchmarks/avx2_emulated.py);",
+              "tools/ort_isa.py's copy of onnxruntime whose MLAS dispatch skips the sets "
+              "above it; for avx2 == valgrind's AVX2-only emulation, tools/avx2_emulated.py);",
               "vs Zen3 ORT (est.): the row against "
               f"{ZEN3_ORT_INT8[1]}x / {ZEN3_ORT_INT8[8]}x this run's PyTorch fp32 on its AVX2 "
               "paths (batch 1 / 8;",
               "PyTorch fp32 (AVX2): " + " ".join(f"{k}={v}" for k, v in PYTORCH_AVX2.items())
               + "),",
-              "ONNX Runtime int8's ratio to PyTorch fp32 in issue #16's AVX2-only Zen 3 run: "
+              "ONNX Runtime int8's ratio to PyTorch fp32 in a user's AVX2-only Zen 3 run: "
               "an estimate, not a measurement on such a CPU",
               f"({time.time() - t0:.0f} s)"]
     text = "\n".join(lines) + "\n"

@@ -1,5 +1,5 @@
-"""Fidelity of the real pretrained EfficientNet-Lite0 on held-out real photos (DESIGN §7),
-against ONNX Runtime static int8 calibrated on the same images (issue #8 acceptance). The
+"""Fidelity of the real pretrained EfficientNet-Lite0 on held-out real photos (the four numbers of runtime/fidelity.py),
+against ONNX Runtime static int8 calibrated on the same images. The
 table's tests are `slow` (`pytest -m slow`, about 5 minutes on 2 cores: every row exported and
 scored): CI on a 2-core CPU must stay under 30 minutes; benchmarks/fidelity_lite0.py writes the
 same table to benchmarks/results/fidelity_lite0.txt."""
@@ -66,7 +66,7 @@ def test_auto_at_same_bytes(rows):
     assert weight_bytes(auto.graph) <= weight_bytes(u8.graph) == weight_bytes(tbk.graph)
     # Issue #8's +2 dB and "top-1 no lower", against the textbook uniform 8 bits (ORT's
     # method); against the default uniform 8 (mixed ranges, bias correction) auto's lead is
-    # smaller, 8-bit activation noise being most of what is left (see the issue note)
+    # smaller, 8-bit activation noise being most of what is left
     assert auto.fid.sqnr_db >= tbk.fid.sqnr_db + 2.0
     assert auto.fid.top1_agreement >= tbk.fid.top1_agreement
     assert auto.fid.sqnr_db >= u8.fid.sqnr_db + 1.0

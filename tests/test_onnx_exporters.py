@@ -110,7 +110,7 @@ def test_lite0_from_onnx_gives_the_builtin_integers(exporter, tmp_path):
 
 
 def test_cli_exports_a_dynamic_batch_torch_export(tmp_path):
-    """The issue's report: `aq-export lite0.onnx out.aqz --mean 127 --std 128` on the package's
+    """A user's report: `aq-export lite0.onnx out.aqz --mean 127 --std 128` on the package's
     Lite0 exported with dynamic batch (was `unsupported ONNX op Shape`) and static (was a
     traceback)."""
     import subprocess

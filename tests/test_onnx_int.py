@@ -1,5 +1,5 @@
 """The integer-exact ONNX export run in ONNX Runtime equals the reference, `==` on int32 logits:
-an external oracle for the semantics of DESIGN §3."""
+an external oracle for the semantics of docs/SEMANTICS.md."""
 
 import numpy as np
 import onnxruntime as ort

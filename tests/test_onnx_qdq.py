@@ -62,7 +62,7 @@ def test_uniform8_qdq_agrees(lite0_models, tmp_path):
 
 def test_mixed_qdq_agrees_without_ort_graph_rewrites(lite0_models, tmp_path):
     # Layers above 8 bits are float convs between Q/DQ pairs. ONNX Runtime's graph optimizer
-    # (even ORT_ENABLE_BASIC) changes this graph's numerics (see the issue note); unoptimized,
+    # (even ORT_ENABLE_BASIC) changes this graph's numerics; unoptimized,
     # it follows the integer model.
     graphs, x = lite0_models
     to_onnx_qdq(graphs["mixed"], tmp_path / "q.onnx")

@@ -1,4 +1,4 @@
-"""DESIGN §3 semantics against hand-computed integers."""
+"""The integer semantics (docs/SEMANTICS.md) against hand-computed integers."""
 
 import numpy as np
 import pytest

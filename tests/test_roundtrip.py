@@ -71,7 +71,7 @@ def test_roundtrip_uniform_and_mixed(model, tmp_path):
     graphs = {b: export_graph(fg, x,
                               ExportOptions(bits=b, progress=False), ranges=ranges) for b in (8, 4)}
     # random per-channel bits already give every tensor per-channel scales; with per-channel
-    # ranges on top, Lite0's file is 0.2% over the bound (see the issue note): per tensor here
+    # ranges on top, Lite0's file is 0.2% over the bound: per tensor here
     graphs["mixed"] = _mixed_bits(fg, at_granularity(fg, raw, "tensor"), 0)
     assert max(int(n.arrays["wbits"].max()) for n in graphs["mixed"].weight_nodes()) >= 8
     if model == "digits-cnn":

@@ -177,7 +177,7 @@ def test_ddp_equals_single_process(tmp_path):
             "--no-progress"]
     # same float summation order in every run; a crash prints every thread's Python stack
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONFAULTHANDLER="1")
-    # benchmarks/avx2_emulated.py runs this under valgrind, some 20x slower
+    # tools/avx2_emulated.py runs this under valgrind, some 20x slower
     timeout = 300 * float(os.environ.get("AQ_TEST_TIMEOUT_SCALE", "1"))
 
     def train(out, *extra, procs=1):

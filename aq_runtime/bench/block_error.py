@@ -3,7 +3,7 @@ each reconstruction block's output (export/learned_rounding.py's `blocks`), the 
 fake-quant model against its float model, both run from the images (so each block's figure
 holds every error that reached it). Measured on the calibration crops and on held-out crops,
 it shows which blocks' rounding carries over to images the export never saw and which fits
-the calibration photos only (benchmarks/lowbit_blocks.py)."""
+the calibration photos only (docs/LOWBIT.md)."""
 
 from __future__ import annotations
 

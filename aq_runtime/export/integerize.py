@@ -1,4 +1,4 @@
-"""Integerization (DESIGN §3): float graph + calibrated ranges + bits -> integer IR.
+"""Integerization (docs/SEMANTICS.md): float graph + calibrated ranges + bits -> integer IR.
 Per-input-channel activation scales are folded into the weights, weights are quantized per
 output channel at their own bits, zero-point corrections go into the int32 bias, and every
 requantization gets its fixed-point (m, n). LUTs are built here, in float64."""

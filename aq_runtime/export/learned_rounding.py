@@ -31,7 +31,7 @@ reach a hard 0/1 (20-37% of the variables of Lite0's first blocks end undecided 
 sign of V). Converged (LR 0.1: <= 4% undecided, 6-23% of codes off nearest) the rounding
 fits the 8 calibration photos far better (0.5x: last block's error 0.028 -> 0.018) and the
 held-out crops worse (11.76 -> 11.12 dB): its gains carry over to other photos up to block 11
-and not in the late blocks (docs/BENCHMARKS.md, benchmarks/lowbit_blocks.py)."""
+and not in the late blocks (docs/LOWBIT.md)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from .. import AqError
 from ..ir.float_graph import FloatGraph
 
 
-def load_source(source: str, model: str | None, input_size: int | None,
+def load_source(source: str, model: str | None = None, input_size: int | None = None,
                 mean: list[float] | None = None, std: list[float] | None = None) -> FloatGraph:
     """A float graph from a built-in name, a float ONNX file (normalization `(p - mean) / std`
     in pixel units, ImageNet's by default) or a state dict (`torch.load(weights_only=True)`)."""
@@ -45,7 +45,7 @@ def load_source(source: str, model: str | None, input_size: int | None,
     return float_graph_from_state(model, sd, input_size)
 
 
-def calibration_images(fg: FloatGraph, folder: str | None) -> np.ndarray:
+def calibration_images(fg: FloatGraph, folder: str | None = None) -> np.ndarray:
     """Images from `folder` (resized/cropped as the model wants), none at all for 'none'
     (data-free: synthetic images only), or the bundled defaults."""
     c, h, w = fg.input_shape

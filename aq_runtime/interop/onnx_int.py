@@ -1,4 +1,4 @@
-"""Integer-exact ONNX export: every op of DESIGN §3 as ONNX integer ops, so that ONNX Runtime
+"""Integer-exact ONNX export: every op of docs/SEMANTICS.md as ONNX integer ops, so that ONNX Runtime
 reproduces the reference's int32 logits `==`.
 - conv: explicit padding with each channel's zero point (ConvInteger pads with 0), then
   ConvInteger on raw uint8 codes with zero points 0 (per-channel zero points are not supported

@@ -1,5 +1,5 @@
 """The integer graph (IR): activation tensors with per-channel quant params, and nodes whose
-integer arrays follow DESIGN §3. Layout-free (NCHW shapes are logical, not a memory layout).
+integer arrays follow docs/SEMANTICS.md. Layout-free (NCHW shapes are logical, not a memory layout).
 
 Ops and their arrays (O = output channels, C = input channels):
   conv   weight (O, C/groups, kh, kw) int codes, wbits (O,), bias (O,), mult (O,), shift (O,),

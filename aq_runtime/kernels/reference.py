@@ -1,4 +1,4 @@
-"""Reference backend: every op of DESIGN §3 as plain numpy int64 math, one function per op.
+"""Reference backend: every op of docs/SEMANTICS.md as plain numpy int64 math, one function per op.
 Tensors are NCHW int64 codes. This is the definition every other backend is compared to.
 
 Convolution sums are exact: GEMMs run in float64 BLAS only when the bound

@@ -1,4 +1,4 @@
-"""The one definition of the integer semantics (DESIGN §3): rounding, rshift, requantization,
+"""The one definition of the integer semantics (docs/SEMANTICS.md): rounding, rshift, requantization,
 fixed-point multipliers, code ranges per bit-width, bit packing, the entropy coder of stored
 weight codes and the MicroNet cost model.
 Imported by every other part; never imports torch."""

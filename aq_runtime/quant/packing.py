@@ -1,4 +1,4 @@
-"""Bit packing of weight codes (DESIGN §3): codes of output channel o are offset to unsigned
+"""Bit packing of weight codes (docs/SEMANTICS.md): codes of output channel o are offset to unsigned
 (Q + 2^(b-1) - 1; 1-bit: bit 1 = +1; ternary uses b = 2), b[o] bits each, LSB first,
 every channel starting on a byte boundary. Convs marked `weight_coding: entropy` store the
 same unsigned codes entropy-coded instead (quant/entropy.py) where that is smaller."""

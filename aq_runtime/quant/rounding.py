@@ -14,7 +14,7 @@ def round_half_up(x: np.ndarray | float) -> np.ndarray:
 
 
 def rshift(v: np.ndarray, n: np.ndarray | int) -> np.ndarray:
-    """Rounding right shift of int64 values by n >= 1 bits (broadcasting), DESIGN §3."""
+    """Rounding right shift of int64 values by n >= 1 bits (broadcasting), docs/SEMANTICS.md."""
     v = np.asarray(v, dtype=np.int64)
     n = np.asarray(n, dtype=np.int64)
     if np.any(n < 1) or np.any(n > 62):

@@ -1,4 +1,4 @@
-"""Fidelity as DESIGN §7 defines it, one function used by tests, demo and benchmarks: top-1
+"""Fidelity: the four numbers, one function used by tests, demo and benchmarks: top-1
 agreement, top-5 containment (float top-1 within the integer top-5), agreement on confident
 images (float top-1 probability >= 0.5) and logit SQNR in dB."""
 
@@ -28,7 +28,7 @@ class Fidelity:
 
 
 def argmax_lowest(x: np.ndarray) -> np.ndarray:
-    """argmax along the last axis, ties to the lowest index (DESIGN §3 Output)."""
+    """argmax along the last axis, ties to the lowest index (docs/SEMANTICS.md, Output)."""
     return np.argmax(x, axis=-1)
 
 

@@ -1,6 +1,6 @@
 """The trainable fake-quant model: a float graph (BN folded) whose weights, per-channel ranges
 (alpha) and per-channel precisions (beta) are torch parameters, quantized with the exporter's
-formulas (DESIGN §3) so that `export_parts()` hands integerization exactly what was trained:
+formulas (docs/SEMANTICS.md) so that `export_parts()` hands integerization exactly what was trained:
 
 - weights: effective weights We = W * s_a[c] (input scales folded in), per output channel
   S = alpha * T / qmax, T = max|We[o]| (mean|We[o]| at 1 bit), qmax = 2^(b-1) - 1, codes

@@ -1,4 +1,4 @@
-"""The u8 x s8 -> s32 GEMM microkernel of DESIGN §5, written in TVMScript (TVM 0.27, `tirx`):
+"""The u8 x s8 -> s32 GEMM microkernel (docs/BACKENDS.md), written in TVMScript (TVM 0.27, `tirx`):
 C[M, N] = requant(A[M, K] @ B[K, N] + bias), M symbolic (a multiple of 4: the rows are padded),
 K a multiple of 4. Parallel tasks over blocks of 4 rows (or, `cols_outer`, over column blocks);
 each block keeps 4 rows x the vectors of 16 int32 accumulators its instruction set has

@@ -148,7 +148,7 @@ def _act(x) -> Act:
 
 
 def from_images(images: np.ndarray) -> Act:
-    """uint8 N x H x W x C images (already the input codes, DESIGN §5) -> the input's rows,
+    """uint8 N x H x W x C images (already the input codes) -> the input's rows,
     C wide (one contiguous copy: the first layer is an im2col conv, which reads any width)."""
     n, h, w, c = images.shape
     m = n * h * w

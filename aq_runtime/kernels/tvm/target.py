@@ -1,6 +1,6 @@
 """The instruction set the TVM CPU kernels are built for, chosen from the CPU features detected
 at run time (never assumed), and its LLVM target. The integer semantics do not change with it
-(DESIGN §3); only the u8 x s8 dot product of the GEMM microkernel does (dot.py):
+(docs/SEMANTICS.md); only the u8 x s8 dot product of the GEMM microkernel does (dot.py):
 
 - avx512_vnni: `vpdpbusd` on 512-bit vectors (x86-64-v4 + VNNI);
 - avx_vnni: the VEX `vpdpbusd` on 256-bit vectors (x86-64-v3 + AVX-VNNI: Alder Lake, Zen 5

@@ -1,4 +1,4 @@
-"""The requantization of DESIGN §3 on 16 int32 lanes inside TIR kernels, in float64:
+"""The requantization of docs/SEMANTICS.md on 16 int32 lanes inside TIR kernels, in float64:
 quant.requant.requant_float, exact where quant.requant.float_exact holds (the callers check it
 per layer at plan time, else they take the int64 path). Per channel: float64 (2, C) constants
 m 2^-n and z + 1/2, int32 (2, C) clamp bounds lo, hi (`float_params`). Per 8 lanes one

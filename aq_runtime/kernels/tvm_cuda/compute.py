@@ -1,4 +1,4 @@
-"""The ops of DESIGN §3 as TVM tensor expressions (TE), one PrimFunc per distinct layer shape,
+"""The ops of docs/SEMANTICS.md as TVM tensor expressions (TE), one PrimFunc per distinct layer shape,
 NCHW int32 codes in and out, the batch size symbolic (one compiled module serves every batch).
 Per-channel parameters are int64 arguments, not constants, so a function depends only on the
 layer's shape and attributes. Padding positions read the input's zero point (real zero);

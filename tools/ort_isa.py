@@ -4,13 +4,13 @@ onnxruntime/core/mlas/lib/platform.cpp) skips its AVX-512 branch, and for AVX2 i
 branch too: conditional jumps made unconditional. ONNX Runtime then runs exactly the kernels a
 CPU with only those instruction sets runs. For AVX2 this is checked: its int8 models give the
 same logits, bit for bit, as the unpatched package under valgrind's AVX2-only emulation, on
-every held-out crop, the saturating `vpmaddubsw` included (benchmarks/avx2_emulated.py).
+every held-out crop, the saturating `vpmaddubsw` included (tools/avx2_emulated.py).
 ONNX Runtime has no switch for this, and CPUID cannot be masked in this VM. Nothing installed
 is modified and the package never imports this; timings with it are ONNX Runtime's code for
 that instruction set on this CPU's cores (as the tvm rows of that set are ours), not the
 timings of a CPU that lacks AVX-512.
 
-    python benchmarks/ort_isa.py avx2|avx_vnni DEST   # writes DEST/onnxruntime; PYTHONPATH=DEST
+    python tools/ort_isa.py avx2|avx_vnni DEST   # writes DEST/onnxruntime; PYTHONPATH=DEST
 """
 
 from __future__ import annotations

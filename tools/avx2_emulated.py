@@ -7,10 +7,10 @@ one thread at a time, so no timing comes from it.
 1. ONNX Runtime int8 as an AVX2-only CPU computes it: its static int8 QDQ models of Lite0
    (calibrated on the 8 calibration photos' crops, as in fidelity_lite0.py; int8 weights, its
    default; `reduce_range`, 7-bit weights; "u8u8", uint8 weights) on the 376 held-out crops,
-   under valgrind and natively on this CPU: DESIGN §7's four numbers against the float model;
+   under valgrind and natively on this CPU: the four fidelity numbers (runtime/fidelity.py) against the float model;
    also the default model run as DequantizeLinear + float ops ("float-sim", graph optimizations
    off), what the tests compare with; and natively with its MLAS dispatch patched to the AVX2
-   kernels (benchmarks/ort_isa.py, what tvm_isas_lite0.py times), whose logits must be the
+   kernels (tools/ort_isa.py, what tvm_isas_lite0.py times), whose logits must be the
    emulated ones on every crop (the last column counts the crops that are).
 2. The test files whose outcome could depend on the CPU, each run by pytest under valgrind.
 
@@ -20,7 +20,7 @@ PART...` runs just those, e.g. two processes for two cores: valgrind runs one th
 Parts: "ort", "ort-float-sim" and each test spec of TESTS. Hours on one core (the DDP test's three
 training runs take over 20 minutes each under valgrind).
 
-    python benchmarks/avx2_emulated.py [--only ort tests/test_golden_logits.py]
+    python tools/avx2_emulated.py [--only ort tests/test_golden_logits.py]
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ from aq_runtime.files import atomic_open
 from aq_runtime.models.efficientnet import lite0_float_graph, load_lite0
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = ROOT / "benchmarks" / "results"
 VALGRIND = ["valgrind", "--tool=none", "-q", "--trace-children=yes"]
 # the tests whose outcome could depend on the CPU: every backend's logits against the committed
 # hash (numba compiled for the emulated CPU, the tvm kernels it detects: AVX2), every backend
