@@ -1,5 +1,7 @@
 """Export -> .aqz -> read gives identical IR arrays; packed bytes and file size bounds."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -117,3 +119,38 @@ def test_digits_integer_accuracy(digits_graph):
     _, _, xt, yt = digits_data()
     pred = Session(digits_graph, "reference").run(xt).argmax(1)
     assert (pred == yt).mean() > 0.9
+
+
+def test_version_1_files_read_and_new_files_are_version_2(tmp_path):
+    """The committed golden files were written as version 1 (hi_gap included); this reader
+    reads them to the same integers it writes back as version 2; any other version is refused
+    in one line."""
+    import json
+    import zipfile
+
+    from aq_runtime import AqError
+    from aq_runtime.format import FORMAT_VERSION
+    data = Path(__file__).parent / "data"
+    for name in ("digits", "small", "lite0_mixed32"):
+        path = data / f"golden_{name}.aqz"
+        with zipfile.ZipFile(path) as z:
+            doc = json.loads(z.read("graph.json"))
+        assert doc["version"] == 1
+        g = read_aqz(path)
+        write_aqz(g, tmp_path / "v2.aqz")
+        with zipfile.ZipFile(tmp_path / "v2.aqz") as z:
+            assert json.loads(z.read("graph.json"))["version"] == FORMAT_VERSION == 2
+        again = read_aqz(tmp_path / "v2.aqz")
+        assert again.digest() == g.digest()
+    with zipfile.ZipFile(data / "golden_digits.aqz") as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    for bad in (3, 0, "1", True, 1.0):
+        doc = json.loads(members["graph.json"])
+        doc["version"] = bad
+        out = tmp_path / "bad.aqz"
+        with zipfile.ZipFile(out, "w") as z:
+            for n, b in members.items():
+                z.writestr(n, json.dumps(doc) if n == "graph.json" else b)
+        with pytest.raises(AqError, match="version") as e:
+            read_aqz(out)
+        assert "\n" not in str(e.value)

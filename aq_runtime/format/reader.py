@@ -37,7 +37,7 @@ from .schema import (
     ALLOWED_DTYPES,
     ARRAY_DIR,
     FORMAT_NAME,
-    FORMAT_VERSION,
+    READ_VERSIONS,
     GRAPH_MEMBER,
     MAX_GRAPH_BYTES,
     MAX_MEMBER_BYTES,
@@ -188,9 +188,9 @@ def _parse(z: zipfile.ZipFile) -> Graph:
         raise _Bad(f"{GRAPH_MEMBER}: not valid JSON ({e.__class__.__name__})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
         raise _Bad(f"{GRAPH_MEMBER}.format: expected {FORMAT_NAME!r}")
-    if doc.get("version") != FORMAT_VERSION:
+    if type(doc.get("version")) is not int or doc["version"] not in READ_VERSIONS:
         raise _Bad(f"{GRAPH_MEMBER}.version: {doc.get('version')!r} is not supported "
-                   f"(this reader reads version {FORMAT_VERSION})")
+                   f"(this reader reads versions {', '.join(map(str, READ_VERSIONS))})")
     for key, typ in (("arrays", dict), ("pools", dict), ("tensors", list), ("nodes", list),
                      ("meta", dict), ("input", str), ("output", str)):
         if not isinstance(doc.get(key), typ):
