@@ -1,6 +1,35 @@
-"""Shared fixtures: small real models exported once per session."""
+"""Shared fixtures (small real models exported once per test run) and the hardware markers:
+a test marked `tvm`, `gpu`, `nogpu`, `x86` or `aarch64` is skipped, with the reason, on a
+machine without what it needs (pyproject.toml registers them)."""
+
+import platform
+from functools import lru_cache
 
 import pytest
+
+
+@lru_cache(maxsize=1)
+def _why_not() -> dict:
+    from aq_runtime.runtime.backends import _gpu_present, tvm_unavailable
+    gpu = _gpu_present()
+    machine = platform.machine().lower()
+    return {
+        "tvm": tvm_unavailable(),
+        "gpu": None if gpu else "needs an NVIDIA GPU with a CUDA driver",
+        "nogpu": "checks the refusal on a machine without a GPU; this one has one" if gpu else None,
+        "x86": None if machine in ("x86_64", "amd64") else f"needs an x86-64 CPU, not {machine}",
+        "aarch64": None if machine in ("aarch64", "arm64")
+        else f"needs an aarch64 CPU, not {machine}",
+    }
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for name in ("tvm", "gpu", "nogpu", "x86", "aarch64"):
+            if item.get_closest_marker(name) is not None:
+                why = _why_not()[name]
+                if why:
+                    item.add_marker(pytest.mark.skip(reason=f"[{name}] {why}"))
 
 
 @pytest.fixture(scope="session")

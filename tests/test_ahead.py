@@ -19,11 +19,8 @@ from make_golden import DATA, MODELS
 from test_install_profiles import BLOCKER, NOT_RUNTIME
 
 from aq_runtime.kernels.tvm.target import supported_isas
-from aq_runtime.runtime.backends import tvm_unavailable
 
-pytestmark = pytest.mark.skipif(
-    not supported_isas() or bool(tvm_unavailable()),
-    reason="the tvm kernels need an x86 CPU with AVX2 and FMA, and apache-tvm to compile them")
+pytestmark = pytest.mark.tvm  # kernels compiled for this CPU, by apache-tvm
 
 NAMES = {"avx512_vnni": "avx512-vnni", "avx_vnni": "avx-vnni", "avx2": "avx2"}
 
@@ -166,6 +163,7 @@ def test_compile_bad_input(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.x86
 def test_aarch64_cross_compile(tmp_path):
     """aq-compile --target aarch64 on x86: an aarch64 library with the thread pool linked in,
     its kernels' dot products `sdot`; an x86 CPU refuses it in one line (it runs under qemu:

@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = r'''
 import numpy as np
 from aq_runtime.export.options import ExportOptions
@@ -32,8 +34,6 @@ imgs = rng.integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
 b0 = build_float_graph("efficientnet-b0", 16)
 check("b0", export_graph(b0, imgs[:6], ExportOptions(bits=6, progress=False)), imgs[6:7])
 
-import sys
-sys.path.insert(0, TESTS)  # set by the test: the folder of this file
 from aq_runtime.bench.graphs import small_ternary_graph
 check("small+ternary", *small_ternary_graph())
 '''
@@ -41,7 +41,7 @@ check("small+ternary", *small_ternary_graph())
 
 def test_numba_cuda_in_the_simulator():
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    script = f"TESTS = {os.path.dirname(os.path.abspath(__file__))!r}\n" + SCRIPT
+    script = SCRIPT
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                        timeout=900, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -49,14 +49,13 @@ def test_numba_cuda_in_the_simulator():
         "digits", "b0", "small+ternary"]
 
 
+@pytest.mark.nogpu
+@pytest.mark.skipif(bool(os.environ.get("NUMBA_ENABLE_CUDASIM")),
+                    reason="NUMBA_ENABLE_CUDASIM is set: the simulator stands in for a GPU")
 def test_numba_cuda_without_a_gpu_says_so():
-    if os.environ.get("NUMBA_ENABLE_CUDASIM"):
-        return
     from aq_runtime import AqError
     from aq_runtime.runtime.backends import cuda_unavailable, get_backend
-    why = cuda_unavailable()
-    if why is None:  # a real GPU is present: nothing to refuse
-        return
+    assert "NVIDIA GPU" in cuda_unavailable()
     try:
         get_backend("numba-cuda", None)
     except AqError as e:

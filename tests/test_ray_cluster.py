@@ -19,11 +19,8 @@ from test_ray import MODEL, concatenated_csv, make_images, parts, single_machine
 
 from aq_runtime.cluster.ray_infer import infer_ray  # noqa: E402
 from aq_runtime.kernels.tvm.target import supported_isas  # noqa: E402
-from aq_runtime.runtime.backends import tvm_unavailable  # noqa: E402
 
-pytestmark = pytest.mark.skipif(
-    "avx2" not in supported_isas() or bool(tvm_unavailable()),
-    reason="the mixed-kernel run needs an x86 CPU with AVX2 and apache-tvm to compile kernels")
+pytestmark = [pytest.mark.tvm, pytest.mark.x86]  # nodes on AVX2 and on this CPU's best
 
 WORKER = {"aq_worker": 1}  # the actors' custom resource: only the two worker nodes have it
 
