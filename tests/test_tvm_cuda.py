@@ -14,13 +14,13 @@ from hypothesis import strategies as st
 from aq_runtime.export.options import ExportOptions
 from aq_runtime.export.api import export_graph
 from aq_runtime.models.registry import build_float_graph
-from aq_runtime.quant.requant import finish_one, requant_one
+from aq_runtime.quant.requant import requantize_product_one, requant_one
 from aq_runtime.runtime import Session
 from aq_runtime.kernels.executor import execute
 
 tvm = pytest.importorskip("tvm")
 from aq_runtime.kernels.tvm_cuda import TvmOps  # noqa: E402
-from aq_runtime.kernels.tvm_cuda.compute import finish_expr, requant_expr  # noqa: E402
+from aq_runtime.kernels.tvm_cuda.compute import requantize_product_expr, requant_expr  # noqa: E402
 
 
 def test_requant_expressions_equal_the_one_definition():
@@ -43,14 +43,14 @@ def test_requant_expressions_equal_the_one_definition():
     v = ins
     r = te.compute((n,), lambda i: requant_expr(v["acc"][i].astype("int32"), v["bias"][i], v["m"][i],
                                                 v["s"][i], v["z"][i], v["lo"][i], v["hi"][i]), name="r")
-    f = te.compute((n,), lambda i: finish_expr(v["p"][i], v["s"][i], v["z"][i], v["lo"][i],
+    f = te.compute((n,), lambda i: requantize_product_expr(v["p"][i], v["s"][i], v["z"][i], v["lo"][i],
                                                v["hi"][i]), name="f")
     lib = tvm.compile(te.create_prim_func(list(ins.values()) + [r, f]), target="llvm")
     got_r, got_f = np.zeros(n, np.int32), np.zeros(n, np.int32)
     lib(*(np.ascontiguousarray(a, np.int64) for a in (acc, bias, m, shift, z, lo, hi, p)),
         got_r, got_f)
     want_r = [requant_one(*t) for t in zip(acc, bias, m, shift, z, lo, hi)]
-    want_f = [finish_one(*t) for t in zip(p, shift, z, lo, hi)]
+    want_f = [requantize_product_one(*t) for t in zip(p, shift, z, lo, hi)]
     assert got_r.tolist() == [int(x) for x in want_r]
     assert got_f.tolist() == [int(x) for x in want_f]
 

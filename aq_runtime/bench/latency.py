@@ -26,6 +26,7 @@ class Timing:
     images_per_s: float
     setup_s: float
     file_bytes: int | None = None
+    backend: str | None = None  # our backend's name; None for a baseline
 
 
 def time_fn(fn: Callable[[], object], runs: int, warmup: int = 3) -> tuple[float, float]:
@@ -39,9 +40,9 @@ def time_fn(fn: Callable[[], object], runs: int, warmup: int = 3) -> tuple[float
     return float(np.median(ts)), float(np.percentile(ts, 90))
 
 
-def _timing(name, batch, fn, runs, setup_s, size=None) -> Timing:
+def _timing(name, batch, fn, runs, setup_s, size=None, backend=None) -> Timing:
     med, p90 = time_fn(fn, runs)
-    return Timing(name, batch, med, p90, batch * 1e3 / med, setup_s, size)
+    return Timing(name, batch, med, p90, batch * 1e3 / med, setup_s, size, backend)
 
 
 def machine() -> str:
@@ -79,7 +80,7 @@ def bench(model: str | Path, batches=(1, 8), runs: int = 30, baselines: bool = T
         for b in batches:
             x = images[:b]
             out.append(_timing(f"aq {name}", b, lambda: s.run(x), runs, setup,
-                               Path(model).stat().st_size))
+                               Path(model).stat().st_size, backend=name))
     if baselines:
         out += baseline_timings(graph, images, batches, runs)
     return out

@@ -51,18 +51,18 @@ def main(argv: list[str] | None = None) -> None:
             print(f"baselines skipped (PyTorch, ONNX Runtime): {skipped}", flush=True)
         rows = bench(a.model, a.batch, a.runs, not (a.no_baselines or skipped), a.backend)
         warm = {} if a.no_warm_start else {
-            r.name[3:]: warm_start(a.model, r.name[3:], a.kernels if r.name == "aq tvm" else None)
+            r.backend: warm_start(a.model, r.backend, a.kernels if r.backend == "tvm" else None)
             for r in rows
-            if r.name.startswith("aq ") and r.batch == a.batch[0]}
+            if r.backend and r.batch == a.batch[0]}
         print(format_timings(rows))
         from ..runtime.fastest import record
         fastest = {}
         for b in a.batch:
-            aq = [r for r in rows if r.name.startswith("aq ") and r.batch == b]
+            aq = [r for r in rows if r.backend and r.batch == b]
             if aq:
-                fastest[b] = min(aq, key=lambda r: r.median_ms).name[3:]
+                fastest[b] = min(aq, key=lambda r: r.median_ms).backend
         from ..runtime import available_backends
-        measured = {r.name[3:] for r in rows if r.name.startswith("aq ")}
+        measured = {r.backend for r in rows if r.backend}
         if fastest and measured >= set(available_backends()):  # only a full comparison counts
             record(read_aqz(a.model).digest(), fastest)
             print("--backend auto will now pick, for this model on this machine: " + ", ".join(
@@ -72,8 +72,8 @@ def main(argv: list[str] | None = None) -> None:
         if a.layers:
             from ..bench.profile import format_profile, gemm_peak_gops, profile
             peak = gemm_peak_gops()
-            for name in a.backend or [r.name[3:] for r in rows if r.name.startswith("aq ")
-                                      and r.batch == a.batch[0]]:
+            for name in a.backend or [r.backend for r in rows
+                                      if r.backend and r.batch == a.batch[0]]:
                 print()
                 print(format_profile(profile(a.model, name, a.batch[0], min(a.runs, 20)),
                                      name, peak))

@@ -123,23 +123,5 @@ def main(argv: list[str] | None = None) -> None:
     run_cli(go, hard_exit=int(os.environ.get("WORLD_SIZE", "1")) > 1)
 
 
-def eval_main(argv: list[str] | None = None) -> None:
-    """aq-eval CKPT: the same as `aq-train --eval --ckpt CKPT`."""
-    require("export", "aq-eval")
-    ap = argparse.ArgumentParser(prog="aq-eval", description="Evaluate an aq-train checkpoint: "
-                                 "integer and fake-quant accuracy, metric, bits; writes "
-                                 "quant_info.json and bits.png")
-    ap.add_argument("ckpt")
-    ap.add_argument("--data", help="evaluation data (default: the run's)")
-    ap.add_argument("--out", help="folder for the reports (default: the checkpoint's)")
-    ap.add_argument("--eval-backend", default="auto")
-    a = ap.parse_args(argv)
-
-    def go() -> int:
-        from ..training.api import eval_checkpoint
-        return eval_checkpoint(a.ckpt, a.out, a.data, a.eval_backend)
-    run_cli(go)
-
-
 if __name__ == "__main__":
     main(sys.argv[1:])

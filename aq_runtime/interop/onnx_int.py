@@ -48,8 +48,8 @@ class _B:
         return self.const(np.asarray(a, dtype).reshape(1, -1, 1, 1))
 
 
-def _finish(b: _B, p: str, shift: np.ndarray, z: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-            out_dtype) -> str:
+def _requantize_product(b: _B, p: str, shift: np.ndarray, z: np.ndarray, lo: np.ndarray,
+                        hi: np.ndarray, out_dtype) -> str:
     """clamp(z + rshift(p, n), lo, hi) on int64 p, then cast to the tensor's storage type."""
     n = shift.astype(np.int64)
     if n.max() > OFFSET_BITS:
@@ -137,7 +137,7 @@ def to_onnx_int(graph: Graph, path: str | Path) -> None:
             else:
                 acc = _conv_int(b, x, wq, n)
                 p = b.op("Mul", [b.op("Add", [acc, b.ch(a["bias"])]), b.ch(a["mult"])])
-            y = _finish(b, p, a["shift"], out.zero_point, a["lo"], a["hi"], odt)
+            y = _requantize_product(b, p, a["shift"], out.zero_point, a["lo"], a["hi"], odt)
         elif n.op in ("add", "mul"):
             q = [b.op("Sub", [b.op("Cast", [env[t]], to=onnx.TensorProto.INT64), b.ch(T[t].zero_point)])
                  for t in n.inputs]
@@ -145,12 +145,12 @@ def to_onnx_int(graph: Graph, path: str | Path) -> None:
                 p = b.op("Add", [b.op("Mul", [q[0], b.ch(a["mult_a"])]), b.op("Mul", [q[1], b.ch(a["mult_b"])])])
             else:
                 p = b.op("Mul", [b.op("Mul", [q[0], q[1]]), b.ch(a["mult"])])
-            y = _finish(b, p, a["shift"], out.zero_point, a["lo"], a["hi"], odt)
+            y = _requantize_product(b, p, a["shift"], out.zero_point, a["lo"], a["hi"], odt)
         elif n.op == "gap":
             q = b.op("Sub", [b.op("Cast", [env[n.inputs[0]]], to=onnx.TensorProto.INT64),
                              b.ch(T[n.inputs[0]].zero_point)])
             s = b.op("ReduceSum", [q, b.const(np.array([2, 3], np.int64))], keepdims=1)
-            y = _finish(b, b.op("Mul", [s, b.ch(a["mult"])]), a["shift"], out.zero_point,
+            y = _requantize_product(b, b.op("Mul", [s, b.ch(a["mult"])]), a["shift"], out.zero_point,
                         a["lo"], a["hi"], odt)
         elif n.op == "maxpool":
             x = _pad(b, env[n.inputs[0]], n.attrs["pad"], np.zeros(1, np.int64), T[n.inputs[0]].shape)
@@ -164,7 +164,7 @@ def to_onnx_int(graph: Graph, path: str | Path) -> None:
                                      b.const(np.array(0, np.uint8)), b.const(np.array(0, np.int8))],
                      strides=n.attrs["stride"], group=cc)
             s = b.op("Sub", [b.op("Cast", [s], to=onnx.TensorProto.INT64), b.ch(t_in.zero_point * kh * kw)])
-            y = _finish(b, b.op("Mul", [s, b.ch(a["mult"])]), a["shift"], out.zero_point,
+            y = _requantize_product(b, b.op("Mul", [s, b.ch(a["mult"])]), a["shift"], out.zero_point,
                         a["lo"], a["hi"], odt)
         elif n.op == "lut":
             cc = a["table"].shape[0]

@@ -11,7 +11,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..ir.graph import Node
-from ..quant import finish, requantize
+from ..quant import requantize_product, requantize
 
 _EXACT_F64 = float(1 << 53)
 
@@ -84,7 +84,7 @@ def conv(node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray) -> np.n
         acc_p = conv_sum(xp, (w == 1).astype(np.int64), stride, groups)
         acc_n = conv_sum(xp, (w == -1).astype(np.int64), stride, groups)
         p = (acc_p + _ch(a["bias"])) * _ch(a["mult"]) - (acc_n + _ch(a["bias_n"])) * _ch(a["mult_n"])
-        return finish(p, _ch(a["shift"]), _ch(z_out), _ch(a["lo"]), _ch(a["hi"]))
+        return requantize_product(p, _ch(a["shift"]), _ch(z_out), _ch(a["lo"]), _ch(a["hi"]))
     acc = conv_sum(xp, w, stride, groups)
     return requantize(acc + _ch(a["bias"]), _ch(a["mult"]), _ch(a["shift"]), _ch(z_out),
                       _ch(a["lo"]), _ch(a["hi"]))
@@ -95,7 +95,7 @@ def add(node: Node, x1: np.ndarray, z1: np.ndarray, x2: np.ndarray, z2: np.ndarr
     """Residual add: clamp(z3 + rshift((q1-z1)*m1 + (q2-z2)*m2, n), lo, hi)."""
     a = node.arrays
     p = (x1 - _ch(z1)) * _ch(a["mult_a"]) + (x2 - _ch(z2)) * _ch(a["mult_b"])
-    return finish(p, _ch(a["shift"]), _ch(z_out), _ch(a["lo"]), _ch(a["hi"]))
+    return requantize_product(p, _ch(a["shift"]), _ch(z_out), _ch(a["lo"]), _ch(a["hi"]))
 
 
 def mul(node: Node, x1: np.ndarray, z1: np.ndarray, x2: np.ndarray, z2: np.ndarray,

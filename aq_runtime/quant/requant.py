@@ -53,8 +53,8 @@ def quantize_multiplier_pair(r1: np.ndarray, r2: np.ndarray, bits: int = MULT_BI
     return m1, m2, n
 
 
-def finish(p: np.ndarray, n: np.ndarray, z: np.ndarray, lo: np.ndarray, hi: np.ndarray
-           ) -> np.ndarray:
+def requantize_product(p: np.ndarray, n: np.ndarray, z: np.ndarray, lo: np.ndarray,
+                       hi: np.ndarray) -> np.ndarray:
     """`clamp(z + rshift(p, n), lo, hi)` where p is the already-multiplied int64 product."""
     out = rshift(p, n)
     out += np.asarray(z, dtype=np.int64)
@@ -67,9 +67,9 @@ def implied_scale(mult: np.ndarray, shift: np.ndarray, out_scale: np.ndarray) ->
     return np.asarray(mult, np.float64) / np.exp2(np.asarray(shift, np.float64)) * out_scale
 
 
-def finish_one(p, n, z, lo, hi):
-    """`finish` for one value (p already multiplied), written so Numba (CPU and CUDA) can
-    compile it unchanged: clamp(z + rshift(p, n), lo, hi)."""
+def requantize_product_one(p, n, z, lo, hi):
+    """`requantize_product` for one value (p already multiplied), written so Numba (CPU and
+    CUDA) can compile it unchanged: clamp(z + rshift(p, n), lo, hi)."""
     q = z + ((np.int64(p) + (np.int64(1) << (n - 1))) >> n)
     return min(max(q, lo), hi)
 
@@ -77,7 +77,7 @@ def finish_one(p, n, z, lo, hi):
 def requant_one(acc, bias, m, n, z, lo, hi):
     """`requantize` for one value, written so Numba can compile it unchanged (kernels njit
     this very function instead of restating the rule): clamp(z + rshift((acc+bias)*m, n)).
-    (Self-contained, not a call of finish_one, so that one decorator compiles it.)"""
+    (Self-contained, not a call of requantize_product_one, so that one decorator compiles it.)"""
     v = (np.int64(acc) + np.int64(bias)) * np.int64(m)
     q = z + ((v + (np.int64(1) << (n - 1))) >> n)
     return min(max(q, lo), hi)
@@ -126,4 +126,5 @@ def requant_float(v: np.ndarray, m: np.ndarray, n: np.ndarray, z: np.ndarray, lo
 def requantize(v: np.ndarray, m: np.ndarray, n: np.ndarray, z: np.ndarray,
                lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """`clamp(z + rshift(v * m, n), lo, hi)` on int64; per-channel arrays broadcast against v."""
-    return finish(np.asarray(v, dtype=np.int64) * np.asarray(m, dtype=np.int64), n, z, lo, hi)
+    p = np.asarray(v, dtype=np.int64) * np.asarray(m, dtype=np.int64)
+    return requantize_product(p, n, z, lo, hi)

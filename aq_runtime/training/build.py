@@ -18,7 +18,7 @@ from ..export.calibrate import Ranges
 from ..ir.float_graph import FloatGraph
 from .config import TrainConfig
 from .data import TrainData
-from .qgraph import QuantGraph, QuantSetup, _key
+from .qgraph import QuantGraph, QuantSetup, _key, renamed_parameters
 
 
 def teacher_graph(cfg: TrainConfig) -> FloatGraph:
@@ -138,7 +138,7 @@ def model_from_aqz(cfg: TrainConfig, fg: FloatGraph, path: str | Path) -> QuantG
     model = QuantGraph(student, ranges, cfg.quant_setup(), wbits, abits)
     with torch.no_grad():
         for name, a in alpha.items():
-            model.w_alpha[_key(name)].copy_(torch.from_numpy(a).float())
+            model.w_range[_key(name)].copy_(torch.from_numpy(a).float())
     return model
 
 
@@ -169,7 +169,7 @@ def restore_model(ck: dict, input_size: int | None = None) -> tuple[QuantGraph, 
     dummy = {t: (np.zeros(c[0]), np.ones(c[0])) for t, c in shapes.items()}
     m = QuantGraph(fg, dummy, QuantSetup(**s["quant"]))
     try:
-        m.load_state_dict(ck["model"], strict=True)
+        m.load_state_dict(renamed_parameters(ck["model"]), strict=True)
     except RuntimeError:
         raise AqError(f"the checkpoint's quantized model does not match {model}") from None
     return m, fg

@@ -31,7 +31,7 @@ def _candidates(model: QuantGraph) -> list[tuple[str, str]]:
 
 
 def _param(model: QuantGraph, kind: str, name: str) -> torch.nn.Parameter:
-    return (model.w_beta if kind == "w" else model.a_beta)[_key(name)]
+    return (model.w_precision if kind == "w" else model.a_precision)[_key(name)]
 
 
 def _n(model: QuantGraph, kind: str) -> int:

@@ -1,12 +1,13 @@
-"""The trainable fake-quant model: a float graph (BN folded) whose weights, per-channel ranges
-(alpha) and per-channel precisions (beta) are torch parameters, quantized with the exporter's
+"""The trainable fake-quant model: a float graph (BN folded) whose weights, per-channel range
+scales r (`w_range`, `a_range`: the AQ paper's alpha) and per-channel precisions p
+(`w_precision`, `a_precision`: its beta) are torch parameters, quantized with the exporter's
 formulas (docs/SEMANTICS.md) so that `export_parts()` hands integerization exactly what was trained:
 
 - weights: effective weights We = W * s_a[c] (input scales folded in), per output channel
-  S = alpha * T / qmax, T = max|We[o]| (mean|We[o]| at 1 bit), qmax = 2^(b-1) - 1, codes
-  clamp(round(We / S)), b = round(beta * n); TTQ layers: {-Wn, 0, +Wp} with trained Wp, Wn;
+  S = r * T / qmax, T = max|We[o]| (mean|We[o]| at 1 bit), qmax = 2^(b-1) - 1, codes
+  clamp(round(We / S)), b = round(p * n); TTQ layers: {-Wn, 0, +Wp} with trained Wp, Wn;
 - activations (every tensor a node produces, i.e. every conv and depthwise-conv input):
-  per channel range alpha * [lo0, hi0] from calibration, ReLU/ReLU6 as clamp bounds,
+  per channel range r * [lo0, hi0] from calibration, ReLU/ReLU6 as clamp bounds,
   S = span / (2^b - 1), zero point round(-lo / S); table (swish) inputs fixed at 8 bits;
 - bias: round(B / S_w) (clamped to `bias_bits` below 32).
 Rounding is half up with straight-through gradients (training.ste). The cost is
@@ -34,6 +35,21 @@ from ..quant.cost import conv_cost, elementwise_cost, input_channel_map
 from .ste import bits_ste, round_ste, sign_ste, ternary_ste
 
 STRATEGIES = ("aq", "uniform", "ttq", "progressive")
+
+
+# checkpoints written before the parameters were renamed call them by the paper's letters
+_OLD_NAMES = {"w_alpha.": "w_range.", "a_alpha.": "a_range.", "w_beta.": "w_precision.",
+              "a_beta.": "a_precision."}
+
+
+def renamed_parameters(state: dict[str, Any]) -> dict[str, Any]:
+    """A QuantGraph state dict with the older parameter names mapped to the current ones."""
+    def new(k: str) -> str:
+        for old, cur in _OLD_NAMES.items():
+            if k.startswith(old):
+                return cur + k[len(old):]
+        return k
+    return {new(k): v for k, v in state.items()}
 
 
 @dataclass
@@ -79,8 +95,8 @@ class QuantGraph(nn.Module):
         self.shapes = tensor_shapes(fg)
         self.luts = lut_inputs(fg)
         self.w, self.b = nn.ParameterDict(), nn.ParameterDict()
-        self.w_alpha, self.w_beta = nn.ParameterDict(), nn.ParameterDict()
-        self.a_alpha, self.a_beta = nn.ParameterDict(), nn.ParameterDict()
+        self.w_range, self.w_precision = nn.ParameterDict(), nn.ParameterDict()
+        self.a_range, self.a_precision = nn.ParameterDict(), nn.ParameterDict()
         self.wp, self.wn = nn.ParameterDict(), nn.ParameterDict()
         self.ternary: set[str] = set()
         f32 = torch.float32
@@ -102,8 +118,8 @@ class QuantGraph(nn.Module):
             wb0 = np.asarray((init_wbits or {}).get(n.name, np.full(o, setup.weight_bits)))
             self.register_buffer(f"wmax_{k}", torch.tensor(
                 min(WEIGHT_BITS_MAX, max(setup.max_bits, int(np.max(wb0))))))
-            self.w_alpha[k] = nn.Parameter(torch.ones(o))
-            self.w_beta[k] = nn.Parameter(torch.tensor(wb0 / setup.weight_bits, dtype=f32))
+            self.w_range[k] = nn.Parameter(torch.ones(o))
+            self.w_precision[k] = nn.Parameter(torch.tensor(wb0 / setup.weight_bits, dtype=f32))
         self.quantized = [n.output for n in fg.nodes
                           if n.output != fg.output and n.op != "maxpool"]
         for t in self.quantized:
@@ -113,9 +129,9 @@ class QuantGraph(nn.Module):
             f64 = torch.float64  # calibrated ranges kept exact: an untrained model exports as PTQ
             self.register_buffer(f"lo0_{k}", torch.tensor(np.broadcast_to(lo, (c,)), dtype=f64))
             self.register_buffer(f"hi0_{k}", torch.tensor(np.broadcast_to(hi, (c,)), dtype=f64))
-            self.a_alpha[k] = nn.Parameter(torch.ones(c))
+            self.a_range[k] = nn.Parameter(torch.ones(c))
             ab0 = np.asarray((init_abits or {}).get(t, np.full(c, setup.act_bits)))
-            self.a_beta[k] = nn.Parameter(torch.tensor(np.broadcast_to(ab0, (c,)) / setup.act_bits,
+            self.a_precision[k] = nn.Parameter(torch.tensor(np.broadcast_to(ab0, (c,)) / setup.act_bits,
                                                        dtype=f32))
         lo, hi = ranges[fg.output]
         c = self.shapes[fg.output][0]
@@ -135,10 +151,10 @@ class QuantGraph(nn.Module):
 
     # ---- parameter groups -------------------------------------------------------------
     def bit_parameters(self) -> list[nn.Parameter]:
-        return list(self.w_beta.values()) + list(self.a_beta.values())
+        return list(self.w_precision.values()) + list(self.a_precision.values())
 
     def range_parameters(self) -> list[nn.Parameter]:
-        return list(self.w_alpha.values()) + list(self.a_alpha.values())
+        return list(self.w_range.values()) + list(self.a_range.values())
 
     def other_parameters(self) -> list[nn.Parameter]:
         """Weights, biases and TTQ scales: neither bits nor ranges."""
@@ -150,24 +166,24 @@ class QuantGraph(nn.Module):
         s = self.setup
         with torch.no_grad():
             for n in self.fg.conv_nodes():
-                self.w_beta[_key(n.name)].clamp_((s.min_bits - 0.49) / s.weight_bits,
+                self.w_precision[_key(n.name)].clamp_((s.min_bits - 0.49) / s.weight_bits,
                                                  (self.w_max(n.name) + 0.49) / s.weight_bits)
             hi = min(s.max_bits, ACT_BITS_MAX)
-            for p in self.a_beta.values():
+            for p in self.a_precision.values():
                 p.clamp_((s.min_bits - 0.49) / s.act_bits, (hi + 0.49) / s.act_bits)
 
     # ---- bit-widths ---------------------------------------------------------------------
     def weight_bits(self, name: str) -> torch.Tensor:
         if name in self.ternary:
             return torch.full((self.w[_key(name)].shape[0],), 2.0)
-        return bits_ste(self.w_beta[_key(name)], self.setup.weight_bits, self.setup.min_bits,
+        return bits_ste(self.w_precision[_key(name)], self.setup.weight_bits, self.setup.min_bits,
                         self.w_max(name))
 
     def act_bits(self, t: str) -> torch.Tensor:
         c = self.shapes[t][0]
         if t in self.luts:
             return torch.full((c,), 8.0)
-        return bits_ste(self.a_beta[_key(t)], self.setup.act_bits, self.setup.min_bits,
+        return bits_ste(self.a_precision[_key(t)], self.setup.act_bits, self.setup.min_bits,
                         min(self.setup.max_bits, ACT_BITS_MAX))
 
     def tensor_bits(self) -> dict[str, torch.Tensor]:
@@ -187,7 +203,7 @@ class QuantGraph(nn.Module):
     def act_quant(self, n: FloatNode, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Fake-quantize node n's output y (pre-activation for convs): (x_hat, scale (C,))."""
         k = _key(n.output)
-        alpha = self.a_alpha[k]
+        alpha = self.a_range[k]
         lo = alpha * getattr(self, f"lo0_{k}").float()
         hi = alpha * getattr(self, f"hi0_{k}").float()
         act = node_act(n)
@@ -227,7 +243,7 @@ class QuantGraph(nn.Module):
             one = bits <= 1
             qmax = torch.where(one, torch.ones_like(bits), 2.0 ** (bits - 1) - 1)
             t = torch.where(one, we2.detach().abs().mean(1), we2.detach().abs().max(1).values)
-            sw = torch.maximum(self.w_alpha[k] * t / qmax, b.detach().abs() / BIAS_CODE_LIMIT)
+            sw = torch.maximum(self.w_range[k] * t / qmax, b.detach().abs() / BIAS_CODE_LIMIT)
             sw = torch.where(sw > 0, sw, torch.ones_like(sw))
             r = we2 / sw[:, None]
             codes = torch.where(one[:, None], sign_ste(r),
@@ -323,7 +339,7 @@ class QuantGraph(nn.Module):
         ranges = {fg.output: (self.logit_lo.numpy().copy(), self.logit_hi.numpy().copy())}
         for t in self.quantized:
             k = _key(t)
-            a = self.a_alpha[k].detach().double()
+            a = self.a_range[k].detach().double()
             ranges[t] = ((a * getattr(self, f"lo0_{k}").double()).numpy(),
                          (a * getattr(self, f"hi0_{k}").double()).numpy())
         wbits, abits = self.int_bits()
@@ -336,7 +352,7 @@ class QuantGraph(nn.Module):
                                    "wp": np.full(o, float(self.wp[k])),
                                    "wn": np.full(o, float(self.wn[k]))}  # x max|We[o]|
             else:
-                wrange[n.name] = self.w_alpha[k].detach().double().numpy().copy()
+                wrange[n.name] = self.w_range[k].detach().double().numpy().copy()
         return dict(fg=fg, ranges=ranges, wbits=wbits, abits=abits, ternary=ternary,
                     wrange=wrange, bias_bits=self.setup.bias_bits)
 

@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit, prange
 
 from ...ir.graph import Node
-from ...quant.requant import finish_one, requant_one
+from ...quant.requant import requantize_product_one, requant_one
 from .. import reference as _ref
 from .. import choice
 from . import bitserial
@@ -21,7 +21,7 @@ _planes: "weakref.WeakKeyDictionary[Node, tuple]" = weakref.WeakKeyDictionary()
 
 
 _requant = njit(inline="always", cache=True)(requant_one)  # the one definition, compiled
-_finish = njit(inline="always", cache=True)(finish_one)
+_requantize_product = njit(inline="always", cache=True)(requantize_product_one)
 
 
 @njit(parallel=True, cache=True)
@@ -217,7 +217,7 @@ def _add(x1, z1, x2, z2, ma, mb, shift, z, lo, hi, out):
         o = out[b, ch].ravel()
         for k in range(a1.size):
             p = (np.int64(a1[k]) - z1[ch]) * ma[ch] + (np.int64(a2[k]) - z2[ch]) * mb[ch]
-            o[k] = _finish(p, shift[ch], z[ch], lo[ch], hi[ch])
+            o[k] = _requantize_product(p, shift[ch], z[ch], lo[ch], hi[ch])
 
 
 def add(node, x1, z1, x2, z2, z_out):

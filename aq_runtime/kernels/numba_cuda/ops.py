@@ -1,6 +1,6 @@
 """The numba_cuda ops: one CUDA thread per output element, int32 codes on the device between
 ops, per-node parameters uploaded once. The requantization is quant.requant's `requant_one` /
-`finish_one` compiled as device functions (the one definition). Padding positions read the
+`requantize_product_one` compiled as device functions (the one definition). Padding positions read the
 input's zero point (real zero), as docs/SEMANTICS.md says; maxpool pads with code 0."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import numpy as np
 from numba import cuda
 
 from ...ir.graph import Node
-from ...quant.requant import finish_one, requant_one
+from ...quant.requant import requantize_product_one, requant_one
 
 _requant = cuda.jit(device=True)(requant_one)
-_finish = cuda.jit(device=True)(finish_one)
+_requantize_product = cuda.jit(device=True)(requantize_product_one)
 _cache: "weakref.WeakKeyDictionary[Node, dict]" = weakref.WeakKeyDictionary()
 THREADS = 128
 
@@ -78,7 +78,7 @@ def _conv_k(x, w, zin, groups, sh, sw, pt, pl, ternary, bias, bias_n, mult, mult
                     acc += wv * v
     if ternary:
         p = (acc + bias[oc]) * mult[oc] - (acc_n + bias_n[oc]) * mult_n[oc]
-        out[b, oc, y, xx] = _finish(p, shift[oc], z[oc], lo[oc], hi[oc])
+        out[b, oc, y, xx] = _requantize_product(p, shift[oc], z[oc], lo[oc], hi[oc])
     else:
         out[b, oc, y, xx] = _requant(acc, bias[oc], mult[oc], shift[oc], z[oc], lo[oc], hi[oc])
 
@@ -110,7 +110,7 @@ def _add_k(x1, z1, x2, z2, ma, mb, shift, z, lo, hi, out):
         return
     b, ch, y, xx = _nchw(i, out.shape)
     p = (np.int64(x1[b, ch, y, xx]) - z1[ch]) * ma[ch] + (np.int64(x2[b, ch, y, xx]) - z2[ch]) * mb[ch]
-    out[b, ch, y, xx] = _finish(p, shift[ch], z[ch], lo[ch], hi[ch])
+    out[b, ch, y, xx] = _requantize_product(p, shift[ch], z[ch], lo[ch], hi[ch])
 
 
 def _binary(kernel, keys: tuple[str, ...], node: Node, x1, z1: np.ndarray, x2,

@@ -7,7 +7,7 @@ rows beyond M and the columns beyond C are never read as values (the packed weig
 there). The Numba kernels here are the int64 paths of the backend (epilogues after int32 GEMM
 sums, depthwise, add, gating, pooling, tables), taken where the TIR kernels' float64
 requantization is not proved exact; every requantization is quant.requant's `requant_one` /
-`finish_one`, compiled."""
+`requantize_product_one`, compiled."""
 
 from __future__ import annotations
 
@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit, prange
 
-from ...quant.requant import finish_one, requant_one
+from ...quant.requant import requantize_product_one, requant_one
 from .buffers import aligned_empty
 
 _requant = njit(inline="always", cache=True)(requant_one)
-_finish = njit(inline="always", cache=True)(finish_one)
+_requantize_product = njit(inline="always", cache=True)(requantize_product_one)
 ROWS = 64  # rows per parallel task of the row-wise kernels
 CPAD = 16  # channels padded to whole 16-lane vectors
 
@@ -121,7 +121,7 @@ def epilogue_ternary(cm, m, o, bias, bias_n, mult, mult_n, shift, z, lo, hi, out
             for oc in range(o):
                 p = ((np.int64(cm[r, oc]) + bias[oc]) * mult[oc]
                      - (np.int64(cm[r, o + oc]) + bias_n[oc]) * mult_n[oc])
-                out[r, oc] = _finish(p, shift[oc], z[oc], lo[oc], hi[oc])
+                out[r, oc] = _requantize_product(p, shift[oc], z[oc], lo[oc], hi[oc])
 
 
 @njit(parallel=True, cache=True)
@@ -168,7 +168,7 @@ def add(x1, z1, x2, z2, ma, mb, shift, z, lo, hi, m, c, out):
             for ch in range(c):
                 p = ((np.int64(x1[r, ch]) - z1[ch]) * ma[ch]
                      + (np.int64(x2[r, ch]) - z2[ch]) * mb[ch])
-                out[r, ch] = _finish(p, shift[ch], z[ch], lo[ch], hi[ch])
+                out[r, ch] = _requantize_product(p, shift[ch], z[ch], lo[ch], hi[ch])
 
 
 @njit(parallel=True, cache=True)

@@ -12,7 +12,7 @@ gating and global pooling (elementwise.py) requantize in registers the same way,
 int64 Numba kernels (nhwc.py) where the proof fails; tables are a TIR gather; grouped convs
 other than depthwise and max/average pools run in Numba (numba_cpu fallbacks in NCHW).
 Numba kernels run on the calling thread (`_Serial`). Each node, once planned, keeps its chosen
-kernel bound to its constants (`_fast`), so a run is a walk of prepared calls."""
+kernel bound to its constants (`_prepared`), so a run is a walk of prepared calls."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ choice.KERNEL_VERSION["tvm"] = VERSION  # a kernel code change retimes the choic
 _cache: "weakref.WeakKeyDictionary[Node, dict]" = weakref.WeakKeyDictionary()
 Runner = Callable[[Act], Act]
 # per node, once planned: (input key, the chosen kernel bound to its constants)
-_fast: "weakref.WeakKeyDictionary[Node, tuple[tuple, Callable]]" = weakref.WeakKeyDictionary()
+_prepared: "weakref.WeakKeyDictionary[Node, tuple[tuple, Callable]]" = weakref.WeakKeyDictionary()
 
 
 class _Serial:
@@ -110,9 +110,9 @@ def _planned(node: Node, acts: tuple[Act, ...], plan: Callable[[], Callable]) ->
     """Run the node's prepared kernel on these inputs; `plan()` prepares it (constants bound,
     kernel chosen) when the node has none yet for inputs of this shape."""
     key = tuple(_key(a) for a in acts)
-    f = _fast.get(node)
+    f = _prepared.get(node)
     if f is None or f[0] != key:
-        f = _fast[node] = (key, plan())
+        f = _prepared[node] = (key, plan())
     return f[1](*acts)
 
 

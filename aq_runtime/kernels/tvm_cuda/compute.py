@@ -3,8 +3,8 @@ NCHW int32 codes in and out, the batch size symbolic (one compiled module serves
 Per-channel parameters are int64 arguments, not constants, so a function depends only on the
 layer's shape and attributes. Padding positions read the input's zero point (real zero);
 max pooling pads with code 0. Conv sums are int32 (the exporter's overflow proof), the
-requantization int64: `requant_expr` / `finish_expr` state quant.requant's `requant_one` /
-`finish_one` for TE (tests/test_tvm_cuda.py checks them against those functions value by value).
+requantization int64: `requant_expr` / `requantize_product_expr` state quant.requant's `requant_one` /
+`requantize_product_one` for TE (tests/test_tvm_cuda.py checks them against those functions value by value).
 Reductions are named "acc*", every function's output block "out" (kernels/tvm_cuda/schedule.py
 relies on it); one-group int convs reduce TILE output channels at once (`out_tile`)."""
 
@@ -18,7 +18,7 @@ I64 = "int64"
 I32 = "int32"
 
 
-def finish_expr(p: Any, n: Any, z: Any, lo: Any, hi: Any) -> Any:
+def requantize_product_expr(p: Any, n: Any, z: Any, lo: Any, hi: Any) -> Any:
     """clamp(z + rshift(p, n), lo, hi) on int64 TE expressions; the result as int32."""
     from tvm import tirx
     one = tirx.const(1, I64)
@@ -28,7 +28,7 @@ def finish_expr(p: Any, n: Any, z: Any, lo: Any, hi: Any) -> Any:
 
 def requant_expr(acc: Any, bias: Any, m: Any, n: Any, z: Any, lo: Any, hi: Any) -> Any:
     """clamp(z + rshift((acc + bias) * m, n), lo, hi): acc widened to int64 first."""
-    return finish_expr((acc.astype(I64) + bias) * m, n, z, lo, hi)
+    return requantize_product_expr((acc.astype(I64) + bias) * m, n, z, lo, hi)
 
 
 def signature(node: Node, in_shapes: list[tuple[int, ...]]) -> tuple:
@@ -153,7 +153,7 @@ def conv_func(sig: tuple):
                 axis=[rc, ry, rx]), name=name)
         sums = [signed_sum(1, "acc_p"), signed_sum(-1, "acc_n")]
         acc_p, acc_n = sums
-        out = te.compute(shape, lambda b, oc, y, xx: finish_expr(
+        out = te.compute(shape, lambda b, oc, y, xx: requantize_product_expr(
             (acc_p[b, oc, y, xx].astype(I64) + bias[oc]) * mult[oc]
             - (acc_n[b, oc, y, xx].astype(I64) + bias_n[oc]) * mult_n[oc],
             shift[oc], z[oc], lo[oc], hi[oc]), name="out")
@@ -175,7 +175,7 @@ def add_func(sig: tuple):
     n = te.var("n")
     x1, x2 = _ph((n, c, h, w), I32, "x1"), _ph((n, c, h, w), I32, "x2")
     z1, z2, ma, mb, shift, z, lo, hi = _vecs("z1 z2 ma mb shift z lo hi", c)
-    out = te.compute((n, c, h, w), lambda b, ch, y, xx: finish_expr(
+    out = te.compute((n, c, h, w), lambda b, ch, y, xx: requantize_product_expr(
         (x1[b, ch, y, xx].astype(I64) - z1[ch]) * ma[ch]
         + (x2[b, ch, y, xx].astype(I64) - z2[ch]) * mb[ch], shift[ch], z[ch], lo[ch], hi[ch]),
         name="out")
