@@ -12,7 +12,7 @@ from pathlib import Path
 from aq_runtime.bench.fuzz import fuzz_reader
 from aq_runtime.bench.results import write_result
 from aq_runtime.export.options import ExportOptions
-from aq_runtime.export.api import export_graph
+from aq_runtime.export.pipeline import export_graph
 from aq_runtime.format import write_aqz
 from aq_runtime.models.digits import digits_data
 from aq_runtime.models.registry import build_float_graph

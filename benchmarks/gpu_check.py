@@ -37,7 +37,7 @@ def _models() -> dict:
     """name -> (graph, uint8 images)."""
     from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
     from aq_runtime.export.options import ExportOptions
-    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.pipeline import export_graph
     from aq_runtime.export.sources import calibration_images
     from aq_runtime.models.digits import digits_data
     from aq_runtime.models.registry import build_float_graph

@@ -22,7 +22,7 @@ from pathlib import Path
 from aq_runtime.bench.scale import write_jpegs
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, crops_of
 from aq_runtime.export.options import ExportOptions
-from aq_runtime.export.api import export_graph
+from aq_runtime.export.pipeline import export_graph
 from aq_runtime.format import write_aqz
 from aq_runtime.models.efficientnet import lite0_float_graph
 d, n = Path(sys.argv[1]), int(sys.argv[2])

@@ -31,7 +31,7 @@ from aq_runtime.bench.machine import describe
 from aq_runtime.bench.ort_baseline import int8_file, ort_int8
 from aq_runtime.bench.results import write_result
 from aq_runtime.data.photos import CALIBRATION_PHOTOS, crops_of
-from aq_runtime.export.api import export_to_file
+from aq_runtime.export.pipeline import export_to_file
 from aq_runtime.export.options import ExportOptions
 from aq_runtime.export.sources import calibration_images
 from aq_runtime.kernels.tvm.target import supported_isas

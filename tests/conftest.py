@@ -41,7 +41,7 @@ def digits_fg():
 @pytest.fixture(scope="session")
 def digits_graph(digits_fg):
     from aq_runtime.export.options import ExportOptions
-    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.pipeline import export_graph
     from aq_runtime.models.digits import digits_data
     return export_graph(digits_fg, digits_data()[0][:256], ExportOptions(bits=8, progress=False))
 

@@ -22,7 +22,7 @@ def main() -> None:
     from aq_runtime.bench.graphs import lite0_mixed_graph, small_ternary_graph
 
     from aq_runtime.data.photos import CALIBRATION_PHOTOS, crops_of
-    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.pipeline import export_graph
     from aq_runtime.export.options import ExportOptions
     from aq_runtime.format import read_aqz, write_aqz
     from aq_runtime.models.digits import digits_data, train_digits_cnn

@@ -129,7 +129,7 @@ def photos96():
 
 def test_b0_se_swish(photos96):
     from aq_runtime.export.options import ExportOptions
-    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.pipeline import export_graph
     from aq_runtime.models.registry import build_float_graph
     fg = build_float_graph("efficientnet-b0", 96)
     _check(export_graph(fg, photos96[0], ExportOptions(bits=6, progress=False)), photos96[1])

@@ -40,7 +40,7 @@ def test_output_shift_is_mean_of_conv_error(lite0_64):
 
 def test_correction_lands_in_bias_codes(lite0_64):
     from aq_runtime.export.options import ExportOptions
-    from aq_runtime.export.api import calibrate_ranges, export_graph
+    from aq_runtime.export.pipeline import calibrate_ranges, export_graph
     from aq_runtime.export.bias_correction import corrected_biases
     from aq_runtime.quant.requant import implied_scale
     fg, x = lite0_64

@@ -23,7 +23,7 @@ def cli(name, *args):
 def lite_small(tmp_path_factory):
     from aq_runtime.data.photos import CALIBRATION_PHOTOS, crops_of
     from aq_runtime.export.options import ExportOptions
-    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.pipeline import export_graph
     from aq_runtime.format import write_aqz
     from aq_runtime.models.registry import build_float_graph
     fg = build_float_graph("efficientnet-lite0", 96)

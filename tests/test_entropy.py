@@ -119,7 +119,7 @@ def test_coded_file_damage_is_one_line(digits_graph, tmp_path):
 def test_auto_prices_coded_bytes_and_fits_the_budget(digits_fg, tmp_path):
     """--weight-coding entropy: the plan buys wider codes for the same budget, and the file's
     coded weight bytes are what the planner fitted under the budget, to the byte."""
-    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.pipeline import export_graph
     from aq_runtime.export.options import ExportOptions
     from aq_runtime.format.inspect import weight_bytes
     from aq_runtime.models.digits import digits_data
@@ -190,7 +190,7 @@ def within_budget_falls_back_to_nearest(g):
     layer, the costliest first; within budget they stay."""
     import copy
 
-    from aq_runtime.export.api import within_budget
+    from aq_runtime.export.pipeline import within_budget
     from aq_runtime.format.inspect import weight_bytes
     from aq_runtime.quant.bits import weight_code_max
     from aq_runtime.quant.weights import code_bits, expand_groups, grouped_channels

@@ -15,7 +15,7 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def lite0_small():
     from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
-    from aq_runtime.export.api import calibrate_ranges
+    from aq_runtime.export.pipeline import calibrate_ranges
     from aq_runtime.models.registry import build_float_graph
     fg = build_float_graph("efficientnet-lite0", SIZE)
     xc = crops_of(CALIBRATION_PHOTOS[:3], SIZE)[0][::2]
@@ -26,7 +26,7 @@ def lite0_small():
 @pytest.fixture(scope="module")
 def lowbit(lite0_small):
     """auto at 0.5x uniform 8's weight bytes, per channel, MSE clipping: nearest and learned."""
-    from aq_runtime.export.api import export_graph, plan_bits
+    from aq_runtime.export.pipeline import export_graph, plan_bits
     from aq_runtime.export.options import ExportOptions
     fg, xc, _, ranges = lite0_small
     base = ExportOptions(bits="auto", budget=0.5, allocation="channel", clipping="mse",
@@ -151,7 +151,7 @@ def test_rounding_targets_block_and_blend(lite0_small):
     first block, fed the image, starts alike; codes stay within one step either way. 'blend'
     (a x the first + (1 - a) x the second) starts within the convex bound of the two, and at
     the last block between them (the error sent from earlier blocks is in part its target)."""
-    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.pipeline import export_graph
     from aq_runtime.export.learned_rounding import learn_rounding
     from aq_runtime.export.options import ExportOptions
     fg, xc, _, ranges = lite0_small
@@ -196,11 +196,11 @@ def test_integerize_refuses_codes_out_of_range(lite0_small):
     from aq_runtime.export.integerize import integerize
     fg, _, _, ranges = lite0_small
     plan = resolve_bits(fg, 4)
-    g = integerize(fg, ranges, *plan)
+    g = integerize(fg, ranges, plan.weight, plan.act, plan.ternary)
     n = g.weight_nodes()[3]
     q = n.arrays["weight"].reshape(n.arrays["weight"].shape[0], -1).astype(np.int64)
     with pytest.raises(AqError, match="range"):
-        integerize(fg, ranges, *plan, codes={n.name: q * 3})
+        integerize(fg, ranges, plan.weight, plan.act, plan.ternary, codes={n.name: q * 3})
 
 
 def test_augmented_images_are_deterministic_views():
@@ -219,8 +219,9 @@ def test_a_plan_reused_exports_what_planning_again_does(digits_fg):
     as it was (so the next export with it is the same too): nearest, learned rounding and
     activation widths from one plan, each against its own export planned from scratch."""
     import copy
+    import dataclasses
 
-    from aq_runtime.export.api import calibrate_ranges, export_graph, plan_bits
+    from aq_runtime.export.pipeline import calibrate_ranges, export_graph, plan_bits
     from aq_runtime.export.options import ExportOptions
     from aq_runtime.models.digits import digits_data
     x = digits_data()[0][:64]
@@ -234,21 +235,22 @@ def test_a_plan_reused_exports_what_planning_again_does(digits_fg):
               base.with_(act_bits="auto"), base):
         got = export_graph(digits_fg, x, o, ranges=ranges, plan=plan)
         assert got.digest() == export_graph(digits_fg, x, o, ranges=ranges).digest()
-    assert kept[1].keys() == plan[1].keys()
-    for a, b in zip(kept[0], plan[0]):
+    assert kept.report.keys() == plan.report.keys() and kept.ternary == plan.ternary
+    for a, b in ((kept.weight, plan.weight), (kept.act, plan.act)):
         assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
-    first = next(iter(plan[0][0]))  # the plan given is the plan used: one layer put at 6 bits
-    other = ({**plan[0][0], first: np.full_like(plan[0][0][first], 6)},) + plan[0][1:]
-    got = export_graph(digits_fg, x, base, ranges=ranges, plan=(other, plan[1]))
+    first = next(iter(plan.weight))  # the plan given is the plan used: one layer put at 6 bits
+    other = dataclasses.replace(plan, weight={**plan.weight,
+                                              first: np.full_like(plan.weight[first], 6)})
+    got = export_graph(digits_fg, x, base, ranges=ranges, plan=other)
     assert got.weight_nodes()[0].name == first
     assert (got.weight_nodes()[0].arrays["wbits"] == 6).all()
-    assert not (plan[0][0][first] == 6).all()
+    assert not (plan.weight[first] == 6).all()
 
 
 def test_target_avx2_keeps_codes_in_one_vpmaddubsw(digits_fg):
     """--target avx2: no 8-bit weight codes (7 instead; auto never picks 8), so every layer of
     at most 8 bits is one digit for the AVX2 kernel (|w| <= 64); the model stays exact."""
-    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.pipeline import export_graph
     from aq_runtime.export.options import ExportOptions
     from aq_runtime.kernels.tvm.ops import digit_rows
     from aq_runtime.models.digits import digits_data
@@ -274,7 +276,7 @@ def test_auto_act_bits_lowers_score_within_its_noise(lite0_small):
     """--act-bits auto: widths below 8 where they cost little. The chosen set, measured as a
     whole on the planning images, adds at most the allowed share of the weight plan's noise;
     the MicroNet score drops; lookup-free tensors only; the model is exact on every backend."""
-    from aq_runtime.export.api import export_graph, plan_bits
+    from aq_runtime.export.pipeline import export_graph, plan_bits
     from aq_runtime.export.options import ExportOptions
     from aq_runtime.format.inspect import average_act_bits, summarize
     from aq_runtime.quant.cost import micronet_score
@@ -351,7 +353,7 @@ def test_fake_act_is_the_integer_quantizer():
 def test_auto_act_bits_keeps_8_where_it_saves_nothing(digits_fg):
     """With 8-bit weights every multiply costs 8 bits whatever its activation's width, so
     --act-bits auto finds nothing worth its noise and keeps every width at 8."""
-    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.pipeline import export_graph
     from aq_runtime.export.options import ExportOptions
     from aq_runtime.format.inspect import average_act_bits
     from aq_runtime.models.digits import digits_data
@@ -363,7 +365,7 @@ def test_auto_act_bits_keeps_8_where_it_saves_nothing(digits_fg):
 @pytest.fixture(scope="module")
 def grouped(lite0_small):
     """auto 0.5, per channel, MSE clipping, weight groups of 16: nearest and learned."""
-    from aq_runtime.export.api import export_graph, plan_bits
+    from aq_runtime.export.pipeline import export_graph, plan_bits
     from aq_runtime.export.options import ExportOptions
     fg, xc, _, ranges = lite0_small
     base = ExportOptions(bits="auto", budget=0.5, allocation="channel", clipping="mse",

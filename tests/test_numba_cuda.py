@@ -12,7 +12,7 @@ import pytest
 SCRIPT = r'''
 import numpy as np
 from aq_runtime.export.options import ExportOptions
-from aq_runtime.export.api import export_graph
+from aq_runtime.export.pipeline import export_graph
 from aq_runtime.models.digits import digits_data
 from aq_runtime.models.registry import build_float_graph
 from aq_runtime.runtime import Session, available_backends

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from aq_runtime.export.api import export_graph
+from aq_runtime.export.pipeline import export_graph
 from aq_runtime.export.float_exec import normalize_input, run_float_graph
 from aq_runtime.export.options import ExportOptions
 from aq_runtime.interop.onnx_in import float_graph_from_onnx

@@ -9,7 +9,7 @@ import torch
 
 from aq_runtime import AqError
 from aq_runtime.export.options import ExportOptions
-from aq_runtime.export.api import export_graph
+from aq_runtime.export.pipeline import export_graph
 from aq_runtime.interop.onnx_in import float_graph_from_onnx
 
 

@@ -33,7 +33,7 @@ def test_digits(digits_graph, tmp_path):
 def test_b0_and_lite0_mixed(tmp_path):
     from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
     from aq_runtime.export.options import ExportOptions
-    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.pipeline import export_graph
     from aq_runtime.export.bits_spec import resolve_bits
     from aq_runtime.export.calibrate import calibrate, per_tensor
     from aq_runtime.export.integerize import integerize
@@ -44,7 +44,8 @@ def test_b0_and_lite0_mixed(tmp_path):
     _check(export_graph(b0, xc, ExportOptions(bits=8, progress=False)), xh, tmp_path)
     fg = build_float_graph("efficientnet-lite0", 96)
     r = per_tensor(calibrate(fg, xc))
-    wb, ab, _ = resolve_bits(fg, 8)
+    plan = resolve_bits(fg, 8)
+    wb, ab = plan.weight, plan.act
     rng = np.random.default_rng(3)
     for k in wb:
         wb[k] = rng.choice([1, 2, 4, 8], size=wb[k].shape)

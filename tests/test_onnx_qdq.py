@@ -31,7 +31,7 @@ MIXED = {"weight": 8, "layers": {"_conv_stem": {"weight": 12},
 def lite0_models(tmp_path_factory):
     from aq_runtime.data.photos import CALIBRATION_PHOTOS, HELDOUT_PHOTOS, crops_of
     from aq_runtime.export.options import ExportOptions
-    from aq_runtime.export.api import calibrate_ranges, export_graph
+    from aq_runtime.export.pipeline import calibrate_ranges, export_graph
     from aq_runtime.models.efficientnet import lite0_float_graph
     fg = lite0_float_graph()
     xc = crops_of(CALIBRATION_PHOTOS)[0][::2]
@@ -76,7 +76,7 @@ def test_mixed_qdq_agrees_without_ort_graph_rewrites(lite0_models, tmp_path):
 def test_per_channel_activations_refused(tmp_path):
     from aq_runtime import AqError
     from aq_runtime.data.photos import CALIBRATION_PHOTOS, crops_of
-    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.pipeline import export_graph
     from aq_runtime.export.options import ExportOptions
     from aq_runtime.models.registry import build_float_graph
     fg = build_float_graph("efficientnet-lite0", 64)

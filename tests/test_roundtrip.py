@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from aq_runtime.export.options import ExportOptions
-from aq_runtime.export.api import export_graph
+from aq_runtime.export.pipeline import export_graph
 from aq_runtime.export.bits_spec import resolve_bits
 from aq_runtime.export.calibrate import at_granularity, calibrate
 from aq_runtime.export.integerize import integerize
@@ -31,7 +31,8 @@ def _assert_same(g1, g2):
 def _mixed_bits(fg, ranges, seed):
     """Random per-channel bits: weights 2..8, 16 where the overflow proof allows, acts 4..8."""
     rng = np.random.default_rng(seed)
-    wb, ab, _ = resolve_bits(fg, 8)
+    plan = resolve_bits(fg, 8)
+    wb, ab = plan.weight, plan.act
     for k in wb:
         wb[k] = rng.integers(2, 9, size=wb[k].shape)
     for k in ab:

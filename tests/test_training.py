@@ -51,7 +51,7 @@ def rows(path):
 
 @pytest.fixture(scope="module")
 def digits_ranges(digits_fg):
-    from aq_runtime.export.api import calibrate_ranges
+    from aq_runtime.export.pipeline import calibrate_ranges
     from aq_runtime.models.digits import digits_data
     return calibrate_ranges(digits_fg, digits_data()[0][:256])
 
@@ -364,7 +364,8 @@ def test_untrained_model_exports_as_post_training(digits_fg, digits_ranges, bits
         n.name: {"weight": rng.integers(2, 9, n.weight.shape[0]).tolist(),
                  "act": rng.integers(3, 9, n.weight.shape[0]).tolist()}
         for n in digits_fg.conv_nodes() if n.name != "fc"}}
-    wb, ab, _ = resolve_bits(digits_fg, spec)
+    plan = resolve_bits(digits_fg, spec)
+    wb, ab = plan.weight, plan.act
     ptq = integerize(digits_fg, digits_ranges, wb, ab)
     m = QuantGraph(digits_fg, digits_ranges, QuantSetup("aq", 8, 8), wb, ab)
     g = m.integerize()
@@ -381,7 +382,7 @@ def test_init_aqz_starts_exactly_where_the_export_is(digits_fg, tmp_path):
     """`aq-train --init-aqz model.aqz`: the untrained model is the file (its integers, array
     for array: learned codes, MSE-clipped scales, corrected biases, mixed bits), and a KD run
     from it trains and exports with the file's bits."""
-    from aq_runtime.export.api import export_graph
+    from aq_runtime.export.pipeline import export_graph
     from aq_runtime.export.options import ExportOptions
     from aq_runtime.format import read_aqz, write_aqz
     from aq_runtime.models.digits import digits_data

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from aq_runtime.export.options import ExportOptions
-from aq_runtime.export.api import export_graph
+from aq_runtime.export.pipeline import export_graph
 from aq_runtime.models.registry import build_float_graph
 from aq_runtime.quant.requant import requantize_product_one, requant_one
 from aq_runtime.runtime import Session

@@ -47,7 +47,7 @@ def iter_rows(fg, calib: np.ndarray, heldout: np.ndarray, out_dir: str | Path,
     weights: exact on VNNI CPUs, saturating without) as it runs on this CPU, and the same model
     run as DequantizeLinear + float ops ("... float-sim", the same on every CPU).
     Integer logits come from `backend` (every backend is tested equal to the reference)."""
-    from ..export.api import export_graph
+    from ..export.pipeline import export_graph
     from ..export.calibrate import at_granularity, calibrate
     from ..export.float_exec import run_float_graph
     from ..export.options import ExportOptions

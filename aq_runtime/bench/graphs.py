@@ -30,7 +30,8 @@ def small_ternary_graph(seed: int = 0):
     fg = FloatGraph("small", "input", "fc", (3, 11, 9), [127.0] * 3, [128.0] * 3, nodes,
                     [str(i) for i in range(5)])
     x = rng.integers(0, 256, (3, 11, 9, 3), dtype=np.uint8)
-    wb, ab, _ = resolve_bits(fg, 5)
+    plan = resolve_bits(fg, 5)
+    wb, ab = plan.weight, plan.act
     g = integerize(fg, per_tensor(calibrate(fg, x)), wb, ab, {"t": 0.05})
     assert g.node("t").attrs["mode"] == "ternary"
     return g, x
@@ -45,7 +46,8 @@ def lite0_mixed_graph(calibration: np.ndarray):
     from aq_runtime.models.registry import build_float_graph
     fg = build_float_graph("efficientnet-lite0", calibration.shape[1])
     r = per_tensor(calibrate(fg, calibration))
-    wb, ab, _ = resolve_bits(fg, 8)
+    plan = resolve_bits(fg, 8)
+    wb, ab = plan.weight, plan.act
     rng = np.random.default_rng(1)
     for k in wb:
         wb[k] = rng.choice([1, 2, 3, 4, 6, 8], size=wb[k].shape)

@@ -4,6 +4,8 @@ integerized .aqz (calibrated, or as trained); or a .aqz -> ONNX (--to)."""
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from .. import AqError
 from ..export.options import (
@@ -79,6 +81,27 @@ def given_or_default(a: argparse.Namespace) -> argparse.Namespace:
         if d[dest] is None and hasattr(DEFAULT, dest) and dest not in PLAIN_RECIPE:
             d[dest] = getattr(DEFAULT, dest)
     return argparse.Namespace(**d)
+
+
+def export_source(a: argparse.Namespace, options: ExportOptions) -> None:
+    """A model name, ONNX file or state dict -> the .aqz, exported as `options` say; prints
+    the file's summary."""
+    from ..export.pipeline import export_to_file
+    from ..export.sources import calibration_images, load_source
+    from ..files import output_path
+    from ..format.inspect import summarize
+    out = output_path(a.output)
+    bits = options.bits
+    if isinstance(bits, str) and bits != "auto" and not bits.isdigit() \
+            and not Path(bits).is_file():
+        raise AqError(f"--bits {bits}: not an integer, 'auto', or an existing JSON file")
+    if isinstance(bits, str) and bits.isdigit():
+        options = options.with_(bits=int(bits))
+    fg = load_source(a.source, a.model, a.input_size, a.mean, a.std)
+    for note in fg.notes:
+        print(f"note: {note}", file=sys.stderr)
+    g = export_to_file(fg, calibration_images(fg, a.calib), out, options)
+    print(summarize(g, out), file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -190,7 +213,6 @@ def main(argv: list[str] | None = None) -> None:
                        "ranges and weights are trained; only --weight-coding applies)")
             export_checkpoint(a.source, ck, a.output, coding=a.weight_coding or "packed")
             return
-        from ..export.pipeline import export_cli
         o = given_or_default(a)
         options = ExportOptions(bits=o.bits, budget=o.budget, allocation=o.allocation,
                                 method=o.calib_method, granularity=o.granularity,
@@ -202,8 +224,7 @@ def main(argv: list[str] | None = None) -> None:
                                 synthetic=o.synthetic, act_bits=o.act_bits,
                                 act_noise=o.act_noise, weight_groups=o.weight_groups,
                                 weight_coding=o.weight_coding)
-        export_cli(o.source, o.output, options, model=o.model, calib=o.calib,
-                   input_size=o.input_size, mean=o.mean, std=o.std)
+        export_source(o, options)
     run_cli(go)
 
 

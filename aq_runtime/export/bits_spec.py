@@ -13,6 +13,7 @@ channel); "act" the bits of the tensor the layer produces (int or per-channel li
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,13 @@ from ..quant.bits import ACT_BITS_MAX, WEIGHT_BITS_MAX
 from ..ir.float_graph import FloatGraph
 from .integerize import tensor_shapes
 
-BitsPlan = tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, float]]
+@dataclass
+class BitsPlan:
+    """The widths an export integerizes with."""
+    weight: dict[str, np.ndarray]  # conv name -> weight bits per output channel
+    act: dict[str, np.ndarray]  # tensor name -> activation bits per channel
+    ternary: dict[str, float] = field(default_factory=dict)  # conv name -> TTQ threshold
+    report: dict[str, Any] = field(default_factory=dict)  # how `auto` chose (empty otherwise)
 
 
 def load_bits_json(path: str | Path) -> dict[str, Any]:
@@ -51,7 +58,7 @@ def _expand(v: Any, n: int, lo: int, hi: int, where: str) -> np.ndarray:
 
 
 def resolve_bits(fg: FloatGraph, spec: int | dict[str, Any]) -> BitsPlan:
-    """(weight bits per conv node, activation bits per produced tensor, ternary layers)."""
+    """Weight bits per conv node, activation bits per produced tensor, ternary layers."""
     if isinstance(spec, (int, np.integer)):
         spec = {"weight": int(spec), "act": min(int(spec), ACT_BITS_MAX)}
     shapes = tensor_shapes(fg)
@@ -80,4 +87,4 @@ def resolve_bits(fg: FloatGraph, spec: int | dict[str, Any]) -> BitsPlan:
         if n.output != fg.output:
             abits[n.output] = _expand(entry.get("act", a_def), c, 1, ACT_BITS_MAX,
                                       f"bits: layers.{n.name}.act")
-    return wbits, abits, tern
+    return BitsPlan(wbits, abits, tern)

@@ -66,7 +66,7 @@ def calibration_set(cfg: TrainConfig, fg: FloatGraph, data: TrainData) -> np.nda
 
 
 def initial_ranges(cfg: TrainConfig, fg: FloatGraph, images: np.ndarray) -> Ranges:
-    from ..export.api import calibrate_ranges
+    from ..export.pipeline import calibrate_ranges
     from ..export.integerize import tensor_shapes
     ranges = calibrate_ranges(fg, images)
     if cfg.init_thresholds:
@@ -149,13 +149,13 @@ def new_model(cfg: TrainConfig, fg: FloatGraph, data: TrainData) -> QuantGraph:
     ranges = initial_ranges(cfg, fg, images)
     wbits = abits = None
     if cfg.init_bits:
-        from ..export.api import plan_bits
+        from ..export.pipeline import plan_bits
         from ..export.options import ExportOptions
         # training starts from the float biases (it learns its own), so the plan's sensitivity
         # is measured without bias correction, as the starting model has it
-        plan, _ = plan_bits(fg, images, ranges,
-                            ExportOptions(bits=cfg.init_bits, bias_correction=False))
-        wbits, abits = plan[0], plan[1]
+        plan = plan_bits(fg, images, ranges,
+                         ExportOptions(bits=cfg.init_bits, bias_correction=False))
+        wbits, abits = plan.weight, plan.act
     return QuantGraph(fg, ranges, cfg.quant_setup(), wbits, abits)
 
 
