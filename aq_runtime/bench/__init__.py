@@ -1,5 +1,5 @@
-"""Measurement: fidelity of integer models against their float model (the four numbers of runtime/fidelity.py) and the
-comparison tables and size-vs-fidelity plot built on it, the latency harness with ONNX Runtime
-int8 and PyTorch fp32 baselines in the same run, per-layer profiles, per-block errors (where a
-low-bit model's noise arises, on calibration and held-out images), the reader fuzzer and the
-demo."""
+"""Measurement and the demo: comparison tables of exports on held-out images (runtime.fidelity's
+four numbers) and the size-vs-fidelity plot, the latency harness with ONNX Runtime int8 and
+PyTorch fp32 baselines in the same run, per-layer profiles, per-block errors (where a low-bit
+model's noise arises), the reader fuzzer, generated image folders for scale runs, and the graphs
+and ONNX test models the tests and benchmarks share."""

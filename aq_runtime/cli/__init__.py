@@ -1,1 +1,2 @@
-"""Command-line entry points: argument parsing plus one library call each."""
+"""Command-line entry points (`aq-*`): argument parsing and one-line errors; the work is the
+library's (aq-export and aq-bench also assemble what they print)."""

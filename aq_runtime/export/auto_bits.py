@@ -9,14 +9,16 @@ weight-byte budget (by default the bytes of uniform 8).
    square (sum_k dWe[o,k]^2 E[x_k^2], the output noise power that channel adds): a channel
    whose weights quantize well, or whose inputs are small, takes fewer bits.
 3. A Lagrangian search picks the bits that minimise the summed noise within the budget: over
-   layers (one width per layer, the default), or over all channels of all layers
+   layers (one width per layer), or over all channels of all layers
    (`--allocation channel`; each channel packs to ceil(K * bits / 8) bytes, or with
    `--weight-coding entropy` takes its codes' coded bytes, and may keep its whole range at a
    coded width; the plan is refitted until the coder's bytes are within the budget).
-Measured on Lite0's held-out crops (docs/BENCHMARKS.md): per channel gains at low budgets
-(0.5x: +0.4 dB) and loses at 8 bits' bytes (-0.9 dB): its split assumes every channel of a layer
-matters equally downstream and weights channels by their inputs' power on the calibration
-images, which does not carry over to unseen photos as well as a layer's total does.
+Measured on Lite0's held-out crops (docs/LOWBIT.md): per channel alone is within 0.3 dB of per
+layer at 0.375x-0.75x and 0.9 dB worse at 8 bits' bytes (its split weights channels by their
+inputs' power on the calibration images, which carries over to unseen photos less well than a
+layer's total); with entropy-coded weights it prices each channel's coded width, which is why
+the low-budget default (below budget 1) plans per channel and one width per layer is the
+default at budget 1.
 Layers where the int32 proof would fail at a bit-width never get it. Activation widths are
 not this module's: they cost no weight bytes (`--act-bits auto`: auto_act_bits.py)."""
 

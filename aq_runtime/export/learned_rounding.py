@@ -8,12 +8,12 @@ convs sharing a module prefix); block by block, in order, on the calibration ima
   model's output there ('model', AdaRound's asymmetric reconstruction: each block also makes
   up for the error that reaches it), or the float block's output on that same quantized input
   ('block': each block fits its own weights' error only), or a blend of the two ('blend', the
-  first's weight `blend`). On Lite0's held-out crops 'block' is the better where bits are few
-  (0.5x the bytes of 8 bits: 14.35 against 14.14 dB, 0.375x +0.3 dB: the error reaching the
-  late blocks is mostly the 8 calibration photos' own, and making up for it does not carry
-  over), 'model' where they are many (0.625x, 0.75x: +0.4, +0.9 dB); 'blend' (0.5) is within
-  0.05 dB of the better at every budget and the best at 0.5x (14.51 dB), but agrees on 2 fewer
-  of the 108 confident crops there;
+  first's weight `blend`). On Lite0's held-out crops (docs/LOWBIT.md, coded weights) 'block'
+  is level with the others at 0.5x the bytes of 8 bits (14.34 dB against 14.36 'model' and
+  14.49 'blend') and the only one to keep all 108 confident crops, and the best at 0.375x
+  (8.32 against 7.75 and 8.23): the error reaching the late blocks is mostly the calibration
+  photos' own, and making up for it does not carry over; above 0.5x 'blend' and 'model' are
+  0.3-1.1 dB better. `--bits auto --budget B` takes 'block' at B <= 0.5 and 'blend' above;
 - each weight code is floor(We/sw) + h(V), h a rectified sigmoid of a free variable V started
   at the weight's fractional part; Adam minimises the block's output error plus a regulariser
   that drives every h to 0 or 1 (its exponent annealed from 20 to 2 after a 20% warm-up);

@@ -1,7 +1,7 @@
-"""The `.aqz` file (docs/FORMAT.md): a zip of graph.json and a few 1-D .npy pools
-(the weight pool, bit-packed or entropy-coded codes, stored uncompressed so it can be
-memory-mapped, the small parameter pools LZMA-compressed), one SHA-256 per pool, atomic
-write, strict validation on read. No pickle."""
+"""The `.aqz` file (docs/FORMAT.md): a zip of graph.json and a few 1-D .npy pools (the weight
+pool, bit-packed or entropy-coded codes, stored uncompressed; the small parameter pools
+LZMA-compressed), one SHA-256 per pool, atomic write, strict validation on read, inspection.
+No pickle."""
 
 from .reader import read_aqz
 from .schema import FORMAT_NAME, FORMAT_VERSION
