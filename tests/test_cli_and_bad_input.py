@@ -388,9 +388,11 @@ def test_low_budget_takes_the_best_recipe(tmp_path):
         assert c["clipping"] == "max" and c["rounding"] == "nearest" and "weight_coding" not in c
         assert m.get("auto_bits", {"allocation": "layer"})["allocation"] == "layer"
     help_text = " ".join(cli("export", "--help").stdout.split())
-    for part in ("default: channel below --budget 1", "default: mse with --bits auto below",
-                 "default: learned with --bits auto", "block at 0.5 and below",
-                 "default: entropy with --bits auto"):
+    for part in ("default: channel with --bits auto below --budget 1, else layer",
+                 "default: mse with --bits auto below --budget 1, else max",
+                 "default: learned with --bits auto below --budget 1, else nearest",
+                 "block at 0.5 and below",
+                 "default: entropy with --bits auto below --budget 1, else packed"):
         assert part in help_text, part
 
 

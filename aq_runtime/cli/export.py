@@ -17,6 +17,7 @@ from ..export.options import (
     ROUNDING_TARGETS,
     ROUNDINGS,
     TARGETS,
+    LOW_BUDGET_RECIPE,
     PLAIN_RECIPE,
     WEIGHT_CODINGS,
     ExportOptions,
@@ -43,6 +44,12 @@ DEPENDENT = (
     ("--act-noise", "act_noise", lambda a: a.act_bits == "auto", "--act-bits auto"),
     ("--qdq-weights", "qdq_weights", lambda a: a.to == "onnx-qdq", "--to onnx-qdq"),
 )
+
+
+def recipe_help(text: str, part: str) -> str:
+    """`text` with the recipe's default for `part` (export/options.py) appended."""
+    return (f"{text} (default: {LOW_BUDGET_RECIPE[part]} with --bits auto below --budget 1, "
+            f"else {PLAIN_RECIPE[part]})")
 
 
 def with_recipe(a: argparse.Namespace) -> argparse.Namespace:
@@ -115,9 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--budget", type=float, default=None,
                     help="--bits auto: weight bytes as a ratio of uniform 8 bits (default "
                          f"{DEFAULT.budget:g})")
-    ap.add_argument("--allocation", choices=ALLOCATIONS, default=None,
-                    help="--bits auto: one weight width per layer or per output channel "
-                         "(default: channel below --budget 1, else layer)")
+    ap.add_argument("--allocation", choices=ALLOCATIONS, default=None, help=recipe_help(
+        "--bits auto: one weight width per layer or per output channel", "allocation"))
     ap.add_argument("--calib", help="folder of calibration images (default: bundled photos; "
                                     "none: only --synthetic images, a data-free export)")
     ap.add_argument("--synthetic", type=int, default=DEFAULT.synthetic, metavar="N",
@@ -132,15 +138,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-bias-correction", action="store_true",
                     help="keep each layer's mean weight-quantization error (min/max and nearest "
                          "rounding only, as ONNX Runtime's static int8)")
-    ap.add_argument("--clipping", choices=CLIPPINGS, default=None,
-                    help="weight range per output channel: max|w|, or the range with the least "
-                         "squared rounding error at the channel's bits (default: mse with "
-                         "--bits auto below --budget 1, else max)")
-    ap.add_argument("--rounding", choices=ROUNDINGS, default=None,
-                    help="weight rounding: to nearest, or learned block by block to reproduce "
-                         "the float model's block outputs on the calibration images "
-                         "(AdaRound/BRECQ-style; minutes; default: learned with --bits auto "
-                         "below --budget 1, else nearest)")
+    ap.add_argument("--clipping", choices=CLIPPINGS, default=None, help=recipe_help(
+        "weight range per output channel: max|w|, or the range with the least squared rounding "
+        "error at the channel's bits", "clipping"))
+    ap.add_argument("--rounding", choices=ROUNDINGS, default=None, help=recipe_help(
+        "weight rounding: to nearest, or learned block by block to reproduce the float model's "
+        "block outputs on the calibration images (AdaRound/BRECQ-style; minutes)", "rounding"))
     ap.add_argument("--rounding-iters", type=int, default=None,
                     help="--rounding learned: optimisation steps per block (default "
                          f"{DEFAULT.rounding_iters})")
@@ -163,12 +166,11 @@ def main(argv: list[str] | None = None) -> None:
                          "1..8 under the channel's scale (3 bits per group; the codes' effective "
                          "width grows by 3 bits, at most 8): finer steps where a channel's "
                          "weights are small; 0 (default): off, 32: low bits")
-    ap.add_argument("--weight-coding", choices=WEIGHT_CODINGS, default=None,
-                    help="how the file stores weight codes: bit-packed at their widths, or "
-                         "entropy: rANS-coded where smaller, and --bits auto prices widths by "
-                         "their coded bytes (same integers, smaller file, finer codes within a "
-                         "budget; decoded when the model loads; default: entropy with --bits "
-                         "auto below --budget 1, else packed)")
+    ap.add_argument("--weight-coding", choices=WEIGHT_CODINGS, default=None, help=recipe_help(
+        "how the file stores weight codes: bit-packed at their widths, or entropy: rANS-coded "
+        "where smaller, and --bits auto prices widths by their coded bytes (same integers, "
+        "smaller file, finer codes within a budget; decoded when the model loads)",
+        "weight_coding"))
     ap.add_argument("--target", choices=TARGETS, default=DEFAULT.target,
                     help="avx2: no 8-bit weight codes (7 instead; --bits auto never picks 8), "
                          "so AVX2-only CPUs run every layer of 7 bits or less on vpmaddubsw "
