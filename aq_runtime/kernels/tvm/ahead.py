@@ -36,7 +36,7 @@ import numpy as np
 from ... import AqError
 from ...ir.graph import Graph
 from ...files import atomic_path, write_atomic_bytes
-from ...kernels.cache import cache_root
+from ..cache import cache_root
 from . import compiled
 from .runtime_lib import cpu_threads, tvm_version
 from .target import ISAS, llvm_target, run_isa, supported_isas, use_isa
