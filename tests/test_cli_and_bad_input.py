@@ -357,7 +357,7 @@ def test_low_budget_takes_the_best_recipe(tmp_path):
     from aq_runtime.format import read_aqz
     out = tmp_path / "low.aqz"
     r = cli("export", "digits-cnn", out, "--bits", "auto", "--budget", "0.5",
-            "--rounding-iters", "10", "--rounding-images", "300")
+            "--rounding-iters", "5", "--rounding-images", "100")
     assert r.returncode == 0, r.stderr
     m = read_aqz(out).meta
     c = m["calibration"]

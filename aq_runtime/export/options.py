@@ -1,7 +1,9 @@
 """Export options, gathered in one object: what `aq-export`, the demo, the benchmarks and the
 tests pass from the command line down to `export_graph` (bits plan, calibration, bias
-correction, weight rounding and clipping). Validated once, when built. No torch here (the
-CLI takes its choices and defaults from this module while parsing arguments)."""
+correction, weight rounding and clipping, storage), and the recipe that decides the parts a
+caller leaves unset (the low-bit recipe below budget 1 with `bits='auto'`, else the plain
+export). Validated once, when built. No torch here (the CLI takes its choices and defaults from
+this module while parsing arguments)."""
 
 from __future__ import annotations
 
@@ -53,7 +55,8 @@ def check_granularity(granularity: str) -> None:
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """How a float model becomes an integer graph.
+    """How a float model becomes an integer graph. `allocation`, `clipping`, `rounding`,
+    `rounding_target` and `weight_coding` left None take `recipe_for(bits, budget)`'s values.
 
     bits: an int (uniform), 'auto' (sensitivity-driven under `budget`), a bits-JSON path or a
     dict in that format; budget: weight bytes as a ratio of uniform 8 bits and allocation:
