@@ -138,10 +138,6 @@ class ExportOptions:
         unset = {k: None for k in PLAIN_RECIPE if k not in self.chosen}
         return replace(self, **{**unset, **changes})
 
-    def recipe_defaults(self) -> list[str]:
-        """The recipe's parts this export took from the recipe (the caller did not set)."""
-        return [k for k in PLAIN_RECIPE if k not in self.chosen]
-
     def as_meta(self, n_images: int) -> dict[str, Any]:
         """How the model was calibrated, for graph.json's `calibration` (aq-inspect shows it)."""
         d = {k: v for k, v in asdict(self).items()

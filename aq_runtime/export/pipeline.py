@@ -67,15 +67,18 @@ class ExportState:
     corrected: FloatGraph | None = None  # the float graph with bias-corrected biases
     graph: Graph | None = None
 
+    @property
+    def current_float(self) -> FloatGraph:
+        """The float graph integerization starts from: bias-corrected once corrected."""
+        return self.corrected if self.corrected is not None else self.float_graph
+
     def integerized(self, o: ExportOptions, fg: FloatGraph | None = None,
                     codes: dict[str, np.ndarray] | None = None) -> Graph:
         """The integer graph of `fg` (default: the bias-corrected float graph, else the one
         given) under this state's ranges, plan and weight ranges; `codes`: weight codes
         chosen already (learned rounding)."""
         p = self.plan
-        if fg is None:
-            fg = self.corrected if self.corrected is not None else self.float_graph
-        return integerize(fg, self.ranges, p.weight,
+        return integerize(self.current_float if fg is None else fg, self.ranges, p.weight,
                           p.act, p.ternary, meta=self.meta, wrange=self.weight_ranges,
                           codes=codes, group=o.weight_groups)
 
@@ -158,8 +161,7 @@ def learn_rounding(s: ExportState, o: ExportOptions) -> ExportState:
     from ..data.augment import augmented
     from .learned_rounding import learn_rounding as learn
     fg = s.float_graph
-    corrected = s.corrected if s.corrected is not None else fg
-    codes, info = learn(fg, corrected, s.graph, augmented(s.images, o.rounding_images),
+    codes, info = learn(fg, s.current_float, s.graph, augmented(s.images, o.rounding_images),
                         o.rounding_iters, s.weight_ranges, o.progress,
                         target=o.rounding_target, blend=o.rounding_blend)
     if o.weight_coding != "packed" and "budget_bytes" in s.plan.report:

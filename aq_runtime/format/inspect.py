@@ -163,10 +163,10 @@ def summarize(graph: Graph, path: str | Path | None = None, d: dict | None = Non
             s += f", {rounding} rounding"
     b = d.get("auto_bits")
     if isinstance(b, dict) and "budget_bytes" in b:
-        per = b.get("allocation", b.get("granularity"))  # files before 'allocation' say granularity
-        budget = f"{b['budget']:g}x uniform 8's" if "budget" in b else f"{b['budget_bytes']}"
-        s += (f"\nweight widths auto: one per {per}, within {budget} weight bytes "
-              f"({b['budget_bytes']})")
+        per = b.get("allocation", b.get("granularity"))  # older files: 'granularity'
+        limit = (f"{b['budget']:g}x uniform 8's weight bytes ({b['budget_bytes']})"
+                 if "budget" in b else f"{b['budget_bytes']} weight bytes")
+        s += f"\nweight widths auto: one per {per}, within {limit}"
     a = d.get("auto_act_bits")
     if isinstance(a, dict) and a.get("base_noise"):
         s += (f"\nactivation widths auto: MicroNet score -{a.get('score_saved', 0):.4f} for "
