@@ -144,8 +144,8 @@ def main() -> None:
                   f"{i}: {'equal' if ok else 'DIFFERENT'}" for i, ok in equal.items()),
               "",
               f"install sizes (venv, MB): plain {sizes['plain']:.0f} "
-              f"(pip install . took {lean_install_s:.0f} s), this venv ([test] and any tools added to "
-              f"it) {sizes['full']:.0f}",
+              f"(pip install . took {lean_install_s:.0f} s), this venv ([test] and any tools "
+              f"added to it) {sizes['full']:.0f}",
               "plain install, largest packages (MB): " + ", ".join(
                   f"{n} {s:.0f}" for n, s in package_sizes(lean_py)),
               "full install, largest packages (MB): " + ", ".join(

@@ -16,8 +16,8 @@ coded); the best 0.5x export with activation widths lowered further (`--act-nois
 rows `blk act0.3`, `blk act1`) and KD from each; two data-free rows (uniform 8, and auto 0.5
 learned) calibrated on images synthesized from the model's BatchNorm statistics instead of
 the photos; ONNX Runtime int8 for reference. Columns: file bytes, average weight/activation
-bits, MicroNet score, the four fidelity numbers (runtime/fidelity.py), integer vs fake-quant agreement, export time.
-Resumable: finished rows are kept in
+bits, MicroNet score, the four fidelity numbers (runtime/fidelity.py), integer vs fake-quant
+agreement, export time. Resumable: finished rows are kept in
 results/lowbit_lite0.json and skipped on a rerun (`--redo NAME...` recomputes rows, `--only
 NAME...` runs just those). Writes results/lowbit_lite0.{txt,json,png}.
 

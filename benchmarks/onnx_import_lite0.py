@@ -2,9 +2,9 @@
 model with the project's pretrained weights, exported by torch.onnx (TorchScript exporter with
 dynamic batch, the dynamo exporter; both fold BatchNorm into the convs in float32 by default,
 and the TorchScript export with BN kept), imported by `aq-export`'s ONNX door and exported at
-uniform 8 bits and `--bits auto`, beside the built-in model. Each row: the four fidelity numbers (runtime/fidelity.py)
-on the held-out crops against the float graph it came from; and how many integers of the
-uniform-8 export differ from the built-in model's (same calibration crops).
+uniform 8 bits and `--bits auto`, beside the built-in model. Each row: the four fidelity numbers
+(runtime/fidelity.py) on the held-out crops against the float graph it came from; and how many
+integers of the uniform-8 export differ from the built-in model's (same calibration crops).
 Writes benchmarks/results/onnx_import_lite0.txt.
 
     python benchmarks/onnx_import_lite0.py        # about 15 minutes on 2 cores

@@ -1,5 +1,5 @@
-"""Fidelity of the real pretrained EfficientNet-Lite0 on held-out real photos (the four numbers of runtime/fidelity.py),
-against ONNX Runtime static int8 calibrated on the same images. The
+"""Fidelity of the real pretrained EfficientNet-Lite0 on held-out real photos (the four numbers of
+runtime/fidelity.py), against ONNX Runtime static int8 calibrated on the same images. The
 table's tests are `slow` (`pytest -m slow`, about 5 minutes on 2 cores: every row exported and
 scored): CI on a 2-core CPU must stay under 30 minutes; benchmarks/fidelity_lite0.py writes the
 same table to benchmarks/results/fidelity_lite0.txt."""

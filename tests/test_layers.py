@@ -125,7 +125,8 @@ def test_nothing_imports_tests():
 def test_the_checker_sees_an_upward_import():
     """The test above can fail: a kernels module importing export (even inside a function) is
     reported, one importing quant is not."""
-    source = "import numpy\nfrom ..quant import bits\ndef f():\n    from ..export.pipeline import g\n"
+    source = ("import numpy\nfrom ..quant import bits\n"
+              "def f():\n    from ..export.pipeline import g\n")
     found = imports_of(source, "aq_runtime.kernels")
     assert {"aq_runtime.quant.bits", "aq_runtime.export.pipeline"} <= found
     edges = {"aq_runtime.kernels.probe": {t for t in found if t.startswith("aq_runtime")}}

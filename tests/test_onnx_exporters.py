@@ -14,7 +14,13 @@ from aq_runtime.export.options import ExportOptions
 from aq_runtime.interop.onnx_in import float_graph_from_onnx
 from aq_runtime.runtime import Session, available_backends
 
-from aq_runtime.bench.onnx_models import MobileNetV2, ResNet18, package_efficientnet, randomize_bn, to_onnx
+from aq_runtime.bench.onnx_models import (
+    MobileNetV2,
+    ResNet18,
+    package_efficientnet,
+    randomize_bn,
+    to_onnx,
+)
 
 EXPORTERS = [(e, d) for e in ("torchscript", "dynamo") for d in (False, True)]
 

@@ -43,8 +43,8 @@ def test_requant_expressions_equal_the_one_definition():
     v = ins
     r = te.compute((n,), lambda i: requant_expr(v["acc"][i].astype("int32"), v["bias"][i], v["m"][i],
                                                 v["s"][i], v["z"][i], v["lo"][i], v["hi"][i]), name="r")
-    f = te.compute((n,), lambda i: requantize_product_expr(v["p"][i], v["s"][i], v["z"][i], v["lo"][i],
-                                               v["hi"][i]), name="f")
+    f = te.compute((n,), lambda i: requantize_product_expr(v["p"][i], v["s"][i], v["z"][i],
+                                                           v["lo"][i], v["hi"][i]), name="f")
     lib = tvm.compile(te.create_prim_func(list(ins.values()) + [r, f]), target="llvm")
     got_r, got_f = np.zeros(n, np.int32), np.zeros(n, np.int32)
     lib(*(np.ascontiguousarray(a, np.int64) for a in (acc, bias, m, shift, z, lo, hi, p)),

@@ -7,10 +7,10 @@ one thread at a time, so no timing comes from it.
 1. ONNX Runtime int8 as an AVX2-only CPU computes it: its static int8 QDQ models of Lite0
    (calibrated on the 8 calibration photos' crops, as in fidelity_lite0.py; int8 weights, its
    default; `reduce_range`, 7-bit weights; "u8u8", uint8 weights) on the 376 held-out crops,
-   under valgrind and natively on this CPU: the four fidelity numbers (runtime/fidelity.py) against the float model;
-   also the default model run as DequantizeLinear + float ops ("float-sim", graph optimizations
-   off), what the tests compare with; and natively with its MLAS dispatch patched to the AVX2
-   kernels (tools/ort_isa.py, what tvm_isas_lite0.py times), whose logits must be the
+   under valgrind and natively on this CPU: the four fidelity numbers (runtime/fidelity.py) against
+   the float model; also the default model run as DequantizeLinear + float ops ("float-sim", graph
+   optimizations off), what the tests compare with; and natively with its MLAS dispatch patched to
+   the AVX2 kernels (tools/ort_isa.py, what tvm_isas_lite0.py times), whose logits must be the
    emulated ones on every crop (the last column counts the crops that are).
 2. The test files whose outcome could depend on the CPU, each run by pytest under valgrind.
 

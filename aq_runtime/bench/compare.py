@@ -1,6 +1,7 @@
-"""Fidelity comparison of several exports of one float model on held-out images (the four numbers of runtime/fidelity.py):
-per model its file size, bits, MicroNet score, the four fidelity numbers and integer-vs-fake-
-quant agreement; optionally ONNX Runtime static int8 calibrated on the same images."""
+"""Fidelity comparison of several exports of one float model on held-out images (the four numbers of
+runtime/fidelity.py): per model its file size, bits, MicroNet score, the four fidelity numbers and
+integer-vs-fake-quant agreement; optionally ONNX Runtime static int8 calibrated on the same
+images."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """aq-demo: pretrained EfficientNet-Lite0 -> calibrated on real photos -> uniform 8-bit and
 `--bits auto` .aqz files -> exact integer inference on held-out real photos; one table of
-size, bits, MicroNet score and the four fidelity numbers, then the classes of each held-out photo."""
+size, bits, MicroNet score and the four fidelity numbers, then the classes of each held-out
+photo."""
 
 from __future__ import annotations
 

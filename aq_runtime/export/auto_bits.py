@@ -184,8 +184,9 @@ def auto_bits(fg: FloatGraph, images: np.ndarray, ranges: Ranges, options: Expor
               n_images: int = 16) -> BitsPlan:
     """The weight plan and its report: weight bytes <= `options.budget` x the bytes of
     uniform 8 bits, one width per layer or (`options.allocation='channel'`) per output
-    channel; target 'avx2' never chooses 8; with `weight_groups`, widths 2..5 carry group multipliers (their noise
-    measured so, their 3 bits per group priced); with `weight_coding='entropy'` each channel's
+    channel; target 'avx2' never chooses 8; with `weight_groups`, widths 2..5 carry group
+    multipliers (their noise measured so, their 3 bits per group priced); with
+    `weight_coding='entropy'` each channel's
     codes at 2..12 bits are priced at their entropy-coded size (their layer's codes at that
     width as one stream's histogram), the budget still uniform 8's packed bytes. With
     `bias_correction` each probe's noise is measured as the export will leave it: with the

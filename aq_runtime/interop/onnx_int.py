@@ -1,5 +1,5 @@
-"""Integer-exact ONNX export: every op of docs/SEMANTICS.md as ONNX integer ops, so that ONNX Runtime
-reproduces the reference's int32 logits `==`.
+"""Integer-exact ONNX export: every op of docs/SEMANTICS.md as ONNX integer ops, so that ONNX
+Runtime reproduces the reference's int32 logits `==`.
 - conv: explicit padding with each channel's zero point (ConvInteger pads with 0), then
   ConvInteger on raw uint8 codes with zero points 0 (per-channel zero points are not supported
   at run time); the zero-point correction stays in the int32 bias. Codes wider than 8 bits are
@@ -150,8 +150,8 @@ def to_onnx_int(graph: Graph, path: str | Path) -> None:
             q = b.op("Sub", [b.op("Cast", [env[n.inputs[0]]], to=onnx.TensorProto.INT64),
                              b.ch(T[n.inputs[0]].zero_point)])
             s = b.op("ReduceSum", [q, b.const(np.array([2, 3], np.int64))], keepdims=1)
-            y = _requantize_product(b, b.op("Mul", [s, b.ch(a["mult"])]), a["shift"], out.zero_point,
-                        a["lo"], a["hi"], odt)
+            y = _requantize_product(b, b.op("Mul", [s, b.ch(a["mult"])]), a["shift"],
+                                    out.zero_point, a["lo"], a["hi"], odt)
         elif n.op == "maxpool":
             x = _pad(b, env[n.inputs[0]], n.attrs["pad"], np.zeros(1, np.int64), T[n.inputs[0]].shape)
             y = b.op("MaxPool", [x], kernel_shape=n.attrs["kernel"], strides=n.attrs["stride"])
@@ -164,8 +164,8 @@ def to_onnx_int(graph: Graph, path: str | Path) -> None:
                                      b.const(np.array(0, np.uint8)), b.const(np.array(0, np.int8))],
                      strides=n.attrs["stride"], group=cc)
             s = b.op("Sub", [b.op("Cast", [s], to=onnx.TensorProto.INT64), b.ch(t_in.zero_point * kh * kw)])
-            y = _requantize_product(b, b.op("Mul", [s, b.ch(a["mult"])]), a["shift"], out.zero_point,
-                        a["lo"], a["hi"], odt)
+            y = _requantize_product(b, b.op("Mul", [s, b.ch(a["mult"])]), a["shift"],
+                                    out.zero_point, a["lo"], a["hi"], odt)
         elif n.op == "lut":
             cc = a["table"].shape[0]
             idx = b.op("Add", [b.op("Cast", [env[n.inputs[0]]], to=onnx.TensorProto.INT64),

@@ -131,8 +131,8 @@ class QuantGraph(nn.Module):
             self.register_buffer(f"hi0_{k}", torch.tensor(np.broadcast_to(hi, (c,)), dtype=f64))
             self.a_range[k] = nn.Parameter(torch.ones(c))
             ab0 = np.asarray((init_abits or {}).get(t, np.full(c, setup.act_bits)))
-            self.a_precision[k] = nn.Parameter(torch.tensor(np.broadcast_to(ab0, (c,)) / setup.act_bits,
-                                                       dtype=f32))
+            self.a_precision[k] = nn.Parameter(
+                torch.tensor(np.broadcast_to(ab0, (c,)) / setup.act_bits, dtype=f32))
         lo, hi = ranges[fg.output]
         c = self.shapes[fg.output][0]
         self.register_buffer("logit_lo", torch.tensor(np.broadcast_to(lo, (c,)), dtype=torch.float64))

@@ -208,7 +208,8 @@ def conv(node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray) -> np.n
 
 @njit(parallel=True, cache=True)
 def _add(x1, z1, x2, z2, ma, mb, shift, z, lo, hi, out):
-    """Residual add of docs/SEMANTICS.md on int32 NCHW codes, one (image, channel) plane per task."""
+    """Residual add of docs/SEMANTICS.md on int32 NCHW codes, one (image, channel) plane per
+    task."""
     nb, c = x1.shape[0], x1.shape[1]
     for t in prange(nb * c):
         b = t // c

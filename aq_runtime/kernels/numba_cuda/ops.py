@@ -1,7 +1,7 @@
 """The numba_cuda ops: one CUDA thread per output element, int32 codes on the device between
 ops, per-node parameters uploaded once. The requantization is quant.requant's `requant_one` /
-`requantize_product_one` compiled as device functions (the one definition). Padding positions read the
-input's zero point (real zero), as docs/SEMANTICS.md says; maxpool pads with code 0."""
+`requantize_product_one` compiled as device functions (the one definition). Padding positions read
+the input's zero point (real zero), as docs/SEMANTICS.md says; maxpool pads with code 0."""
 
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Activations of the tvm CPU backend: NHWC rows of codes, `Act`, and the Numba kernels that work
 on them. A tensor of N x H x W pixels and C channels is one 64-byte aligned (M4, C16) array,
 M4 = N*H*W and C16 = C rounded up to multiples of 16 (whole vectors), row = pixel: uint8 for
-activation codes (0..255, docs/SEMANTICS.md), int32 for wider outputs (logits). That is already the A
-operand of the VNNI GEMM (gemm.py) for a pointwise conv, so no transposes between layers; the
+activation codes (0..255, docs/SEMANTICS.md), int32 for wider outputs (logits). That is already the
+A operand of the VNNI GEMM (gemm.py) for a pointwise conv, so no transposes between layers; the
 rows beyond M and the columns beyond C are never read as values (the packed weights are zero
 there). The Numba kernels here are the int64 paths of the backend (epilogues after int32 GEMM
 sums, depthwise, add, gating, pooling, tables), taken where the TIR kernels' float64

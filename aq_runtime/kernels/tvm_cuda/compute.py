@@ -1,12 +1,13 @@
-"""The ops of docs/SEMANTICS.md as TVM tensor expressions (TE), one PrimFunc per distinct layer shape,
-NCHW int32 codes in and out, the batch size symbolic (one compiled module serves every batch).
-Per-channel parameters are int64 arguments, not constants, so a function depends only on the
+"""The ops of docs/SEMANTICS.md as TVM tensor expressions (TE), one PrimFunc per distinct layer
+shape, NCHW int32 codes in and out, the batch size symbolic (one compiled module serves every
+batch). Per-channel parameters are int64 arguments, not constants, so a function depends only on the
 layer's shape and attributes. Padding positions read the input's zero point (real zero);
 max pooling pads with code 0. Conv sums are int32 (the exporter's overflow proof), the
-requantization int64: `requant_expr` / `requantize_product_expr` state quant.requant's `requant_one` /
-`requantize_product_one` for TE (tests/test_tvm_cuda.py checks them against those functions value by value).
-Reductions are named "acc*", every function's output block "out" (kernels/tvm_cuda/schedule.py
-relies on it); one-group int convs reduce TILE output channels at once (`out_tile`)."""
+requantization int64: `requant_expr` / `requantize_product_expr` state quant.requant's `requant_one`
+/ `requantize_product_one` for TE (tests/test_tvm_cuda.py checks them against those functions value
+by value). Reductions are named "acc*", every function's output block "out"
+(kernels/tvm_cuda/schedule.py relies on it); one-group int convs reduce TILE output channels at once
+(`out_tile`)."""
 
 from __future__ import annotations
 
