@@ -22,17 +22,12 @@ from typing import Any
 
 from .. import AqError
 from ..files import write_atomic_bytes
-from ..runtime.predict import RecordWriter
+from ..runtime.predict import RecordWriter, flat_columns, flat_row
 
 RUN_FILE, MANIFEST = "_RUN.json", "_SUCCESS"
 RUN_FORMAT, RUN_VERSION = "aq-infer-run", 1
 FORMATS = ("csv", "json", "parquet")
 MAX_META = 16 << 20  # bytes of a _RUN.json or _SUCCESS this reader accepts
-
-
-def columns(k: int) -> list[str]:
-    """The columns of `aq-infer --format csv` for top-k."""
-    return ["path"] + [f"{f}{i + 1}" for i in range(k) for f in ("index", "label", "logit")]
 
 
 @dataclass(frozen=True)
@@ -153,9 +148,8 @@ def write_part(out: Path, plan: Plan, k: int, records: list[dict[str, Any]],
     if fmt == "parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
-        cols = columns(top_k)
-        rows = [[r["path"]] + [v for t in r["topk"] for v in (t["index"], t["label"], t["logit"])]
-                for r in records]
+        cols = flat_columns(top_k)
+        rows = [flat_row(r) for r in records]
         table = pa.table({c: [row[i] for row in rows] for i, c in enumerate(cols)},
                          schema=pa.schema([(c, pa.string() if c == "path" or c.startswith("label")
                                             else pa.int64()) for c in cols]))

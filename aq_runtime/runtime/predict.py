@@ -89,6 +89,16 @@ def predict_decoded(session: Session, part: list[tuple[str, np.ndarray | None, s
     return [(results[p], None) if err is None else (None, (p, err)) for p, _, err in part]
 
 
+def flat_columns(k: int) -> list[str]:
+    """The columns of a flat (CSV or table) prediction row for top-k."""
+    return ["path"] + [f"{f}{i + 1}" for i in range(k) for f in ("index", "label", "logit")]
+
+
+def flat_row(r: dict[str, Any]) -> list[Any]:
+    """A prediction record as a flat row of `flat_columns`."""
+    return [r["path"]] + [v for t in r["topk"] for v in (t["index"], t["label"], t["logit"])]
+
+
 class RecordWriter:
     """Streams records as CSV (one row per image) or JSON (a list), to a text stream."""
 
@@ -96,15 +106,13 @@ class RecordWriter:
         self.f, self.fmt, self.n = stream, fmt, 0
         if fmt == "csv":
             self.csv = csv.writer(stream)
-            self.csv.writerow(["path"] + [f"{f}{i + 1}" for i in range(k)
-                                          for f in ("index", "label", "logit")])
+            self.csv.writerow(flat_columns(k))
         else:
             stream.write("[")
 
     def write(self, r: dict[str, Any]) -> None:
         if self.fmt == "csv":
-            self.csv.writerow([r["path"]] + [v for t in r["topk"]
-                                             for v in (t["index"], t["label"], t["logit"])])
+            self.csv.writerow(flat_row(r))
         else:
             self.f.write(("," if self.n else "") + "\n " + json.dumps(r))
         self.n += 1
