@@ -57,22 +57,27 @@ class _Predictor:
         numba.set_num_threads(max(1, min(cpus, numba.config.NUMBA_NUM_THREADS)))
         from ..runtime.predict import input_spec
         from ..runtime.session import Session
-        self.tmp = tempfile.mkdtemp(prefix="aq-ray-")
-        files = {}
-        for name, ref, sha in (("model.aqz", model, model_sha), ("model.kernels", kernels,
-                                                                  kernels_sha)):
-            if ref is None:
-                continue
-            data = ray.get(ref[0])
-            if _sha256(data) != sha:
-                raise AqError(f"{name}: the bytes this worker received differ from the driver's")
-            files[name] = os.path.join(self.tmp, name)
-            Path(files[name]).write_bytes(data)
-        self.session = Session(files["model.aqz"], backend, kernels=files.get("model.kernels"))
+        import numpy as np
+        # the files are needed only until the Session has read the model and installed the
+        # kernels (their libraries go to the kernel cache): removed after the first prediction
+        with tempfile.TemporaryDirectory(prefix="aq-ray-") as tmp:
+            files = {}
+            for name, ref, sha in (("model.aqz", model, model_sha),
+                                   ("model.kernels", kernels, kernels_sha)):
+                if ref is None:
+                    continue
+                data = ray.get(ref[0])
+                if _sha256(data) != sha:
+                    raise AqError(f"{name}: the bytes this worker received differ from the "
+                                  "driver's")
+                files[name] = os.path.join(tmp, name)
+                Path(files[name]).write_bytes(data)
+            self.session = Session(files["model.aqz"], backend,
+                                   kernels=files.get("model.kernels"))
+            # one prediction now: kernels compiled or loaded before any data
+            self.session.run(np.zeros((1, *self.session.input_shape), np.uint8))
         self.top_k = top_k
         self.spec = input_spec(self.session)
-        import numpy as np  # one prediction now: kernels compiled or loaded before any data
-        self.session.run(np.zeros((1, *self.session.input_shape), np.uint8))
         from ..kernels.tvm.target import cpu_flags, isa
         from ..kernels.cache import cpu_name
         self.node = json.dumps({
