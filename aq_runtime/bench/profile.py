@@ -72,10 +72,9 @@ def profile(model, backend: str, batch: int = 1, runs: int = 10) -> list[LayerTi
     s.ops = Timed()
     for _ in range(runs):
         s.run(x)
-    choice = getattr(ops, "kernel_choice", None)
     return [LayerTime(n.name, node_kind(n), node_macs(g, n) * batch,
                       1e3 * float(np.median(times[n.name])),
-                      choice(n) if choice and n.op == "conv" else backend) for n in g.nodes]
+                      ops.kernel_choice(n) if n.op == "conv" else backend) for n in g.nodes]
 
 
 def gemm_peak_gops() -> tuple[str, float]:
@@ -102,7 +101,7 @@ def gemm_peak_gops() -> tuple[str, float]:
         def run():
             fn(a, b, c)
     except ImportError:
-        from ..kernels.numba_cpu.ops import _pointwise
+        from ..kernels.nchw import pointwise
         x = rng.integers(0, 256, (1, k, m)).astype(np.int32)
         w = rng.integers(-127, 128, (n, k)).astype(np.int32)
         one = np.ones(n, np.int64)
@@ -110,7 +109,7 @@ def gemm_peak_gops() -> tuple[str, float]:
         what = "numba pointwise GEMM 1024^3"
 
         def run():
-            _pointwise(x, w, 0 * one, one, 16 * one, 0 * one, 0 * one, 255 * one, out)
+            pointwise(x, w, 0 * one, one, 16 * one, 0 * one, 0 * one, 255 * one, out)
     run()
     ts = []
     for _ in range(10):

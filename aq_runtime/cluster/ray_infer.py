@@ -100,6 +100,13 @@ class _Predictor:
                 "node": [self.node] * len(out)}
 
 
+def _read(path: str | Path) -> bytes:
+    p = Path(path)
+    if not p.is_file():
+        raise AqError(f"{p}: {'not a file' if p.exists() else 'no such file'}")
+    return p.read_bytes()
+
+
 def _ray():
     return import_optional("ray", "aq-infer --engine ray")
 
@@ -188,8 +195,8 @@ def infer_ray(model: str | Path, images: str | Path, output: str | Path, top_k: 
         raise AqError("--top-k, --batch, --shard-size, --workers and the worker CPUs must be "
                       "at least 1")
     ray = _ray()
-    graph = read_aqz(model)  # validated here, before any work; workers check the same bytes
-    model_bytes = Path(model).read_bytes()
+    model_bytes = _read(model)
+    graph = read_aqz(model, model_bytes)  # validated here, before any work: workers get these
     kernels_bytes = None
     if kernels is not None:
         m, z = read_manifest(kernels)

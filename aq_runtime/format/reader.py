@@ -325,17 +325,19 @@ def _parse(z: zipfile.ZipFile) -> Graph:
     return graph
 
 
-def read_aqz(path: str | Path) -> Graph:
-    """Read, verify and validate a `.aqz` file; raises AqError (one line) on any problem."""
+def read_aqz(path: str | Path, data: bytes | None = None) -> Graph:
+    """Read, verify and validate a `.aqz` file; raises AqError (one line) on any problem.
+    `data`: the file's bytes, already read (then `path` only names it in errors)."""
     p = Path(path)
-    if not p.exists():
-        raise AqError(f"{p}: no such file")
-    if not p.is_file():
-        raise AqError(f"{p}: not a file")
-    if p.stat().st_size == 0:
+    if data is None:
+        if not p.exists():
+            raise AqError(f"{p}: no such file")
+        if not p.is_file():
+            raise AqError(f"{p}: not a file")
+    if (len(data) if data is not None else p.stat().st_size) == 0:
         raise AqError(f"{p}: empty file (0 bytes), not an .aqz model")
     try:
-        with zipfile.ZipFile(p) as z:
+        with zipfile.ZipFile(p if data is None else io.BytesIO(data)) as z:
             return _parse(z)
     except _Bad as e:
         raise AqError(f"{p}: {e}") from None

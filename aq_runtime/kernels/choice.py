@@ -3,14 +3,14 @@ kernel runs on that very input (once to warm up, then RUNS or more rounds over t
 until each has run MIN_SECONDS, best time kept), the fastest is used from then on and
 remembered on disk (`kernel_choices.json` in $AQ_CACHE_DIR or ~/.cache/aq_runtime, keyed by
 the backend, the node's weights and the input's shape), so a second process does not measure
-again. All candidates are exact, so the choice only moves speed. `dry_run()` runs every
-candidate once instead, choosing nothing."""
+again. Each backend's ops object holds one `Chooser` (its decisions for its graph); the disk
+file is shared. All candidates are exact, so the choice only moves speed. `dry_run()` runs
+every candidate once instead, choosing nothing."""
 
 from __future__ import annotations
 
 import hashlib
 import time
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,8 +21,6 @@ import numpy as np
 from ..ir.graph import Node
 from .cache import cache_root, read_json, write_json
 
-# per backend, per node: {input shape: kernel name}, and under None the latest pick
-_choice: dict[str, "weakref.WeakKeyDictionary[Node, dict]"] = {}
 _disk: dict[str, str] | None = None
 RUNS = 5  # timed rounds over the candidates after one warm-up run each; the best time counts
 # ... and more rounds, up to MAX_RUNS, until each candidate has run MIN_SECONDS in all: on a
@@ -68,42 +66,55 @@ def _remember(key: str, value: str) -> None:
     write_json(choices_file(), _disk)
 
 
-def chosen(scope: str, node: Node, shape: tuple | None = None) -> str | None:
-    """The kernel `scope` (a backend) picked for the node at this input shape (None: at the
-    shape it ran at last), if it ran yet."""
-    return _choice.get(scope, {}).get(node, {}).get(shape)
+class Chooser:
+    """One backend's kernel decisions for one graph: per node, {input shape: kernel name}, and
+    under None the latest pick. `scope` names the backend (each keeps its own decisions)."""
+
+    def __init__(self, scope: str):
+        self.scope = scope
+        self._picked: dict[Node, dict] = {}
+
+    def chosen(self, node: Node, shape: tuple | None = None) -> str | None:
+        """The kernel picked for the node at this input shape (None: at the shape it ran at
+        last), if it ran yet."""
+        return self._picked.get(node, {}).get(shape)
+
+    def run_fastest(self, node: Node, shape: tuple, candidates: dict[str, Callable[[], Any]]
+                    ) -> Any:
+        """Run the node's chosen candidate (choosing it first if needed) and return its
+        output."""
+        global _disk
+        if _dry:  # every candidate once (each builds what it needs), nothing timed or kept
+            return [fn() for fn in candidates.values()][0]
+        picked = self._picked.setdefault(node, {})
+        if shape not in picked:
+            if _disk is None:
+                _disk = read_json(choices_file())
+            key = _key(self.scope, node, shape, tuple(sorted(candidates)))
+            if _disk.get(key) in candidates:
+                picked[shape] = _disk[key]
+            else:
+                name, out = _time(candidates)
+                picked[shape] = picked[None] = name
+                _remember(key, name)
+                return out
+        picked[None] = picked[shape]
+        return candidates[picked[shape]]()
 
 
-def run_fastest(scope: str, node: Node, shape: tuple, candidates: dict[str, Callable[[], Any]]
-                ) -> Any:
-    """Run the node's chosen candidate (choosing it first if needed) and return its output.
-    `scope` names the backend: each keeps its own decisions."""
-    global _disk
-    if _dry:  # every candidate once (each builds what it needs), nothing timed or kept
-        return [fn() for fn in candidates.values()][0]
-    picked = _choice.setdefault(scope, weakref.WeakKeyDictionary()).setdefault(node, {})
-    if shape not in picked:
-        if _disk is None:
-            _disk = read_json(choices_file())
-        key = _key(scope, node, shape, tuple(sorted(candidates)))
-        if _disk.get(key) in candidates:
-            picked[shape] = _disk[key]
-        else:
-            outs = {name: fn() for name, fn in candidates.items()}  # warm-up: one-time costs
-            best_t = dict.fromkeys(candidates, float("inf"))
-            spent = dict.fromkeys(candidates, 0.0)
-            for r in range(MAX_RUNS):  # rounds across the candidates: noise hits them alike
-                if r >= RUNS and min(spent.values()) >= MIN_SECONDS:
-                    break
-                for name, fn in candidates.items():
-                    t = time.perf_counter()
-                    fn()
-                    dt = time.perf_counter() - t
-                    best_t[name] = min(best_t[name], dt)
-                    spent[name] += dt
-            name = min(best_t, key=best_t.__getitem__)
-            picked[shape] = picked[None] = name
-            _remember(key, name)
-            return outs[name]
-    picked[None] = picked[shape]
-    return candidates[picked[shape]]()
+def _time(candidates: dict[str, Callable[[], Any]]) -> tuple[str, Any]:
+    """(the fastest candidate's name, its output)."""
+    outs = {name: fn() for name, fn in candidates.items()}  # warm-up: one-time costs
+    best_t = dict.fromkeys(candidates, float("inf"))
+    spent = dict.fromkeys(candidates, 0.0)
+    for r in range(MAX_RUNS):  # rounds across the candidates: noise hits them alike
+        if r >= RUNS and min(spent.values()) >= MIN_SECONDS:
+            break
+        for name, fn in candidates.items():
+            t = time.perf_counter()
+            fn()
+            dt = time.perf_counter() - t
+            best_t[name] = min(best_t[name], dt)
+            spent[name] += dt
+    name = min(best_t, key=best_t.__getitem__)
+    return name, outs[name]

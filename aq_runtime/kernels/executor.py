@@ -1,14 +1,13 @@
-"""Graph executor: walks the IR in order and calls one backend's op functions. A backend is a
-module-like object with `conv`, `add`, `mul`, `gap`, `lut`, `maxpool`, `avgpool` taking the same arguments as
-`kernels.reference`; the executor owns tensor lifetimes (freed after their last use)."""
+"""Graph executor: walks the IR in order and calls one backend's ops object (`kernels.ops.Ops`:
+`conv`, `add`, `mul`, `gap`, `lut`, `maxpool`, `avgpool`, with the arguments of
+`kernels.reference`); the executor owns tensor lifetimes (freed after their last use)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 
 from ..ir.graph import Graph
+from .ops import Ops
 
 
 def last_uses(graph: Graph) -> dict[str, int]:
@@ -21,8 +20,9 @@ def last_uses(graph: Graph) -> dict[str, int]:
     return last
 
 
-def execute(graph: Graph, ops: Any, x: np.ndarray) -> np.ndarray:
-    """Run the graph on NCHW int64 input codes; returns the output tensor's codes."""
+def execute(graph: Graph, ops: Ops, x) -> np.ndarray:
+    """Run the graph on the backend's input tensor (`ops.from_images`); returns the output
+    tensor's NCHW codes on the host."""
     env: dict[str, np.ndarray] = {graph.input: x}
     last = last_uses(graph)
     zp = {name: t.zero_point for name, t in graph.tensors.items()}
@@ -49,6 +49,4 @@ def execute(graph: Graph, ops: Any, x: np.ndarray) -> np.ndarray:
         for t in set(node.inputs):  # an input may appear twice (x + x)
             if last.get(t) == i:
                 del env[t]
-    out = env[graph.output]
-    to_host = getattr(ops, "to_host", None)  # device backends keep tensors on the device
-    return to_host(out) if to_host else out
+    return ops.to_host(env[graph.output])

@@ -1,7 +1,8 @@
 """The backend registry: one `Backend` record per backend (its name, why it cannot run here,
-and how to load its ops for a graph), in the order "auto" prefers. A backend's ops object has
-the op functions of `kernels.reference` (`kernels.executor` calls them). Adding a backend
-(kernels/<name>/) adds its availability check, its loader and one record here."""
+and how to make its ops object for a graph), in the order "auto" prefers. Every backend's ops
+object is a `kernels.ops.Ops` made for one graph (`kernels.executor` calls its op methods).
+Adding a backend (kernels/<name>/, an `Ops` subclass) adds its availability check and one
+record here."""
 
 from __future__ import annotations
 
@@ -13,18 +14,16 @@ from typing import Any, Callable
 
 from .. import AqError
 from ..ir.graph import Graph
+from ..kernels.ops import Ops
 from ..optional import installed, missing_message
 
 
-def _reference(graph: Graph) -> Any:
-    return importlib.import_module("aq_runtime.kernels.reference")
-
-
-def _numba(graph: Graph) -> Any:
-    try:
-        return importlib.import_module("aq_runtime.kernels.numba_cpu")
-    except ImportError as e:
-        raise AqError(f"backend 'numba' needs the numba package ({e.name} is missing)") from None
+def _ops_class(module: str, cls: str) -> Callable[[Graph], Ops]:
+    """A loader: the ops class `cls` of backend package `module`, imported on first use (a
+    backend's dependencies are imported only when it runs)."""
+    def load(graph: Graph) -> Ops:
+        return getattr(importlib.import_module(f"aq_runtime.kernels.{module}"), cls)(graph)
+    return load
 
 
 def _ahead_loaded() -> bool:
@@ -68,15 +67,11 @@ def tvm_unavailable() -> str | None:
     return None
 
 
-def _tvm(graph: Graph) -> Any:
-    return importlib.import_module("aq_runtime.kernels.tvm")
-
-
 def _tvm_lib(name: str) -> bool:
     """Whether apache-tvm's library `name` is installed (checked without importing tvm)."""
     if not installed("tvm"):
         return False
-    from ..kernels.tvm.runtime_lib import lib_dir
+    from ..kernels.tvm_runtime import lib_dir
     return (lib_dir() / name).is_file()
 
 
@@ -105,10 +100,10 @@ def tvm_cuda_unavailable() -> str | None:
     return None
 
 
-def _tvm_cuda(graph: Graph) -> Any:
-    from ..kernels.tvm_cuda import TvmOps
+def _tvm_cuda(graph: Graph) -> Ops:
+    from ..kernels.tvm_cuda import TvmCudaOps
     try:
-        return TvmOps(graph, gpu=True)
+        return TvmCudaOps(graph, gpu=True)
     except (RuntimeError, OSError, ImportError) as e:
         raise AqError(f"backend 'tvm-cuda': {str(e).splitlines()[0]}") from None
 
@@ -125,10 +120,6 @@ def cuda_unavailable() -> str | None:
         pass
     return ("backend 'numba-cuda' needs an NVIDIA GPU with a CUDA driver "
             "(or NUMBA_ENABLE_CUDASIM=1 to simulate it on the CPU)")
-
-
-def _numba_cuda(graph: Graph) -> Any:
-    return importlib.import_module("aq_runtime.kernels.numba_cuda")
 
 
 def _simulated() -> bool:
@@ -152,13 +143,13 @@ def numba_cuda_unlisted() -> str | None:
 class Backend:
     name: str
     unavailable: Callable[[], str | None]  # why it cannot run here (None: it can)
-    load: Callable[[Graph], Any]  # the ops object for a graph
+    load: Callable[[Graph], Ops]  # the ops object for a graph
     unlisted: Callable[[], str | None] | None = None  # why "auto" and listings skip it
 
     def why_not_offered(self) -> str | None:
         return (self.unlisted or self.unavailable)()
 
-    def ops(self, graph: Graph) -> Any:
+    def ops(self, graph: Graph) -> Ops:
         why = self.unavailable()
         if why:
             raise AqError(why)
@@ -168,10 +159,11 @@ class Backend:
 # the order "auto" prefers (fastest first)
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("tvm-cuda", tvm_cuda_unavailable, _tvm_cuda),
-    Backend("numba-cuda", cuda_unavailable, _numba_cuda, numba_cuda_unlisted),
-    Backend("tvm", tvm_unavailable, _tvm),
-    Backend("numba", numba_unavailable, _numba),
-    Backend("reference", lambda: None, _reference),
+    Backend("numba-cuda", cuda_unavailable, _ops_class("numba_cuda", "NumbaCudaOps"),
+            numba_cuda_unlisted),
+    Backend("tvm", tvm_unavailable, _ops_class("tvm", "TvmCpuOps")),
+    Backend("numba", numba_unavailable, _ops_class("numba_cpu", "NumbaOps")),
+    Backend("reference", lambda: None, Ops),
 )}
 
 
@@ -200,7 +192,7 @@ def backend_report() -> list[str]:
     return lines
 
 
-def get_backend(name: str, graph: Graph, batch: int = 16) -> tuple[str, Any]:
+def get_backend(name: str, graph: Graph, batch: int = 16) -> tuple[str, Ops]:
     """Resolve a backend name to (name, ops). 'auto': the backend aq-bench measured fastest for
     this model on this machine (runtime/fastest.py), if available, else the first available."""
     if name == "auto":

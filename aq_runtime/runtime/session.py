@@ -47,11 +47,9 @@ class Session:
             raise AqError(f"images must be N x {' x '.join(map(str, self.input_shape))}, "
                           f"got {' x '.join(map(str, images.shape))}")
         outs = []
-        from_images = getattr(self.ops, "from_images", None)  # a backend's own input layout
         for i in range(0, images.shape[0], self.batch_size):
             batch = images[i:i + self.batch_size]
-            x = from_images(batch) if from_images else batch.transpose(0, 3, 1, 2).astype(np.int64)
-            y = execute(self.graph, self.ops, x)
+            y = execute(self.graph, self.ops, self.ops.from_images(batch))
             outs.append(y.reshape(y.shape[0], -1).astype(np.int32))
         if not outs:
             return np.zeros((0, self.graph.tensors[self.graph.output].shape[0]), np.int32)

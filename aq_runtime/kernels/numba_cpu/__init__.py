@@ -1,8 +1,8 @@
-"""Numba CPU backend: parallel int32-accumulating convolution kernels (pointwise GEMM,
-depthwise, general direct conv) with the requantization of docs/SEMANTICS.md fused in the epilogue,
-and for pointwise convs with 1- to 3-bit weight codes a bit-serial kernel (AND + popcount on
-bit-planes), picked per layer by timing at plan time (choice.py). Residual adds run as a Numba
-kernel; gating multiplies, pools, ternary convs and LUTs use the reference functions (cheap,
-already exact)."""
+"""Numba CPU backend (`NumbaOps`): parallel int32-accumulating convolution kernels (pointwise
+GEMM, depthwise, general direct conv: kernels/nchw.py) with the requantization of
+docs/SEMANTICS.md fused in the epilogue, and for pointwise convs with 1- to 3-bit weight codes a
+bit-serial kernel (AND + popcount on bit-planes), picked per layer by timing at plan time
+(kernels/choice.py). Residual adds run as a Numba kernel; gating multiplies, pools, ternary
+convs and LUTs use the reference functions (cheap, already exact)."""
 
-from .ops import add, avgpool, conv, gap, kernel_choice, lut, maxpool, mul  # noqa: F401
+from .ops import NumbaOps  # noqa: F401

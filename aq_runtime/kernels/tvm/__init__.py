@@ -4,17 +4,6 @@ VNNI, AVX-VNNI, AVX2 or aarch64 `sdot`: target.py, dot.py), depthwise convs, add
 pooling and requantization as TIR kernels along the channels. Kernels are compiled on first use
 (PyPI `apache-tvm`) or loaded from a kernels file compiled ahead (ahead.py, with apache-tvm-ffi
 alone). Needs an x86 CPU with AVX2 and FMA or an aarch64 CPU with the dot-product extension
-(detected at run time)."""
+(detected at run time). `TvmCpuOps` is its ops object."""
 
-from .ops import (  # noqa: F401
-    add,
-    avgpool,
-    conv,
-    from_images,
-    gap,
-    kernel_choice,
-    lut,
-    maxpool,
-    mul,
-    to_host,
-)
+from .ops import TvmCpuOps  # noqa: F401

@@ -18,7 +18,6 @@ batch."""
 
 from __future__ import annotations
 
-import copy
 import ctypes
 import hashlib
 import json
@@ -38,7 +37,7 @@ from ...ir.graph import Graph
 from ...files import atomic_path, write_atomic_bytes
 from ..cache import cache_root
 from . import compiled
-from .runtime_lib import cpu_threads, tvm_version
+from ..tvm_runtime import cpu_threads, tvm_version
 from .target import ISAS, llvm_target, run_isa, supported_isas, use_isa
 
 FORMAT, FORMAT_VERSION = "aq-kernels", 1
@@ -74,12 +73,12 @@ def collect(graph: Graph, isa: str) -> dict[str, Any]:
     """name -> PrimFunc of every kernel the tvm backend prepares for `graph` on `isa`."""
     from ...kernels.executor import execute
     from .. import choice
-    from . import ops
+    from .ops import TvmCpuOps
 
-    g = copy.deepcopy(graph)  # the backend keeps per-node state: a copy keeps it off `graph`
-    c, h, w = g.tensors[g.input].shape
+    c, h, w = graph.tensors[graph.input].shape
     with use_isa(isa), compiled.collecting() as found, choice.dry_run():
-        execute(g, ops, ops.from_images(np.zeros((1, h, w, c), np.uint8)))
+        ops = TvmCpuOps(graph)  # made within use_isa: its kernels are `isa`'s
+        execute(graph, ops, ops.from_images(np.zeros((1, h, w, c), np.uint8)))
     return found
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from ... import AqError
 from ...optional import installed
-from .runtime_lib import cache_dir, load_module, save_module, set_threads, tvm_version
+from ..tvm_runtime import cache_dir, load_module, save_module, set_threads, tvm_version
 from .target import llvm_target, target_key
 
 _mem: dict[str, Callable[..., None]] = {}

@@ -4,4 +4,4 @@ and cached on disk (build.py); the CUDA C is turned into a cubin for the GPU at 
 (nvcc.py). Compiling needs the full apache-tvm package but no GPU; running needs a GPU, nvcc,
 torch, and TVM's runtime libraries only."""
 
-from .ops import TvmOps  # noqa: F401
+from .ops import TvmCudaOps  # noqa: F401

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ...ir.graph import Graph
-from ..tvm.runtime_lib import cache_dir, lib_dir, load_module, save_module, tvm_version
+from ..tvm_runtime import cache_dir, lib_dir, load_module, save_module, tvm_version
 from .compute import out_tile, prim_func, signature
 from .schedule import schedule
 

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ...files import write_atomic_bytes
-from ..tvm.runtime_lib import cache_dir
+from ..tvm_runtime import cache_dir
 
 
 def find_nvcc() -> str | None:

@@ -1,4 +1,4 @@
-"""The tvm-cuda ops object: calls the graph's compiled TVM functions (build.py) on torch
+"""The tvm-cuda ops object (`TvmCudaOps`): calls the graph's compiled TVM functions (build.py) on torch
 tensors (int32 NCHW codes, kept on the device between ops; DLPack hands them to TVM without
 copies). Per-node parameters are uploaded once, as int64 vectors and int32 weights."""
 
@@ -9,13 +9,17 @@ from typing import Any
 import numpy as np
 
 from ...ir.graph import Graph, Node
+from ..ops import Ops
 from .build import load_or_build
 
 
-class TvmOps:
+class TvmCudaOps(Ops):
     """Executor ops (conv, add, mul, gap, lut, maxpool, avgpool, to_host) for one graph."""
 
+    name = "tvm-cuda"
+
     def __init__(self, graph: Graph, gpu: bool = True):
+        super().__init__(graph)
         import torch
         self.torch = torch
         self.device = torch.device("cuda" if gpu else "cpu")

@@ -1,8 +1,9 @@
-"""Compiled TVM modules on disk: where they live (`~/.cache/aq_runtime/tvm`, or
-$AQ_CACHE_DIR/tvm), how they are saved (atomically) and loaded. Loading needs TVM's FFI and
-runtime libraries only (`libtvm_runtime.so`, plus `libtvm_runtime_cuda.so` for CUDA modules):
-`import tvm`, which loads LLVM and the compiler (~2 s, 260 MB), is needed only to compile, so a
-deployment machine can run modules compiled elsewhere."""
+"""TVM's runtime, shared by both TVM backends (tvm/, tvm_cuda/): where compiled modules live
+on disk (`~/.cache/aq_runtime/tvm`, or $AQ_CACHE_DIR/tvm), how they are saved (atomically) and
+loaded, and the threads TVM's pool gets. Loading needs TVM's FFI and runtime libraries only
+(`libtvm_runtime.so`, plus `libtvm_runtime_cuda.so` for CUDA modules): `import tvm`, which
+loads LLVM and the compiler (~2 s, 260 MB), is needed only to compile, so a deployment machine
+can run modules compiled elsewhere."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ...files import atomic_path
+from ..files import atomic_path
 
 
 def cache_dir() -> Path:
     """$AQ_CACHE_DIR, else ~/.cache/aq_runtime (XDG_CACHE_HOME respected), + /tvm."""
-    from ...kernels.cache import cache_root
+    from .cache import cache_root
     return cache_root() / "tvm"
 
 
