@@ -10,11 +10,12 @@ import pytest
 
 @lru_cache(maxsize=1)
 def _why_not() -> dict:
-    from aq_runtime.runtime.backends import _gpu_present, tvm_unavailable
-    gpu = _gpu_present()
+    from aq_runtime.kernels.tvm_cuda import gpu_present
+    from aq_runtime.runtime.backends import unavailable
+    gpu = gpu_present()
     machine = platform.machine().lower()
     return {
-        "tvm": tvm_unavailable(),
+        "tvm": unavailable("tvm"),
         "gpu": None if gpu else "needs an NVIDIA GPU with a CUDA driver",
         "nogpu": "checks the refusal on a machine without a GPU; this one has one" if gpu else None,
         "x86": None if machine in ("x86_64", "amd64") else f"needs an x86-64 CPU, not {machine}",

@@ -3,6 +3,8 @@
 ternary layers) and randomized small graphs (hypothesis)."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -20,13 +22,23 @@ def test_numba_is_available_here():
     assert "numba" in FAST  # a missing backend must not pass silently
 
 
+def test_listing_the_backends_imports_none_of_them():
+    """Each backend's folder says whether it can run here without importing its dependencies:
+    listing them in a fresh process imports neither TVM, nor its runtime, nor torch."""
+    code = ("import sys\nfrom aq_runtime.runtime.backends import backend_report\n"
+            "backend_report()\n"
+            "print(sorted(m for m in ('tvm', 'tvm_ffi', 'torch') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", (r.stdout, r.stderr)
+
+
 def test_tvm_is_available_where_the_cpu_runs_it():
     """Where the CPU lacks what the tvm backend needs, it says so in one line; elsewhere tvm
     (installed by the test extras) is the first CPU backend "auto" offers."""
     from aq_runtime.kernels.tvm.target import missing_features
-    from aq_runtime.runtime.backends import tvm_unavailable
+    from aq_runtime.runtime.backends import unavailable
     if missing_features():
-        assert "AVX2" in tvm_unavailable() and "\n" not in tvm_unavailable()
+        assert "AVX2" in unavailable("tvm") and "\n" not in unavailable("tvm")
     else:
         assert [b for b in FAST if b in ("tvm", "numba")][0] == "tvm"
 
@@ -214,7 +226,7 @@ def test_tvm_batch_sizes_in_one_session(lite0_mixed, photos96, monkeypatch):
     """One session at batch 1, then 3, then 1 again: every conv keeps to the backend's own
     kernels (timed per input shape; never the NCHW fallback, which Lite0 does not need) and the
     logits equal the reference each time."""
-    from aq_runtime.kernels.tvm import TvmCpuOps
+    from aq_runtime.kernels.tvm.ops import TvmCpuOps
 
     def no_fallback(*a):
         raise AssertionError("a Lite0 conv took the NCHW Numba fallback")

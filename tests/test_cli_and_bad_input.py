@@ -212,10 +212,10 @@ def test_export_bits_json_and_inspect(tmp_path):
 
 def test_unavailable_backend(digits_aqz):
     from aq_runtime import AqError
-    from aq_runtime.runtime.backends import tvm_cuda_unavailable
+    from aq_runtime.runtime.backends import unavailable
     with pytest.raises(AqError, match="unknown backend"):
         Session(digits_aqz, "tvm-gpu")
-    if tvm_cuda_unavailable():  # no GPU here (CI): one clear reason
+    if unavailable("tvm-cuda"):  # no GPU here (CI): one clear reason
         with pytest.raises(AqError, match="tvm-cuda.*needs"):
             Session(digits_aqz, "tvm-cuda")
 
@@ -227,8 +227,8 @@ def test_bench_cli_and_missing_backend(digits_aqz, image_folder, tmp_path):
     d = json.loads(out.read_text())
     assert {row["name"] for row in d["rows"]} >= {"aq reference", "aq numba"}
     assert all(row["median_ms"] > 0 for row in d["rows"])
-    from aq_runtime.runtime.backends import tvm_cuda_unavailable
-    if tvm_cuda_unavailable():  # no GPU here (CI)
+    from aq_runtime.runtime.backends import unavailable
+    if unavailable("tvm-cuda"):  # no GPU here (CI)
         line = _one_line_error(cli("infer", digits_aqz, image_folder, "--backend", "tvm-cuda"))
         assert "tvm-cuda" in line and "needs" in line
 

@@ -54,8 +54,8 @@ def test_numba_cuda_in_the_simulator():
                     reason="NUMBA_ENABLE_CUDASIM is set: the simulator stands in for a GPU")
 def test_numba_cuda_without_a_gpu_says_so():
     from aq_runtime import AqError
-    from aq_runtime.runtime.backends import cuda_unavailable, get_backend
-    assert "NVIDIA GPU" in cuda_unavailable()
+    from aq_runtime.runtime.backends import get_backend, unavailable
+    assert "NVIDIA GPU" in unavailable("numba-cuda")
     try:
         get_backend("numba-cuda", None)
     except AqError as e:

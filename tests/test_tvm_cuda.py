@@ -19,7 +19,7 @@ from aq_runtime.runtime import Session
 from aq_runtime.kernels.executor import execute
 
 tvm = pytest.importorskip("tvm")
-from aq_runtime.kernels.tvm_cuda import TvmCudaOps  # noqa: E402
+from aq_runtime.kernels.tvm_cuda.ops import TvmCudaOps  # noqa: E402
 from aq_runtime.kernels.tvm_cuda.compute import requantize_product_expr, requant_expr  # noqa: E402
 
 

@@ -83,8 +83,8 @@ def gemm_peak_gops() -> tuple[str, float]:
     rng = np.random.default_rng(0)
     m = k = n = 1024
     try:
-        from ..runtime.backends import tvm_unavailable
-        if tvm_unavailable():
+        from ..runtime.backends import unavailable
+        if unavailable("tvm"):
             raise ImportError
         from ..kernels.tvm.buffers import aligned_zeros
         from ..kernels.tvm.dot import digit_limit

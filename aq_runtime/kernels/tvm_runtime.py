@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import atomic_path
+from ..optional import installed
 
 
 def cache_dir() -> Path:
@@ -37,6 +38,11 @@ def lib_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ImportError("apache-tvm is not installed")
     return Path(list(spec.submodule_search_locations)[0]) / "lib"
+
+
+def has_lib(name: str) -> bool:
+    """Whether apache-tvm's library `name` is installed (checked without importing tvm)."""
+    return installed("tvm") and (lib_dir() / name).is_file()
 
 
 def cpu_threads() -> int:

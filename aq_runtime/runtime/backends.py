@@ -1,142 +1,20 @@
-"""The backend registry: one `Backend` record per backend (its name, why it cannot run here,
-and how to make its ops object for a graph), in the order "auto" prefers. Every backend's ops
-object is a `kernels.ops.Ops` made for one graph (`kernels.executor` calls its op methods).
-Adding a backend (kernels/<name>/, an `Ops` subclass) adds its availability check and one
-record here."""
+"""The backend registry: one `Backend` record per backend (its name, why it cannot run here, how
+to make its ops object for a graph), in the order "auto" prefers. Every backend's ops object is
+a `kernels.ops.Ops` made for one graph (`kernels.executor` calls its op methods). A backend's
+folder, kernels/<folder>/, defines `unavailable()` and `load(graph)` (and may define
+`unlisted()`) without importing its dependencies; adding a backend is that folder and one line
+here."""
 
 from __future__ import annotations
 
 import importlib
-import sys
 from dataclasses import dataclass
-from functools import lru_cache
-from typing import Any, Callable
+from pathlib import Path
+from typing import Callable
 
 from .. import AqError
 from ..ir.graph import Graph
 from ..kernels.ops import Ops
-from ..optional import installed, missing_message
-
-
-def _ops_class(module: str, cls: str) -> Callable[[Graph], Ops]:
-    """A loader: the ops class `cls` of backend package `module`, imported on first use (a
-    backend's dependencies are imported only when it runs)."""
-    def load(graph: Graph) -> Ops:
-        return getattr(importlib.import_module(f"aq_runtime.kernels.{module}"), cls)(graph)
-    return load
-
-
-def _ahead_loaded() -> bool:
-    """Whether this process loaded a kernels file (asked without importing the tvm backend:
-    no kernels file is loaded unless its module is)."""
-    compiled = sys.modules.get("aq_runtime.kernels.tvm.compiled")
-    return compiled is not None and compiled.ahead_loaded()
-
-
-def use_kernels(path: Any, graph: Graph, backend: str) -> str:
-    """Load kernels file `path` (aq-compile) of `graph` for the tvm backend; returns the
-    backend to run ('auto' becomes 'tvm')."""
-    if backend not in ("auto", "tvm"):
-        raise AqError(f"a kernels file is for backend 'tvm', not {backend!r}")
-    if not installed("tvm_ffi"):
-        raise AqError(missing_message("tvm_ffi", "a kernels file"))
-    if not installed("numba"):
-        raise AqError("backend 'tvm' needs the numba package")
-    from ..kernels.tvm.ahead import load_kernels
-    load_kernels(path, graph)
-    return "tvm"
-
-
-def tvm_unavailable() -> str | None:
-    """Why the tvm backend cannot run here (None if it can)."""
-    if _ahead_loaded():
-        return None
-    if not _tvm_lib("libtvm_compiler.so"):
-        return missing_message("tvm", "backend 'tvm' (compiling its kernels here)")
-    if not installed("numba"):
-        return "backend 'tvm' needs the numba package"
-    from ..kernels.tvm.target import isa, missing_features
-    miss = missing_features()
-    if miss:
-        return (f"backend 'tvm' needs an x86 CPU with AVX2 and FMA, or an aarch64 CPU with "
-                f"the dot-product extension (missing: {', '.join(miss)})")
-    try:
-        isa()
-    except AqError as e:  # AQ_TVM_ISA names an instruction set this CPU lacks
-        return f"backend 'tvm': {e}"
-    return None
-
-
-def _tvm_lib(name: str) -> bool:
-    """Whether apache-tvm's library `name` is installed (checked without importing tvm)."""
-    if not installed("tvm"):
-        return False
-    from ..kernels.tvm_runtime import lib_dir
-    return (lib_dir() / name).is_file()
-
-
-@lru_cache(maxsize=1)
-def _gpu_present() -> bool:
-    """A CUDA driver with at least one device (asked through libcuda once per process: no
-    torch import)."""
-    import ctypes
-    try:
-        cu = ctypes.CDLL("libcuda.so.1")
-        count = ctypes.c_int(0)
-        return cu.cuInit(0) == 0 and cu.cuDeviceGetCount(ctypes.byref(count)) == 0 \
-            and count.value > 0
-    except OSError:  # no driver library
-        return False
-
-
-def tvm_cuda_unavailable() -> str | None:
-    """Why the tvm-cuda backend cannot run here (None if it can)."""
-    if not _tvm_lib("libtvm_runtime_cuda.so"):
-        return missing_message("tvm", "backend 'tvm-cuda'")
-    if not _gpu_present():
-        return "backend 'tvm-cuda' needs an NVIDIA GPU with a CUDA driver (none found)"
-    if not installed("torch"):
-        return missing_message("torch", "backend 'tvm-cuda' (it holds the tensors on the GPU)")
-    return None
-
-
-def _tvm_cuda(graph: Graph) -> Ops:
-    from ..kernels.tvm_cuda import TvmCudaOps
-    try:
-        return TvmCudaOps(graph, gpu=True)
-    except (RuntimeError, OSError, ImportError) as e:
-        raise AqError(f"backend 'tvm-cuda': {str(e).splitlines()[0]}") from None
-
-
-def cuda_unavailable() -> str | None:
-    """Why the numba-cuda backend cannot run here (None if it can: a GPU, or the simulator)."""
-    if not installed("numba"):
-        return "backend 'numba-cuda' needs the numba and numba-cuda packages"
-    try:
-        from numba import cuda
-        if cuda.is_available():
-            return None
-    except Exception:  # a broken driver or toolkit: report it as unavailable
-        pass
-    return ("backend 'numba-cuda' needs an NVIDIA GPU with a CUDA driver "
-            "(or NUMBA_ENABLE_CUDASIM=1 to simulate it on the CPU)")
-
-
-def _simulated() -> bool:
-    import os
-    return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") not in ("", "0")
-
-
-def numba_unavailable() -> str | None:
-    return None if installed("numba") else "backend 'numba' needs the numba package"
-
-
-def numba_cuda_unlisted() -> str | None:
-    """numba-cuda is offered only on a GPU: under the CUDA simulator (for tests) it is never
-    listed, only used when asked for by name."""
-    return cuda_unavailable() or ("backend 'numba-cuda' runs on the CUDA simulator "
-                                  "(NUMBA_ENABLE_CUDASIM) only when asked for by name"
-                                  if _simulated() else None)
 
 
 @dataclass(frozen=True)
@@ -145,6 +23,12 @@ class Backend:
     unavailable: Callable[[], str | None]  # why it cannot run here (None: it can)
     load: Callable[[Graph], Ops]  # the ops object for a graph
     unlisted: Callable[[], str | None] | None = None  # why "auto" and listings skip it
+
+    @classmethod
+    def of_folder(cls, name: str, folder: str) -> "Backend":
+        """The record of the backend in kernels/<folder>/."""
+        mod = importlib.import_module(f"aq_runtime.kernels.{folder}")
+        return cls(name, mod.unavailable, mod.load, getattr(mod, "unlisted", None))
 
     def why_not_offered(self) -> str | None:
         return (self.unlisted or self.unavailable)()
@@ -158,13 +42,17 @@ class Backend:
 
 # the order "auto" prefers (fastest first)
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
-    Backend("tvm-cuda", tvm_cuda_unavailable, _tvm_cuda),
-    Backend("numba-cuda", cuda_unavailable, _ops_class("numba_cuda", "NumbaCudaOps"),
-            numba_cuda_unlisted),
-    Backend("tvm", tvm_unavailable, _ops_class("tvm", "TvmCpuOps")),
-    Backend("numba", numba_unavailable, _ops_class("numba_cpu", "NumbaOps")),
+    Backend.of_folder("tvm-cuda", "tvm_cuda"),
+    Backend.of_folder("numba-cuda", "numba_cuda"),
+    Backend.of_folder("tvm", "tvm"),
+    Backend.of_folder("numba", "numba_cpu"),
     Backend("reference", lambda: None, Ops),
 )}
+
+
+def unavailable(name: str) -> str | None:
+    """Why backend `name` cannot run here (None: it can)."""
+    return BACKENDS[name].unavailable()
 
 
 def backend_unavailable(name: str) -> str | None:
@@ -190,6 +78,16 @@ def backend_report() -> list[str]:
         else:
             lines.append(f"{name}: available")
     return lines
+
+
+def use_kernels(path: str | Path, graph: Graph, backend: str) -> str:
+    """Load kernels file `path` (aq-compile) of `graph` for the tvm backend; returns the
+    backend to run ('auto' becomes 'tvm')."""
+    if backend not in ("auto", "tvm"):
+        raise AqError(f"a kernels file is for backend 'tvm', not {backend!r}")
+    from ..kernels.tvm import use_kernels as load
+    load(path, graph)
+    return "tvm"
 
 
 def get_backend(name: str, graph: Graph, batch: int = 16) -> tuple[str, Ops]:
