@@ -1,4 +1,4 @@
-"""The digits table of #4: float, uniform 8/4/3/2-bit QAT, AQ mixed, TTQ and progressive
+"""The digits training table: float, uniform 8/4/3/2-bit QAT, AQ mixed, TTQ and progressive
 search on the fixed digits split, each with the same training budget, every quantized accuracy
 the **integer** one (the checkpoint exported to .aqz and run by the reference runtime), the
 fake-quant accuracy beside it.

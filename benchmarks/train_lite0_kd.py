@@ -1,5 +1,5 @@
-"""#4 on the real model: EfficientNet-Lite0, distillation-only AQ (no labels) starting from the
-spine's post-training mixed model (`aq-export --bits auto`: same calibration crops, same bits),
+"""Training on the real model: EfficientNet-Lite0, distillation-only AQ (no labels) starting
+from the post-training mixed model (`aq-export --bits auto`: same calibration crops, same bits),
 trained on augmented crops of the 8 calibration photos; scored before and after on the 376
 held-out crops of 11 other photos (agreement with the float top-1, top-5, SQNR) with the
 average bits, integer numbers (the exported graph on the numba backend, == reference) with the

@@ -37,7 +37,7 @@ def test_textbook_uniform8_matches_ort_int8(rows):
 
 @pytest.mark.slow
 def test_uniform8_fidelity_bar(rows):
-    # Issue #8: uniform 8 bits (the default export) no worse than ONNX Runtime int8 by more
+    # The 8-bit bar: uniform 8 bits (the default export) no worse than ONNX Runtime int8 by more
     # than 0.5 dB / 2 points (either configuration: on this CPU as it runs), top-5
     # containment >= 99%, confident images all agree.
     u8 = rows["uniform 8"].fid
@@ -64,7 +64,7 @@ def test_auto_at_same_bytes(rows):
     from aq_runtime.format.inspect import weight_bytes
     tbk, u8, auto = rows["textbook 8"], rows["uniform 8"], rows["auto"]
     assert weight_bytes(auto.graph) <= weight_bytes(u8.graph) == weight_bytes(tbk.graph)
-    # Issue #8's +2 dB and "top-1 no lower", against the textbook uniform 8 bits (ORT's
+    # Auto bits' bar, +2 dB and "top-1 no lower", against the textbook uniform 8 bits (ORT's
     # method); against the default uniform 8 (mixed ranges, bias correction) auto's lead is
     # smaller, 8-bit activation noise being most of what is left
     assert auto.fid.sqnr_db >= tbk.fid.sqnr_db + 2.0

@@ -87,7 +87,7 @@ def test_roundtrip_uniform_and_mixed(model, tmp_path):
         wbytes = sum(int(((np.prod(n.arrays["weight"].shape[1:]) * n.arrays["wbits"].astype(np.int64) + 7) // 8).sum())
                      for n in g.weight_nodes())
         assert weight_bytes(g2) == wbytes
-        # Issue #8's bound: 2% + 64 KiB over the packed weights. B0's swish/sigmoid tables are
+        # The size bound: 2% + 64 KiB over the packed weights. B0's swish/sigmoid tables are
         # parameters too (256 entries per channel, compressed on disk): allowed 1 bit per entry.
         slack = 64 * 1024 + sum(n.arrays["table"].size for n in g.nodes if n.op == "lut") // 8
         assert size <= 1.02 * wbytes + slack, (name, size, wbytes)

@@ -1,4 +1,4 @@
-"""Training (#4): STE gradients, the metric against a hand count, the iterative schedule,
+"""Training: STE gradients, the metric against a hand count, the iterative schedule,
 resume and DDP equality, every strategy's checkpoint exporting bit-exactly, bad input."""
 
 import csv

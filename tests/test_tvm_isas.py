@@ -86,7 +86,7 @@ def test_every_instruction_set_of_this_cpu_gives_the_golden_logits(tmp_path):
 @pytest.mark.slow  # about 3 minutes; CI keeps the AVX2 kernels' golden logits and unit tests
 @pytest.mark.tvm
 def test_the_backend_tests_pass_on_the_avx2_kernels(tmp_path):
-    """Issue #16's AVX2-only CPU, as far as this CPU can play it: tests/test_backends.py (every
+    """An AVX2-only CPU, as far as this CPU can play it: tests/test_backends.py (every
     backend == reference on Lite0 with 1..16-bit and ternary layers, B0, digits, random graphs,
     every kernel candidate forced) in a process whose tvm kernels are built for AVX2 alone
     (AQ_TVM_ISA=avx2: AVX2 + FMA, no AVX-512, no VNNI), whatever this CPU's fastest set."""

@@ -1,4 +1,4 @@
-"""Issue #16 on an AVX2-only CPU, emulated on this one: valgrind (`--tool=none`) executes x86-64
+"""An AVX2-only CPU, emulated on this one: valgrind (`--tool=none`) executes x86-64
 code as a CPU without AVX-512 or VNNI (its CPUID: LLVM names it haswell, with AVX, AVX2 and FMA),
 on any x86-64 host, so ONNX Runtime, PyTorch, numba and this package (kernels/tvm/target.py's
 cpu_flags) all take their AVX2 paths. Numerics only: under valgrind code runs 10-50x slower and
