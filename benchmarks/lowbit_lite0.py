@@ -155,8 +155,7 @@ def kd_row(start: Path, run: Path):
     frozen, logits + block distillation on augmented calibration crops), its final checkpoint,
     its convs marked for the writer as `start`'s are (entropy-coded stays coded); resumes
     `run` (the seconds add up over resumes in run/seconds.json)."""
-    from train_lite0_kd import kd_config, timed_train
-
+    from aq_runtime.bench.kd_run import kd_config, timed_train
     from aq_runtime.training.api import checkpoint_graph
 
     cfg = kd_config(run, KD_EPOCHS, KD_LR, kd_blocks=KD_BLOCKS, init_aqz=str(start))

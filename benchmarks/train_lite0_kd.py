@@ -9,7 +9,8 @@ fake-quant ones beside them.
     python benchmarks/train_lite0_kd.py --init-aqz l05.aqz --kd-blocks 1 --tag _blocks
 
 Interruptible: rerun with --resume to continue. Writes benchmarks/results/lite0_kd.{txt,json}
-and lite0_bits_{before,after}.png. `kd_config` is also the run of lowbit_lite0.py's KD rows."""
+and lite0_bits_{before,after}.png. The run (`kd_config`) is aq_runtime/bench/kd_run.py's, shared
+with lowbit_lite0.py's KD rows."""
 
 from __future__ import annotations
 
@@ -17,16 +18,15 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from pathlib import Path
 
+from aq_runtime.bench.kd_run import kd_config, timed_train
 from aq_runtime.bench.results import write_result
 from aq_runtime.data.photos import HELDOUT_PHOTOS, crops_of
 from aq_runtime.training.build import restore_model
 from aq_runtime.training.checkpoint import load_checkpoint
-from aq_runtime.training.config import TrainConfig
 from aq_runtime.training.evaluate import evaluate, plot_bits
-from aq_runtime.training.loop import block_outputs, prepare, train
+from aq_runtime.training.loop import block_outputs, prepare
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -58,40 +58,6 @@ def epoch_lines(path: Path) -> list[str]:
                    f"{100 * float(r['heldout_int_top5_float']):9.2f}% "
                    f"{float(r['heldout_int_sqnr_db']):8.2f}")
     return out
-
-
-def kd_config(out: Path, epochs: float = 8.0, lr: float = 2e-5, beta: float = 2.0,
-              lr_bits: float = 1e-2, kd_blocks: float = 0.0, metric_target: float | None = None,
-              init_aqz: str | None = None, **more) -> TrainConfig:
-    """The benchmark's run: KD-only AQ on augmented crops of the calibration photos, batch 8,
-    128 crops per epoch; from `init_aqz` the bits are frozen and there is no metric term.
-    `more`: further TrainConfig fields (e.g. color_jitter, grayscale, epoch_size)."""
-    cfg = TrainConfig(model="efficientnet-lite0", data="photos", kd_only=True, alpha=0.0, kd=1.0,
-                      strategy="aq", init_bits="auto", weight_bits=8, act_bits=8, max_bits=16,
-                      min_bits=2, bits_trainable=True, iter_train=True, beta=beta, gamma=0.7,
-                      lr=lr, lr_bits=lr_bits, batch_size=8, epoch_size=128,
-                      max_epoch=epochs, eval_backend="numba", out=str(out),
-                      kd_blocks=kd_blocks, metric_target=metric_target)
-    for k, v in more.items():
-        if not hasattr(cfg, k):
-            raise TypeError(f"no TrainConfig field {k}")
-        setattr(cfg, k, v)
-    if init_aqz:
-        cfg.init_aqz, cfg.init_bits = str(init_aqz), None
-        cfg.bits_trainable, cfg.iter_train, cfg.beta = False, False, 0.0
-    return cfg
-
-
-def timed_train(cfg: TrainConfig, resume: bool) -> tuple[int, float]:
-    """`train(cfg)` with its wall time summed over resumes in <cfg.out>/seconds.json:
-    (exit status, seconds so far). A fresh run starts the count again."""
-    clock = Path(cfg.out) / "seconds.json"
-    spent = json.loads(clock.read_text())["seconds"] if resume and clock.exists() else 0.0
-    t0 = time.time()
-    code = train(cfg, resume=resume, progress=True)
-    seconds = spent + time.time() - t0
-    clock.write_text(json.dumps({"seconds": seconds}))
-    return code, seconds
 
 
 def main() -> None:
