@@ -57,9 +57,9 @@ integers on every CPU backend over all 376 crops (`python benchmarks/lowbit_veri
 file.
 
 """, embed("bench_lite0_auto.txt", lines=25), """
-The same file with the code before and after the package's restructure into layers, alternating
-in one sitting (`results/bench_lite0_auto_before_after.txt`; the VM ran 2-3x slower that day
-and drifted between runs):
+The same file with the code before and after the package's restructure into layers and ops
+objects, alternating in one sitting (`results/bench_lite0_auto_before_after.txt`; the VM ran
+2-3x slower that day than for the table above, and drifted between runs):
 
 """, embed("bench_lite0_auto_before_after.txt"), """
 ## The tvm kernels per instruction set
