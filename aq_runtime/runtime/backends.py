@@ -2,7 +2,7 @@
 to make its ops object for a graph), in the order "auto" prefers. Every backend's ops object is
 a `kernels.ops.Ops` made for one graph (`kernels.executor` calls its op methods). A backend's
 folder, kernels/<folder>/, defines `unavailable()` and `load(graph)` (and may define
-`unlisted()`) without importing its dependencies; adding a backend is that folder and one line
+`unlisted()`) without importing its kernels; adding a backend is that folder and one line
 here."""
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ docs/SEMANTICS.md fused in the epilogue, and for pointwise convs with 1- to 3-bi
 bit-serial kernel (AND + popcount on bit-planes), picked per layer by timing at plan time
 (kernels/choice.py). Residual adds run as a Numba kernel; gating multiplies, pools, ternary
 convs and LUTs use the reference functions (cheap, already exact).
-Importing this package imports no dependency: `unavailable()` says why the backend cannot run
-here, `load(graph)` imports the kernels and makes the ops object."""
+
+Importing this package does not import its kernels: `unavailable()` says why the backend cannot
+run here, `load(graph)` imports the kernels and makes the ops object."""
 
 from __future__ import annotations
 

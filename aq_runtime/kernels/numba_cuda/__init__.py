@@ -2,8 +2,10 @@
 op of docs/SEMANTICS.md, activations kept on the device between ops. Runs on an NVIDIA GPU, or
 on the CPU under Numba's CUDA simulator (`NUMBA_ENABLE_CUDASIM=1`, slow: for tests on small
 graphs).
-Importing this package imports no dependency: `unavailable()` says why the backend cannot run
-here, `unlisted()` why "auto" and listings skip it, `load(graph)` makes the ops object."""
+
+Importing this package does not import its kernels (nor numba's CUDA support): `unavailable()`
+says why the backend cannot run here, `unlisted()` why "auto" and listings skip it,
+`load(graph)` makes the ops object."""
 
 from __future__ import annotations
 

@@ -5,8 +5,10 @@ pooling and requantization as TIR kernels along the channels. Kernels are compil
 (PyPI `apache-tvm`) or loaded from a kernels file compiled ahead (ahead.py, with apache-tvm-ffi
 alone). Needs an x86 CPU with AVX2 and FMA or an aarch64 CPU with the dot-product extension
 (detected at run time).
-Importing this package imports no dependency: `unavailable()` says why the backend cannot run
-here, `load(graph)` imports the kernels and makes the ops object (`ops.TvmCpuOps`)."""
+
+Importing this package does not import its kernels (nor TVM or its runtime): `unavailable()`
+says why the backend cannot run here, `load(graph)` imports the kernels and makes the ops object
+(`ops.TvmCpuOps`)."""
 
 from __future__ import annotations
 

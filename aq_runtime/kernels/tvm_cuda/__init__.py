@@ -3,8 +3,10 @@
 and cached on disk (build.py); the CUDA C is turned into a cubin for the GPU at load by nvcc
 (nvcc.py). Compiling needs the full apache-tvm package but no GPU; running needs a GPU, nvcc,
 torch, and TVM's runtime libraries only.
-Importing this package imports no dependency: `unavailable()` says why the backend cannot run
-here, `load(graph)` compiles or loads the graph's module and makes the ops object."""
+
+Importing this package does not import its kernels (nor TVM, its runtime or torch):
+`unavailable()` says why the backend cannot run here, `load(graph)` compiles or loads the
+graph's module and makes the ops object."""
 
 from __future__ import annotations
 
