@@ -214,6 +214,16 @@ def test_cli_errors(images, tmp_path):
     line = _one_line(_cli(MODEL, images, "--engine", "ray", "--output", tmp_path / "o",
                           "--ray-address", "127.0.0.1:1"))
     assert "Ray" in line
+    # the driver checks the bytes it will send, before Ray starts: one line, nothing written
+    junk = tmp_path / "junk.kernels"
+    junk.write_bytes(b"not a zip archive")
+    line = _one_line(_cli(MODEL, images, "--engine", "ray", "--output", tmp_path / "o2",
+                          "--kernels", junk))
+    assert "junk.kernels" in line and "not a kernels file" in line
+    line = _one_line(_cli(tmp_path / "none.aqz", images, "--engine", "ray", "--output",
+                          tmp_path / "o3"))
+    assert "none.aqz" in line and "no such file" in line
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
 
 
 def test_uri_input(local_ray, images, tmp_path):

@@ -199,11 +199,11 @@ def infer_ray(model: str | Path, images: str | Path, output: str | Path, top_k: 
     graph = read_aqz(model, model_bytes)  # validated here, before any work: workers get these
     kernels_bytes = None
     if kernels is not None:
-        m, z = read_manifest(kernels)
+        kernels_bytes = _read(kernels)
+        m, z = read_manifest(kernels, kernels_bytes)
         z.close()
         if m["model"] != graph.digest():
             raise AqError(f"{kernels}: kernels of another model")
-        kernels_bytes = Path(kernels).read_bytes()
     listed = list_uri(str(images), recursive, exts or IMAGE_EXTS) if "://" in str(images) \
         else list_images(images, recursive, exts or IMAGE_EXTS)
     if not listed:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import io
 import json
 import os
 import re
@@ -163,13 +164,15 @@ def _bad(path: str, why: str) -> AqError:
     return AqError(f"{path}: {why}")
 
 
-def read_manifest(path: str | Path) -> tuple[dict, zipfile.ZipFile]:
-    """The validated manifest of kernels file `path` and the open archive."""
+def read_manifest(path: str | Path, data: bytes | None = None
+                  ) -> tuple[dict, zipfile.ZipFile]:
+    """The validated manifest of kernels file `path` and the open archive. `data`: the file's
+    bytes, already read (then `path` only names it in errors)."""
     p = str(path)
-    if not os.path.isfile(p):
+    if data is None and not os.path.isfile(p):
         raise _bad(p, "no such file")
     try:
-        z = zipfile.ZipFile(p)
+        z = zipfile.ZipFile(p if data is None else io.BytesIO(data))
         info = z.getinfo(MANIFEST)
         if info.file_size > MAX_MANIFEST:
             raise _bad(p, f"{MANIFEST} too large")
