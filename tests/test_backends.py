@@ -23,7 +23,7 @@ def test_numba_is_available_here():
 
 
 def test_listing_the_backends_imports_none_of_them():
-    """Each backend's folder says whether it can run here without importing its dependencies:
+    """Each backend's folder says whether it can run here without importing its kernels:
     listing them in a fresh process imports neither TVM, nor its runtime, nor torch."""
     code = ("import sys\nfrom aq_runtime.runtime.backends import backend_report\n"
             "backend_report()\n"

@@ -155,6 +155,12 @@ def is_pointwise(node: Node) -> bool:
     return kh == kw == 1 and node.attrs["groups"] == 1 and not any(node.attrs["pad"])
 
 
+def is_depthwise(node: Node) -> bool:
+    """One input channel per group and one output channel per input channel."""
+    o, cg, _, _ = node.arrays["weight"].shape
+    return cg == 1 and node.attrs["groups"] == o
+
+
 def out_hw(node: Node, h: int, w: int) -> tuple[int, int]:
     _, _, kh, kw = node.arrays["weight"].shape
     (sh, sw), p = node.attrs["stride"], node.attrs["pad"]
@@ -185,8 +191,8 @@ def conv(node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray,
     if node.attrs.get("mode", "int") == "ternary":
         return reference.conv(node, x, z_in, z_out).astype(np.int32)
     w, bias, mult, shift, z, lo, hi = arrays
-    o, cg, kh, kw = w.shape
-    n, c, h, wd = x.shape
+    o, _, kh, kw = w.shape
+    n, _, h, wd = x.shape
     ho, wo = out_hw(node, h, wd)
     if is_pointwise(node):
         return pointwise_conv(pointwise_input(node, x), arrays).reshape(n, o, ho, wo)
@@ -194,7 +200,7 @@ def conv(node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray,
     xp = pad(np.ascontiguousarray(x, dtype=np.int32), p[0], p[1], p[2], p[3],
              np.ascontiguousarray(z_in, dtype=np.int32))
     out = np.empty((n, o, ho, wo), dtype=np.int32)
-    if groups == c and cg == 1 and o == c:
+    if is_depthwise(node):
         depthwise(xp, w.reshape(o, kh, kw), sh, sw, bias, mult, shift, z, lo, hi, out)
     else:
         direct(xp, w, groups, sh, sw, bias, mult, shift, z, lo, hi, out)

@@ -52,20 +52,18 @@ class NumbaOps(Ops):
         """The kernel this backend runs for a conv node: 'bitserial' or 'int8' for pointwise
         convs with small weight codes (whichever was faster when timed at plan time), 'int8'
         for other pointwise convs, 'depthwise' / 'direct' / 'ternary' otherwise."""
-        o, cg, _, _ = node.arrays["weight"].shape
         if node.attrs.get("mode", "int") == "ternary":
             return "ternary"
         if nchw.is_pointwise(node):
             return self.choice.chosen(node) or "int8"
-        return "depthwise" if cg == 1 and node.attrs["groups"] == o else "direct"
+        return "depthwise" if nchw.is_depthwise(node) else "direct"
 
     def conv(self, node: Node, x: np.ndarray, z_in: np.ndarray, z_out: np.ndarray
              ) -> np.ndarray:
-        if node.attrs.get("mode", "int") == "ternary":
-            return nchw.conv(node, x, z_in, z_out, ())
         arrays = self._conv_arrays(node, z_out)
         w = arrays[0]
-        if not (nchw.is_pointwise(node) and bitserial.eligible(w)):
+        ternary = node.attrs.get("mode", "int") == "ternary"  # nchw.conv runs the reference
+        if ternary or not (nchw.is_pointwise(node) and bitserial.eligible(w)):
             return nchw.conv(node, x, z_in, z_out, arrays)
         o = w.shape[0]
         n, _, h, wd = x.shape

@@ -1,6 +1,6 @@
-"""The tvm-cuda ops object (`TvmCudaOps`): calls the graph's compiled TVM functions (build.py) on torch
-tensors (int32 NCHW codes, kept on the device between ops; DLPack hands them to TVM without
-copies). Per-node parameters are uploaded once, as int64 vectors and int32 weights."""
+"""The tvm-cuda ops object (`TvmCudaOps`): calls the graph's compiled TVM functions (build.py)
+on torch tensors (int32 NCHW codes, kept on the device between ops; DLPack hands them to TVM
+without copies). Per-node parameters are uploaded once, as int64 vectors and int32 weights."""
 
 from __future__ import annotations
 
